@@ -1,0 +1,312 @@
+"""The node agent: ``mnp agent``, one per node, started by a cluster provider.
+
+It reads its job handoff (coordinator endpoint, node index, CURVE keys) as one JSON line on stdin, dials the
+coordinator, says hello, and then does what it is told: start the node's ranks and serve PMI-1 to them, stream
+their output, report their exits, stop them. On a local node it is the PID namespace's init, so it also reaps
+whatever is re-parented to it and ends the node when it exits.
+
+Liveness both ways: the agent sends a heartbeat every ``heartbeat_s``; if it hears nothing from the coordinator
+for ``dead_s`` it kills its ranks and exits (no orphans when the main node disappears).
+
+This module is imported by every node at start-up, so it stays light: no pydantic, no numba, no MPI.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from .control import AgentChannel
+from .pmi import PmiEvent, PmiServer
+
+__all__ = ["main", "Agent"]
+
+
+@dataclass
+class _Rank:
+    rank: int
+    local_rank: int
+    proc: subprocess.Popen[bytes] | None = None
+    pmi: socket.socket | None = None
+    pmi_buf: bytes = b""
+    pipes: dict[int, str] = field(default_factory=dict)  # fd -> "stdout" | "stderr"
+    exited: bool = False
+
+
+class Agent:
+    def __init__(self, handoff: dict[str, Any]) -> None:
+        self.node: int = int(handoff["node"])
+        self.heartbeat_s: float = float(handoff.get("heartbeat_s", 1.0))
+        self.dead_s: float = float(handoff.get("dead_s", 15.0))
+        self.chan = AgentChannel(handoff["endpoint"], self.node, handoff)
+        self.poller = zmq.Poller()
+        self.poller.register(self.chan.sock, zmq.POLLIN)
+        self.ranks: dict[int, _Rank] = {}
+        self.by_fd: dict[int, _Rank] = {}
+        self.by_pid: dict[int, _Rank] = {}
+        self.pmi: PmiServer | None = None
+        self.running = True
+        self.kill_deadline: float | None = None
+        self.last_heard = time.monotonic()
+        self.last_sent = 0.0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.poller.register(self._wake_r, zmq.POLLIN)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_term)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def _on_term(self, signum: int, _frame: Any) -> None:
+        self.stop_ranks(grace=2.0)
+        self.running = False
+
+    def hello(self) -> None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            cpus = os.cpu_count() or 1
+        self.chan.send("hello", node=self.node, hostname=socket.gethostname(), cpus=cpus, pid=os.getpid(),
+                       python=sys.version.split()[0])
+
+    def run(self) -> int:
+        self.hello()
+        code = 0
+        while self.running or self._live_ranks():
+            now = time.monotonic()
+            if now - self.last_sent >= self.heartbeat_s:
+                self.chan.send("heartbeat", node=self.node)
+                self.last_sent = now
+            if now - self.last_heard > self.dead_s and self.running:
+                sys.stderr.write(f"mnp agent {self.node}: coordinator silent for {self.dead_s:.0f}s; stopping\n")
+                self.stop_ranks(grace=1.0)
+                self.running = False
+                code = 1
+            if self.kill_deadline is not None and now >= self.kill_deadline:
+                self._signal_ranks(signal.SIGKILL)
+                self.kill_deadline = None
+            for sock, _ in self.poller.poll(timeout=min(self.heartbeat_s, 0.5) * 1000):
+                if sock is self.chan.sock:
+                    self._drain_control()
+                elif sock == self._wake_r:
+                    self._drain_wake()
+                else:
+                    self._on_fd(sock)
+            self._reap()
+        self.chan.send("bye", node=self.node)
+        self.chan.close()
+        return code
+
+    def _live_ranks(self) -> bool:
+        return any(not r.exited and r.proc is not None for r in self.ranks.values())
+
+    # -- control messages --------------------------------------------------------------------------------------
+    def _drain_control(self) -> None:
+        while (msg := self.chan.recv_nowait()) is not None:
+            self.last_heard = time.monotonic()
+            kind = msg["t"]
+            if kind == "start":
+                self.start(msg)
+            elif kind == "barrier_done":
+                assert self.pmi is not None
+                for rank, line in self.pmi.barrier_done(msg["kvs"]):
+                    self._pmi_send(self.ranks[rank], line)
+            elif kind == "kill":
+                self.stop_ranks(float(msg.get("grace", 5.0)))
+            elif kind == "shutdown":
+                self.stop_ranks(grace=1.0)
+                self.running = False
+
+    def start(self, msg: dict[str, Any]) -> None:
+        ranks = msg["ranks"]
+        self.pmi = PmiServer(kvsname=msg["kvsname"], size=int(msg["size"]),
+                             local_ranks=[r["rank"] for r in ranks], universe_size=int(msg["size"]),
+                             kvs={"PMI_process_mapping": msg["mapping"]},
+                             on_barrier=lambda puts: self.chan.send("barrier", node=self.node, puts=puts),
+                             on_event=self._pmi_event)
+        base = dict(os.environ)
+        for key in [k for k in base if k.startswith(("PMI_", "PMIX_", "PRTE_", "OMPI_COMM_WORLD"))]:
+            del base[key]
+        base.update(msg["env"])
+        pids = {}
+        for spec in ranks:
+            r = _Rank(spec["rank"], spec["local_rank"])
+            self.ranks[r.rank] = r
+            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            env = {**base, "PMI_FD": str(child.fileno()), "PMI_RANK": str(r.rank), "PMI_SIZE": str(msg["size"]),
+                   "MNP_RANK": str(r.rank), "MNP_LOCAL_RANK": str(r.local_rank),
+                   "MPI_LOCALRANKID": str(r.local_rank), "MPI_LOCALNRANKS": str(len(ranks)),
+                   "PMI_HOSTNAME": socket.gethostname()}
+            try:
+                r.proc = subprocess.Popen(spec["argv"], env=env, cwd=msg.get("cwd") or None,
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          pass_fds=(child.fileno(),), start_new_session=True)
+            except OSError as e:
+                child.close()
+                parent.close()
+                r.exited = True
+                code = 127 if e.errno == errno.ENOENT else 126
+                self.chan.send("exit", node=self.node, rank=r.rank, code=code, signal=None,
+                               reason=f"cannot start {spec['argv'][0]!r}: {e.strerror}")
+                continue
+            child.close()
+            parent.setblocking(False)
+            r.pmi = parent
+            self._watch(parent.fileno(), r)
+            for name, pipe in (("stdout", r.proc.stdout), ("stderr", r.proc.stderr)):
+                assert pipe is not None
+                fd = pipe.fileno()
+                os.set_blocking(fd, False)
+                r.pipes[fd] = name
+                self._watch(fd, r)
+            self.by_pid[r.proc.pid] = r
+            pids[r.rank] = r.proc.pid
+        self.chan.send("started", node=self.node, pids=pids)
+
+    def _watch(self, fd: int, r: _Rank) -> None:
+        self.by_fd[fd] = r
+        self.poller.register(fd, zmq.POLLIN)
+
+    def _unwatch(self, fd: int) -> None:
+        self.by_fd.pop(fd, None)
+        try:
+            self.poller.unregister(fd)
+        except KeyError:
+            pass
+
+    def _pmi_event(self, ev: PmiEvent) -> None:
+        if ev.kind == "abort":
+            self.chan.send("abort", node=self.node, rank=ev.rank, code=ev.exit_code, message=ev.message)
+
+    # -- ranks -------------------------------------------------------------------------------------------------
+    def _on_fd(self, fd: int) -> None:
+        r = self.by_fd.get(fd)
+        if r is None:
+            return
+        if r.pmi is not None and fd == r.pmi.fileno():
+            self._read_pmi(r)
+        else:
+            self._read_pipe(r, fd)
+
+    def _read_pipe(self, r: _Rank, fd: int) -> str:
+        """Forward what is in a rank's pipe: "data", "again" (nothing now) or "eof" (then it is closed)."""
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return "again"
+        except OSError:
+            data = b""
+        if data:
+            self.chan.send("output", data, rank=r.rank, stream=r.pipes[fd])
+            return "data"
+        self._close_pipe(r, fd)
+        return "eof"
+
+    def _close_pipe(self, r: _Rank, fd: int) -> None:
+        self._unwatch(fd)
+        r.pipes.pop(fd, None)
+        os.close(fd)
+
+    def _read_pmi(self, r: _Rank) -> None:
+        assert r.pmi is not None and self.pmi is not None
+        try:
+            data = r.pmi.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_pmi(r)
+            return
+        r.pmi_buf += data
+        while b"\n" in r.pmi_buf:
+            line, r.pmi_buf = r.pmi_buf.split(b"\n", 1)
+            for reply in self.pmi.handle(r.rank, line.decode(errors="replace")):
+                self._pmi_send(r, reply)
+
+    def _pmi_send(self, r: _Rank, line: str) -> None:
+        if r.pmi is None:
+            return
+        try:
+            r.pmi.setblocking(True)
+            r.pmi.sendall(line.encode())
+            r.pmi.setblocking(False)
+        except OSError:
+            self._close_pmi(r)
+
+    def _close_pmi(self, r: _Rank) -> None:
+        if r.pmi is not None:
+            self._unwatch(r.pmi.fileno())
+            r.pmi.close()
+            r.pmi = None
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            r = self.by_pid.pop(pid, None)
+            if r is None or r.proc is None:
+                continue  # an orphan re-parented to us (we are the node's init)
+            r.proc.returncode = os.waitstatus_to_exitcode(status)
+            for fd in list(r.pipes):  # what the rank wrote before it exited is still in the pipe
+                while self._read_pipe(r, fd) == "data":
+                    pass
+                if fd in r.pipes:  # a child of the rank still holds it open: stop listening
+                    self._close_pipe(r, fd)
+            self._close_pmi(r)
+            r.exited = True
+            sig = -r.proc.returncode if r.proc.returncode < 0 else None
+            code = 128 + sig if sig else r.proc.returncode
+            self.chan.send("exit", node=self.node, rank=r.rank, code=code,
+                           signal=signal.Signals(sig).name if sig else None, reason="")
+
+    def _signal_ranks(self, sig: int) -> None:
+        for r in self.ranks.values():
+            if r.proc is not None and not r.exited:
+                try:
+                    os.killpg(r.proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def stop_ranks(self, grace: float) -> None:
+        if not self._live_ranks():
+            return
+        self._signal_ranks(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        if self.kill_deadline is None or deadline < self.kill_deadline:
+            self.kill_deadline = deadline
+
+
+def main() -> int:
+    line = sys.stdin.readline()
+    if not line:
+        sys.stderr.write("mnp agent: no job handoff on stdin\n")
+        return 2
+    handoff = json.loads(line)
+    sys.stdin.close()
+    return Agent(handoff).run()

@@ -1,0 +1,163 @@
+"""The ``mnp`` command: parse, call one library function, print. The one error boundary of mnp.
+
+Exit statuses: the job's own exit code for ``launch``; 2 for bad input (usage, job file); 1 for other mnp errors;
+130 after Ctrl-C. Tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import MnpError
+
+__all__ = ["main", "cli"]
+
+
+class _Group(click.Group):
+    """Maps MnpError to a one-line message and its exit status (2 for usage/spec errors)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MnpError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"mnp: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mnp")
+@click.option("--debug", is_flag=True, envvar="MNP_DEBUG", help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """mnp: launch MPI jobs across nodes (local isolated nodes by default)."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("-n", "--nodes", type=click.IntRange(min=1), envvar="MNP_NODES",
+              help="Number of nodes (overrides the job's 'nodes').")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end (rank output goes to stderr).")
+@click.option("--isolate/--no-isolate", default=None,
+              help="Local nodes in their own namespaces (default: when root) or as plain processes.")
+@click.option("--grace", type=click.FloatRange(min=0), default=5.0, show_default=True, envvar="MNP_GRACE",
+              help="Seconds between SIGTERM and SIGKILL when stopping ranks.")
+def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None, grace: float) -> None:
+    """Run JOB_FILE's ranks on its nodes, stream their output, exit with the job's status."""
+    from .coordinator import LaunchRequest
+    from .coordinator import launch as run
+    from .spec import load_spec
+
+    spec = load_spec(job_file)
+    result = run(LaunchRequest(spec=spec, spec_path=job_file, nodes=nodes, isolate=isolate, quiet_stdout=as_json,
+                               grace_s=grace))
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    if result.state != "SUCCEEDED":
+        click.echo(f"mnp: job {result.job_id} FAILED: {result.reason} (exit {result.exit_code})", err=True)
+    sys.exit(result.exit_code)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def list_jobs(as_json: bool, limit: int) -> None:
+    """Recent jobs, newest first."""
+    from .records import Records
+
+    jobs = Records().list(limit)
+    if as_json:
+        click.echo(json.dumps([_summary(j) for j in jobs]))
+        return
+    click.echo(f"{'JOB':<12}{'NAME':<20}{'STATE':<11}{'NODES':>5}  {'EXIT':>4}  {'WALL':>8}  CREATED")
+    for j in jobs:
+        wall = f"{j.wall_s:.2f}s" if j.wall_s is not None else "-"
+        code = "-" if j.exit_code is None else str(j.exit_code)
+        click.echo(f"{j.id:<12}{j.name[:19]:<20}{j.state:<11}{j.num_nodes:>5}  {code:>4}  {wall:>8}  "
+                   f"{datetime.fromtimestamp(j.created):%Y-%m-%d %H:%M:%S}")
+
+
+def _summary(j: Any) -> dict[str, Any]:
+    return {"job_id": j.id, "name": j.name, "state": j.state, "num_nodes": j.num_nodes, "exit_code": j.exit_code,
+            "reason": j.reason, "wall_s": j.wall_s, "created": j.created}
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--json", "as_json", is_flag=True)
+def status(job: str, as_json: bool) -> None:
+    """One job's state, transitions, nodes and exit."""
+    from .records import Records
+
+    j = Records().get(job)
+    if as_json:
+        click.echo(json.dumps(j.to_json()))
+        return
+    click.echo(f"job       {j.id} ({j.name})\nstate     {j.state}\ncommand   {j.command}")
+    click.echo(f"exit      {'-' if j.exit_code is None else j.exit_code}   reason: {j.reason or '-'}")
+    if j.wall_s is not None:
+        click.echo(f"wall      {j.wall_s:.3f}s")
+    click.echo(f"dir       {j.dir}")
+    t0 = j.transitions[0][1] if j.transitions else j.created
+    for state, ts, _ in j.transitions:
+        click.echo(f"  {datetime.fromtimestamp(ts):%H:%M:%S.%f}"[:-3] + f"  +{ts - t0:7.3f}s  {state}")
+    for n in j.nodes:
+        click.echo(f"  node {n['index']}: {n['hostname']} {n['address']} ranks {n.get('ranks', '-')}")
+    tr = j.info.get("transport")
+    if tr:
+        click.echo(f"transport {tr['inter_node']} between nodes, {tr['intra_node']} within ({tr['why']})")
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--node", type=int, help="Only this node's ranks.")
+@click.option("--rank", type=int, help="Only this rank.")
+@click.option("--stderr/--stdout", "errs", default=None, help="Only one stream (default: both).")
+def logs(job: str, node: int | None, rank: int | None, errs: bool | None) -> None:
+    """Print a job's kept rank output, prefixed like live output."""
+    import re
+
+    from .errors import UsageError
+    from .records import Records
+
+    j = Records().get(job)
+    pat = re.compile(r"^node(\d+)\.rank(\d+)\.(out|err)$")
+    files = []
+    for p in Path(j.dir, "logs").iterdir():
+        m = pat.match(p.name)
+        if not m:
+            continue
+        nn, rr, st = int(m.group(1)), int(m.group(2)), m.group(3)
+        if (node is None or nn == node) and (rank is None or rr == rank) and \
+                (errs is None or (st == "err") == errs):
+            files.append((rr, st, nn, p))
+    if not files and (node is not None or rank is not None):
+        what = " ".join(f for f in (f"node {node}" if node is not None else "",
+                                    f"rank {rank}" if rank is not None else "") if f)
+        raise UsageError(f"job {j.id}: no output kept for {what}")
+    for rr, st, nn, p in sorted(files):
+        out = sys.stdout if st == "out" else sys.stderr
+        for line in p.read_text(errors="replace").splitlines():
+            out.write(f"[node {nn} rank {rr}] {line}\n")
+
+
+@cli.command(hidden=True)
+def agent() -> None:
+    """Node agent (started by mnp on every node; reads its job handoff on stdin)."""
+    from .agent import main as agent_main
+
+    sys.exit(agent_main())
+
+
+def main() -> None:
+    cli(prog_name="mnp")

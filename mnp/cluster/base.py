@@ -1,0 +1,71 @@
+"""The interface every cluster provider implements."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Cluster", "NodeInfo", "agent_command"]
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    index: int
+    hostname: str
+    address: str
+
+
+def agent_command(python: str | None = None) -> list[str]:
+    return [python or sys.executable, "-m", "mnp", "agent"]
+
+
+class Cluster:
+    """Base class: ``create`` nodes, ``start_agents`` with their handoffs, ``lost`` to poll for dead nodes,
+    ``teardown`` always (idempotent, also after a failed ``create``)."""
+
+    #: the address agents dial to reach the coordinator
+    control_address: str = "127.0.0.1"
+    #: one-line note for the user when the nodes are not what they seem (e.g. not isolated)
+    warning: str | None = None
+
+    def __init__(self, job_id: str, num_nodes: int) -> None:
+        self.job_id = job_id
+        self.num_nodes = num_nodes
+        self.nodes: list[NodeInfo] = []
+        self._agents: dict[int, subprocess.Popen[bytes]] = {}
+
+    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
+        raise NotImplementedError
+
+    def agent_argv(self, node: int) -> list[str]:
+        raise NotImplementedError
+
+    def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
+        """Start every node's agent and hand it its handoff over stdin (never argv)."""
+        for node, handoff in handoffs.items():
+            p = subprocess.Popen(self.agent_argv(node), stdin=subprocess.PIPE, start_new_session=True)
+            assert p.stdin is not None
+            p.stdin.write(json.dumps(handoff).encode() + b"\n")
+            p.stdin.close()
+            self._agents[node] = p
+
+    def lost(self) -> dict[int, int]:
+        """Nodes whose agent process has ended, with its exit status."""
+        return {n: p.returncode for n, p in self._agents.items() if p.poll() is not None}
+
+    def wait_agents(self, timeout: float) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        for p in self._agents.values():
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+
+    def teardown(self) -> None:
+        raise NotImplementedError

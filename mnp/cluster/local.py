@@ -1,0 +1,238 @@
+"""The embedded local cluster: N isolated nodes on this machine.
+
+Each node is a process tree in its own network, UTS, IPC, PID and mount namespaces (shared/notes/virtual-nodes.md),
+with its own hostname, its own /dev/shm (a tmpfs sized from the job) and an /etc/hosts naming every node. The nodes
+hang off one bridge in the root namespace; the bridge's address is the coordinator's, and node addresses exist only
+inside the namespaces made here. The agent is each node's init: when it ends, the node's processes end.
+
+Every object is named after the job (``mnp-<id>-<n>`` namespaces, ``mnpb-<id>`` bridge, ``mv<id>h<n>`` veths) and
+a pid file in ``/run/mnp`` names the coordinator that owns them, so :func:`clean_stale` can find and remove what a
+crashed run left behind before the next one starts.
+
+Without root (or without ``ip``/``unshare``) :class:`ProcessCluster` runs the agents as plain local processes and
+says, in one line, that the nodes are not isolated.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import ClusterError
+from .base import Cluster, NodeInfo, agent_command
+
+__all__ = ["LocalCluster", "ProcessCluster", "local_cluster", "clean_stale", "namespaces_available"]
+
+RUN_DIR = Path(os.environ.get("MNP_RUN_DIR", "/run/mnp"))
+_NS = re.compile(r"^mnp-([0-9a-f]{6})-(\d+)$")
+_BR = re.compile(r"^mnpb-([0-9a-f]{6})$")
+_VETH = re.compile(r"^mv([0-9a-f]{6})h(\d+)(@.*)?$")
+MAX_LOCAL_NODES = 240
+
+
+def namespaces_available() -> bool:
+    return os.geteuid() == 0 and bool(shutil.which("ip")) and bool(shutil.which("unshare"))
+
+
+def _ip(*args: str, stdin: str | None = None, check: bool = True) -> str:
+    p = subprocess.run(["ip", *args], input=stdin, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise ClusterError(f"ip {' '.join(args[:3])}: {p.stderr.strip().splitlines()[-1] if p.stderr else p.returncode}")
+    return p.stdout
+
+
+def _owner_alive(short: str) -> bool:
+    try:
+        pid = int((RUN_DIR / f"{short}.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(short: str, namespaces: list[str], links: list[str]) -> None:
+    for ns in namespaces:
+        for pid in _ip("netns", "pids", ns, check=False).split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+    batch = [f"link del {link}" for link in links] + [f"netns del {ns}" for ns in namespaces]
+    if batch:
+        _ip("-force", "-batch", "-", stdin="\n".join(batch) + "\n", check=False)
+    shutil.rmtree(RUN_DIR / short, ignore_errors=True)
+    try:
+        (RUN_DIR / f"{short}.pid").unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _inventory() -> dict[str, tuple[list[str], list[str]]]:
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for line in _ip("netns", "list", check=False).splitlines():
+        name = line.split()[0] if line.split() else ""
+        if m := _NS.match(name):
+            found.setdefault(m.group(1), ([], []))[0].append(name)
+    for line in _ip("-o", "link", "show", check=False).splitlines():
+        parts = line.split(":")
+        if len(parts) < 2:
+            continue
+        name = parts[1].strip().split("@")[0]
+        if (m := _BR.match(name)) or (m := _VETH.match(name)):
+            found.setdefault(m.group(1), ([], []))[1].append(name)
+    return found
+
+
+def clean_stale() -> list[str]:
+    """Remove namespaces and links of local clusters whose coordinator is gone; returns their job ids."""
+    if not namespaces_available():
+        return []
+    removed = []
+    for short, (namespaces, links) in _inventory().items():
+        if not _owner_alive(short):
+            _remove(short, namespaces, [link for link in links if _BR.match(link)] or links)
+            removed.append(short)
+    return removed
+
+
+def _pick_subnet(short: str) -> ipaddress.IPv4Network:
+    used = []
+    for line in (_ip("-4", "-o", "addr", check=False) + _ip("-4", "route", check=False)).splitlines():
+        for word in line.split():
+            try:
+                used.append(ipaddress.ip_network(word, strict=False))
+            except ValueError:
+                continue
+    start = int(short, 16) % 250
+    for k in range(250):
+        net = ipaddress.ip_network(f"10.213.{(start + k) % 250}.0/24")
+        if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
+            return net
+    raise ClusterError("no free 10.213.x.0/24 subnet for the local cluster")
+
+
+class LocalCluster(Cluster):
+    """Isolated nodes from Linux namespaces (root only)."""
+
+    def __init__(self, job_id: str, num_nodes: int) -> None:
+        super().__init__(job_id, num_nodes)
+        if num_nodes > MAX_LOCAL_NODES:
+            raise ClusterError(f"the local cluster makes at most {MAX_LOCAL_NODES} nodes (asked for {num_nodes})")
+        self.short = job_id[:6]
+        self.bridge = f"mnpb-{self.short}"
+        self.dir = RUN_DIR / self.short
+        self.shm_bytes = 0
+
+    def ns(self, i: int) -> str:
+        return f"mnp-{self.short}-{i}"
+
+    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        (RUN_DIR / f"{self.short}.pid").write_text(f"{os.getpid()}\n")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        net = _pick_subnet(self.short)
+        hosts = list(net.hosts())
+        self.control_address = str(hosts[0])
+        self.nodes = [NodeInfo(i, f"node{i}", str(hosts[9 + i])) for i in range(self.num_nodes)]
+        self.shm_bytes = shm_bytes or 0
+        root = [f"link add {self.bridge} type bridge", f"addr add {hosts[0]}/{net.prefixlen} dev {self.bridge}",
+                f"link set {self.bridge} up"]
+        for n in self.nodes:
+            root += [f"netns add {self.ns(n.index)}",
+                     f"link add mv{self.short}h{n.index} type veth peer name mv{self.short}n{n.index} "
+                     f"netns {self.ns(n.index)}",
+                     f"link set mv{self.short}h{n.index} master {self.bridge} up"]
+        _ip("-batch", "-", stdin="\n".join(root) + "\n")
+        procs = []
+        for n in self.nodes:
+            inner = [f"link set mv{self.short}n{n.index} name eth0", f"addr add {n.address}/{net.prefixlen} dev eth0",
+                     "link set eth0 up", "link set lo up"]
+            procs.append(subprocess.Popen(["ip", "-n", self.ns(n.index), "-batch", "-"], stdin=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+            assert procs[-1].stdin is not None
+            procs[-1].stdin.write("\n".join(inner) + "\n")
+            procs[-1].stdin.close()
+        for n, p in zip(self.nodes, procs):
+            assert p.stderr is not None
+            err = p.stderr.read()
+            if p.wait() != 0:
+                raise ClusterError(f"node{n.index}: network setup failed: {err.strip()}")
+        lines = ["127.0.0.1\tlocalhost", f"{self.control_address}\tmnp-coordinator"]
+        lines += [f"{n.address}\t{n.hostname}" for n in self.nodes]
+        (self.dir / "hosts").write_text("\n".join(lines) + "\n")
+        return self.nodes
+
+    def agent_argv(self, node: int) -> list[str]:
+        n = self.nodes[node]
+        size = f"size={self.shm_bytes}," if self.shm_bytes else ""
+        setup = (f"hostname {n.hostname} && mount -t tmpfs -o {size}mode=1777 mnp-shm /dev/shm && "
+                 f"mount --bind {self.dir / 'hosts'} /etc/hosts && exec \"$@\"")
+        return ["ip", "netns", "exec", self.ns(node), "unshare", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
+                "--mount-proc", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", setup, "mnp-node",
+                *agent_command()]
+
+    def teardown(self) -> None:
+        for p in self._agents.values():
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in self._agents.values():
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        _remove(self.short, [self.ns(i) for i in range(self.num_nodes)], [self.bridge])
+
+
+class ProcessCluster(Cluster):
+    """Fallback without namespaces: every node's agent is a plain process on this machine."""
+
+    warning = "nodes are not isolated (no root or no namespaces): all ranks share this machine's network and /dev/shm"
+
+    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
+        import socket
+
+        self.control_address = "127.0.0.1"
+        self.nodes = [NodeInfo(i, socket.gethostname(), "127.0.0.1") for i in range(self.num_nodes)]
+        return self.nodes
+
+    def agent_argv(self, node: int) -> list[str]:
+        return agent_command()
+
+    def teardown(self) -> None:
+        for p in self._agents.values():
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 3
+        for p in self._agents.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def local_cluster(job_id: str, num_nodes: int, isolate: bool | None = None) -> Cluster:
+    """Isolated nodes where possible; plain processes when asked (``isolate=False``) or when not root."""
+    if isolate is False or (isolate is None and not namespaces_available()):
+        return ProcessCluster(job_id, num_nodes)
+    if not namespaces_available():
+        raise ClusterError("isolated local nodes need root, 'ip' (iproute2) and 'unshare' (util-linux)")
+    return LocalCluster(job_id, num_nodes)

@@ -1,0 +1,345 @@
+"""The coordinator: runs one job from a validated spec to a final state, on the main node.
+
+Phases (each a state in :mod:`mnp.records`):
+
+1. SUBMITTED -- resolve node ranges against the node count (spec errors stop here, before any node exists).
+2. RUNNABLE  -- the cluster provider creates the nodes and starts one agent per node, each handed its CURVE keys
+   on stdin; the coordinator waits for every agent's hello (with a deadline and a progress line).
+3. STARTING  -- ranks are assigned (ranks per node falls back to each node's CPU count), the environment contract
+   and transport are fixed, and every agent gets its ``start``.
+4. RUNNING   -- every agent started its ranks. The coordinator relays PMI barriers (allgather of puts), prints
+   output, watches heartbeats, node loss and the job's timeout.
+5. SUCCEEDED when every rank exited 0; otherwise FAILED with the first failure: every other rank on every node
+   is stopped (SIGTERM, then SIGKILL after ``grace_s``), and the exit code is that rank's.
+
+Teardown runs whatever happens (failure, Ctrl-C, SIGTERM, an exception): agents are told to shut down, then the
+provider removes the nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cluster.base import Cluster, NodeInfo
+from .cluster.local import clean_stale, local_cluster
+from .control import CoordinatorChannel, make_keys
+from .errors import MnpError, SpecError, UsageError
+from .output import OutputSink, Progress
+from .plan import JobPlan, assign_ranks, resolve_nodes
+from .records import Records, new_job_id
+from .spec import JobSpec
+from .transport import choose_transport
+
+__all__ = ["LaunchRequest", "JobResult", "launch"]
+
+EXIT_TIMEOUT = 124
+EXIT_INTERRUPTED = 130
+EXIT_NODE_LOST = 255
+
+
+@dataclass
+class LaunchRequest:
+    spec: JobSpec
+    spec_path: str | None = None
+    nodes: int | None = None
+    isolate: bool | None = None  # None: isolated when possible
+    quiet_stdout: bool = False
+    grace_s: float = 5.0
+    heartbeat_s: float = 1.0
+    dead_s: float = 15.0
+    join_timeout_s: float = 120.0
+    cwd: str | None = None
+    home: Path | None = None
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    state: str
+    exit_code: int
+    reason: str
+    wall_s: float
+    nodes: list[dict[str, Any]]
+    dir: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "state": self.state, "exit_code": self.exit_code, "reason": self.reason,
+                "wall_s": round(self.wall_s, 3), "nodes": self.nodes}
+
+
+@dataclass
+class _Failure:
+    exit_code: int
+    reason: str
+    node: int | None = None
+    rank: int | None = None
+
+
+class _Interrupt:
+    """SIGINT/SIGTERM become a flag the event loop checks, so teardown always runs in order."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupt:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            try:
+                self.old[s] = signal.signal(s, self._set)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _set(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting, teardown still runs
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def _say(msg: str) -> None:
+    sys.stderr.write(f"mnp: {msg}\n")
+    sys.stderr.flush()
+
+
+class _Job:
+    def __init__(self, req: LaunchRequest, records: Records, interrupt: _Interrupt) -> None:
+        self.req = req
+        self.spec = req.spec.with_nodes(req.nodes) if req.nodes else req.spec
+        self.n = self.spec.nodes
+        self.records = records
+        self.interrupt = interrupt
+        self.job_id = new_job_id()
+        self.failure: _Failure | None = None
+        self.t0 = time.monotonic()
+        self.timings: dict[str, float] = {}
+        self.deadline = self.t0 + self.spec.timeout if self.spec.timeout else None
+
+    # -- phases ------------------------------------------------------------------------------------------------
+    def run(self) -> JobResult:
+        source = self.req.spec_path
+        work = resolve_nodes(self.spec, source)
+        if self.spec.mpi == "openmpi":
+            raise SpecError("mpi", "'openmpi' needs the mpirun back-end, which this version of mnp does not have "
+                            "yet; use 'mpich' or 'auto'", source)
+        self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command,
+                                       source)
+        self.sink = OutputSink(self.dir / "logs", self.req.quiet_stdout)
+        cluster: Cluster | None = None
+        chan: CoordinatorChannel | None = None
+        nodes: list[NodeInfo] = []
+        error: MnpError | None = None
+        try:
+            for short in clean_stale():
+                _say(f"removed leftovers of an earlier local cluster ({short}) whose coordinator is gone")
+            self.records.transition(self.job_id, "RUNNABLE")
+            cluster = local_cluster(self.job_id, self.n, self.req.isolate)
+            if cluster.warning:
+                _say(f"warning: {cluster.warning}")
+            shm = self.spec.shm_size or max(512 << 20, max(w.ranks_per_node or 2 for w in work) * (64 << 20))
+            nodes = cluster.create(shm)
+            self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
+            keys = make_keys(self.n)
+            chan = CoordinatorChannel(keys, cluster.control_address)
+            handoffs = {i: {**keys.agent_handoff(i), "endpoint": chan.endpoint, "node": i, "job_id": self.job_id,
+                            "heartbeat_s": self.req.heartbeat_s, "dead_s": self.req.dead_s} for i in range(self.n)}
+            cluster.start_agents(handoffs)
+            hellos = self._join(chan, cluster)
+            self.timings["bringup_s"] = time.monotonic() - self.t0
+            if self.failure is None:
+                self.records.transition(self.job_id, "STARTING")
+                plan = self._plan(work, nodes, hellos)
+                self._execute(chan, cluster, plan)
+        except KeyboardInterrupt:
+            self._fail(_Failure(EXIT_INTERRUPTED, "interrupted"))
+        except MnpError as e:  # recorded as the job's failure, then reported by the CLI
+            self._fail(_Failure(e.exit_code, str(e)))
+            error = e
+        finally:
+            if chan is not None:
+                self._shutdown(chan, cluster)
+            if cluster is not None:
+                cluster.teardown()
+            self.sink.close()
+        result = self._finish(nodes)
+        if error is not None:
+            raise error
+        return result
+
+    def _join(self, chan: CoordinatorChannel, cluster: Cluster) -> dict[int, dict[str, Any]]:
+        hellos: dict[int, dict[str, Any]] = {}
+        progress = Progress("nodes up")
+        deadline = time.monotonic() + self.req.join_timeout_s
+        while len(hellos) < self.n:
+            progress.update(len(hellos), self.n)
+            if self._check_stop():
+                return hellos
+            lost = {k: v for k, v in cluster.lost().items() if k not in hellos}
+            if lost:
+                node, status = next(iter(lost.items()))
+                self._fail(_Failure(EXIT_NODE_LOST, f"node {node} failed to start its agent (exit status {status})",
+                                    node))
+                return hellos
+            if time.monotonic() > deadline:
+                missing = [i for i in range(self.n) if i not in hellos]
+                self._fail(_Failure(EXIT_NODE_LOST, f"node(s) {missing} did not join within "
+                                    f"{self.req.join_timeout_s:.0f}s"))
+                return hellos
+            got = chan.recv(200)
+            if got and got[1]["t"] == "hello":
+                hellos[got[0]] = got[1]
+        progress.done(len(hellos), self.n)
+        return hellos
+
+    def _plan(self, work: list[Any], nodes: list[NodeInfo], hellos: dict[int, dict[str, Any]]) -> JobPlan:
+        choice = choose_transport(self.spec.mpi, self.spec.transport, self.n, iface="eth0" if self.n > 1 and
+                                  nodes[0].address != "127.0.0.1" else None)
+        plan = assign_ranks(self.job_id, work, [hellos[i]["cpus"] for i in range(self.n)],
+                            [hellos[i]["hostname"] for i in range(self.n)], [n.address for n in nodes],
+                            self.spec.main_node, choice.env)
+        self.records.update(self.job_id, nodes=[{"index": p.index, "hostname": p.hostname, "address": p.address,
+                                                 "ranks": p.ranks} for p in plan.nodes],
+                            info={"transport": {"inter_node": choice.inter_node, "intra_node": choice.intra_node,
+                                                "why": choice.why, "env": choice.env}, "size": plan.size})
+        return plan
+
+    def _execute(self, chan: CoordinatorChannel, cluster: Cluster, plan: JobPlan) -> None:
+        cwd = self.spec.workdir or self.req.cwd or os.getcwd()
+        for node in plan.nodes:
+            chan.send(node.index, "start", kvsname=plan.kvsname, size=plan.size, mapping=plan.mapping, cwd=cwd,
+                      env=node.env, ranks=[{"rank": r, "local_rank": i, "argv": node.command}
+                                           for i, r in enumerate(node.ranks)])
+        running: set[int] = set(range(plan.size))
+        started: set[int] = set()
+        barrier: dict[int, dict[str, str]] = {}
+        last_heard = {i: time.monotonic() for i in range(self.n)}
+        last_ping = 0.0
+        stop_deadline: float | None = None
+        while running:
+            now = time.monotonic()
+            if now - last_ping >= self.req.heartbeat_s:
+                for i in range(self.n):
+                    chan.send(i, "ping")
+                last_ping = now
+            if self.failure is None:
+                if self._check_stop():
+                    pass
+                elif lost := cluster.lost():
+                    node, status = next(iter(lost.items()))
+                    self._fail(_Failure(EXIT_NODE_LOST, f"node {node} lost: its agent exited (status {status})",
+                                        node))
+                elif silent := [i for i, t in last_heard.items() if now - t > self.req.dead_s]:
+                    self._fail(_Failure(EXIT_NODE_LOST, f"node {silent[0]} lost: no heartbeat for "
+                                        f"{self.req.dead_s:.0f}s", silent[0]))
+                if self.failure is not None:
+                    for i in range(self.n):
+                        chan.send(i, "kill", grace=self.req.grace_s)
+                    stop_deadline = time.monotonic() + self.req.grace_s + 5
+            elif stop_deadline is not None and now > stop_deadline:
+                break  # nodes that do not answer are torn down by the provider
+            got = chan.recv(100)
+            if got is None:
+                continue
+            node_i, msg, data = got
+            last_heard[node_i] = time.monotonic()
+            kind = msg["t"]
+            if kind == "output" and data is not None:
+                self.sink.write(node_i, msg["rank"], msg["stream"], data)
+            elif kind == "exit":
+                rank, code = msg["rank"], msg["code"]
+                running.discard(rank)
+                self.sink.flush_rank(rank)
+                if code != 0 and self.failure is None:
+                    how = f"killed by {msg['signal']}" if msg.get("signal") else f"exited with code {code}"
+                    extra = f": {msg['reason']}" if msg.get("reason") else ""
+                    self._fail(_Failure(code, f"node {node_i} rank {rank} {how}{extra}", node_i, rank))
+                    for i in range(self.n):
+                        chan.send(i, "kill", grace=self.req.grace_s)
+                    stop_deadline = time.monotonic() + self.req.grace_s + 5
+            elif kind == "barrier":
+                barrier[node_i] = msg["puts"]
+                if len(barrier) == self.n:
+                    kvs: dict[str, str] = {}
+                    for puts in barrier.values():
+                        kvs.update(puts)
+                    barrier = {}
+                    for i in range(self.n):
+                        chan.send(i, "barrier_done", kvs=kvs)
+            elif kind == "started":
+                started.update(int(r) for r in msg["pids"])
+                if len(started) + (plan.size - len(running) - len(started)) >= plan.size and \
+                        "RUNNING" not in self.timings:
+                    self.timings["RUNNING"] = time.monotonic() - self.t0
+                    self.records.transition(self.job_id, "RUNNING")
+            elif kind == "abort" and self.failure is None:
+                code = msg["code"] or 1
+                text = f": {msg['message']}" if msg.get("message") else ""
+                self._fail(_Failure(code, f"node {node_i} rank {msg['rank']} called MPI_Abort({code}){text}",
+                                    node_i, msg["rank"]))
+                for i in range(self.n):
+                    chan.send(i, "kill", grace=self.req.grace_s)
+                stop_deadline = time.monotonic() + self.req.grace_s + 5
+        self.timings["ranks_done_s"] = time.monotonic() - self.t0
+
+    def _check_stop(self) -> bool:
+        if self.interrupt.signum is not None:
+            name = signal.Signals(self.interrupt.signum).name
+            self._fail(_Failure(EXIT_INTERRUPTED if self.interrupt.signum == signal.SIGINT
+                                else 128 + self.interrupt.signum, f"interrupted by {name}"))
+            return True
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self._fail(_Failure(EXIT_TIMEOUT, f"timeout: the job ran past {self.spec.timeout:g}s"))
+            return True
+        return False
+
+    def _fail(self, f: _Failure) -> None:
+        if self.failure is None:
+            self.failure = f
+
+    def _shutdown(self, chan: CoordinatorChannel, cluster: Cluster | None) -> None:
+        for i in range(self.n):
+            chan.send(i, "shutdown")
+        bye: set[int] = set()
+        deadline = time.monotonic() + 3
+        while len(bye) < self.n and time.monotonic() < deadline:
+            if cluster is not None and len(set(cluster.lost()) | bye) >= self.n:
+                break
+            got = chan.recv(50)
+            if got and got[1]["t"] == "bye":
+                bye.add(got[0])
+            elif got and got[1]["t"] == "output" and got[2] is not None:
+                self.sink.write(got[0], got[1]["rank"], got[1]["stream"], got[2])
+        chan.close()
+
+    def _finish(self, nodes: list[NodeInfo]) -> JobResult:
+        wall = time.monotonic() - self.t0
+        f = self.failure
+        state = "FAILED" if f else "SUCCEEDED"
+        code = f.exit_code if f else 0
+        reason = f.reason if f else "every rank exited 0"
+        node_list = [{"index": n.index, "hostname": n.hostname, "address": n.address} for n in nodes]
+        self.records.update(self.job_id, exit_code=code, wall_s=wall)
+        self.records.transition(self.job_id, state, reason)
+        return JobResult(self.job_id, state, code, reason, wall, node_list, str(self.dir), self.timings)
+
+
+def launch(req: LaunchRequest) -> JobResult:
+    """Run one job to its end. Spec and usage problems raise before any node is created."""
+    if req.nodes is not None and req.nodes < 1:
+        raise UsageError("--nodes: must be at least 1")
+    records = Records(req.home)
+    try:
+        with _Interrupt() as interrupt:
+            return _Job(req, records, interrupt).run()
+    finally:
+        records.close()

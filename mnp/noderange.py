@@ -1,0 +1,48 @@
+"""AWS Batch node-range syntax (``targetNodes``): ``"0:"``, ``":2"``, ``"1:3"``, ``"4"``.
+
+Both ends are inclusive. An open start means node 0; an open end means the last node, so a range only becomes a
+concrete set of indices once the node count is known (:meth:`NodeRange.indices`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["NodeRange"]
+
+_RANGE = re.compile(r"^\s*(\d*)\s*(:?)\s*(\d*)\s*$")
+
+
+@dataclass(frozen=True)
+class NodeRange:
+    start: int | None
+    end: int | None  # inclusive; None: open (last node)
+    text: str
+
+    @classmethod
+    def parse(cls, text: str | int) -> NodeRange:
+        raw = str(text)
+        m = _RANGE.match(raw)
+        if not m or (not m.group(1) and not m.group(3) and not m.group(2)):
+            raise ValueError(f"{raw!r} is not a node range (use N, N:, :M or N:M)")
+        lo, colon, hi = m.groups()
+        if not colon:
+            n = int(lo)
+            return cls(n, n, raw)
+        start = int(lo) if lo else None
+        end = int(hi) if hi else None
+        if start is not None and end is not None and end < start:
+            raise ValueError(f"{raw!r} ends before it starts")
+        return cls(start, end, raw)
+
+    def indices(self, num_nodes: int) -> range:
+        """The node indices this range names in a job of ``num_nodes`` nodes; raises ValueError past the end."""
+        start = 0 if self.start is None else self.start
+        end = num_nodes - 1 if self.end is None else self.end
+        if start >= num_nodes or end >= num_nodes:
+            raise ValueError(f"{self.text!r} names nodes past the last node ({num_nodes - 1})")
+        return range(start, end + 1)
+
+    def __str__(self) -> str:
+        return self.text

@@ -1,0 +1,145 @@
+"""Job records: one SQLite database and one directory per job under ``$MNP_HOME`` (default ``~/.mnp``).
+
+The job state machine, written down once (the names and order of AWS Batch)::
+
+    SUBMITTED --> RUNNABLE --> STARTING --> RUNNING --> SUCCEEDED
+        |             |            |           |
+        +-------------+------------+-----------+------> FAILED
+
+- SUBMITTED: the job file validated and the job has an id and a directory.
+- RUNNABLE: nodes are being acquired (local namespaces created, SSH hosts dialled).
+- STARTING: every node's agent has joined; ranks are being started.
+- RUNNING: every rank has started.
+- SUCCEEDED: every rank exited 0.  FAILED: anything else; ``reason`` says what.
+
+Every transition is stored with its timestamp in ``transitions``; the current state is the ``jobs`` row's.
+A job's directory holds its rank logs (``logs/node<N>.rank<R>.{out,err}``) and ``job.yaml`` as submitted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+__all__ = ["STATES", "TERMINAL", "Records", "JobRecord", "mnp_home", "new_job_id"]
+
+STATES = ("SUBMITTED", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+TERMINAL = ("SUCCEEDED", "FAILED")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
+    num_nodes INTEGER NOT NULL, command TEXT NOT NULL, spec_path TEXT, dir TEXT NOT NULL,
+    nodes TEXT NOT NULL DEFAULT '[]', exit_code INTEGER, reason TEXT, wall_s REAL, info TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    job_id TEXT NOT NULL REFERENCES jobs(id), state TEXT NOT NULL, ts REAL NOT NULL, reason TEXT
+);
+CREATE INDEX IF NOT EXISTS transitions_job ON transitions(job_id);
+"""
+
+
+def mnp_home() -> Path:
+    return Path(os.environ.get("MNP_HOME") or Path.home() / ".mnp")
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(5)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    name: str
+    state: str
+    created: float
+    updated: float
+    num_nodes: int
+    command: str
+    spec_path: str | None
+    dir: str
+    nodes: list[dict[str, Any]]
+    exit_code: int | None
+    reason: str | None
+    wall_s: float | None
+    info: dict[str, Any]
+    transitions: list[tuple[str, float, str | None]]
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["transitions"] = [{"state": s, "ts": ts, "reason": r} for s, ts, r in self.transitions]
+        return d
+
+
+class Records:
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or mnp_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.home / "mnp.db", timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def create(self, job_id: str, name: str, num_nodes: int, command: list[str], spec_path: str | None) -> Path:
+        d = self.home / "jobs" / job_id
+        (d / "logs").mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        self.db.execute("INSERT INTO jobs (id, name, state, created, updated, num_nodes, command, spec_path, dir) "
+                        "VALUES (?,?,?,?,?,?,?,?,?)",
+                        (job_id, name, "SUBMITTED", now, now, num_nodes, json.dumps(command), spec_path, str(d)))
+        self.db.execute("INSERT INTO transitions VALUES (?,?,?,?)", (job_id, "SUBMITTED", now, None))
+        return d
+
+    def transition(self, job_id: str, state: str, reason: str | None = None) -> None:
+        assert state in STATES, state
+        now = time.time()
+        self.db.execute("BEGIN")
+        self.db.execute("UPDATE jobs SET state=?, updated=?, reason=COALESCE(?, reason) WHERE id=?",
+                        (state, now, reason, job_id))
+        self.db.execute("INSERT INTO transitions VALUES (?,?,?,?)", (job_id, state, now, reason))
+        self.db.execute("COMMIT")
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        cols = []
+        vals = []
+        for k, v in fields.items():
+            assert k in ("nodes", "exit_code", "reason", "wall_s", "info"), k
+            cols.append(f"{k}=?")
+            vals.append(json.dumps(v) if k in ("nodes", "info") else v)
+        self.db.execute(f"UPDATE jobs SET {', '.join(cols)} WHERE id=?", (*vals, job_id))
+
+    def get(self, ref: str) -> JobRecord:
+        """A job by id, unique id prefix, or name (the newest job of that name)."""
+        rows = self.db.execute("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created DESC", (ref + "%",)).fetchall()
+        if not rows:
+            rows = self.db.execute("SELECT * FROM jobs WHERE name=? ORDER BY created DESC LIMIT 1",
+                                   (ref,)).fetchall()
+        if not rows:
+            raise UsageError(f"job {ref!r}: no such job in {self.home}")
+        if len(rows) > 1:
+            raise UsageError(f"job {ref!r}: ambiguous, matches {', '.join(r[0] for r in rows[:5])}")
+        return self._record(rows[0])
+
+    def list(self, limit: int = 50) -> list[JobRecord]:
+        rows = self.db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+        return [self._record(r, with_transitions=False) for r in rows]
+
+    def _record(self, row: tuple[Any, ...], with_transitions: bool = True) -> JobRecord:
+        (jid, name, state, created, updated, num_nodes, command, spec_path, d, nodes, exit_code, reason, wall_s,
+         info) = row
+        trans = []
+        if with_transitions:
+            trans = [tuple(t) for t in self.db.execute(
+                "SELECT state, ts, reason FROM transitions WHERE job_id=? ORDER BY rowid", (jid,))]
+        return JobRecord(jid, name, state, created, updated, num_nodes, " ".join(json.loads(command)), spec_path,
+                         d, json.loads(nodes), exit_code, reason, wall_s, json.loads(info), trans)  # type: ignore[arg-type]
