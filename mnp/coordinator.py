@@ -220,7 +220,7 @@ class _Job:
                       env=node.env, ranks=[{"rank": r, "local_rank": i, "argv": node.command}
                                            for i, r in enumerate(node.ranks)])
         running: set[int] = set(range(plan.size))
-        started: set[int] = set()
+        started: set[int] = set()  # nodes whose agent started its ranks
         barrier: dict[int, dict[str, str]] = {}
         last_heard = {i: time.monotonic() for i in range(self.n)}
         last_ping = 0.0
@@ -276,10 +276,9 @@ class _Job:
                     for i in range(self.n):
                         chan.send(i, "barrier_done", kvs=kvs)
             elif kind == "started":
-                started.update(int(r) for r in msg["pids"])
-                if len(started) + (plan.size - len(running) - len(started)) >= plan.size and \
-                        "RUNNING" not in self.timings:
-                    self.timings["RUNNING"] = time.monotonic() - self.t0
+                started.add(node_i)
+                if len(started) == self.n:
+                    self.timings["running_s"] = time.monotonic() - self.t0
                     self.records.transition(self.job_id, "RUNNING")
             elif kind == "abort" and self.failure is None:
                 code = msg["code"] or 1

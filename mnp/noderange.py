@@ -24,7 +24,7 @@ class NodeRange:
     def parse(cls, text: str | int) -> NodeRange:
         raw = str(text)
         m = _RANGE.match(raw)
-        if not m or (not m.group(1) and not m.group(3) and not m.group(2)):
+        if not m or (not m.group(1) and not m.group(3)):
             raise ValueError(f"{raw!r} is not a node range (use N, N:, :M or N:M)")
         lo, colon, hi = m.groups()
         if not colon:

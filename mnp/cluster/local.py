@@ -102,7 +102,7 @@ def clean_stale() -> list[str]:
     removed = []
     for short, (namespaces, links) in _inventory().items():
         if not _owner_alive(short):
-            _remove(short, namespaces, [link for link in links if _BR.match(link)] or links)
+            _remove(short, namespaces, links)
             removed.append(short)
     return removed
 
@@ -195,7 +195,9 @@ class LocalCluster(Cluster):
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 pass
-        _remove(self.short, [self.ns(i) for i in range(self.num_nodes)], [self.bridge])
+        # Deleting a veth deletes its peer at once; left to the namespace's removal it lingers for a while.
+        veths = [f"mv{self.short}h{i}" for i in range(self.num_nodes)]
+        _remove(self.short, [self.ns(i) for i in range(self.num_nodes)], [*veths, self.bridge])
 
 
 class ProcessCluster(Cluster):

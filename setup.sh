@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up everything mnp needs on a fresh Debian machine of this kind, idempotently:
+#   - Debian packages: iproute2 and util-linux (local isolated nodes), openssh-server/client (SSH clusters
+#     and their tests), procps, cmake and gcc (C reference benchmarks);
+#   - a virtual environment in .venv with mnp and its PyPI dependencies (mpich, mpi4py, pyzmq, ...), editable.
+# Re-running it does nothing that is already done. Root installs Debian packages itself; otherwise via sudo.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+debs=(iproute2 util-linux openssh-server openssh-client procps cmake gcc make)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$py" -m venv .venv
+fi
+stamp=.venv/.mnp-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing mnp and its Python packages into .venv"
+  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -c "import mnp, mpi4py, zmq" && touch "$stamp"
+fi

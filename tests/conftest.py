@@ -1,0 +1,84 @@
+"""Shared fixtures: a private MNP_HOME, a runner for the real `mnp` command, and a leftover check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBS = ROOT / "tests" / "jobs"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "namespaces: needs root and Linux namespaces (isolated local nodes)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from mnp.cluster.local import namespaces_available
+
+    if namespaces_available():
+        return
+    skip = pytest.mark.skip(reason="isolated local nodes need root, ip and unshare")
+    for item in items:
+        if "namespaces" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def mnp_home(tmp_path: Path) -> Path:
+    home = tmp_path / "mnp-home"
+    home.mkdir()
+    return home
+
+
+def run_mnp(args: list[str], home: Path, timeout: float = 180, env: dict[str, str] | None = None,
+            cwd: Path = ROOT, **kw: object) -> subprocess.CompletedProcess[str]:
+    """Run the real `mnp` command (as users do) and capture its output."""
+    full_env = {**os.environ, "MNP_HOME": str(home), **(env or {})}
+    full_env.pop("MNP_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "mnp", *args], capture_output=True, text=True, timeout=timeout,
+                          env=full_env, cwd=cwd, **kw)  # type: ignore[call-overload]
+
+
+def write_job(path: Path, **fields: object) -> Path:
+    path.write_text(yaml.safe_dump(fields, sort_keys=False))
+    return path
+
+
+def leftovers() -> list[str]:
+    """Everything a local cluster can leave behind: namespaces, links, run files, processes."""
+    found = []
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [f"netns {line.split()[0]}" for line in ns.splitlines() if line.startswith("mnp-")]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    for line in links.splitlines():
+        name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
+        if name.startswith(("mnpb-", "mv")):
+            found.append(f"link {name}")
+    run_dir = Path(os.environ.get("MNP_RUN_DIR", "/run/mnp"))
+    if run_dir.exists():
+        found += [f"run file {p}" for p in run_dir.iterdir()]
+    me = os.getpid()
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if p.info["pid"] != me and ("mnp agent" in cmd or str(JOBS) in cmd):
+            found.append(f"process {p.info['pid']}: {cmd[:80]}")
+    return found
+
+
+@pytest.fixture
+def no_leftovers() -> Iterator[None]:
+    """Fails the test if it leaves namespaces, links, processes or /dev/shm files behind."""
+    shm_before = set(os.listdir("/dev/shm"))
+    yield
+    left = leftovers()
+    new_shm = sorted(set(os.listdir("/dev/shm")) - shm_before)
+    assert not left, f"left behind: {left}"
+    assert not new_shm, f"left in /dev/shm: {new_shm}"

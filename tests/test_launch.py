@@ -1,0 +1,230 @@
+"""End-to-end launches on the embedded local cluster: real namespaces, real MPICH, real ZeroMQ."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import JOBS, ROOT, leftovers, run_mnp, write_job
+
+pytestmark = pytest.mark.namespaces
+
+
+def _env_lines(stdout: str) -> list[dict]:
+    out = []
+    for line in stdout.splitlines():
+        if "ENV {" in line:
+            prefix, payload = line.split("ENV ", 1)
+            rec = json.loads(payload)
+            rec["prefix"] = prefix.strip()
+            out.append(rec)
+    return out
+
+
+def test_hello_4_nodes_2_ranks_env_contract(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "env.yaml", name="envdump", nodes=4, ranks_per_node=2, main_node=1,
+                    command=[sys.executable, str(JOBS / "envdump.py")], env={"USER_VAR": "from-job"},
+                    mpi="mpich", transport="tcp", timeout=120)
+    p = run_mnp(["launch", str(job)], mnp_home)
+    assert p.returncode == 0, p.stderr
+    recs = _env_lines(p.stdout)
+    assert len(recs) == 8
+    assert sorted(r["rank"] for r in recs) == list(range(8))
+    assert {r["size"] for r in recs} == {8} and {r["sum"] for r in recs} == {8}
+    hosts = {r["host"] for r in recs}
+    assert len(hosts) == 4
+    job_ids = {r["env"]["MNP_JOB_ID"] for r in recs}
+    assert len(job_ids) == 1
+    job_id = job_ids.pop()
+    main_addrs = {r["env"]["MNP_MAIN_NODE_ADDR"] for r in recs}
+    assert len(main_addrs) == 1
+    main_addr = main_addrs.pop()
+    by_node: dict[int, list[dict]] = {}
+    for r in recs:
+        e = r["env"]
+        node = int(e["MNP_NODE_INDEX"])
+        by_node.setdefault(node, []).append(r)
+        assert r["prefix"] == f"[node {node} rank {r['rank']}]"
+        assert r["rank"] // 2 == node  # block mapping
+        assert e["MNP_LOCAL_RANK"] == str(r["rank"] % 2)
+        assert e["MNP_NUM_NODES"] == e["AWS_BATCH_JOB_NUM_NODES"] == "4"
+        assert e["MNP_MAIN_NODE_INDEX"] == e["AWS_BATCH_JOB_MAIN_NODE_INDEX"] == "1"
+        assert e["AWS_BATCH_JOB_NODE_INDEX"] == str(node)
+        assert e["AWS_BATCH_JOB_ID"] == f"{job_id}#{node}"
+        assert e["MNP_ATTEMPT"] == e["AWS_BATCH_JOB_ATTEMPT"] == "1"
+        assert e["PMI_RANK"] == str(r["rank"]) and e["PMI_SIZE"] == "8"
+        assert e["USER_VAR"] == "from-job"
+        assert e["MPIR_CVAR_CH4_NETMOD"] == "ofi" and e["FI_PROVIDER"] == "tcp"
+        # Batch sets the main node's address on children only
+        if node == 1:
+            assert e["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] is None
+        else:
+            assert e["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] == main_addr
+    assert sorted(by_node) == [0, 1, 2, 3]
+    assert len({by_node[n][0]["host"] for n in by_node}) == 4
+
+    st = run_mnp(["status", job_id, "--json"], mnp_home)
+    rec = json.loads(st.stdout)
+    assert rec["state"] == "SUCCEEDED" and rec["exit_code"] == 0
+    assert [t["state"] for t in rec["transitions"]] == ["SUBMITTED", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED"]
+    assert [n["index"] for n in rec["nodes"]] == [0, 1, 2, 3]
+    assert rec["nodes"][1]["address"] == main_addr
+    logs = run_mnp(["logs", job_id, "--node", "2", "--rank", "5"], mnp_home)
+    assert logs.returncode == 0
+    assert logs.stdout.startswith("[node 2 rank 5] ENV {")
+    assert len(logs.stdout.splitlines()) == 1
+    listing = run_mnp(["list"], mnp_home)
+    assert job_id in listing.stdout and "SUCCEEDED" in listing.stdout
+
+
+def test_json_output_and_default_ranks_per_node(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "hello.yaml", name="hello", command=f"{sys.executable} {ROOT / 'examples/hello.py'}")
+    p = run_mnp(["launch", "--nodes", "2", "--json", str(job)], mnp_home)
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)  # stdout holds only the JSON object
+    assert set(result) == {"job_id", "state", "exit_code", "reason", "wall_s", "nodes"}
+    assert result["state"] == "SUCCEEDED" and result["exit_code"] == 0 and result["wall_s"] > 0
+    assert [n["index"] for n in result["nodes"]] == [0, 1]
+    assert len({n["address"] for n in result["nodes"]}) == 2
+    import os
+
+    cpus = len(os.sched_getaffinity(0))
+    assert f"{2 * cpus} ranks on 2 hosts" in p.stderr  # rank output went to stderr
+
+
+def _latency(tmp_path: Path, home: Path, nodes: int, ranks_per_node: int) -> float:
+    job = write_job(tmp_path / f"pp{nodes}.yaml", name="pingpong", nodes=nodes, ranks_per_node=ranks_per_node,
+                    command=[sys.executable, str(JOBS / "pingpong.py")], mpi="mpich", transport="tcp")
+    p = run_mnp(["launch", str(job)], home)
+    assert p.returncode == 0, p.stderr
+    return float(p.stdout.split("LATENCY_US")[1].split()[0])
+
+
+def test_isolation_is_real_inter_node_slower_than_intra(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    # Same transport setting both times; within one node MPICH uses shared memory, across isolated nodes it
+    # cannot (own IPC, PID and mount namespaces) and must go through TCP over the veth pair.
+    intra = min(_latency(tmp_path, mnp_home, 1, 2) for _ in range(2))
+    inter = min(_latency(tmp_path, mnp_home, 2, 1) for _ in range(2))
+    assert inter > 1.5 * intra, f"inter-node {inter} us vs intra-node {intra} us: nodes share memory?"
+
+
+def test_failing_rank_sets_exit_code_and_stops_everything(tmp_path: Path, mnp_home: Path,
+                                                          no_leftovers: None) -> None:
+    job = write_job(tmp_path / "fail.yaml", name="fail", nodes=4, ranks_per_node=2,
+                    command=[sys.executable, str(JOBS / "fail_rank.py")], env={"FAIL_RANK": 3, "FAIL_CODE": 3},
+                    transport="tcp", timeout=100)
+    t0 = time.monotonic()
+    p = run_mnp(["launch", "--grace", "2", str(job)], mnp_home)
+    took = time.monotonic() - t0
+    assert p.returncode == 3, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert "node 1 rank 3 exited with code 3" in last and "FAILED" in last
+    assert "Traceback" not in p.stderr
+    assert took < 60  # the other ranks (sleeping 120 s) were stopped
+    assert "[node 1 rank 3] rank 3 failing on purpose" in p.stdout
+
+
+def test_mpi_abort_is_reported(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "abort.yaml", nodes=2, ranks_per_node=1, transport="tcp",
+                    command=[sys.executable, "-c", "from mpi4py import MPI; import time\n"
+                             "MPI.COMM_WORLD.Abort(7) if MPI.COMM_WORLD.rank == 1 else time.sleep(100)"])
+    p = run_mnp(["launch", "--grace", "1", str(job)], mnp_home)
+    assert p.returncode == 7, p.stderr
+    assert "node 1 rank 1" in p.stderr and "MPI_Abort(7)" in p.stderr
+
+
+def test_missing_command_is_127_and_named(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "nocmd.yaml", nodes=2, ranks_per_node=1, command="/nonexistent/prog --x")
+    p = run_mnp(["launch", str(job)], mnp_home)
+    assert p.returncode == 127
+    assert "cannot start '/nonexistent/prog'" in p.stderr
+
+
+def test_timeout_stops_job(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "slow.yaml", nodes=2, ranks_per_node=1, timeout=2, command="sleep 60")
+    t0 = time.monotonic()
+    p = run_mnp(["launch", "--grace", "1", "--json", str(job)], mnp_home)
+    assert p.returncode == 124
+    assert time.monotonic() - t0 < 30
+    res = json.loads(p.stdout)
+    assert res["state"] == "FAILED" and "timeout" in res["reason"]
+
+
+def test_ctrl_c_tears_down(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    import os
+
+    job = write_job(tmp_path / "long.yaml", nodes=3, ranks_per_node=1, command="sleep 100")
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "launch", "--grace", "1", str(job)],
+                            env={**os.environ, "MNP_HOME": str(mnp_home)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("sleep 100" in " ".join(p) for p in _cmdlines()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+
+
+def _cmdlines() -> list[list[str]]:
+    import psutil
+
+    return [p.info["cmdline"] or [] for p in psutil.process_iter(["cmdline"])]
+
+
+def test_node_crash_fails_job(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    import os
+
+    import psutil
+
+    job = write_job(tmp_path / "crash.yaml", nodes=3, ranks_per_node=1, command="sleep 100")
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "launch", "--grace", "1", str(job)],
+                            env={**os.environ, "MNP_HOME": str(mnp_home)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline:
+        for p in psutil.process_iter(["cmdline", "environ"]):
+            try:
+                if p.info["cmdline"][:2] == ["sleep", "100"] and (p.info["environ"] or {}).get("MNP_NODE_INDEX") == "2":
+                    victim = p.parent()  # the node's agent: its PID namespace's init
+            except (TypeError, psutil.Error):
+                continue
+        time.sleep(0.2)
+    assert victim is not None
+    os.kill(victim.pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "node 2" in err.strip().splitlines()[-1]
+
+
+def test_stale_cluster_is_removed_at_next_start(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    # A crashed run's leftovers: a namespace and a bridge named like ours, with no live owner.
+    subprocess.run(["ip", "netns", "add", "mnp-dead00-0"], check=True)
+    subprocess.run(["ip", "link", "add", "mnpb-dead00", "type", "bridge"], check=True)
+    try:
+        job = write_job(tmp_path / "ok.yaml", nodes=1, ranks_per_node=1, command="true")
+        p = run_mnp(["launch", str(job)], mnp_home)
+        assert p.returncode == 0, p.stderr
+        assert "removed leftovers" in p.stderr and "dead00" in p.stderr
+        assert not [x for x in leftovers() if "dead00" in x]
+    finally:
+        subprocess.run(["ip", "netns", "del", "mnp-dead00-0"], capture_output=True)
+        subprocess.run(["ip", "link", "del", "mnpb-dead00"], capture_output=True)
+
+
+def test_no_isolate_fallback_warns_and_runs(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "env.yaml", nodes=2, ranks_per_node=1, transport="tcp",
+                    command=[sys.executable, str(JOBS / "envdump.py")])
+    p = run_mnp(["launch", "--no-isolate", str(job)], mnp_home)
+    assert p.returncode == 0, p.stderr
+    assert "warning: nodes are not isolated" in p.stderr
+    recs = _env_lines(p.stdout)
+    assert sorted(r["rank"] for r in recs) == [0, 1]
+    assert {r["env"]["MNP_NODE_INDEX"] for r in recs} == {"0", "1"}
