@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -107,7 +108,7 @@ class Agent:
                 else:
                     self._on_fd(sock)
             self._reap()
-        self.chan.send("bye", node=self.node)
+        self.chan.send("bye", node=self.node, maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         self.chan.close()
         return code
 
@@ -310,3 +311,7 @@ def main() -> int:
     handoff = json.loads(line)
     sys.stdin.close()
     return Agent(handoff).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -123,6 +123,8 @@ class _Job:
         self.failure: _Failure | None = None
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {}
+        self.agent_rss_kb: dict[int, int | None] = {}
+        self.info: dict[str, Any] = {}
         self.deadline = self.t0 + self.spec.timeout if self.spec.timeout else None
 
     # -- phases ------------------------------------------------------------------------------------------------
@@ -168,8 +170,10 @@ class _Job:
         finally:
             if chan is not None:
                 self._shutdown(chan, cluster)
+            self.timings["shutdown_s"] = time.monotonic() - self.t0
             if cluster is not None:
                 cluster.teardown()
+            self.timings["teardown_s"] = time.monotonic() - self.t0
             self.sink.close()
         result = self._finish(nodes)
         if error is not None:
@@ -207,10 +211,10 @@ class _Job:
         plan = assign_ranks(self.job_id, work, [hellos[i]["cpus"] for i in range(self.n)],
                             [hellos[i]["hostname"] for i in range(self.n)], [n.address for n in nodes],
                             self.spec.main_node, choice.env)
+        self.info.update(transport={"inter_node": choice.inter_node, "intra_node": choice.intra_node,
+                                    "why": choice.why, "env": choice.env}, size=plan.size)
         self.records.update(self.job_id, nodes=[{"index": p.index, "hostname": p.hostname, "address": p.address,
-                                                 "ranks": p.ranks} for p in plan.nodes],
-                            info={"transport": {"inter_node": choice.inter_node, "intra_node": choice.intra_node,
-                                                "why": choice.why, "env": choice.env}, "size": plan.size})
+                                                 "ranks": p.ranks} for p in plan.nodes], info=self.info)
         return plan
 
     def _execute(self, chan: CoordinatorChannel, cluster: Cluster, plan: JobPlan) -> None:
@@ -316,6 +320,7 @@ class _Job:
             got = chan.recv(50)
             if got and got[1]["t"] == "bye":
                 bye.add(got[0])
+                self.agent_rss_kb[got[0]] = got[1].get("maxrss_kb")
             elif got and got[1]["t"] == "output" and got[2] is not None:
                 self.sink.write(got[0], got[1]["rank"], got[1]["stream"], got[2])
         chan.close()
@@ -327,7 +332,9 @@ class _Job:
         code = f.exit_code if f else 0
         reason = f.reason if f else "every rank exited 0"
         node_list = [{"index": n.index, "hostname": n.hostname, "address": n.address} for n in nodes]
-        self.records.update(self.job_id, exit_code=code, wall_s=wall)
+        self.info.update(timings={k: round(v, 4) for k, v in self.timings.items()},
+                         agent_maxrss_kb={str(k): v for k, v in sorted(self.agent_rss_kb.items())})
+        self.records.update(self.job_id, exit_code=code, wall_s=wall, info=self.info)
         self.records.transition(self.job_id, state, reason)
         return JobResult(self.job_id, state, code, reason, wall, node_list, str(self.dir), self.timings)
 

@@ -7,18 +7,30 @@ concrete set of indices once the node count is known (:meth:`NodeRange.indices`)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 __all__ = ["NodeRange"]
 
 _RANGE = re.compile(r"^\s*(\d*)\s*(:?)\s*(\d*)\s*$")
 
 
-@dataclass(frozen=True)
 class NodeRange:
-    start: int | None
-    end: int | None  # inclusive; None: open (last node)
-    text: str
+    """A parsed ``targetNodes`` range (a plain class, not a dataclass: the spec decoder parses it from text)."""
+
+    __slots__ = ("start", "end", "text")
+
+    def __init__(self, start: int | None, end: int | None, text: str) -> None:
+        self.start = start
+        self.end = end  # inclusive; None: open (the last node)
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NodeRange) and (self.start, self.end) == (other.start, other.end)
+
+    def __hash__(self) -> int:
+        return hash((self.start, self.end))
+
+    def __repr__(self) -> str:
+        return f"NodeRange({self.text!r})"
 
     @classmethod
     def parse(cls, text: str | int) -> NodeRange:

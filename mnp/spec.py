@@ -10,16 +10,17 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
 from .noderange import NodeRange
 
 __all__ = ["JobSpec", "NodeRangeSpec", "load_spec", "spec_from_dict", "parse_size"]
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
           "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
@@ -70,103 +71,97 @@ def _env(value: Any) -> dict[str, str]:
     return out
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+def _node_range(v: Any) -> NodeRange:
+    if not isinstance(v, (str, int)) or isinstance(v, bool):
+        raise ValueError("must be a string such as '0:', ':2', '1:3' or '0'")
+    return NodeRange.parse(v)
 
 
-class NodeRangeSpec(_Model):
+def _dec_hook(kind: type, value: Any) -> Any:
+    if kind is NodeRange:
+        return _node_range(value)
+    raise NotImplementedError(kind)
+
+
+_Count = Annotated[int, msgspec.Meta(ge=1, le=4096)]
+
+
+class NodeRangeSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One entry of ``node_ranges``: what the nodes of ``target_nodes`` run instead of the job's defaults."""
 
     target_nodes: NodeRange
     command: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    ranks_per_node: int | None = Field(default=None, ge=1, le=4096)
-
-    @field_validator("target_nodes", mode="before")
-    @classmethod
-    def _range(cls, v: Any) -> NodeRange:
-        if isinstance(v, NodeRange):
-            return v
-        if not isinstance(v, (str, int)) or isinstance(v, bool):
-            raise ValueError("must be a string such as '0:', ':2', '1:3' or '0'")
-        return NodeRange.parse(v)
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _cmd(cls, v: Any) -> list[str] | None:
-        return None if v is None else _command(v)
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, v: Any) -> dict[str, str]:
-        return _env(v)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    env: dict[str, str] = {}
+    ranks_per_node: _Count | None = None
 
 
-class JobSpec(_Model):
+class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A validated job. Node-dependent checks (ranges against the node count) happen in :mod:`mnp.plan`."""
 
-    name: str = Field(default="job", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-    nodes: int = Field(default=1, ge=1, le=1000)
-    main_node: int = Field(default=0, ge=0)
-    ranks_per_node: int | None = Field(default=None, ge=1, le=4096)
+    name: Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)] = "job"
+    nodes: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    main_node: Annotated[int, msgspec.Meta(ge=0)] = 0
+    ranks_per_node: _Count | None = None
     command: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = {}
     mpi: Literal["mpich", "openmpi", "auto"] = "auto"
-    shm_size: int | None = None
+    shm_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
     transport: Literal["auto", "tcp", "efa", "shm"] = "auto"
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
     workdir: str | None = None
-    node_ranges: list[NodeRangeSpec] = Field(default_factory=list)
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _cmd(cls, v: Any) -> list[str] | None:
-        return None if v is None else _command(v)
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, v: Any) -> dict[str, str]:
-        return _env(v)
-
-    @field_validator("shm_size", mode="before")
-    @classmethod
-    def _shm(cls, v: Any) -> int | None:
-        return None if v is None else parse_size(v)
-
-    @model_validator(mode="after")
-    def _whole(self) -> JobSpec:
-        if self.command is None and not any(r.command for r in self.node_ranges):
-            raise ValueError("command: a job needs a command (at the top level or in node_ranges)")
-        return self
+    node_ranges: list[NodeRangeSpec] = []
 
     def with_nodes(self, nodes: int) -> JobSpec:
-        return self.model_copy(update={"nodes": nodes})
+        return msgspec.structs.replace(self, nodes=nodes)
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
+_CHOICES = {"mpi": ("mpich", "openmpi", "auto"), "transport": ("auto", "tcp", "efa", "shm")}
+_TYPE_WORDS = {"int": "an integer", "str": "a string", "float": "a number", "bool": "true or false",
+               "array": "a list", "object": "a map", "null": "empty"}
+
+
+def _humane(problem: str, field: str) -> str:
+    """msgspec's wording, in the words of the job file."""
+    if m := re.match(r"Expected `(\w+)(?: \| null)?` (>=|>|<=|<) (\S+)", problem):
+        return f"must be {_TYPE_WORDS.get(m.group(1), m.group(1))} {m.group(2)} {m.group(3).removesuffix('.0')}"
+    if m := re.match(r"Expected `(\w+)(?: \| null)?`, got `(\w+)`", problem):
+        want, got = (_TYPE_WORDS.get(g, g) for g in m.groups())
+        return f"must be {want}, got {got}"
+    if m := re.match(r"Expected `str` matching regex '(.*)'", problem):
+        return f"must match {m.group(1)}"
+    if problem.startswith("Invalid enum value"):
+        choices = _CHOICES.get(field.split(".")[-1], ())
+        return f"{problem.split(' ', 3)[-1]} is not one of " + ", ".join(f"'{c}'" for c in choices)
+    return problem
+
+
+def _first_error(e: msgspec.ValidationError) -> tuple[str, str]:
+    text = str(e)
+    m = re.match(r"^(.*?)(?: - at `\$(.*)`)?$", text, re.S)
+    problem, path = (m.group(1), (m.group(2) or "")) if m else (text, "")
+    path = path.lstrip(".")
+    if um := re.match(r"Object contains unknown field `(.*)`", problem):
+        return (f"{path}.{um.group(1)}" if path else um.group(1)), "unknown field"
+    if mm := re.match(r"Object missing required field `(.*)`", problem):
+        return (f"{path}.{mm.group(1)}" if path else mm.group(1)), "required field is missing"
+    return path, _humane(problem, path)
+
+
+def _normalise(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Coerce the fields that take more than one spelling (command, env, shm_size) before type checks."""
+    out = dict(data)
+    for key, fix in (("command", _command), ("env", _env), ("shm_size", parse_size)):
+        if out.get(key) is not None:
+            try:
+                out[key] = fix(out[key])
+            except ValueError as e:
+                raise _FieldError(f"{where}{key}", str(e)) from None
     return out
 
 
-def _first_error(e: ValidationError) -> tuple[str, str]:
-    err = e.errors(include_url=False)[0]
-    field = _loc(err["loc"])
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif err["type"] == "missing":
-        msg = "required field is missing"
-    msg = msg.removeprefix("Value error, ")
-    if field == "" and ":" in msg:  # model-level check that names its own field
-        field, msg = (s.strip() for s in msg.split(":", 1))
-    return field, msg
+class _FieldError(Exception):
+    def __init__(self, field: str, problem: str) -> None:
+        self.field, self.problem = field, problem
 
 
 def spec_from_dict(data: Any, source: str | None = None, default_name: str | None = None) -> JobSpec:
@@ -179,10 +174,20 @@ def spec_from_dict(data: Any, source: str | None = None, default_name: str | Non
         safe = re.sub(r"[^A-Za-z0-9_.-]", "-", default_name).lstrip("-_.") or "job"
         data = {**data, "name": safe}
     try:
-        return JobSpec.model_validate(data)
-    except ValidationError as e:
+        data = _normalise(data, "")
+        if isinstance(data.get("node_ranges"), list):
+            data["node_ranges"] = [_normalise(r, f"node_ranges[{i}].") if isinstance(r, dict) else r
+                                   for i, r in enumerate(data["node_ranges"])]
+    except _FieldError as e:
+        raise SpecError(e.field, e.problem, source) from None
+    try:
+        spec = msgspec.convert(data, JobSpec, dec_hook=_dec_hook)
+    except msgspec.ValidationError as e:
         field, msg = _first_error(e)
         raise SpecError(field, msg, source) from None
+    if spec.command is None and not any(r.command for r in spec.node_ranges):
+        raise SpecError("command", "a job needs a command (at the top level or in node_ranges)", source)
+    return spec
 
 
 def load_spec(path: str | Path) -> JobSpec:
@@ -193,7 +198,7 @@ def load_spec(path: str | Path) -> JobSpec:
     except OSError as e:
         raise SpecError("", f"cannot read job file: {e.strerror}", str(p)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""

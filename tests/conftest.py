@@ -68,7 +68,7 @@ def leftovers() -> list[str]:
     me = os.getpid()
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if p.info["pid"] != me and ("mnp agent" in cmd or str(JOBS) in cmd):
+        if p.info["pid"] != me and ("mnp agent" in cmd or "mnp.agent" in cmd or str(JOBS) in cmd):
             found.append(f"process {p.info['pid']}: {cmd[:80]}")
     return found
 

@@ -37,24 +37,27 @@ def test_sizes(text: str | int, value: int) -> None:
 
 BAD = [
     ({"command": "x", "nodez": 2}, "nodez", "unknown field"),
-    ({"command": "x", "nodes": 0}, "nodes", "greater than or equal to 1"),
-    ({"command": "x", "nodes": "four"}, "nodes", "integer"),
+    ({"command": "x", "nodes": 0}, "nodes", "must be an integer >= 1"),
+    ({"command": "x", "nodes": "four"}, "nodes", "must be an integer, got a string"),
     ({"command": "x", "main_node": -1}, "main_node", ""),
     ({"command": "x", "ranks_per_node": 0}, "ranks_per_node", ""),
     ({"command": ""}, "command", "must not be empty"),
     ({"command": {"a": 1}}, "command", "string or a list"),
     ({"command": "x", "env": {"1BAD": "v"}}, "env", "not a valid environment variable name"),
     ({"command": "x", "env": ["A=1"]}, "env", "map"),
-    ({"command": "x", "mpi": "intel"}, "mpi", "'mpich', 'openmpi' or 'auto'"),
+    ({"command": "x", "mpi": "intel"}, "mpi", "'intel' is not one of 'mpich', 'openmpi', 'auto'"),
     ({"command": "x", "transport": "ib"}, "transport", ""),
     ({"command": "x", "shm_size": "lots"}, "shm_size", "not a size"),
-    ({"command": "x", "timeout": 0}, "timeout", "greater than 0"),
-    ({"command": "x", "name": "bad name!"}, "name", "pattern"),
+    ({"command": "x", "timeout": 0}, "timeout", "must be a number > 0"),
+    ({"command": "x", "name": "bad name!"}, "name", "must match"),
     ({"nodes": 2}, "command", "needs a command"),
     ({"command": "x", "node_ranges": [{"target_nodes": "a:b"}]}, "node_ranges[0].target_nodes", "not a node range"),
     ({"command": "x", "node_ranges": [{"target_nodes": "3:1"}]}, "node_ranges[0].target_nodes", "ends before"),
     ({"command": "x", "node_ranges": [{"target_nodes": "0:", "cmd": "y"}]}, "node_ranges[0].cmd", "unknown field"),
     ({"command": "x", "node_ranges": [{}]}, "node_ranges[0].target_nodes", "required field is missing"),
+    ({"command": "x", "node_ranges": [{"target_nodes": "0", "env": {"A": [1]}}]}, "node_ranges[0].env", "A"),
+    ({"command": "x", "node_ranges": "0:"}, "node_ranges", "must be a list"),
+    ({"command": "x", "timeout": True}, "timeout", "got true or false"),
 ]
 
 

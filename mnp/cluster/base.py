@@ -20,7 +20,8 @@ class NodeInfo:
 
 
 def agent_command(python: str | None = None) -> list[str]:
-    return [python or sys.executable, "-m", "mnp", "agent"]
+    """How a node starts its agent. ``python -m mnp.agent`` is ``mnp agent`` without the CLI's imports."""
+    return [python or sys.executable, "-m", "mnp.agent"]
 
 
 class Cluster:

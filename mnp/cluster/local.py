@@ -62,16 +62,39 @@ def _owner_alive(short: str) -> bool:
     return True
 
 
-def _remove(short: str, namespaces: list[str], links: list[str]) -> None:
-    for ns in namespaces:
+def _links() -> set[str]:
+    names = set()
+    for line in _ip("-o", "link", "show", check=False).splitlines():
+        parts = line.split(":")
+        if len(parts) >= 2:
+            names.add(parts[1].strip().split("@")[0])
+    return names
+
+
+def _remove(short: str, namespaces: list[str], links: list[str], wait_s: float = 3.0, kill: bool = True) -> None:
+    """Kill what runs in the namespaces, delete them and the links, and wait until the links are gone.
+
+    Deleting the namespaces first lets the kernel remove all their veth pairs in one batch (one RCU grace period);
+    deleting veths one by one costs a grace period each. Links still there after ``wait_s`` are deleted by name.
+    ``kill=False`` skips looking for processes (the caller reaped every node's init, so their PID namespaces,
+    and everything in them, are gone).
+    """
+    for ns in namespaces if kill else []:
         for pid in _ip("netns", "pids", ns, check=False).split():
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
-    batch = [f"link del {link}" for link in links] + [f"netns del {ns}" for ns in namespaces]
+    bridges = [link for link in links if _BR.match(link)]
+    batch = [f"netns del {ns}" for ns in namespaces] + [f"link del {b}" for b in bridges]
     if batch:
         _ip("-force", "-batch", "-", stdin="\n".join(batch) + "\n", check=False)
+    deadline = time.monotonic() + wait_s
+    while (left := {link for link in links if os.path.exists(f"/sys/class/net/{link}")}) and \
+            time.monotonic() < deadline:
+        time.sleep(0.005)
+    if left:
+        _ip("-force", "-batch", "-", stdin="".join(f"link del {link}\n" for link in sorted(left)), check=False)
     shutil.rmtree(RUN_DIR / short, ignore_errors=True)
     try:
         (RUN_DIR / f"{short}.pid").unlink()
@@ -85,11 +108,7 @@ def _inventory() -> dict[str, tuple[list[str], list[str]]]:
         name = line.split()[0] if line.split() else ""
         if m := _NS.match(name):
             found.setdefault(m.group(1), ([], []))[0].append(name)
-    for line in _ip("-o", "link", "show", check=False).splitlines():
-        parts = line.split(":")
-        if len(parts) < 2:
-            continue
-        name = parts[1].strip().split("@")[0]
+    for name in _links():
         if (m := _BR.match(name)) or (m := _VETH.match(name)):
             found.setdefault(m.group(1), ([], []))[1].append(name)
     return found
@@ -175,13 +194,17 @@ class LocalCluster(Cluster):
         return self.nodes
 
     def agent_argv(self, node: int) -> list[str]:
+        return self.node_argv(node, agent_command())
+
+    def node_argv(self, node: int, command: list[str]) -> list[str]:
+        """``command`` as the init of node ``node``: its namespaces, hostname, /dev/shm and /etc/hosts."""
         n = self.nodes[node]
         size = f"size={self.shm_bytes}," if self.shm_bytes else ""
         setup = (f"hostname {n.hostname} && mount -t tmpfs -o {size}mode=1777 mnp-shm /dev/shm && "
                  f"mount --bind {self.dir / 'hosts'} /etc/hosts && exec \"$@\"")
         return ["ip", "netns", "exec", self.ns(node), "unshare", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
                 "--mount-proc", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", setup, "mnp-node",
-                *agent_command()]
+                *command]
 
     def teardown(self) -> None:
         for p in self._agents.values():
@@ -190,14 +213,15 @@ class LocalCluster(Cluster):
                     os.killpg(p.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        reaped = True
         for p in self._agents.values():
             try:
                 p.wait(5)
             except subprocess.TimeoutExpired:
-                pass
-        # Deleting a veth deletes its peer at once; left to the namespace's removal it lingers for a while.
+                reaped = False
         veths = [f"mv{self.short}h{i}" for i in range(self.num_nodes)]
-        _remove(self.short, [self.ns(i) for i in range(self.num_nodes)], [*veths, self.bridge])
+        _remove(self.short, [self.ns(i) for i in range(self.num_nodes)], [*veths, self.bridge],
+                kill=not reaped or len(self._agents) < self.num_nodes)
 
 
 class ProcessCluster(Cluster):
