@@ -303,6 +303,15 @@ class Agent:
             self.kill_deadline = deadline
 
 
+def run_from_fd(fd: int) -> int:
+    """A forked node's init: the handoff comes on a pipe instead of stdin."""
+    with os.fdopen(fd, "rb") as pipe:
+        line = pipe.readline()
+    if not line:
+        return 2  # the coordinator went away before handing over
+    return Agent(json.loads(line)).run()
+
+
 def main() -> int:
     line = sys.stdin.readline()
     if not line:

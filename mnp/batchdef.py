@@ -99,7 +99,8 @@ class RetryStrategy:
 
         Batch's rules: a successful attempt (exit code 0) is never retried, nor the last allowed attempt; else the
         first rule whose conditions all match decides (``RETRY`` or ``EXIT``), and when none matches, the job is
-        retried.
+        retried. Patterns match exactly (case included), or by prefix when they end in ``*``; mnp has one reason
+        string per attempt, which both ``onReason`` and ``onStatusReason`` are matched against.
         """
         if exit_code == 0 or attempt >= self.attempts:
             return False
@@ -285,9 +286,11 @@ def load_batch_jobdef(data: dict[str, Any], source: str, *,
                       parameters: Mapping[str, str] | None = None) -> tuple[dict[str, Any], RetryStrategy | None]:
     """Turn a Batch multi-node job definition into an mnp job dict and its retry strategy (``None`` if unset).
 
-    ``Ref::name`` command words are replaced by ``parameters`` (submit-time values, as ``aws batch submit-job
-    --parameters`` gives) or else by the job definition's ``parameters`` defaults; a reference with neither is
-    left as it is, as Batch does. Raises :class:`~mnp.errors.SpecError` naming the Batch field at fault.
+    A command word that is exactly ``Ref::name`` is replaced by ``parameters[name]`` (submit-time values, as
+    ``aws batch submit-job --parameters`` gives) or else by the job definition's ``parameters`` default; a
+    reference with neither is left as it is. Besides the per-field checks, the translated job is validated as mnp
+    will run it (node limits, ranges covering every node and nesting rather than overlapping), and those problems
+    too are reported under the Batch field. Raises :class:`~mnp.errors.SpecError` naming the Batch field at fault.
     """
     r = _Reader(source)
     top = r.obj(data, "")

@@ -32,7 +32,7 @@ import hostlist
 
 from .errors import UsageError
 
-__all__ = ["HostSpec", "parse_hostfile", "load_hostfile", "parse_hosts_option", "slurm_hosts"]
+__all__ = ["HostSpec", "load_hostfile", "parse_hostfile", "parse_hosts_option", "slurm_hosts"]
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9_])?$")
 _IPV6 = re.compile(r"^[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?$")

@@ -85,6 +85,7 @@ class Records:
         self.home.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.home / "mnp.db", timeout=30, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across crashes of mnp, cheap commits
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -66,10 +66,12 @@ def leftovers() -> list[str]:
     if run_dir.exists():
         found += [f"run file {p}" for p in run_dir.iterdir()]
     me = os.getpid()
-    for p in psutil.process_iter(["pid", "cmdline"]):
+    for p in psutil.process_iter(["pid", "cmdline", "name"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if p.info["pid"] != me and ("mnp agent" in cmd or "mnp.agent" in cmd or str(JOBS) in cmd):
-            found.append(f"process {p.info['pid']}: {cmd[:80]}")
+        name = p.info["name"] or ""
+        if p.info["pid"] != me and ("mnp agent" in cmd or "mnp.agent" in cmd or str(JOBS) in cmd or
+                                    name.startswith(("mnp-agent", "mnp-keep"))):
+            found.append(f"process {p.info['pid']} ({name}): {cmd[:80]}")
     return found
 
 

@@ -18,7 +18,8 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "containers" / "jobdef-exampl
 
 
 def example() -> dict[str, Any]:
-    return json.loads(EXAMPLE.read_text())
+    data: dict[str, Any] = json.loads(EXAMPLE.read_text())
+    return data
 
 
 def minimal(**top: Any) -> dict[str, Any]:
@@ -318,9 +319,6 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
      "must be an integer, got 2.5"),
     ("numNodes bool", set_path(minimal(), "nodeProperties.numNodes", True), "nodeProperties.numNodes",
      "must be an integer, got a boolean"),
-    ("numNodes too many", set_path(set_path(minimal(), "nodeProperties.numNodes", 1001),
-                                   "nodeProperties.mainNode", 0),
-     "nodeProperties.numNodes", "Input should be less than or equal to 1000"),
     ("mainNode negative", set_path(minimal(), "nodeProperties.mainNode", -1), "nodeProperties.mainNode",
      "must be at least 0, got -1"),
     ("mainNode past end", set_path(minimal(), "nodeProperties.mainNode", 2), "nodeProperties.mainNode",
@@ -369,11 +367,12 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
      _range0("container.environment[0].name"), "'1A' is not a valid environment variable name"),
     ("environment reserved", with_range(environment=[{"name": "A", "value": ""},
                                                       {"name": "AWS_BATCH_JOB_ID", "value": "x"}]),
-     _range0("container.environment[1].name"), "'AWS_BATCH_JOB_ID': names starting with AWS_BATCH are reserved for Batch"),
+     _range0("container.environment[1].name"),
+     "'AWS_BATCH_JOB_ID': names starting with AWS_BATCH are reserved for Batch"),
     ("environment twice", with_range(environment=[{"name": "A", "value": "1"}, {"name": "B", "value": "2"},
                                                    {"name": "A", "value": "3"}]),
-     _range0("container.environment[2].name"), "'A' is already set by nodeProperties.nodeRangeProperties[0]"
-                                               ".container.environment[0]"),
+     _range0("container.environment[2].name"),
+     "'A' is already set by nodeProperties.nodeRangeProperties[0].container.environment[0]"),
     ("environment value number", with_range(environment=[{"name": "A", "value": 1}]),
      _range0("container.environment[0].value"), "must be a string, got a number"),
     ("environment extra key", with_range(environment=[{"name": "A", "value": "1", "type": "x"}]),
@@ -450,6 +449,15 @@ def test_errors_name_the_batch_field(doc: dict[str, Any], field: str, problem: s
     assert str(e.value) == f"jobdef.json: {field}: {problem}"
     assert "\n" not in str(e.value)
     assert e.value.exit_code == 2
+
+
+def test_mnp_limits_are_reported_under_the_batch_field() -> None:
+    """Checks mnp makes on the translated job (here its node limit) name the Batch field they came from."""
+    with pytest.raises(SpecError) as e:
+        load_batch_jobdef(set_path(minimal(), "nodeProperties.numNodes", 1001), "jobdef.json")
+    assert e.value.field == "nodeProperties.numNodes"
+    assert "1000" in e.value.problem
+    assert str(e.value).startswith("jobdef.json: nodeProperties.numNodes: ")
 
 
 def test_not_an_object() -> None:

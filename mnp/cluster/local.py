@@ -16,6 +16,7 @@ says, in one line, that the nodes are not isolated.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -24,9 +25,11 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import ClusterError
 from .base import Cluster, NodeInfo, agent_command
+from .nsnode import NodeProcess, fork_node
 
 __all__ = ["LocalCluster", "ProcessCluster", "local_cluster", "clean_stale", "namespaces_available"]
 
@@ -153,6 +156,7 @@ class LocalCluster(Cluster):
         self.bridge = f"mnpb-{self.short}"
         self.dir = RUN_DIR / self.short
         self.shm_bytes = 0
+        self._nodes: dict[int, NodeProcess] = {}
 
     def ns(self, i: int) -> str:
         return f"mnp-{self.short}-{i}"
@@ -191,7 +195,23 @@ class LocalCluster(Cluster):
         lines = ["127.0.0.1\tlocalhost", f"{self.control_address}\tmnp-coordinator"]
         lines += [f"{n.address}\t{n.hostname}" for n in self.nodes]
         (self.dir / "hosts").write_text("\n".join(lines) + "\n")
+        from ..agent import run_from_fd
+
+        for n in self.nodes:
+            self._nodes[n.index] = fork_node(f"/run/netns/{self.ns(n.index)}", n.hostname, self.shm_bytes,
+                                             str(self.dir / "hosts"), str(n.index), run_from_fd)
         return self.nodes
+
+    def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
+        """Each forked node waits for its handoff on a pipe only it and we hold."""
+        for node, handoff in handoffs.items():
+            proc = self._nodes[node]
+            with os.fdopen(proc.handoff_fd, "wb") as pipe:
+                pipe.write(json.dumps(handoff).encode() + b"\n")
+            self._agents[node] = proc  # type: ignore[assignment]
+
+    def lost(self) -> dict[int, int]:
+        return {n: rc for n, p in self._nodes.items() if (rc := p.poll()) is not None}
 
     def agent_argv(self, node: int) -> list[str]:
         return self.node_argv(node, agent_command())
@@ -207,21 +227,23 @@ class LocalCluster(Cluster):
                 *command]
 
     def teardown(self) -> None:
-        for p in self._agents.values():
+        for p in self._nodes.values():
             if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        reaped = True
-        for p in self._agents.values():
-            try:
+                os.kill(p.pid, signal.SIGTERM)  # the keeper kills and reaps the node's init, then exits
+        reaped = all(p.wait(5) is not None for p in self._nodes.values())
+        for p in self._nodes.values():
+            if p.poll() is None:  # last resort: the init follows its keeper by death signal
+                os.kill(p.pid, signal.SIGKILL)
                 p.wait(5)
-            except subprocess.TimeoutExpired:
-                reaped = False
+        for p in self._nodes.values():
+            if p.handoff_fd >= 0 and p.pid not in [a.pid for a in self._agents.values()]:
+                try:
+                    os.close(p.handoff_fd)
+                except OSError:
+                    pass
         veths = [f"mv{self.short}h{i}" for i in range(self.num_nodes)]
         _remove(self.short, [self.ns(i) for i in range(self.num_nodes)], [*veths, self.bridge],
-                kill=not reaped or len(self._agents) < self.num_nodes)
+                kill=not reaped or len(self._nodes) < self.num_nodes)
 
 
 class ProcessCluster(Cluster):
