@@ -64,6 +64,10 @@ class Agent:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.poller.register(self._wake_r, zmq.POLLIN)
+        # A provider that keeps our stdin open (SSH) means: end of stdin is the end of the session, stop.
+        self.stdin_fd = sys.stdin.fileno() if handoff.get("watch_stdin") else None
+        if self.stdin_fd is not None:
+            self.poller.register(self.stdin_fd, zmq.POLLIN)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._on_term)
@@ -105,6 +109,13 @@ class Agent:
                     self._drain_control()
                 elif sock == self._wake_r:
                     self._drain_wake()
+                elif sock == self.stdin_fd:
+                    if not os.read(self.stdin_fd, 4096):
+                        sys.stderr.write(f"mnp agent {self.node}: session closed; stopping\n")
+                        self.poller.unregister(self.stdin_fd)
+                        self.stdin_fd = None
+                        self.stop_ranks(grace=2.0)
+                        self.running = False
                 else:
                     self._on_fd(sock)
             self._reap()
@@ -303,6 +314,17 @@ class Agent:
             self.kill_deadline = deadline
 
 
+def _readline(fd: int) -> str:
+    """One line, byte by byte: a buffered read could swallow what comes after it (or block for it)."""
+    out = bytearray()
+    while not out.endswith(b"\n"):
+        b = os.read(fd, 1)
+        if not b:
+            break
+        out += b
+    return out.decode()
+
+
 def run_from_fd(fd: int) -> int:
     """A forked node's init: the handoff comes on a pipe instead of stdin."""
     with os.fdopen(fd, "rb") as pipe:
@@ -313,12 +335,13 @@ def run_from_fd(fd: int) -> int:
 
 
 def main() -> int:
-    line = sys.stdin.readline()
+    line = _readline(sys.stdin.fileno())
     if not line:
         sys.stderr.write("mnp agent: no job handoff on stdin\n")
         return 2
     handoff = json.loads(line)
-    sys.stdin.close()
+    if not handoff.get("watch_stdin"):
+        sys.stdin.close()
     return Agent(handoff).run()
 
 

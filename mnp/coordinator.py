@@ -22,14 +22,16 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .cluster.base import Cluster, NodeInfo
 from .cluster.local import clean_stale, local_cluster
+from .cluster.ssh import SshCluster, SshOptions
 from .control import CoordinatorChannel, make_keys
 from .errors import MnpError, SpecError, UsageError
+from .hosts import HostSpec
 from .output import OutputSink, Progress
 from .plan import JobPlan, assign_ranks, resolve_nodes
 from .records import Records, new_job_id
@@ -56,6 +58,8 @@ class LaunchRequest:
     join_timeout_s: float = 120.0
     cwd: str | None = None
     home: Path | None = None
+    hosts: list[HostSpec] | None = None  # None: the embedded local cluster
+    ssh: SshOptions | None = None
 
 
 @dataclass
@@ -115,7 +119,11 @@ def _say(msg: str) -> None:
 class _Job:
     def __init__(self, req: LaunchRequest, records: Records, interrupt: _Interrupt) -> None:
         self.req = req
-        self.spec = req.spec.with_nodes(req.nodes) if req.nodes else req.spec
+        nodes = req.nodes or (len(req.hosts) if req.hosts and not req.nodes else None)
+        if req.hosts and req.nodes and req.nodes > len(req.hosts):
+            raise UsageError(f"--nodes: {req.nodes} nodes asked for, but only {len(req.hosts)} host(s) given")
+        self.hosts = req.hosts[: nodes or len(req.hosts)] if req.hosts else None
+        self.spec = req.spec.with_nodes(nodes) if nodes else req.spec
         self.n = self.spec.nodes
         self.records = records
         self.interrupt = interrupt
@@ -142,14 +150,14 @@ class _Job:
         nodes: list[NodeInfo] = []
         error: MnpError | None = None
         try:
-            for short in clean_stale():
-                _say(f"removed leftovers of an earlier local cluster ({short}) whose coordinator is gone")
             self.records.transition(self.job_id, "RUNNABLE")
-            cluster = local_cluster(self.job_id, self.n, self.req.isolate)
+            cluster = self._cluster()
             if cluster.warning:
                 _say(f"warning: {cluster.warning}")
             shm = self.spec.shm_size or max(512 << 20, max(w.ranks_per_node or 2 for w in work) * (64 << 20))
-            nodes = cluster.create(shm)
+            progress = Progress("hosts ready")
+            nodes = cluster.create(shm, progress.update)
+            progress.done(len(nodes), self.n)
             self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
             keys = make_keys(self.n)
             chan = CoordinatorChannel(keys, cluster.control_address)
@@ -180,6 +188,13 @@ class _Job:
             raise error
         return result
 
+    def _cluster(self) -> Cluster:
+        if self.hosts is not None:
+            return SshCluster(self.job_id, self.hosts, self.req.ssh or SshOptions())
+        for short in clean_stale():
+            _say(f"removed leftovers of an earlier local cluster ({short}) whose coordinator is gone")
+        return local_cluster(self.job_id, self.n, self.req.isolate)
+
     def _join(self, chan: CoordinatorChannel, cluster: Cluster) -> dict[int, dict[str, Any]]:
         hellos: dict[int, dict[str, Any]] = {}
         progress = Progress("nodes up")
@@ -206,8 +221,12 @@ class _Job:
         return hellos
 
     def _plan(self, work: list[Any], nodes: list[NodeInfo], hellos: dict[int, dict[str, Any]]) -> JobPlan:
-        choice = choose_transport(self.spec.mpi, self.spec.transport, self.n, iface="eth0" if self.n > 1 and
-                                  nodes[0].address != "127.0.0.1" else None)
+        local_ns = self.hosts is None and nodes[0].address != "127.0.0.1"
+        choice = choose_transport(self.spec.mpi, self.spec.transport, self.n,
+                                  iface="eth0" if self.n > 1 and local_ns else None)
+        if self.hosts is not None:  # a host's slots stand in for ranks_per_node where the job leaves it open
+            work = [w if w.ranks_per_node or not self.hosts[w.index].slots else
+                    replace(w, ranks_per_node=self.hosts[w.index].slots) for w in work]
         plan = assign_ranks(self.job_id, work, [hellos[i]["cpus"] for i in range(self.n)],
                             [hellos[i]["hostname"] for i in range(self.n)], [n.address for n in nodes],
                             self.spec.main_node, choice.env)

@@ -15,6 +15,7 @@ says, in one line, that the nodes are not isolated.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -161,7 +162,10 @@ class LocalCluster(Cluster):
     def ns(self, i: int) -> str:
         return f"mnp-{self.short}-{i}"
 
-    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
+    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None,
+               init: Callable[[int, int], int] | None = None) -> list[NodeInfo]:
+        """Make the nodes. Each node's init is the agent, waiting for its handoff, unless ``init(node, fd)`` is
+        given (tests use it to make nodes whose init is sshd)."""
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         (RUN_DIR / f"{self.short}.pid").write_text(f"{os.getpid()}\n")
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -198,8 +202,9 @@ class LocalCluster(Cluster):
         from ..agent import run_from_fd
 
         for n in self.nodes:
+            run = run_from_fd if init is None else functools.partial(init, n.index)
             self._nodes[n.index] = fork_node(f"/run/netns/{self.ns(n.index)}", n.hostname, self.shm_bytes,
-                                             str(self.dir / "hosts"), str(n.index), run_from_fd)
+                                             str(self.dir / "hosts"), str(n.index), run)
         return self.nodes
 
     def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
