@@ -49,6 +49,12 @@ class Agent:
         self.node: int = int(handoff["node"])
         self.heartbeat_s: float = float(handoff.get("heartbeat_s", 1.0))
         self.dead_s: float = float(handoff.get("dead_s", 15.0))
+        # Until the coordinator is first heard from, wait this long (nodes that dial in may start first).
+        self.first_contact_s: float = float(handoff.get("first_contact_s", self.dead_s))
+        self.heard = False
+        self.endpoint: str = handoff["endpoint"]
+        self.dialed: str | None = handoff.get("dialed")
+        self.command: list[str] | None = handoff.get("command")  # this node's own rank command (AWS Batch)
         self.chan = AgentChannel(handoff["endpoint"], self.node, handoff)
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)
@@ -86,7 +92,17 @@ class Agent:
         except AttributeError:  # pragma: no cover - not Linux
             cpus = os.cpu_count() or 1
         self.chan.send("hello", node=self.node, hostname=socket.gethostname(), cpus=cpus, pid=os.getpid(),
-                       python=sys.version.split()[0])
+                       python=sys.version.split()[0], address=self._my_address(), dialed=self.dialed, command=self.command)
+
+    def _my_address(self) -> str | None:
+        """The address this node has on the way to the coordinator (no packet is sent)."""
+        host = self.endpoint.rsplit(":", 1)[0].removeprefix("tcp://")
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect((host, 9))
+                return str(s.getsockname()[0])
+        except OSError:
+            return None
 
     def run(self) -> int:
         self.hello()
@@ -96,8 +112,11 @@ class Agent:
             if now - self.last_sent >= self.heartbeat_s:
                 self.chan.send("heartbeat", node=self.node)
                 self.last_sent = now
-            if now - self.last_heard > self.dead_s and self.running:
-                sys.stderr.write(f"mnp agent {self.node}: coordinator silent for {self.dead_s:.0f}s; stopping\n")
+            limit = self.dead_s if self.heard else self.first_contact_s
+            if now - self.last_heard > limit and self.running:
+                what = "silent" if self.heard else "not reachable"
+                sys.stderr.write(f"mnp agent {self.node}: coordinator {what} for {limit:g}s ({self.endpoint}); "
+                                 "stopping\n")
                 self.stop_ranks(grace=1.0)
                 self.running = False
                 code = 1
@@ -130,6 +149,7 @@ class Agent:
     def _drain_control(self) -> None:
         while (msg := self.chan.recv_nowait()) is not None:
             self.last_heard = time.monotonic()
+            self.heard = True
             kind = msg["t"]
             if kind == "start":
                 self.start(msg)

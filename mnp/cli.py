@@ -94,11 +94,7 @@ def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None
                          insecure_no_host_key_check=insecure_no_host_key_check, remote_python=remote_python)
     result = run(LaunchRequest(spec=spec, spec_path=job_file, nodes=nodes, isolate=isolate, quiet_stdout=as_json,
                                grace_s=grace, hosts=hosts, ssh=ssh))
-    if as_json:
-        click.echo(json.dumps(result.to_json()))
-    if result.state != "SUCCEEDED":
-        click.echo(f"mnp: job {result.job_id} FAILED: {result.reason} (exit {result.exit_code})", err=True)
-    sys.exit(result.exit_code)
+    _report(result, as_json)
 
 
 def _hosts(hostfile: str | None, hosts_opt: str | None, local: bool) -> list[Any] | None:
@@ -202,6 +198,69 @@ def logs(job: str, node: int | None, rank: int | None, errs: bool | None) -> Non
         out = sys.stdout if st == "out" else sys.stderr
         for line in p.read_text(errors="replace").splitlines():
             out.write(f"[node {nn} rank {rr}] {line}\n")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--port", type=click.IntRange(1, 65535), default=8740, show_default=True, envvar="MNP_PORT",
+              help="The main node's control port.")
+@click.option("--join-timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+              envvar="MNP_JOIN_TIMEOUT", help="Seconds the main node waits for children (and children for it).")
+@click.option("--dead-after", type=click.FloatRange(min=1), default=15, show_default=True, envvar="MNP_DEAD_AFTER",
+              help="Seconds of silence after which a node, or the main node, counts as lost.")
+@click.option("--json", "as_json", is_flag=True, help="Main node: print one JSON object at the end.")
+@click.option("--grace", type=click.FloatRange(min=0), default=5.0, show_default=True, envvar="MNP_GRACE")
+def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: float, as_json: bool,
+         grace: float) -> None:
+    """Entry point of an AWS Batch multi-node container: `mnp node JOB_FILE` or `mnp node [--] COMMAND...`.
+
+    Either every node gets the same JOB_FILE (an mnp job or a Batch job definition; also MNP_JOB_FILE), or each
+    node gets its own rank COMMAND -- what a Batch job definition's container.command hands the entry point, so
+    node ranges run unchanged. The main node (AWS_BATCH_JOB_NODE_INDEX == AWS_BATCH_JOB_MAIN_NODE_INDEX) runs the
+    job and waits for the children to dial in; children run the node agent. Every node needs MNP_JOB_SECRET (the
+    same value) from the job definition. The main container exits with the job's exit code.
+    """
+    from pathlib import Path
+
+    from .cluster.awsbatch import BatchMainCluster, batch_node, run_child
+    from .errors import UsageError
+
+    me = batch_node(os.environ)
+    words = list(args[1:] if args[:1] == ("--",) else args)
+    job_file = os.environ.get("MNP_JOB_FILE")
+    command: list[str] | None = None
+    if len(words) == 1 and words[0].endswith((".yaml", ".yml", ".json")) and Path(words[0]).is_file():
+        job_file = words[0]
+    elif words:
+        command = words
+    if not me.is_main:
+        sys.exit(run_child(me, port, join_timeout, dead_after, command=command))
+    if not job_file and not command:
+        raise UsageError("JOB_FILE: the main node needs a job file or a command (mnp node JOB_FILE | -- COMMAND)")
+    from .coordinator import LaunchRequest
+    from .coordinator import launch as run
+    from .spec import load_spec, spec_from_dict
+
+    if command:  # each node runs the command it was given; this one is the main node's
+        spec = spec_from_dict({"name": "batch", "command": command, "nodes": me.num_nodes, "main_node": me.main})
+    else:
+        spec = load_spec(job_file).with_main_node(me.main)  # type: ignore[arg-type]
+    click.echo(f"mnp node {me.index}: main node of job {me.job_id} (attempt {me.attempt}); waiting for "
+               f"{me.num_nodes - 1} child node(s) on port {port}", err=True)
+    result = run(LaunchRequest(spec=spec, spec_path=None if command else job_file, nodes=me.num_nodes,
+                               quiet_stdout=as_json,
+                               grace_s=grace, dead_s=dead_after, join_timeout_s=join_timeout,
+                               cluster=BatchMainCluster(me.job_id, me, port), job_id=me.job_id,
+                               attempt=me.attempt))
+    _report(result, as_json)
+
+
+def _report(result: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    if result.state != "SUCCEEDED":
+        click.echo(f"mnp: job {result.job_id} FAILED: {result.reason} (exit {result.exit_code})", err=True)
+    sys.exit(result.exit_code)
 
 
 @cli.command(hidden=True)

@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 from zmq.utils import z85
 
-__all__ = ["JobKeys", "make_keys", "CoordinatorChannel", "AgentChannel", "TO_AGENT", "TO_COORDINATOR"]
+__all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "TO_AGENT", "TO_COORDINATOR"]
 
 TO_AGENT = ("start", "barrier_done", "kill", "ping", "shutdown")
 TO_COORDINATOR = ("hello", "started", "output", "exit", "barrier", "abort", "heartbeat", "error", "bye")
@@ -39,6 +39,19 @@ class JobKeys:
 def make_keys(nodes: int) -> JobKeys:
     spub, ssec = zmq.curve_keypair()
     return JobKeys(spub, ssec, {i: zmq.curve_keypair() for i in range(nodes)})
+
+
+def _derived(secret: str, label: str) -> tuple[bytes, bytes]:
+    import hashlib
+
+    sec = z85.encode(hashlib.sha256(f"mnp/{label}\0{secret}".encode()).digest())
+    return zmq.curve_public(sec), sec
+
+
+def keys_from_secret(secret: str, nodes: int) -> JobKeys:
+    """The same job keys on every node, from one shared secret (for nodes that start themselves: AWS Batch)."""
+    spub, ssec = _derived(secret, "server")
+    return JobKeys(spub, ssec, {i: _derived(secret, f"agent/{i}") for i in range(nodes)})
 
 
 def _encode(kind: str, body: dict[str, Any]) -> bytes:
@@ -73,7 +86,7 @@ class _Zap(threading.Thread):
 class CoordinatorChannel:
     """The coordinator's end: one ROUTER socket that all agents dial."""
 
-    def __init__(self, keys: JobKeys, bind_address: str) -> None:
+    def __init__(self, keys: JobKeys, bind_address: str, port: int = 0) -> None:
         self.ctx = zmq.Context()
         self._zap = _Zap(self.ctx, {pub for pub, _ in keys.agents.values()})
         self._zap.start()
@@ -83,7 +96,10 @@ class CoordinatorChannel:
         s.curve_publickey = keys.server_public
         s.router_mandatory = True
         s.linger = 1000
-        port = s.bind_to_random_port(f"tcp://{bind_address}")
+        if port:
+            s.bind(f"tcp://{bind_address}:{port}")
+        else:
+            port = s.bind_to_random_port(f"tcp://{bind_address}")
         self.sock = s
         self.endpoint = f"tcp://{bind_address}:{port}"
 
@@ -121,6 +137,8 @@ class AgentChannel:
         s.curve_secretkey = handoff["secret"].encode()
         s.linger = 2000
         s.sndhwm = 0  # never drop rank output
+        s.reconnect_ivl = 100  # dial again with exponential backoff up to 5 s while the coordinator is not up
+        s.reconnect_ivl_max = 5000
         s.connect(endpoint)
         self.sock = s
 

@@ -29,7 +29,7 @@ from typing import Any
 from .cluster.base import Cluster, NodeInfo
 from .cluster.local import clean_stale, local_cluster
 from .cluster.ssh import SshCluster, SshOptions
-from .control import CoordinatorChannel, make_keys
+from .control import CoordinatorChannel
 from .errors import MnpError, SpecError, UsageError
 from .hosts import HostSpec
 from .output import OutputSink, Progress
@@ -60,6 +60,9 @@ class LaunchRequest:
     home: Path | None = None
     hosts: list[HostSpec] | None = None  # None: the embedded local cluster
     ssh: SshOptions | None = None
+    cluster: Cluster | None = None  # a provider made by the caller (AWS Batch's main node)
+    job_id: str | None = None  # default: a new id; AWS Batch's main node uses Batch's job id
+    attempt: int = 1
 
 
 @dataclass
@@ -127,7 +130,7 @@ class _Job:
         self.n = self.spec.nodes
         self.records = records
         self.interrupt = interrupt
-        self.job_id = new_job_id()
+        self.job_id = req.job_id or new_job_id()
         self.failure: _Failure | None = None
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {}
@@ -159,12 +162,15 @@ class _Job:
             nodes = cluster.create(shm, progress.update)
             progress.done(len(nodes), self.n)
             self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
-            keys = make_keys(self.n)
-            chan = CoordinatorChannel(keys, cluster.control_address)
+            keys = cluster.keys()
+            chan = CoordinatorChannel(keys, cluster.control_address, cluster.control_port)
             handoffs = {i: {**keys.agent_handoff(i), "endpoint": chan.endpoint, "node": i, "job_id": self.job_id,
                             "heartbeat_s": self.req.heartbeat_s, "dead_s": self.req.dead_s} for i in range(self.n)}
+            for h in handoffs.values():
+                h["endpoint"] = h["endpoint"].replace("0.0.0.0", "127.0.0.1")
             cluster.start_agents(handoffs)
             hellos = self._join(chan, cluster)
+            nodes = cluster.joined(hellos)  # providers whose nodes dial in learn names and addresses here
             self.timings["bringup_s"] = time.monotonic() - self.t0
             if self.failure is None:
                 self.records.transition(self.job_id, "STARTING")
@@ -189,6 +195,8 @@ class _Job:
         return result
 
     def _cluster(self) -> Cluster:
+        if self.req.cluster is not None:
+            return self.req.cluster
         if self.hosts is not None:
             return SshCluster(self.job_id, self.hosts, self.req.ssh or SshOptions())
         for short in clean_stale():
@@ -200,7 +208,9 @@ class _Job:
         progress = Progress("nodes up")
         deadline = time.monotonic() + self.req.join_timeout_s
         while len(hellos) < self.n:
-            progress.update(len(hellos), self.n)
+            missing = [i for i in range(self.n) if i not in hellos]
+            progress.update(len(hellos), self.n, detail="waiting for node " + ", ".join(map(str, missing[:8])) +
+                            (", ..." if len(missing) > 8 else ""))
             if self._check_stop():
                 return hellos
             lost = {k: v for k, v in cluster.lost().items() if k not in hellos}
@@ -211,11 +221,12 @@ class _Job:
                 return hellos
             if time.monotonic() > deadline:
                 missing = [i for i in range(self.n) if i not in hellos]
-                self._fail(_Failure(EXIT_NODE_LOST, f"node(s) {missing} did not join within "
-                                    f"{self.req.join_timeout_s:.0f}s"))
+                self._fail(_Failure(EXIT_NODE_LOST, f"node(s) {', '.join(map(str, missing))} did not join within "
+                                    f"{self.req.join_timeout_s:g}s ({len(hellos)}/{self.n} joined: "
+                                    f"{', '.join(map(str, sorted(hellos))) or 'none'})"))
                 return hellos
             got = chan.recv(200)
-            if got and got[1]["t"] == "hello":
+            if got and got[1]["t"] == "hello" and 0 <= got[0] < self.n:
                 hellos[got[0]] = got[1]
         progress.done(len(hellos), self.n)
         return hellos
@@ -224,12 +235,15 @@ class _Job:
         local_ns = self.hosts is None and nodes[0].address != "127.0.0.1"
         choice = choose_transport(self.spec.mpi, self.spec.transport, self.n,
                                   iface="eth0" if self.n > 1 and local_ns else None)
+        # Nodes that brought their own command (AWS Batch: the node range's container.command) run it.
+        work = [replace(w, command=hellos[w.index]["command"]) if hellos[w.index].get("command") else w
+                for w in work]
         if self.hosts is not None:  # a host's slots stand in for ranks_per_node where the job leaves it open
             work = [w if w.ranks_per_node or not self.hosts[w.index].slots else
                     replace(w, ranks_per_node=self.hosts[w.index].slots) for w in work]
         plan = assign_ranks(self.job_id, work, [hellos[i]["cpus"] for i in range(self.n)],
                             [hellos[i]["hostname"] for i in range(self.n)], [n.address for n in nodes],
-                            self.spec.main_node, choice.env)
+                            self.spec.main_node, choice.env, attempt=self.req.attempt)
         self.info.update(transport={"inter_node": choice.inter_node, "intra_node": choice.intra_node,
                                     "why": choice.why, "env": choice.env}, size=plan.size)
         self.records.update(self.job_id, nodes=[{"index": p.index, "hostname": p.hostname, "address": p.address,

@@ -76,7 +76,7 @@ class Progress:
         self.last_t = 0.0
         self.tty = sys.stderr.isatty()
 
-    def update(self, done: int, wanted: int, force: bool = False) -> None:
+    def update(self, done: int, wanted: int, force: bool = False, detail: str = "") -> None:
         now = time.monotonic()
         if not force and now - self.t0 < self.after:
             return
@@ -87,7 +87,8 @@ class Progress:
         self.last, self.last_t, self.shown = (done, wanted), now, True
         end = "" if self.tty and done < wanted else "\n"
         start = "\r" if self.tty else ""
-        sys.stderr.write(f"{start}mnp: {self.what} {done}/{wanted}{end}")
+        more = f" ({detail})" if detail and done < wanted else ""
+        sys.stderr.write(f"{start}mnp: {self.what} {done}/{wanted}{more}{end}")
         sys.stderr.flush()
 
     def done(self, done: int, wanted: int) -> None:

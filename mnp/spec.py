@@ -114,6 +114,9 @@ class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def with_nodes(self, nodes: int) -> JobSpec:
         return msgspec.structs.replace(self, nodes=nodes)
 
+    def with_main_node(self, main_node: int) -> JobSpec:
+        return msgspec.structs.replace(self, main_node=main_node)
+
 
 _CHOICES = {"mpi": ("mpich", "openmpi", "auto"), "transport": ("auto", "tcp", "efa", "shm")}
 _TYPE_WORDS = {"int": "an integer", "str": "a string", "float": "a number", "bool": "true or false",
@@ -191,7 +194,8 @@ def spec_from_dict(data: Any, source: str | None = None, default_name: str | Non
 
 
 def load_spec(path: str | Path) -> JobSpec:
-    """Read and validate a job file. Raises :class:`SpecError` (exit 2) on any problem."""
+    """Read and validate a job file: mnp YAML, or an AWS Batch multi-node job definition (JSON). Raises
+    :class:`SpecError` (exit 2) on any problem."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -204,4 +208,8 @@ def load_spec(path: str | Path) -> JobSpec:
         where = f"line {mark.line + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError("", f"{where}invalid YAML: {problem}", str(p)) from None
+    if isinstance(data, dict) and "nodeProperties" in data:  # an AWS Batch job definition, taken unchanged
+        from .batchdef import load_batch_jobdef
+
+        data, _retry = load_batch_jobdef(data, str(p))
     return spec_from_dict(data, str(p), default_name=p.stem)

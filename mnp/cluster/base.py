@@ -30,6 +30,8 @@ class Cluster:
 
     #: the address agents dial to reach the coordinator
     control_address: str = "127.0.0.1"
+    #: the port the coordinator binds (0: any free port, handed to agents in their handoff)
+    control_port: int = 0
     #: one-line note for the user when the nodes are not what they seem (e.g. not isolated)
     warning: str | None = None
 
@@ -39,8 +41,18 @@ class Cluster:
         self.nodes: list[NodeInfo] = []
         self._agents: dict[int, subprocess.Popen[bytes]] = {}
 
+    def keys(self) -> Any:
+        """This job's CURVE keys (fresh ones; providers whose nodes start themselves derive them)."""
+        from ..control import make_keys
+
+        return make_keys(self.num_nodes)
+
     def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
         raise NotImplementedError
+
+    def joined(self, hellos: dict[int, dict[str, Any]]) -> list[NodeInfo]:
+        """Called once every agent said hello; the nodes as the job will know them."""
+        return self.nodes
 
     def agent_argv(self, node: int) -> list[str]:
         raise NotImplementedError

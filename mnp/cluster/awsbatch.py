@@ -1,0 +1,138 @@
+"""AWS Batch multi-node parallel containers: ``mnp node``, the same entry point on every node.
+
+Batch starts one container per node, main node first, children after it in no set order, and tells each its place
+through the environment (``AWS_BATCH_JOB_NODE_INDEX``, ``AWS_BATCH_JOB_MAIN_NODE_INDEX``,
+``AWS_BATCH_JOB_NUM_NODES``, and on children ``AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS``).
+
+- The **main node** runs the coordinator on a fixed port (``MNP_PORT``, default 8740) and its own agent, and
+  waits for every child to dial in before a deadline (``--join-timeout``, default 600 s), showing who has joined
+  and naming who has not when it gives up. The job's exit code is the main container's exit code.
+- A **child** runs only the agent, which dials the main node and keeps dialling with exponential backoff (ZeroMQ
+  reconnects, 0.1 s up to 5 s) until the deadline. It exits when the main node says so, or when the main node
+  falls silent (``--dead-after``, default 15 s) -- the orphaned children Batch itself leaves running.
+
+Nothing secret is in the image: the job's CURVE keys are derived on every node from ``MNP_JOB_SECRET``, which the
+job definition passes in (``secrets`` from Secrets Manager, or ``environment``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UsageError
+from .base import Cluster, NodeInfo, agent_command
+
+__all__ = ["BatchNode", "batch_node", "BatchMainCluster", "run_child", "DEFAULT_PORT"]
+
+DEFAULT_PORT = 8740
+
+
+@dataclass(frozen=True)
+class BatchNode:
+    index: int
+    main: int
+    num_nodes: int
+    main_address: str | None  # children only
+    job_id: str
+    attempt: int
+    secret: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == self.main
+
+
+def _int(environ: Mapping[str, str], name: str, low: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        raise UsageError(f"{name} is not set: `mnp node` runs inside an AWS Batch multi-node job "
+                         "(use `mnp launch` elsewhere)")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"{name}: {raw!r} is not a number") from None
+    if value < low:
+        raise UsageError(f"{name}: must be at least {low}, got {value}")
+    return value
+
+
+def batch_node(environ: Mapping[str, str]) -> BatchNode:
+    """This container's place in the job, from Batch's variables; one-line errors naming the variable."""
+    num = _int(environ, "AWS_BATCH_JOB_NUM_NODES", 1)
+    index = _int(environ, "AWS_BATCH_JOB_NODE_INDEX")
+    main = _int(environ, "AWS_BATCH_JOB_MAIN_NODE_INDEX")
+    for name, v in (("AWS_BATCH_JOB_NODE_INDEX", index), ("AWS_BATCH_JOB_MAIN_NODE_INDEX", main)):
+        if v >= num:
+            raise UsageError(f"{name}: {v} is not below AWS_BATCH_JOB_NUM_NODES ({num})")
+    addr = environ.get("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS") or None
+    if index != main and not addr:
+        raise UsageError("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS is not set on a child node")
+    secret = environ.get("MNP_JOB_SECRET", "")
+    if len(secret) < 16:
+        raise UsageError("MNP_JOB_SECRET: set it (16+ characters, the same on every node) through the job "
+                         "definition's secrets or environment; it authenticates the nodes to each other")
+    job_id = environ.get("AWS_BATCH_JOB_ID", "batch").split("#")[0].split(":")[0]
+    attempt = int(environ.get("AWS_BATCH_JOB_ATTEMPT", "1") or 1)
+    return BatchNode(index, main, num, addr, job_id, attempt, secret)
+
+
+class BatchMainCluster(Cluster):
+    """The main node's view: children start themselves and dial in; this node's own agent is started here."""
+
+    def __init__(self, job_id: str, node: BatchNode, port: int = DEFAULT_PORT) -> None:
+        super().__init__(job_id, node.num_nodes)
+        self.node = node
+        self.control_address = "0.0.0.0"
+        self.control_port = port
+
+    def keys(self) -> Any:
+        from ..control import keys_from_secret
+
+        return keys_from_secret(self.node.secret, self.num_nodes)
+
+    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
+        self.nodes = [NodeInfo(i, f"node{i}", "") for i in range(self.num_nodes)]
+        return self.nodes
+
+    def agent_argv(self, node: int) -> list[str]:
+        return agent_command()
+
+    def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
+        super().start_agents({self.node.main: handoffs[self.node.main]})
+
+    def joined(self, hellos: dict[int, dict[str, Any]]) -> list[NodeInfo]:
+        # Children report the address they reached us at: that is the main node's address for everyone.
+        main_addr = next((h["dialed"] for i, h in hellos.items() if i != self.node.main and h.get("dialed")),
+                         hellos[self.node.main].get("address") or "127.0.0.1")
+        self.nodes = [NodeInfo(i, h.get("hostname", f"node{i}"),
+                               main_addr if i == self.node.main else (h.get("address") or ""))
+                      for i, h in sorted(hellos.items())]
+        return self.nodes
+
+    def teardown(self) -> None:
+        for p in self._agents.values():
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def run_child(node: BatchNode, port: int, join_timeout: float, dead_after: float, heartbeat: float = 1.0,
+              command: list[str] | None = None) -> int:
+    """A child container: run the agent, dialling the main node; returns the agent's exit status."""
+    from ..agent import Agent
+    from ..control import keys_from_secret
+
+    keys = keys_from_secret(node.secret, node.num_nodes)
+    handoff = {**keys.agent_handoff(node.index), "endpoint": f"tcp://{node.main_address}:{port}",
+               "node": node.index, "heartbeat_s": heartbeat, "dead_s": dead_after,
+               "first_contact_s": join_timeout, "dialed": node.main_address, "command": command}
+    sys.stderr.write(f"mnp node {node.index}: child of job {node.job_id}; dialling main node {node.main} at "
+                     f"{node.main_address}:{port}\n")
+    return Agent(handoff).run()
+

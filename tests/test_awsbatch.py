@@ -1,0 +1,179 @@
+"""AWS Batch MNP simulated for real: `mnp node` started in isolated local nodes with Batch's variables, children
+in random order with random delays, a child that never arrives, and a main node that dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import JOBS, run_mnp, write_job
+from mnp.cluster.local import LocalCluster
+from mnp.records import new_job_id
+
+pytestmark = pytest.mark.namespaces
+SECRET = "test-secret-0123456789abcdef"
+
+
+class BatchSim:
+    def __init__(self, tmp: Path, n: int, main: int, args: list[str], start: set[int] | None = None,
+                 delays: dict[int, float] | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.tmp, self.n, self.main = tmp, n, main
+        self.cluster = LocalCluster(new_job_id(), n)
+        start = set(range(n)) if start is None else start
+        delays = delays or {}
+        cluster = self.cluster
+
+        def init(node: int, _fd: int) -> int:
+            if node not in start:  # this container never starts
+                while True:
+                    time.sleep(3600)
+            time.sleep(delays.get(node, 0))
+            out = os.open(tmp / f"node{node}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            env = {**os.environ, "AWS_BATCH_JOB_NODE_INDEX": str(node), "AWS_BATCH_JOB_NUM_NODES": str(n),
+                   "AWS_BATCH_JOB_MAIN_NODE_INDEX": str(main), "AWS_BATCH_JOB_ID": "a1b2c3d4-batch",
+                   "AWS_BATCH_JOB_ATTEMPT": "1", "MNP_JOB_SECRET": SECRET, "MNP_HOME": str(tmp / f"home{node}"),
+                   **(extra_env or {})}
+            env.pop("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS", None)
+            if node != main:
+                env["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] = cluster.nodes[main].address
+            os.execve(sys.executable, [sys.executable, "-m", "mnp", "node", *args], env)
+            return 1
+
+        self.cluster.create(64 << 20, init=init)
+
+    def wait(self, node: int, timeout: float) -> int | None:
+        return self.cluster._nodes[node].wait(timeout)
+
+    def log(self, node: int) -> str:
+        p = self.tmp / f"node{node}.log"
+        return p.read_text() if p.exists() else ""
+
+    def stop(self) -> None:
+        self.cluster.teardown()
+
+
+def test_children_in_random_order_with_job_file(tmp_path: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "job.yaml", name="batchjob", ranks_per_node=1, transport="tcp",
+                    command=[sys.executable, str(JOBS / "envdump.py")])
+    rnd = random.Random(7)
+    delays = {i: rnd.uniform(0.0, 1.5) for i in (0, 1, 2, 3)}
+    delays[1] = 0.0  # a child before the main node: it must keep dialling
+    delays[2] = 2.0
+    sim = BatchSim(tmp_path, 4, main=2, args=["--json", "--join-timeout", "30", str(job)], delays=delays)
+    try:
+        assert sim.wait(2, 90) == 0, sim.log(2)
+        for child in (0, 1, 3):
+            assert sim.wait(child, 20) == 0, sim.log(child)
+        main_log = sim.log(2)
+        result = json.loads(main_log.strip().splitlines()[-1])
+        assert result["state"] == "SUCCEEDED" and result["job_id"] == "a1b2c3d4-batch"
+        assert [n["address"] for n in result["nodes"]] == [n.address for n in sim.cluster.nodes]
+        recs = [json.loads(ln.split("ENV ", 1)[1]) for ln in main_log.splitlines() if "ENV {" in ln]
+        assert sorted(r["rank"] for r in recs) == [0, 1, 2, 3]
+        for r in recs:
+            e = r["env"]
+            assert e["AWS_BATCH_JOB_MAIN_NODE_INDEX"] == "2"
+            assert e["AWS_BATCH_JOB_ID"] == f"a1b2c3d4-batch#{e['AWS_BATCH_JOB_NODE_INDEX']}"
+            if e["AWS_BATCH_JOB_NODE_INDEX"] == "2":
+                assert e["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] is None
+            else:
+                assert e["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] == sim.cluster.nodes[2].address
+    finally:
+        sim.stop()
+
+
+def test_each_node_runs_its_own_command(tmp_path: Path, no_leftovers: None) -> None:
+    # The Batch way: the entry point gets the node range's container.command as arguments.
+    sim = BatchSim(tmp_path, 2, main=0, args=["--", sys.executable, str(JOBS / "envdump.py")],
+                   extra_env={"MNP_JOIN_TIMEOUT": "30"})
+    try:
+        assert sim.wait(0, 60) == 0, sim.log(0)
+        assert sim.log(0).count("ENV {") >= 2
+    finally:
+        sim.stop()
+
+
+def test_child_never_arrives_deadline_names_it(tmp_path: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "job.yaml", ranks_per_node=1, command="true")
+    sim = BatchSim(tmp_path, 3, main=0, args=["--join-timeout", "3", str(job)], start={0, 1})
+    try:
+        assert sim.wait(0, 60) == 255, sim.log(0)
+        last = sim.log(0).strip().splitlines()[-1]
+        assert "node(s) 2 did not join within 3s (2/3 joined: 0, 1)" in last
+        assert "waiting for node 2" in sim.log(0)
+        assert sim.wait(1, 20) is not None  # the child that came was told to go
+    finally:
+        sim.stop()
+
+
+def test_main_node_dies_children_exit(tmp_path: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "job.yaml", ranks_per_node=1, command="sleep 300")
+    sim = BatchSim(tmp_path, 3, main=0, args=["--dead-after", "2", str(job)])
+    try:
+        deadline = time.monotonic() + 30
+        while "RUNNING" not in _states(tmp_path / "home0") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(sim.cluster._nodes[0].pid, signal.SIGTERM)  # the main container is gone
+        t0 = time.monotonic()
+        for child in (1, 2):
+            assert sim.wait(child, 30) not in (None, 0), sim.log(child)
+        assert time.monotonic() - t0 < 25
+        assert "coordinator silent" in sim.log(1)
+    finally:
+        sim.stop()
+
+
+def _states(home: Path) -> str:
+    import sqlite3
+
+    db = home / "mnp.db"
+    if not db.exists():
+        return ""
+    try:
+        with sqlite3.connect(db) as c:
+            return " ".join(r[0] for r in c.execute("SELECT state FROM transitions"))
+    except sqlite3.Error:
+        return ""
+
+
+@pytest.mark.parametrize("env,message", [
+    ({}, "AWS_BATCH_JOB_NUM_NODES is not set"),
+    ({"AWS_BATCH_JOB_NUM_NODES": "2", "AWS_BATCH_JOB_NODE_INDEX": "1", "AWS_BATCH_JOB_MAIN_NODE_INDEX": "0",
+      "MNP_JOB_SECRET": SECRET}, "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS is not set"),
+    ({"AWS_BATCH_JOB_NUM_NODES": "2", "AWS_BATCH_JOB_NODE_INDEX": "0", "AWS_BATCH_JOB_MAIN_NODE_INDEX": "0"},
+     "MNP_JOB_SECRET"),
+    ({"AWS_BATCH_JOB_NUM_NODES": "2", "AWS_BATCH_JOB_NODE_INDEX": "2", "AWS_BATCH_JOB_MAIN_NODE_INDEX": "0"},
+     "AWS_BATCH_JOB_NODE_INDEX: 2 is not below"),
+])
+def test_bad_batch_environment_exits_2(mnp_home: Path, env: dict[str, str], message: str) -> None:
+    clean = {k: "" for k in ("AWS_BATCH_JOB_NUM_NODES", "AWS_BATCH_JOB_NODE_INDEX", "AWS_BATCH_JOB_MAIN_NODE_INDEX",
+                             "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS", "MNP_JOB_SECRET")}
+    p = run_mnp(["node", "job.yaml"], mnp_home, env={**clean, **env}, timeout=60)
+    assert p.returncode == 2, p.stderr
+    assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_batch_job_definition_runs_with_mnp_launch(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    jobdef = {"jobDefinitionName": "hello-def", "type": "multinode", "timeout": {"attemptDurationSeconds": 120},
+              "nodeProperties": {"numNodes": 3, "mainNode": 0, "nodeRangeProperties": [
+                  {"targetNodes": "0:", "container": {"command": [sys.executable, str(JOBS / "envdump.py")],
+                                                      "environment": [{"name": "USER_VAR", "value": "all"}],
+                                                      "linuxParameters": {"sharedMemorySize": 256}}},
+                  {"targetNodes": "2", "container": {"command": [sys.executable, str(JOBS / "envdump.py")],
+                                                     "environment": [{"name": "USER_VAR", "value": "two"}]}}]}}
+    path = tmp_path / "jobdef.json"
+    path.write_text(json.dumps(jobdef))
+    p = run_mnp(["launch", str(path)], mnp_home)
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(ln.split("ENV ", 1)[1]) for ln in p.stdout.splitlines() if "ENV {" in ln]
+    by_node = {r["env"]["AWS_BATCH_JOB_NODE_INDEX"]: r["env"]["USER_VAR"] for r in recs}
+    assert by_node["0"] == "all" and by_node["1"] == "all" and by_node["2"] == "two"
