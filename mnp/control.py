@@ -20,8 +20,9 @@ from zmq.utils import z85
 
 __all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "TO_AGENT", "TO_COORDINATOR"]
 
-TO_AGENT = ("start", "barrier_done", "kill", "ping", "shutdown")
-TO_COORDINATOR = ("hello", "started", "output", "exit", "barrier", "abort", "heartbeat", "error", "bye")
+TO_AGENT = ("start", "barrier_done", "kill", "ping", "shutdown", "exec", "exec_kill", "rexec_output", "rexec_exit")
+TO_COORDINATOR = ("hello", "started", "output", "exit", "barrier", "abort", "heartbeat", "bye",
+                  "exec_output", "exec_exit", "rexec", "rexec_kill")
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,13 @@ class CoordinatorChannel:
         self.sock = s
         self.endpoint = f"tcp://{bind_address}:{port}"
 
-    def send(self, node: int, kind: str, **body: Any) -> bool:
+    def send(self, node: int, kind: str, data: bytes | None = None, **body: Any) -> bool:
         """Send to one agent; False when it is not connected (ROUTER_MANDATORY)."""
+        frames = [str(node).encode(), _encode(kind, body)]
+        if data is not None:
+            frames.append(data)
         try:
-            self.sock.send_multipart([str(node).encode(), _encode(kind, body)], flags=zmq.NOBLOCK)
+            self.sock.send_multipart(frames, flags=zmq.NOBLOCK)
             return True
         except zmq.ZMQError:
             return False
@@ -148,11 +152,12 @@ class AgentChannel:
             frames.append(data)
         self.sock.send_multipart(frames)
 
-    def recv_nowait(self) -> dict[str, Any] | None:
+    def recv_nowait(self) -> tuple[dict[str, Any], bytes | None] | None:
         try:
-            return json.loads(self.sock.recv(flags=zmq.NOBLOCK))
+            frames = self.sock.recv_multipart(flags=zmq.NOBLOCK)
         except zmq.Again:
             return None
+        return json.loads(frames[0]), (frames[1] if len(frames) > 1 else None)
 
     def close(self) -> None:
         self.sock.close()

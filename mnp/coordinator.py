@@ -36,6 +36,8 @@ from .output import OutputSink, Progress
 from .plan import JobPlan, assign_ranks, resolve_nodes
 from .records import Records, new_job_id
 from .spec import JobSpec
+from .launch.detect import detect_mpi
+from .launch.mpirun import RANK_TAG, mpirun_command
 from .transport import choose_transport
 
 __all__ = ["LaunchRequest", "JobResult", "launch"]
@@ -142,9 +144,15 @@ class _Job:
     def run(self) -> JobResult:
         source = self.req.spec_path
         work = resolve_nodes(self.spec, source)
-        if self.spec.mpi == "openmpi":
-            raise SpecError("mpi", "'openmpi' needs the mpirun back-end, which this version of mnp does not have "
-                            "yet; use 'mpich' or 'auto'", source)
+        found = detect_mpi(work[self.spec.main_node].command)
+        self.family = self.spec.mpi if self.spec.mpi != "auto" else found.family
+        self.family_why = found.why if self.spec.mpi == "auto" else "set in the job (mpi: %s)" % self.spec.mpi
+        self.mpi_prefix = found.prefix if found.family == self.family else None
+        self.launcher = self.spec.launcher if self.spec.launcher != "auto" else \
+            ("mpirun" if self.family == "openmpi" else "pmi")
+        if self.family == "openmpi" and self.launcher == "pmi":
+            raise SpecError("launcher", "Open MPI cannot be started by PMI-1 (its ranks would each be a singleton); "
+                            "use 'mpirun' or 'auto'", source)
         self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command,
                                        source)
         self.sink = OutputSink(self.dir / "logs", self.req.quiet_stdout)
@@ -233,7 +241,7 @@ class _Job:
 
     def _plan(self, work: list[Any], nodes: list[NodeInfo], hellos: dict[int, dict[str, Any]]) -> JobPlan:
         local_ns = self.hosts is None and nodes[0].address != "127.0.0.1"
-        choice = choose_transport(self.spec.mpi, self.spec.transport, self.n,
+        choice = choose_transport(self.family, self.spec.transport, self.n,
                                   iface="eth0" if self.n > 1 and local_ns else None)
         # Nodes that brought their own command (AWS Batch: the node range's container.command) run it.
         work = [replace(w, command=hellos[w.index]["command"]) if hellos[w.index].get("command") else w
@@ -245,18 +253,43 @@ class _Job:
                             [hellos[i]["hostname"] for i in range(self.n)], [n.address for n in nodes],
                             self.spec.main_node, choice.env, attempt=self.req.attempt)
         self.info.update(transport={"inter_node": choice.inter_node, "intra_node": choice.intra_node,
-                                    "why": choice.why, "env": choice.env}, size=plan.size)
+                                    "why": choice.why, "env": choice.env}, size=plan.size,
+                         mpi={"family": self.family, "why": self.family_why, "launcher": self.launcher})
         self.records.update(self.job_id, nodes=[{"index": p.index, "hostname": p.hostname, "address": p.address,
                                                  "ranks": p.ranks} for p in plan.nodes], info=self.info)
         return plan
 
-    def _execute(self, chan: CoordinatorChannel, cluster: Cluster, plan: JobPlan) -> None:
+    def _start(self, chan: CoordinatorChannel, plan: JobPlan) -> set[int]:
+        """Send every node its part; returns the ranks (or the launcher, as rank 0) to wait for."""
         cwd = self.spec.workdir or self.req.cwd or os.getcwd()
+        common = {"kvsname": plan.kvsname, "size": plan.size, "mapping": plan.mapping, "cwd": cwd}
+        if self.launcher == "pmi":
+            for node in plan.nodes:
+                chan.send(node.index, "start", **common, env=node.env,
+                          ranks=[{"rank": r, "local_rank": i, "argv": node.command} for i, r in enumerate(node.ranks)])
+            return set(range(plan.size))
+        lc = mpirun_command(self.family, plan, self.mpi_prefix)
+        if self.family == "mpich" and "PYTHONUNBUFFERED" not in self.spec.env:
+            # Hydra tags output per chunk, not per line: unbuffered Python (two writes a print) would mix lines.
+            plan = replace(plan, nodes=[replace(n, env={k: v for k, v in n.env.items() if k != "PYTHONUNBUFFERED"})
+                                        for n in plan.nodes])
         for node in plan.nodes:
-            chan.send(node.index, "start", kvsname=plan.kvsname, size=plan.size, mapping=plan.mapping, cwd=cwd,
-                      env=node.env, ranks=[{"rank": r, "local_rank": i, "argv": node.command}
-                                           for i, r in enumerate(node.ranks)])
-        running: set[int] = set(range(plan.size))
+            if node.index == plan.main_node:
+                chan.send(node.index, "start", **common, env={**node.env, **lc.env}, files=lc.files, rsh=True,
+                          ranks=[{"rank": 0, "local_rank": 0, "argv": lc.argv, "pmi": False}])
+            else:  # its processes are the launcher's daemons, started on request (exec)
+                chan.send(node.index, "start", **common, env=node.env, ranks=[])
+        return {0}
+
+    def _node_by_host(self, host: str, plan: JobPlan) -> int | None:
+        for n in plan.nodes:
+            if host in (n.address, n.hostname):
+                return n.index
+        return None
+
+    def _execute(self, chan: CoordinatorChannel, cluster: Cluster, plan: JobPlan) -> None:
+        running = self._start(chan, plan)
+        execs: dict[str, tuple[int, int]] = {}  # remote-exec id -> (asking node, running node)
         started: set[int] = set()  # nodes whose agent started its ranks
         barrier: dict[int, dict[str, str]] = {}
         last_heard = {i: time.monotonic() for i in range(self.n)}
@@ -291,7 +324,27 @@ class _Job:
             last_heard[node_i] = time.monotonic()
             kind = msg["t"]
             if kind == "output" and data is not None:
-                self.sink.write(node_i, msg["rank"], msg["stream"], data)
+                if self.launcher == "pmi":
+                    self.sink.write(node_i, msg["rank"], msg["stream"], data)
+                else:
+                    self.sink.write_launcher(node_i, msg["stream"], data, RANK_TAG, plan.where)
+            elif kind == "rexec":
+                target = self._node_by_host(msg["host"], plan)
+                if target is None:
+                    chan.send(node_i, "rexec_output", f"mnp-rsh: {msg['host']} is not a node of this job\n".encode(),
+                              id=msg["id"], stream="stderr")
+                    chan.send(node_i, "rexec_exit", id=msg["id"], code=255)
+                else:
+                    execs[msg["id"]] = (node_i, target)
+                    chan.send(target, "exec", id=msg["id"], command=msg["command"])
+            elif kind in ("exec_output", "exec_exit") and msg["id"] in execs:
+                origin = execs[msg["id"]][0]
+                if kind == "exec_output":
+                    chan.send(origin, "rexec_output", data, id=msg["id"], stream=msg["stream"])
+                else:
+                    chan.send(origin, "rexec_exit", id=msg["id"], code=msg["code"])
+            elif kind == "rexec_kill" and msg["id"] in execs:
+                chan.send(execs[msg["id"]][1], "exec_kill", id=msg["id"])
             elif kind == "exit":
                 rank, code = msg["rank"], msg["code"]
                 running.discard(rank)
@@ -299,7 +352,9 @@ class _Job:
                 if code != 0 and self.failure is None:
                     how = f"killed by {msg['signal']}" if msg.get("signal") else f"exited with code {code}"
                     extra = f": {msg['reason']}" if msg.get("reason") else ""
-                    self._fail(_Failure(code, f"node {node_i} rank {rank} {how}{extra}", node_i, rank))
+                    who = f"node {node_i} rank {rank}" if self.launcher == "pmi" else \
+                        f"node {node_i} {self.family} launcher (mpirun)"
+                    self._fail(_Failure(code, f"{who} {how}{extra}", node_i, rank))
                     for i in range(self.n):
                         chan.send(i, "kill", grace=self.req.grace_s)
                     stop_deadline = time.monotonic() + self.req.grace_s + 5

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -44,6 +46,33 @@ class OutputSink:
         target = self.out if stream == "stdout" else sys.stderr
         prefix = f"[node {node} rank {rank}] "
         target.write("".join(prefix + ln.decode(errors="replace") + "\n" for ln in lines))
+        target.flush()
+
+    def write_launcher(self, node: int, stream: str, data: bytes, tag: re.Pattern[bytes],
+                       node_of: Callable[[int], int]) -> None:
+        """Output of a launcher (mpirun) that tags each line with its rank: give every line back to its rank.
+        Lines without a tag are the launcher's own, kept as ``node<N>.launcher.*``."""
+        key = (-1, stream)
+        buf = self.partial.get(key, b"") + data
+        *lines, rest = buf.split(b"\n")
+        self.partial[key] = rest
+        for line in lines:
+            m = tag.match(line)
+            if m:
+                rank = int(m.group(1))
+                self.write(node_of(rank), rank, stream, line[m.end():] + b"\n")
+            else:
+                self._launcher_line(node, stream, line)
+
+    def _launcher_line(self, node: int, stream: str, line: bytes) -> None:
+        key = (-1, stream)
+        f = self.files.get(key)
+        if f is None:
+            f = self.files[key] = open(self.log_dir / f"node{node}.launcher.{'out' if stream == 'stdout' else 'err'}",
+                                       "ab")
+        f.write(line + b"\n")
+        target = self.out if stream == "stdout" else sys.stderr
+        target.write(f"[node {node} launcher] {line.decode(errors='replace')}\n")
         target.flush()
 
     def flush_rank(self, rank: int) -> None:

@@ -105,6 +105,7 @@ class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     command: list[str] | None = None
     env: dict[str, str] = {}
     mpi: Literal["mpich", "openmpi", "auto"] = "auto"
+    launcher: Literal["auto", "pmi", "mpirun"] = "auto"
     shm_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
     transport: Literal["auto", "tcp", "efa", "shm"] = "auto"
     timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
@@ -118,7 +119,7 @@ class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return msgspec.structs.replace(self, main_node=main_node)
 
 
-_CHOICES = {"mpi": ("mpich", "openmpi", "auto"), "transport": ("auto", "tcp", "efa", "shm")}
+_CHOICES = {"mpi": ("mpich", "openmpi", "auto"), "launcher": ("auto", "pmi", "mpirun"), "transport": ("auto", "tcp", "efa", "shm")}
 _TYPE_WORDS = {"int": "an integer", "str": "a string", "float": "a number", "bool": "true or false",
                "array": "a list", "object": "a map", "null": "empty"}
 

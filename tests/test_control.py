@@ -35,7 +35,7 @@ def test_round_trip_with_data_frame() -> None:
         while got is None and time.monotonic() < deadline:
             got = agent.recv_nowait()
             time.sleep(0.01)
-        assert got == {"t": "ping"}
+        assert got == ({"t": "ping"}, None)
         assert not coord.send(7, "ping")  # no such agent: ROUTER_MANDATORY says so
     finally:
         agent.close()
