@@ -65,6 +65,7 @@ class Agent:
         self.handlers: dict[int, Any] = {}  # fd -> callback, for the exec and rsh relays
         self.execs = ExecTable(self)
         self.rsh: RshRelay | None = None
+        self.rank_io: RankFifos | None = None
         self.private: str | None = None
         self.node_env: dict[str, str] = dict(os.environ)
         self.by_fd: dict[int, _Rank] = {}
@@ -148,6 +149,8 @@ class Agent:
             self._reap()
         if self.rsh is not None:
             self.rsh.close()
+        if self.rank_io is not None:
+            self.rank_io.close()
         if self.private is not None:
             shutil.rmtree(self.private, ignore_errors=True)
         self.chan.send("bye", node=self.node, maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -196,7 +199,7 @@ class Agent:
     def start(self, msg: dict[str, Any]) -> None:
         ranks = msg["ranks"]
         subst: dict[str, str] = {}
-        if msg.get("files") or msg.get("rsh"):
+        if msg.get("files") or msg.get("rsh") or msg.get("io_ranks"):
             self.private = tempfile.mkdtemp(prefix="mnp-agent-")  # 0700: ours alone
             for name, content in (msg.get("files") or {}).items():
                 path = os.path.join(self.private, name)
@@ -215,6 +218,10 @@ class Agent:
         for key in [k for k in base if k.startswith(("PMI_", "PMIX_", "PRTE_", "OMPI_COMM_WORLD"))]:
             del base[key]
         base.update(msg["env"])
+        if msg.get("io_ranks"):
+            assert self.private is not None
+            self.rank_io = RankFifos(self, self.private, msg["io_ranks"])
+            base["MNP_IO_DIR"] = self.private
         self.node_env = base
         if self.rsh is not None:
             base = {**base, "MNP_RSH_SOCKET": self.rsh.path}
@@ -468,6 +475,44 @@ class ExecTable:
                     os.killpg(p.pid, sig)
                 except ProcessLookupError:
                     pass
+
+
+class RankFifos:
+    """Output of ranks that a launcher (mpirun, mpiexec) starts on this node: one FIFO per rank and stream in a
+    private directory (``$MNP_IO_DIR/<rank>.stdout``), into which the rank's wrapper redirects it. Read here, it
+    is forwarded exactly like the output of ranks the agent starts itself -- per rank, never mixed. The agent holds
+    each FIFO's write end open too, so a rank that is done (or not yet started) is no end of file."""
+
+    def __init__(self, agent: Agent, directory: str, ranks: list[int]) -> None:
+        self.agent = agent
+        self.fds: dict[int, tuple[int, str, int]] = {}  # read fd -> (rank, stream, write fd)
+        for rank in ranks:
+            for stream in ("stdout", "stderr"):
+                path = os.path.join(directory, f"{rank}.{stream}")
+                os.mkfifo(path, 0o600)
+                rfd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                wfd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                self.fds[rfd] = (rank, stream, wfd)
+                agent.watch_fd(rfd, self._read)
+
+    def _read(self, fd: int) -> bool:
+        rank, stream, _ = self.fds[fd]
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        if data:
+            self.agent.chan.send("output", data, rank=rank, stream=stream)
+        return bool(data)
+
+    def close(self) -> None:
+        for rfd, (_, _, wfd) in self.fds.items():
+            while self._read(rfd):
+                pass
+            self.agent.unwatch_fd(rfd)
+            os.close(rfd)
+            os.close(wfd)
+        self.fds.clear()
 
 
 class RshRelay:

@@ -37,7 +37,7 @@ from .plan import JobPlan, assign_ranks, resolve_nodes
 from .records import Records, new_job_id
 from .spec import JobSpec
 from .launch.detect import detect_mpi
-from .launch.mpirun import RANK_TAG, mpirun_command
+from .launch.mpirun import mpirun_command
 from .transport import choose_transport
 
 __all__ = ["LaunchRequest", "JobResult", "launch"]
@@ -45,6 +45,7 @@ __all__ = ["LaunchRequest", "JobResult", "launch"]
 EXIT_TIMEOUT = 124
 EXIT_INTERRUPTED = 130
 EXIT_NODE_LOST = 255
+LAUNCHER = -1  # the "rank" number of an mpirun/mpiexec process in the agents' bookkeeping
 
 
 @dataclass
@@ -269,17 +270,14 @@ class _Job:
                           ranks=[{"rank": r, "local_rank": i, "argv": node.command} for i, r in enumerate(node.ranks)])
             return set(range(plan.size))
         lc = mpirun_command(self.family, plan, self.mpi_prefix)
-        if self.family == "mpich" and "PYTHONUNBUFFERED" not in self.spec.env:
-            # Hydra tags output per chunk, not per line: unbuffered Python (two writes a print) would mix lines.
-            plan = replace(plan, nodes=[replace(n, env={k: v for k, v in n.env.items() if k != "PYTHONUNBUFFERED"})
-                                        for n in plan.nodes])
         for node in plan.nodes:
             if node.index == plan.main_node:
                 chan.send(node.index, "start", **common, env={**node.env, **lc.env}, files=lc.files, rsh=True,
-                          ranks=[{"rank": 0, "local_rank": 0, "argv": lc.argv, "pmi": False}])
+                          io_ranks=node.ranks, ranks=[{"rank": LAUNCHER, "local_rank": 0, "argv": lc.argv,
+                                                       "pmi": False}])
             else:  # its processes are the launcher's daemons, started on request (exec)
-                chan.send(node.index, "start", **common, env=node.env, ranks=[])
-        return {0}
+                chan.send(node.index, "start", **common, env=node.env, io_ranks=node.ranks, ranks=[])
+        return {LAUNCHER}
 
     def _node_by_host(self, host: str, plan: JobPlan) -> int | None:
         for n in plan.nodes:
@@ -324,10 +322,7 @@ class _Job:
             last_heard[node_i] = time.monotonic()
             kind = msg["t"]
             if kind == "output" and data is not None:
-                if self.launcher == "pmi":
-                    self.sink.write(node_i, msg["rank"], msg["stream"], data)
-                else:
-                    self.sink.write_launcher(node_i, msg["stream"], data, RANK_TAG, plan.where)
+                self.sink.write(node_i, msg["rank"], msg["stream"], data)
             elif kind == "rexec":
                 target = self._node_by_host(msg["host"], plan)
                 if target is None:
@@ -353,7 +348,7 @@ class _Job:
                     how = f"killed by {msg['signal']}" if msg.get("signal") else f"exited with code {code}"
                     extra = f": {msg['reason']}" if msg.get("reason") else ""
                     who = f"node {node_i} rank {rank}" if self.launcher == "pmi" else \
-                        f"node {node_i} {self.family} launcher (mpirun)"
+                        f"node {node_i} launcher ({'mpirun' if self.family == 'openmpi' else 'mpiexec'})"
                     self._fail(_Failure(code, f"{who} {how}{extra}", node_i, rank))
                     for i in range(self.n):
                         chan.send(i, "kill", grace=self.req.grace_s)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -13,7 +11,8 @@ __all__ = ["OutputSink", "Progress", "log_name"]
 
 
 def log_name(node: int, rank: int, stream: str) -> str:
-    return f"node{node}.rank{rank}.{'out' if stream == 'stdout' else 'err'}"
+    who = f"rank{rank}" if rank >= 0 else "launcher"  # rank -1: mpirun/mpiexec itself
+    return f"node{node}.{who}.{'out' if stream == 'stdout' else 'err'}"
 
 
 class OutputSink:
@@ -44,35 +43,8 @@ class OutputSink:
 
     def _emit(self, node: int, rank: int, stream: str, lines: list[bytes]) -> None:
         target = self.out if stream == "stdout" else sys.stderr
-        prefix = f"[node {node} rank {rank}] "
+        prefix = f"[node {node} rank {rank}] " if rank >= 0 else f"[node {node} launcher] "
         target.write("".join(prefix + ln.decode(errors="replace") + "\n" for ln in lines))
-        target.flush()
-
-    def write_launcher(self, node: int, stream: str, data: bytes, tag: re.Pattern[bytes],
-                       node_of: Callable[[int], int]) -> None:
-        """Output of a launcher (mpirun) that tags each line with its rank: give every line back to its rank.
-        Lines without a tag are the launcher's own, kept as ``node<N>.launcher.*``."""
-        key = (-1, stream)
-        buf = self.partial.get(key, b"") + data
-        *lines, rest = buf.split(b"\n")
-        self.partial[key] = rest
-        for line in lines:
-            m = tag.match(line)
-            if m:
-                rank = int(m.group(1))
-                self.write(node_of(rank), rank, stream, line[m.end():] + b"\n")
-            else:
-                self._launcher_line(node, stream, line)
-
-    def _launcher_line(self, node: int, stream: str, line: bytes) -> None:
-        key = (-1, stream)
-        f = self.files.get(key)
-        if f is None:
-            f = self.files[key] = open(self.log_dir / f"node{node}.launcher.{'out' if stream == 'stdout' else 'err'}",
-                                       "ab")
-        f.write(line + b"\n")
-        target = self.out if stream == "stdout" else sys.stderr
-        target.write(f"[node {node} launcher] {line.decode(errors='replace')}\n")
         target.flush()
 
     def flush_rank(self, rank: int) -> None:
