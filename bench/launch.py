@@ -9,7 +9,10 @@ nodes with mnp's own local-cluster code (same namespaces, bridge, /dev/shm) and 
 start to the end of teardown, in alternating runs, and the ratio of medians is printed (target <= 1.0).
 
 Part 2 times ``mnp launch`` of a 1-rank-per-node hello on 4, 8, 16 and 32 nodes and prints t(N)/t(4) (target
-t(32)/t(4) <= 3) and the agents' peak resident memory per node from the job record (target <= 40 MB).
+t(32)/t(4) <= 3) and the agents' peak resident memory per node from the job record (target <= 40 MB), twice: with
+the mpi4py hello (each rank starts a Python interpreter and imports mpi4py: on a 2-core machine that cost grows
+with N whatever the launcher does) and with the C hello built by CMake against the same MPICH (where what grows
+with N is mostly the launcher's own work).
 """
 
 from __future__ import annotations
@@ -34,9 +37,20 @@ HELLO = [sys.executable, str(ROOT / "examples" / "hello.py")]
 TRANSPORT = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp", "FI_TCP_IFACE": "eth0", "PYTHONUNBUFFERED": "1"}
 
 
-def time_mnp(home: Path, nodes: int, rpn: int) -> tuple[float, dict]:
+def build_c_hello(tmp: Path) -> list[str]:
+    """bench/c/hello.c through CMake with the venv's MPICH mpicc."""
+    build = tmp / "build"
+    mpicc = Path(sys.executable).parent / "mpicc"
+    subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), f"-DCMAKE_C_COMPILER={mpicc}"], check=True,
+                   capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "--target", "mpi_hello"], check=True, capture_output=True)
+    return [str(build / "mpi_hello")]
+
+
+def time_mnp(home: Path, nodes: int, rpn: int, command: list[str] | None = None) -> tuple[float, dict]:
     job = home / f"hello-{nodes}x{rpn}.yaml"
-    job.write_text(json.dumps({"name": "bench-hello", "nodes": nodes, "ranks_per_node": rpn, "command": HELLO,
+    job.write_text(json.dumps({"name": "bench-hello", "nodes": nodes, "ranks_per_node": rpn,
+                               "command": command or HELLO,
                                "mpi": "mpich", "transport": "tcp"}))
     env = {**os.environ, "MNP_HOME": str(home)}
     t0 = time.perf_counter()
@@ -51,7 +65,7 @@ def time_mnp(home: Path, nodes: int, rpn: int) -> tuple[float, dict]:
     return wall, json.loads(st.stdout)["info"]
 
 
-def time_hydra(tmp: Path, nodes: int, rpn: int) -> float:
+def time_hydra(tmp: Path, nodes: int, rpn: int, command: list[str] | None = None) -> float:
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
     t0 = time.perf_counter()
     cluster = LocalCluster(new_job_id(), nodes)
@@ -63,10 +77,12 @@ def time_hydra(tmp: Path, nodes: int, rpn: int) -> float:
         genv = [a for k, v in TRANSPORT.items() for a in ("-genv", k, v)]
         hosts = ",".join(f"{n.address}:{rpn}" for n in cluster.nodes)
         p = subprocess.run([mpiexec, "-launcher", "ssh", "-launcher-exec", str(ROOT / "bench" / "hydra_node_exec.py"),
-                            "-hosts", hosts, "-n", str(nodes * rpn), "-iface", cluster.bridge, *genv, *HELLO],
+                            "-hosts", hosts, "-n", str(nodes * rpn), "-iface", cluster.bridge, *genv,
+                            *(command or HELLO)],
                            capture_output=True, text=True, env={**os.environ, "MNP_BENCH_NODES": str(spec),
                                                                 "HYDRA_LAUNCHER_AUTOFORK": "0"}, cwd=ROOT)
-        if p.returncode != 0 or f"{nodes * rpn} ranks on {nodes} hosts" not in p.stdout:
+        ranks = p.stdout.count("hello from rank") + p.stdout.count("C-HELLO")  # Hydra may merge lines
+        if p.returncode != 0 or ranks != nodes * rpn:
             raise SystemExit(f"mpiexec failed ({p.returncode}): {p.stdout[-1000:]} {p.stderr[-2000:]}")
     finally:
         cluster.teardown()
@@ -96,16 +112,22 @@ def main() -> None:
         print(f"mpiexec  median {m_theirs:6.3f} s  (min {min(theirs):.3f}, max {max(theirs):.3f})")
         print(f"ratio mnp/mpiexec = {m_ours / m_theirs:.2f}  (target <= 1.0)")
 
-        print("\n# scaling: mpi4py hello, 1 rank per node, whole mnp launch")
-        print(f"{'nodes':>5}  {'median s':>8}  {'t(N)/t(4)':>9}  {'bring-up s':>10}  {'agent max RSS MB':>16}")
-        base = None
-        for n in [int(x) for x in args.scale.split(",")]:
-            runs = [time_mnp(tmp, n, 1) for _ in range(max(1, args.reps // 2))]
-            t = statistics.median(r[0] for r in runs)
-            info = runs[-1][1]
-            rss = max(v for v in info.get("agent_maxrss_kb", {}).values() if v) / 1024
-            base = base or t
-            print(f"{n:>5}  {t:8.3f}  {t / base:9.2f}  {info['timings'].get('bringup_s', 0):10.3f}  {rss:16.1f}")
+        for label, command in (("mpi4py hello", HELLO), ("C hello (CMake, MPICH)", build_c_hello(tmp))):
+            print(f"\n# scaling: {label}, 1 rank per node, whole mnp launch")
+            print(f"{'nodes':>5}  {'median s':>8}  {'t(N)/t(4)':>9}  {'bring-up s':>10}  {'agent max RSS MB':>16}"
+                  f"  {'mpiexec s':>9}  {'mpiexec t(N)/t(4)':>17}")
+            base = hbase = None
+            for n in [int(x) for x in args.scale.split(",")]:
+                runs, hydra = [], []
+                for _ in range(max(1, args.reps // 2)):  # alternating, as in part 1
+                    runs.append(time_mnp(tmp, n, 1, command))
+                    hydra.append(time_hydra(tmp, n, 1, command))
+                t, h = statistics.median(r[0] for r in runs), statistics.median(hydra)
+                info = runs[-1][1]
+                rss = max(v for v in info.get("agent_maxrss_kb", {}).values() if v) / 1024
+                base, hbase = base or t, hbase or h
+                print(f"{n:>5}  {t:8.3f}  {t / base:9.2f}  {info['timings'].get('bringup_s', 0):10.3f}  "
+                      f"{rss:16.1f}  {h:9.3f}  {h / hbase:17.2f}")
 
 
 if __name__ == "__main__":
