@@ -1,12 +1,44 @@
-"""Transport selection: which fabric MPI uses between and within nodes, as one consistent environment."""
+"""Transport selection: which fabric MPI uses between and within nodes, as one consistent environment.
+
+The decision (``inter_node``): the job's ``transport`` field, checked against what the nodes have --
+``efa`` must be on every node (else a spec error naming the node), ``shm`` is one node only, ``auto`` is
+shared memory alone on one node, EFA when every node has it, TCP otherwise.
+
+The environment then says the same thing in each MPI family's words (facts: shared/notes/field-notes.md):
+
+- ``mpich`` (and ``auto``): ``MPIR_CVAR_CH4_NETMOD=ofi`` always, or MPICH picks UCX and its own transports;
+  ``FI_PROVIDER=tcp`` (+ ``FI_TCP_IFACE``) or ``efa``. Within a node MPICH uses its own POSIX shared memory
+  whatever the netmod, but the netmod is still initialised, so one node gets ``FI_PROVIDER=tcp``: measured
+  with MPICH 5.0.2 (2 ranks, one machine) ``tcp``, ``shm``, ``udp`` and ``tcp;ofi_rxm`` all run, also in a
+  network namespace whose loopback is down, while ``sockets`` fails at finalize there and ``efa`` fails
+  without a device (-61); ``shm`` would add a 12.8 MiB /dev/shm region per rank and needs cross-memory attach,
+  which containers often block (libfabric 5495).
+- ``openmpi``: TCP is ``pml=ob1`` with ``btl=tcp,self,sm`` (``vader`` before 5.x, and when the major version is
+  not known: 5.x registers ``vader`` as an alias of ``sm``, checked with 5.0.11) and the interface (name or
+  CIDR) for both ``btl_tcp_if_include`` and ``oob_tcp_if_include``; EFA is ``pml=cm mtl=ofi
+  mtl_ofi_provider_include=efa`` (UCX cannot drive EFA: ompi 9858) with ``btl=^openib,uct`` and
+  ``osc=^ucx``. Exclusions, not inclusions, for components a build may lack: Open MPI aborts when an include
+  list names a component it does not have (checked with 5.0.11: ``btl=self,openib`` aborted in MPI_Init).
+- ``intelmpi``: ``I_MPI_FABRICS=shm`` on one node, else ``shm:ofi`` with ``I_MPI_OFI_PROVIDER``.
+- EFA in every family: ``FI_EFA_USE_DEVICE_RDMA=1`` only when every node is known to support RDMA read (libfabric
+  aborts the job if it is set on a device without it; unset, libfabric decides by device), and
+  ``FI_EFA_FORK_SAFE=1 RDMAV_FORK_SAFE=1`` (Python forks: subprocess, multiprocessing; libfabric 6332) unless the
+  kernel is 5.13 or newer, where copy-on-fork makes them unneeded, or the caller says otherwise.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .efa import EfaReport
 from .errors import SpecError
 
-__all__ = ["TransportChoice", "choose_transport"]
+__all__ = ["TransportChoice", "choose_transport", "MPI_FAMILIES", "TRANSPORTS", "fork_safety_needed"]
+
+MPI_FAMILIES = ("mpich", "openmpi", "intelmpi", "auto")
+TRANSPORTS = ("auto", "tcp", "efa", "shm")
 
 
 @dataclass(frozen=True)
@@ -15,31 +47,127 @@ class TransportChoice:
     intra_node: str  # "shm"
     why: str
     env: dict[str, str] = field(default_factory=dict)
+    provider: str | None = None  # libfabric provider in use, where one is (None: Open MPI ob1, Intel MPI shm)
+    iface: str | None = None  # interface (or CIDR, Open MPI) pinned for inter-node TCP, if any
+
+
+def fork_safety_needed(kernel_release: str | None) -> bool:
+    """rdma-core needs fork protection below Linux 5.13 (no copy-on-fork for pinned pages); unknown: assume so."""
+    m = re.match(r"(\d+)\.(\d+)", kernel_release or "")
+    return not m or (int(m.group(1)), int(m.group(2))) < (5, 13)
+
+
+def _label(i: int, names: Sequence[str] | None) -> str:
+    return f"node {i} ({names[i]})" if names and i < len(names) and names[i] else f"node {i}"
 
 
 def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None = None,
-                     efa_nodes: list[bool] | None = None) -> TransportChoice:
-    """Decide the transport from the job's ``transport`` field and what the nodes have."""
-    efa_nodes = efa_nodes or [False] * num_nodes
+                     efa_nodes: Sequence[bool | EfaReport] | None = None, *, subnet: str | None = None,
+                     openmpi_major: int | None = None, efa_rdma: Sequence[bool | None] | None = None,
+                     fork_safe: bool | None = None, kernel_release: str | None = None,
+                     node_names: Sequence[str] | None = None) -> TransportChoice:
+    """Decide the transport from the job's ``transport`` field and what the nodes have.
+
+    ``efa_nodes``: per node, whether it has usable EFA (a bool or its :class:`EfaReport`, whose ``rdma_read``
+    and ``problem`` are then used too). ``iface``: interface name for inter-node TCP; ``subnet``: the CIDR every
+    node shares (used by Open MPI when no single name fits). ``openmpi_major``: 5 names the shared-memory BTL
+    ``sm``, 4 ``vader``; unknown (None) gets ``vader``, which 5.x accepts as an alias. ``efa_rdma``: per node
+    RDMA-read support, overriding the reports. ``fork_safe``: force the EFA fork-safety variables on or off; by
+    default they are set unless ``kernel_release`` is 5.13 or newer. ``node_names``: hostnames, for messages.
+    """
+    if mpi not in MPI_FAMILIES:
+        raise SpecError("mpi", f"'{mpi}' is not one of " + ", ".join(f"'{m}'" for m in MPI_FAMILIES))
+    if transport not in TRANSPORTS:
+        raise SpecError("transport", f"'{transport}' is not one of " + ", ".join(f"'{t}'" for t in TRANSPORTS))
+    if num_nodes < 1:
+        raise SpecError("nodes", f"must be at least 1, got {num_nodes}")
+    reports = list(efa_nodes or [])
+    has = [bool(r.usable) if isinstance(r, EfaReport) else bool(r) for r in reports]
+    has += [False] * (num_nodes - len(has))
+    rdma: list[bool | None] = list(efa_rdma) if efa_rdma is not None else [
+        r.rdma_read if isinstance(r, EfaReport) else None for r in reports]
+    rdma += [None] * (num_nodes - len(rdma))
+    lacking = [i for i in range(num_nodes) if not has[i]]
+
     if transport == "efa":
-        missing = [i for i, has in enumerate(efa_nodes) if not has]
-        if missing:
-            raise SpecError("transport", f"'efa' asked for, but node {missing[0]} has no EFA device")
+        if lacking:
+            i = lacking[0]
+            r = reports[i] if i < len(reports) else None
+            detail = f": {r.problem}" if isinstance(r, EfaReport) and r.problem else ""
+            raise SpecError("transport", f"'efa' asked for, but {_label(i, node_names)} has no usable EFA "
+                            f"device{detail}")
         inter, why = "efa", "asked for in the job (transport: efa); every node has EFA"
     elif transport == "tcp":
         inter, why = "tcp", "asked for in the job (transport: tcp)"
     elif transport == "shm":
+        if num_nodes > 1:
+            raise SpecError("transport", f"'shm' works within one node only; this job has {num_nodes} nodes "
+                            "(use 'auto' or 'tcp')")
         inter, why = "none", "asked for in the job (transport: shm): one node, shared memory only"
     elif num_nodes == 1:
         inter, why = "none", "auto: one node, shared memory only"
-    elif all(efa_nodes):
+    elif not lacking:
         inter, why = "efa", "auto: every node has EFA"
+    elif len(lacking) == num_nodes:
+        inter, why = "tcp", "auto: no node has EFA"
     else:
-        inter, why = "tcp", "auto: not every node has EFA"
+        inter, why = "tcp", f"auto: {_label(lacking[0], node_names)} has no EFA"
+
     env: dict[str, str] = {}
-    if mpi in ("mpich", "auto"):
+    provider: str | None = None
+    pinned: str | None = None
+    family = "mpich" if mpi == "auto" else mpi
+    notes: list[str] = []
+    if family == "mpich":
         env["MPIR_CVAR_CH4_NETMOD"] = "ofi"
-        env["FI_PROVIDER"] = "efa" if inter == "efa" else "tcp"
+        provider = "efa" if inter == "efa" else "tcp"
+        env["FI_PROVIDER"] = provider
         if inter == "tcp" and iface:
-            env["FI_TCP_IFACE"] = iface
-    return TransportChoice(inter, "shm", why, env)
+            env["FI_TCP_IFACE"] = pinned = iface
+        notes.append(f"MPICH ch4:ofi over libfabric {provider}" + (" (netmod idle: one node)"
+                                                                     if inter == "none" else ""))
+    elif family == "intelmpi":
+        if inter == "none":
+            env["I_MPI_FABRICS"] = "shm"
+            notes.append("Intel MPI shared memory only")
+        else:
+            provider = "efa" if inter == "efa" else "tcp"
+            env["I_MPI_FABRICS"] = "shm:ofi"
+            env["I_MPI_OFI_PROVIDER"] = provider
+            if inter == "tcp" and iface:
+                env["FI_TCP_IFACE"] = pinned = iface
+            notes.append(f"Intel MPI shm:ofi over libfabric {provider}")
+    else:  # openmpi
+        # 5.x renamed vader to sm and keeps "vader" as an alias, so an unknown major gets the name both accept.
+        sm = "sm" if openmpi_major is not None and openmpi_major >= 5 else "vader"
+        where = iface or subnet
+        if inter == "efa":
+            provider = "efa"
+            env.update({"OMPI_MCA_pml": "cm", "OMPI_MCA_mtl": "ofi", "OMPI_MCA_mtl_ofi_provider_include": "efa",
+                        "OMPI_MCA_btl": "^openib,uct", "OMPI_MCA_osc": "^ucx"})
+            if where:
+                env["OMPI_MCA_oob_tcp_if_include"] = pinned = where
+            notes.append("Open MPI cm/ofi over libfabric efa")
+        elif inter == "tcp":
+            env.update({"OMPI_MCA_pml": "ob1", "OMPI_MCA_btl": f"tcp,self,{sm}", "OMPI_MCA_osc": "^ucx"})
+            if where:
+                env["OMPI_MCA_btl_tcp_if_include"] = env["OMPI_MCA_oob_tcp_if_include"] = pinned = where
+            notes.append(f"Open MPI ob1 with btl tcp,self,{sm}")
+        else:
+            env.update({"OMPI_MCA_pml": "ob1", "OMPI_MCA_btl": f"self,{sm}", "OMPI_MCA_osc": "^ucx"})
+            notes.append(f"Open MPI ob1 with btl self,{sm}")
+
+    if inter == "efa":
+        if rdma and all(r is True for r in rdma[:num_nodes]):
+            env["FI_EFA_USE_DEVICE_RDMA"] = "1"
+            notes.append("device RDMA on (every node supports RDMA read)")
+        else:
+            notes.append("device RDMA left to libfabric (RDMA read not known on every node)")
+        if fork_safe if fork_safe is not None else fork_safety_needed(kernel_release):
+            env["FI_EFA_FORK_SAFE"] = "1"
+            env["RDMAV_FORK_SAFE"] = "1"
+    if inter == "tcp" and not pinned and num_nodes > 1:
+        notes.append("no interface pinned")
+    elif pinned and inter != "none":
+        notes.append(f"on {pinned}")
+    return TransportChoice(inter, "shm", f"{why}; " + ", ".join(notes), env, provider, pinned)
