@@ -31,7 +31,9 @@ from typing import Any
 import zmq
 
 from .control import AgentChannel
+from .fabric import node_facts
 from .pmi import PmiEvent, PmiServer
+from .shm import remove_job_segments, shm_free
 
 __all__ = ["main", "Agent"]
 
@@ -58,6 +60,7 @@ class Agent:
         self.endpoint: str = handoff["endpoint"]
         self.dialed: str | None = handoff.get("dialed")
         self.command: list[str] | None = handoff.get("command")  # this node's own rank command (AWS Batch)
+        self.report_ifaces = bool(handoff.get("report_ifaces"))
         self.chan = AgentChannel(handoff["endpoint"], self.node, handoff)
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)
@@ -101,7 +104,8 @@ class Agent:
         except AttributeError:  # pragma: no cover - not Linux
             cpus = os.cpu_count() or 1
         self.chan.send("hello", node=self.node, hostname=socket.gethostname(), cpus=cpus, pid=os.getpid(),
-                       python=sys.version.split()[0], address=self._my_address(), dialed=self.dialed, command=self.command)
+                       python=sys.version.split()[0], address=self._my_address(), dialed=self.dialed, command=self.command,
+                       fabric=node_facts(self.report_ifaces))
 
     def _my_address(self) -> str | None:
         """The address this node has on the way to the coordinator (no packet is sent)."""
@@ -153,7 +157,9 @@ class Agent:
             self.rank_io.close()
         if self.private is not None:
             shutil.rmtree(self.private, ignore_errors=True)
-        self.chan.send("bye", node=self.node, maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        removed = self._remove_segments()
+        self.chan.send("bye", node=self.node, maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                       shm_removed=removed)
         self.chan.close()
         return code
 
@@ -186,6 +192,8 @@ class Agent:
                     self._pmi_send(self.ranks[rank], line)
             elif kind == "kill":
                 self.stop_ranks(float(msg.get("grace", 5.0)))
+            elif kind == "remount_shm":
+                self._remount_shm(int(msg["bytes"]))
             elif kind == "exec":
                 self.execs.start(msg["id"], msg["command"], self.node_env)
             elif kind == "exec_kill":
@@ -195,6 +203,27 @@ class Agent:
             elif kind == "shutdown":
                 self.stop_ranks(grace=1.0)
                 self.running = False
+
+    def _remount_shm(self, size: int) -> None:
+        """Grow /dev/shm (root, and only because the user opted in); answer with what it has now."""
+        error = ""
+        if os.geteuid() != 0:
+            error = "not root"
+        else:
+            p = subprocess.run(["mount", "-o", f"remount,size={size}", "/dev/shm"], capture_output=True, text=True)
+            error = p.stderr.strip() if p.returncode else ""
+        total, free = shm_free("/dev/shm")
+        self.chan.send("shm_remounted", node=self.node, total=total, free=free, error=error)
+
+    def _remove_segments(self) -> list[str]:
+        """This job's shared-memory files left in /dev/shm (ranks that crashed leave them), and only this job's."""
+        if self.pmi is None:
+            return []
+        pids = [r.proc.pid for r in self.ranks.values() if r.proc is not None]
+        try:
+            return [p.name for p in remove_job_segments("/dev/shm", [self.pmi.kvsname], pids=pids)]
+        except OSError:
+            return []
 
     def start(self, msg: dict[str, Any]) -> None:
         ranks = msg["ranks"]

@@ -70,10 +70,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Python on the hosts that has mnp (default: this interpreter's path).")
 @click.option("--insecure-no-host-key-check", is_flag=True,
               help="INSECURE: accept any SSH host key (man-in-the-middle goes unnoticed).")
+@click.option("--iface", envvar="MNP_IFACE", help="Interface MPI uses between nodes (default: probed on every node).")
+@click.option("--remount-shm", is_flag=True, envvar="MNP_REMOUNT_SHM",
+              help="As root, grow a node's /dev/shm that is smaller than the job needs (instead of stopping).")
+@click.option("--explain", is_flag=True, help="Print the fabric decisions (transport, interface, /dev/shm) and why.")
 def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None, grace: float,
            hostfile: str | None, hosts_opt: str | None, local: bool, ssh_user: str | None, ssh_port: int | None,
            ssh_key: str | None, known_hosts: str | None, ssh_config: str | None, connect_timeout: float,
-           fanout: int, remote_python: str | None, insecure_no_host_key_check: bool) -> None:
+           fanout: int, remote_python: str | None, insecure_no_host_key_check: bool, iface: str | None,
+           remount_shm: bool, explain: bool) -> None:
     """Run JOB_FILE's ranks on its nodes, stream their output, exit with the job's status.
 
     Nodes come from --hostfile or --hosts (SSH), else from the Slurm allocation mnp runs in, else they are
@@ -93,7 +98,8 @@ def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None
                          known_hosts=known_hosts, config_file=ssh_config, fanout=fanout,
                          insecure_no_host_key_check=insecure_no_host_key_check, remote_python=remote_python)
     result = run(LaunchRequest(spec=spec, spec_path=job_file, nodes=nodes, isolate=isolate, quiet_stdout=as_json,
-                               grace_s=grace, hosts=hosts, ssh=ssh))
+                               grace_s=grace, hosts=hosts, ssh=ssh, iface=iface, remount_shm=remount_shm,
+                               explain=explain))
     _report(result, as_json)
 
 
@@ -162,9 +168,22 @@ def status(job: str, as_json: bool) -> None:
         click.echo(f"  {datetime.fromtimestamp(ts):%H:%M:%S.%f}"[:-3] + f"  +{ts - t0:7.3f}s  {state}")
     for n in j.nodes:
         click.echo(f"  node {n['index']}: {n['hostname']} {n['address']} ranks {n.get('ranks', '-')}")
+    mpi = j.info.get("mpi")
+    if mpi:
+        click.echo(f"mpi       {mpi['family']} via {mpi['launcher']} ({mpi['why']})")
     tr = j.info.get("transport")
     if tr:
         click.echo(f"transport {tr['inter_node']} between nodes, {tr['intra_node']} within ({tr['why']})")
+    ifc = j.info.get("iface")
+    if ifc:
+        click.echo(f"iface     {ifc['name'] or 'any'} ({ifc['why']})")
+    from .shm import fmt_bytes
+
+    for node, sh in sorted(j.info.get("shm", {}).items(), key=lambda kv: int(kv[0])):
+        click.echo(f"/dev/shm  node {node}: {fmt_bytes(sh['free'])} free of {fmt_bytes(sh['total'])}, "
+                   f"need {fmt_bytes(sh['need'])}{'  ' + sh['problem'] if sh.get('problem') else ''}")
+    if tr and tr.get("env"):
+        click.echo("env       " + " ".join(f"{k}={v}" for k, v in sorted(tr["env"].items())))
 
 
 @cli.command()

@@ -20,9 +20,10 @@ from zmq.utils import z85
 
 __all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "TO_AGENT", "TO_COORDINATOR"]
 
-TO_AGENT = ("start", "barrier_done", "kill", "ping", "shutdown", "exec", "exec_kill", "rexec_output", "rexec_exit")
+TO_AGENT = ("start", "barrier_done", "kill", "ping", "shutdown", "exec", "exec_kill", "rexec_output", "rexec_exit",
+            "remount_shm")
 TO_COORDINATOR = ("hello", "started", "output", "exit", "barrier", "abort", "heartbeat", "bye",
-                  "exec_output", "exec_exit", "rexec", "rexec_kill")
+                  "exec_output", "exec_exit", "rexec", "rexec_kill", "shm_remounted")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster.base import Cluster, NodeInfo
-from .cluster.local import clean_stale, local_cluster
+from .cluster.local import LocalCluster, ProcessCluster, clean_stale, local_cluster
 from .cluster.ssh import SshCluster, SshOptions
 from .control import CoordinatorChannel
 from .errors import MnpError, SpecError, UsageError
@@ -38,7 +38,8 @@ from .records import Records, new_job_id
 from .spec import JobSpec
 from .launch.detect import detect_mpi
 from .launch.mpirun import mpirun_command
-from .transport import choose_transport
+from .fabric import FabricError, decide
+from .shm import check_shm, shm_need
 
 __all__ = ["LaunchRequest", "JobResult", "launch"]
 
@@ -66,6 +67,9 @@ class LaunchRequest:
     cluster: Cluster | None = None  # a provider made by the caller (AWS Batch's main node)
     job_id: str | None = None  # default: a new id; AWS Batch's main node uses Batch's job id
     attempt: int = 1
+    iface: str | None = None  # the interface MPI uses between nodes (default: probed)
+    remount_shm: bool = False  # grow a node's /dev/shm (root) when it is smaller than the job needs
+    explain: bool = False  # print the fabric decisions before the ranks start
 
 
 @dataclass
@@ -166,15 +170,19 @@ class _Job:
             cluster = self._cluster()
             if cluster.warning:
                 _say(f"warning: {cluster.warning}")
-            shm = self.spec.shm_size or max(512 << 20, max(w.ranks_per_node or 2 for w in work) * (64 << 20))
+            local_rpn = max(w.ranks_per_node or len(os.sched_getaffinity(0)) for w in work)
+            shm = shm_need(local_rpn, self.family if self.family in ("mpich", "openmpi") else "mpich",
+                           self.spec.shm_size)
             progress = Progress("hosts ready")
             nodes = cluster.create(shm, progress.update)
             progress.done(len(nodes), self.n)
             self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
             keys = cluster.keys()
             chan = CoordinatorChannel(keys, cluster.control_address, cluster.control_port)
+            probe_ifaces = not isinstance(cluster, (LocalCluster, ProcessCluster))  # local nodes: known
             handoffs = {i: {**keys.agent_handoff(i), "endpoint": chan.endpoint, "node": i, "job_id": self.job_id,
-                            "heartbeat_s": self.req.heartbeat_s, "dead_s": self.req.dead_s} for i in range(self.n)}
+                            "heartbeat_s": self.req.heartbeat_s, "dead_s": self.req.dead_s,
+                            "report_ifaces": probe_ifaces} for i in range(self.n)}
             for h in handoffs.values():
                 h["endpoint"] = h["endpoint"].replace("0.0.0.0", "127.0.0.1")
             cluster.start_agents(handoffs)
@@ -183,7 +191,7 @@ class _Job:
             self.timings["bringup_s"] = time.monotonic() - self.t0
             if self.failure is None:
                 self.records.transition(self.job_id, "STARTING")
-                plan = self._plan(work, nodes, hellos)
+                plan = self._plan(work, nodes, hellos, chan)
                 self._execute(chan, cluster, plan)
         except KeyboardInterrupt:
             self._fail(_Failure(EXIT_INTERRUPTED, "interrupted"))
@@ -240,25 +248,57 @@ class _Job:
         progress.done(len(hellos), self.n)
         return hellos
 
-    def _plan(self, work: list[Any], nodes: list[NodeInfo], hellos: dict[int, dict[str, Any]]) -> JobPlan:
-        local_ns = self.hosts is None and nodes[0].address != "127.0.0.1"
-        choice = choose_transport(self.family, self.spec.transport, self.n,
-                                  iface="eth0" if self.n > 1 and local_ns else None)
+    def _plan(self, work: list[Any], nodes: list[NodeInfo], hellos: dict[int, dict[str, Any]],
+              chan: CoordinatorChannel) -> JobPlan:
         # Nodes that brought their own command (AWS Batch: the node range's container.command) run it.
         work = [replace(w, command=hellos[w.index]["command"]) if hellos[w.index].get("command") else w
                 for w in work]
         if self.hosts is not None:  # a host's slots stand in for ranks_per_node where the job leaves it open
             work = [w if w.ranks_per_node or not self.hosts[w.index].slots else
                     replace(w, ranks_per_node=self.hosts[w.index].slots) for w in work]
-        plan = assign_ranks(self.job_id, work, [hellos[i]["cpus"] for i in range(self.n)],
-                            [hellos[i]["hostname"] for i in range(self.n)], [n.address for n in nodes],
-                            self.spec.main_node, choice.env, attempt=self.req.attempt)
-        self.info.update(transport={"inter_node": choice.inter_node, "intra_node": choice.intra_node,
-                                    "why": choice.why, "env": choice.env}, size=plan.size,
+        cpus = [hellos[i]["cpus"] for i in range(self.n)]
+        hostnames = [hellos[i]["hostname"] for i in range(self.n)]
+        addresses = [n.address for n in nodes]
+        rpn = [w.ranks_per_node or max(1, cpus[w.index]) for w in work]
+        local_ns = self.hosts is None and self.req.cluster is None and addresses[0] != "127.0.0.1"
+        fabric = decide(self.family, self.spec.transport, self.spec.shm_size,
+                        [hellos[i].get("fabric", {}) for i in range(self.n)], hostnames, rpn,
+                        iface_override=self.req.iface, known_iface="eth0" if local_ns and self.n > 1 else None,
+                        main_address=addresses[self.spec.main_node])
+        if fabric.shm_problems and self.req.remount_shm:
+            self._remount(chan, fabric)
+        self.info.update(fabric.to_info(), size=sum(rpn),
                          mpi={"family": self.family, "why": self.family_why, "launcher": self.launcher})
+        self.records.update(self.job_id, info=self.info)
+        if self.req.explain:
+            sys.stderr.write("".join(f"mnp: {line}\n" for line in fabric.explain().splitlines()))
+        if fabric.shm_problems:
+            more = f" (and {len(fabric.shm_problems) - 1} more node(s))" if len(fabric.shm_problems) > 1 else ""
+            raise FabricError(fabric.shm_problems[0] + more)
+        plan = assign_ranks(self.job_id, work, cpus, hostnames, addresses, self.spec.main_node,
+                            fabric.transport.env, attempt=self.req.attempt)
         self.records.update(self.job_id, nodes=[{"index": p.index, "hostname": p.hostname, "address": p.address,
-                                                 "ranks": p.ranks} for p in plan.nodes], info=self.info)
+                                                 "ranks": p.ranks} for p in plan.nodes])
         return plan
+
+    def _remount(self, chan: CoordinatorChannel, fabric: Any) -> None:
+        """--remount-shm: ask the short nodes' agents (root) to grow /dev/shm, then look again."""
+        short = {i: s for i, s in fabric.shm.items() if s["problem"]}
+        for i, s in short.items():
+            chan.send(i, "remount_shm", bytes=s["need"])
+        deadline = time.monotonic() + 15
+        while short and time.monotonic() < deadline:
+            got = chan.recv(100)
+            if got and got[1]["t"] == "shm_remounted" and got[0] in short:
+                i, msg = got[0], got[1]
+                s = fabric.shm[i]
+                s.update(total=msg["total"], free=msg["free"])
+                s["problem"] = check_shm(f"node {i}", msg["total"], msg["free"], s["need"])
+                if s["problem"] and msg.get("error"):
+                    s["problem"] += f" (remount failed: {msg['error']})"
+                elif not s["problem"]:
+                    s["remounted"] = True
+                del short[i]
 
     def _start(self, chan: CoordinatorChannel, plan: JobPlan) -> set[int]:
         """Send every node its part; returns the ranks (or the launcher, as rank 0) to wait for."""
@@ -404,6 +444,8 @@ class _Job:
             if got and got[1]["t"] == "bye":
                 bye.add(got[0])
                 self.agent_rss_kb[got[0]] = got[1].get("maxrss_kb")
+                if got[1].get("shm_removed"):
+                    self.info.setdefault("shm_removed", {})[str(got[0])] = got[1]["shm_removed"]
             elif got and got[1]["t"] == "output" and got[2] is not None:
                 self.sink.write(got[0], got[1]["rank"], got[1]["stream"], got[2])
         chan.close()

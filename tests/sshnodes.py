@@ -23,7 +23,8 @@ def keygen(path: Path) -> str:
 class SshNodes:
     """``n`` sshd hosts; ``up`` lists which get sshd (the others are hosts with nothing listening)."""
 
-    def __init__(self, n: int, tmp: Path, up: list[int] | None = None) -> None:
+    def __init__(self, n: int, tmp: Path, up: list[int] | None = None, shm_bytes: int = 1 << 30) -> None:
+        self.shm_bytes = shm_bytes
         self.tmp = tmp
         self.cluster = LocalCluster(new_job_id(), n)
         self.client_key = tmp / "id_ed25519"
@@ -34,7 +35,7 @@ class SshNodes:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
 
     def start(self) -> SshNodes:
-        nodes = self.cluster.create(64 << 20, init=self._init_for_create())
+        nodes = self.cluster.create(self.shm_bytes, init=self._init_for_create())
         self.addresses = [n.address for n in nodes]
         lines = []
         for i, n in enumerate(nodes):

@@ -48,7 +48,7 @@ class BatchSim:
             os.execve(sys.executable, [sys.executable, "-m", "mnp", "node", *args], env)
             return 1
 
-        self.cluster.create(64 << 20, init=init)
+        self.cluster.create(1 << 30, init=init)
 
     def wait(self, node: int, timeout: float) -> int | None:
         return self.cluster._nodes[node].wait(timeout)

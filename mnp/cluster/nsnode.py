@@ -75,6 +75,13 @@ class NodeProcess:
         return self.returncode
 
 
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:  # it ended on its own
+        pass
+
+
 def fork_node(netns_path: str, hostname: str, shm_bytes: int, hosts_file: str, name: str,
               run: Callable[[int], int]) -> NodeProcess:
     """Fork a node; ``run(handoff_fd)`` is the node's init (the agent). Returns the keeper as seen from here."""
@@ -125,7 +132,7 @@ def fork_node(netns_path: str, hostname: str, shm_bytes: int, hosts_file: str, n
         os.close(read_fd)
         # SIGTERM to the keeper ends the node at once and reaps its init here, so when the keeper has exited,
         # the node's PID namespace is empty.
-        signal.signal(signal.SIGTERM, lambda *_: os.kill(init, signal.SIGKILL))
+        signal.signal(signal.SIGTERM, lambda *_: _kill_quietly(init))
         _, status = os.waitpid(init, 0)
         code = os.waitstatus_to_exitcode(status)
         code = code if code >= 0 else 128 - code
