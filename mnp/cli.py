@@ -191,7 +191,8 @@ def status(job: str, as_json: bool) -> None:
 @click.option("--node", type=int, help="Only this node's ranks.")
 @click.option("--rank", type=int, help="Only this rank.")
 @click.option("--stderr/--stdout", "errs", default=None, help="Only one stream (default: both).")
-def logs(job: str, node: int | None, rank: int | None, errs: bool | None) -> None:
+@click.option("--attempt", type=click.IntRange(min=1), help="Output of this attempt (default: the last one).")
+def logs(job: str, node: int | None, rank: int | None, errs: bool | None, attempt: int | None) -> None:
     """Print a job's kept rank output, prefixed like live output."""
     import re
 
@@ -201,7 +202,16 @@ def logs(job: str, node: int | None, rank: int | None, errs: bool | None) -> Non
     j = Records().get(job)
     pat = re.compile(r"^node(\d+)\.rank(\d+)\.(out|err)$")
     files = []
-    for p in Path(j.dir, "logs").iterdir():
+    where = Path(j.dir, "logs")
+    tries = sorted((int(p.name[7:]) for p in where.glob("attempt*") if p.name[7:].isdigit()))
+    if tries:  # a job with retries keeps each attempt's output apart
+        pick = attempt or tries[-1]
+        if pick not in tries:
+            raise UsageError(f"--attempt: job {j.id} has attempts {', '.join(map(str, tries))}")
+        where = where / f"attempt{pick}"
+    elif attempt not in (None, 1):
+        raise UsageError(f"--attempt: job {j.id} ran once")
+    for p in where.iterdir():
         m = pat.match(p.name)
         if not m:
             continue

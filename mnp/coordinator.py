@@ -70,6 +70,7 @@ class LaunchRequest:
     iface: str | None = None  # the interface MPI uses between nodes (default: probed)
     remount_shm: bool = False  # grow a node's /dev/shm (root) when it is smaller than the job needs
     explain: bool = False  # print the fabric decisions before the ranks start
+    info: dict[str, Any] | None = None  # carried from earlier attempts
 
 
 @dataclass
@@ -82,6 +83,7 @@ class JobResult:
     nodes: list[dict[str, Any]]
     dir: str
     timings: dict[str, float] = field(default_factory=dict)
+    retryable: bool = False  # a failure another attempt may fix (not a timeout, not an interruption)
 
     def to_json(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "state": self.state, "exit_code": self.exit_code, "reason": self.reason,
@@ -94,6 +96,7 @@ class _Failure:
     reason: str
     node: int | None = None
     rank: int | None = None
+    retryable: bool = True
 
 
 class _Interrupt:
@@ -138,11 +141,11 @@ class _Job:
         self.records = records
         self.interrupt = interrupt
         self.job_id = req.job_id or new_job_id()
+        self.info: dict[str, Any] = dict(req.info or {})
         self.failure: _Failure | None = None
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {}
         self.agent_rss_kb: dict[int, int | None] = {}
-        self.info: dict[str, Any] = {}
         self.deadline = self.t0 + self.spec.timeout if self.spec.timeout else None
 
     # -- phases ------------------------------------------------------------------------------------------------
@@ -158,15 +161,24 @@ class _Job:
         if self.family == "openmpi" and self.launcher == "pmi":
             raise SpecError("launcher", "Open MPI cannot be started by PMI-1 (its ranks would each be a singleton); "
                             "use 'mpirun' or 'auto'", source)
-        self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command,
-                                       source)
-        self.sink = OutputSink(self.dir / "logs", self.req.quiet_stdout)
+        if self.req.attempt == 1:
+            self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command,
+                                           source)
+        else:
+            self.dir = Path(self.records.get(self.job_id).dir)
+        logs = self.dir / "logs"
+        if self.spec.retry and self.spec.retry.attempts > 1:  # each attempt keeps its own output
+            logs = logs / f"attempt{self.req.attempt}"
+            logs.mkdir(parents=True, exist_ok=True)
+        self.sink = OutputSink(logs, self.req.quiet_stdout)
+        self.info["attempt"] = self.req.attempt
         cluster: Cluster | None = None
         chan: CoordinatorChannel | None = None
         nodes: list[NodeInfo] = []
         error: MnpError | None = None
         try:
-            self.records.transition(self.job_id, "RUNNABLE")
+            if self.req.attempt == 1:  # later attempts were made RUNNABLE, with the reason, by launch()
+                self.records.transition(self.job_id, "RUNNABLE")
             cluster = self._cluster()
             if cluster.warning:
                 _say(f"warning: {cluster.warning}")
@@ -194,9 +206,9 @@ class _Job:
                 plan = self._plan(work, nodes, hellos, chan)
                 self._execute(chan, cluster, plan)
         except KeyboardInterrupt:
-            self._fail(_Failure(EXIT_INTERRUPTED, "interrupted"))
+            self._fail(_Failure(EXIT_INTERRUPTED, "interrupted", retryable=False))
         except MnpError as e:  # recorded as the job's failure, then reported by the CLI
-            self._fail(_Failure(e.exit_code, str(e)))
+            self._fail(_Failure(e.exit_code, str(e), retryable=False))
             error = e
         finally:
             if chan is not None:
@@ -208,6 +220,7 @@ class _Job:
             self.sink.close()
         result = self._finish(nodes)
         if error is not None:
+            self.records.transition(self.job_id, "FAILED", result.reason)
             raise error
         return result
 
@@ -421,10 +434,10 @@ class _Job:
         if self.interrupt.signum is not None:
             name = signal.Signals(self.interrupt.signum).name
             self._fail(_Failure(EXIT_INTERRUPTED if self.interrupt.signum == signal.SIGINT
-                                else 128 + self.interrupt.signum, f"interrupted by {name}"))
+                                else 128 + self.interrupt.signum, f"interrupted by {name}", retryable=False))
             return True
         if self.deadline is not None and time.monotonic() > self.deadline:
-            self._fail(_Failure(EXIT_TIMEOUT, f"timeout: the job ran past {self.spec.timeout:g}s"))
+            self._fail(_Failure(EXIT_TIMEOUT, f"timeout: the job ran past {self.spec.timeout:g}s", retryable=False))
             return True
         return False
 
@@ -460,17 +473,41 @@ class _Job:
         self.info.update(timings={k: round(v, 4) for k, v in self.timings.items()},
                          agent_maxrss_kb={str(k): v for k, v in sorted(self.agent_rss_kb.items())})
         self.records.update(self.job_id, exit_code=code, wall_s=wall, info=self.info)
-        self.records.transition(self.job_id, state, reason)
-        return JobResult(self.job_id, state, code, reason, wall, node_list, str(self.dir), self.timings)
+        return JobResult(self.job_id, state, code, reason, wall, node_list, str(self.dir), self.timings,
+                         retryable=f is not None and f.retryable)
+
+
+def _strategy(spec: JobSpec) -> Any:
+    from .batchdef import RetryRule, RetryStrategy
+
+    if spec.retry is None:
+        return RetryStrategy()
+    return RetryStrategy(spec.retry.attempts, tuple(
+        RetryRule(r.action.upper(), r.on_exit_code, r.on_reason, r.on_status_reason)  # type: ignore[arg-type]
+        for r in spec.retry.evaluate_on_exit))
 
 
 def launch(req: LaunchRequest) -> JobResult:
-    """Run one job to its end. Spec and usage problems raise before any node is created."""
+    """Run one job to its end, attempt after attempt as its ``retry`` allows (AWS Batch's rules: a timeout or an
+    interruption is not retried; no matching rule means retry). Spec and usage problems raise before any node is
+    created."""
     if req.nodes is not None and req.nodes < 1:
         raise UsageError("--nodes: must be at least 1")
     records = Records(req.home)
+    strategy = _strategy(req.spec)
+    history: list[dict[str, Any]] = []
     try:
         with _Interrupt() as interrupt:
-            return _Job(req, records, interrupt).run()
+            while True:
+                result = _Job(req, records, interrupt).run()
+                if result.state == "SUCCEEDED" or not result.retryable or \
+                        not strategy.should_retry(result.exit_code, result.reason, req.attempt):
+                    records.transition(result.job_id, result.state, result.reason)
+                    return result
+                history.append({"attempt": req.attempt, "exit_code": result.exit_code, "reason": result.reason})
+                _say(f"attempt {req.attempt} of {strategy.attempts} failed ({result.reason}); trying again")
+                records.transition(result.job_id, "RUNNABLE", f"attempt {req.attempt + 1}: after {result.reason}")
+                req = replace(req, attempt=req.attempt + 1, job_id=result.job_id,
+                              info={"attempts": history}, cluster=None if req.cluster is None else req.cluster)
     finally:
         records.close()

@@ -95,6 +95,22 @@ class NodeRangeSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ranks_per_node: _Count | None = None
 
 
+class RetryRuleSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One ``retry.evaluate_on_exit`` rule (AWS Batch's ``evaluateOnExit``): patterns may end in ``*``."""
+
+    action: Literal["retry", "exit", "RETRY", "EXIT", "Retry", "Exit"]
+    on_exit_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]*\*?$", max_length=512)] | None = None
+    on_reason: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    on_status_reason: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+
+
+class RetrySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """``retry``: at most ``attempts`` attempts in all (AWS Batch's ``retryStrategy``)."""
+
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
+    evaluate_on_exit: Annotated[list[RetryRuleSpec], msgspec.Meta(max_length=5)] = []
+
+
 class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A validated job. Node-dependent checks (ranges against the node count) happen in :mod:`mnp.plan`."""
 
@@ -110,6 +126,7 @@ class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     transport: Literal["auto", "tcp", "efa", "shm"] = "auto"
     timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
     workdir: str | None = None
+    retry: RetrySpec | None = None
     node_ranges: list[NodeRangeSpec] = []
 
     def with_nodes(self, nodes: int) -> JobSpec:
@@ -212,5 +229,10 @@ def load_spec(path: str | Path) -> JobSpec:
     if isinstance(data, dict) and "nodeProperties" in data:  # an AWS Batch job definition, taken unchanged
         from .batchdef import load_batch_jobdef
 
-        data, _retry = load_batch_jobdef(data, str(p))
+        data, retry = load_batch_jobdef(data, str(p))
+        if retry is not None:
+            data["retry"] = {"attempts": retry.attempts, "evaluate_on_exit": [
+                {k: v for k, v in (("action", r.action.lower()), ("on_exit_code", r.on_exit_code),
+                                   ("on_reason", r.on_reason), ("on_status_reason", r.on_status_reason)) if v}
+                for r in retry.rules]}
     return spec_from_dict(data, str(p), default_name=p.stem)

@@ -177,3 +177,16 @@ def test_batch_job_definition_runs_with_mnp_launch(tmp_path: Path, mnp_home: Pat
     recs = [json.loads(ln.split("ENV ", 1)[1]) for ln in p.stdout.splitlines() if "ENV {" in ln]
     by_node = {r["env"]["AWS_BATCH_JOB_NODE_INDEX"]: r["env"]["USER_VAR"] for r in recs}
     assert by_node["0"] == "all" and by_node["1"] == "all" and by_node["2"] == "two"
+
+
+def test_batch_retry_strategy_is_honoured(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    code = "import os, sys; sys.exit(0 if os.environ['AWS_BATCH_JOB_ATTEMPT'] == '2' else 5)"
+    jobdef = {"jobDefinitionName": "retry-def", "type": "multinode",
+              "retryStrategy": {"attempts": 2, "evaluateOnExit": [{"onExitCode": "5", "action": "retry"}]},
+              "nodeProperties": {"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [
+                  {"targetNodes": "0:", "container": {"command": [sys.executable, "-c", code]}}]}}
+    path = tmp_path / "jobdef.json"
+    path.write_text(json.dumps(jobdef))
+    p = run_mnp(["launch", str(path)], mnp_home)
+    assert p.returncode == 0, p.stderr
+    assert "attempt 1 of 2 failed" in p.stderr

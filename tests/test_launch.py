@@ -228,3 +228,32 @@ def test_no_isolate_fallback_warns_and_runs(tmp_path: Path, mnp_home: Path, no_l
     recs = _env_lines(p.stdout)
     assert sorted(r["rank"] for r in recs) == [0, 1]
     assert {r["env"]["MNP_NODE_INDEX"] for r in recs} == {"0", "1"}
+
+
+def test_retry_attempts_follow_batch_rules(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    # Attempts 1 and 2 fail (exit 3), attempt 3 succeeds: the rank sees AWS_BATCH_JOB_ATTEMPT count up.
+    code = "import os, sys; a = int(os.environ['AWS_BATCH_JOB_ATTEMPT']); print('ATTEMPT', a); sys.exit(0 if a >= 3 else 3)"
+    job = write_job(tmp_path / "r.yaml", nodes=2, ranks_per_node=1, command=[sys.executable, "-c", code],
+                    retry={"attempts": 4, "evaluate_on_exit": [{"on_exit_code": "3", "action": "retry"},
+                                                               {"on_exit_code": "*", "action": "exit"}]})
+    p = run_mnp(["launch", "--json", str(job)], mnp_home)
+    assert p.returncode == 0, p.stderr
+    assert "attempt 1 of 4 failed" in p.stderr and "attempt 2 of 4 failed" in p.stderr
+    job_id = json.loads(p.stdout)["job_id"]
+    rec = json.loads(run_mnp(["status", "--json", job_id], mnp_home).stdout)
+    states = [t["state"] for t in rec["transitions"]]
+    assert states.count("RUNNABLE") == 3 and states[-1] == "SUCCEEDED" and "FAILED" not in states
+    assert [a["exit_code"] for a in rec["info"]["attempts"]] == [3, 3] and rec["info"]["attempt"] == 3
+    assert "ATTEMPT 3" in run_mnp(["logs", job_id, "--rank", "1"], mnp_home).stdout
+    assert "ATTEMPT 1" in run_mnp(["logs", job_id, "--rank", "1", "--attempt", "1"], mnp_home).stdout
+
+
+def test_retry_exit_rule_and_timeout_are_final(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "x.yaml", nodes=1, ranks_per_node=1, command="sh -c 'exit 7'",
+                    retry={"attempts": 3, "evaluate_on_exit": [{"on_exit_code": "7", "action": "EXIT"}]})
+    p = run_mnp(["launch", str(job)], mnp_home)
+    assert p.returncode == 7 and "trying again" not in p.stderr
+    job = write_job(tmp_path / "t.yaml", nodes=1, ranks_per_node=1, command="sleep 30", timeout=1,
+                    retry={"attempts": 3})
+    p = run_mnp(["launch", "--grace", "0.5", str(job)], mnp_home)
+    assert p.returncode == 124 and "trying again" not in p.stderr  # Batch does not retry a timed-out job
