@@ -237,7 +237,12 @@ class _Job:
         hellos: dict[int, dict[str, Any]] = {}
         progress = Progress("nodes up")
         deadline = time.monotonic() + self.req.join_timeout_s
+        last_ping = 0.0
         while len(hellos) < self.n:
+            if time.monotonic() - last_ping >= self.req.heartbeat_s:  # those who came wait for the others
+                for i in hellos:
+                    chan.send(i, "ping")
+                last_ping = time.monotonic()
             missing = [i for i in range(self.n) if i not in hellos]
             progress.update(len(hellos), self.n, detail="waiting for node " + ", ".join(map(str, missing[:8])) +
                             (", ..." if len(missing) > 8 else ""))

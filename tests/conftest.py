@@ -64,7 +64,7 @@ def leftovers() -> list[str]:
             found.append(f"link {name}")
     run_dir = Path(os.environ.get("MNP_RUN_DIR", "/run/mnp"))
     if run_dir.exists():
-        found += [f"run file {p}" for p in run_dir.iterdir()]
+        found += [f"run file {p}" for p in run_dir.iterdir() if p.name != "subnet.lock"]  # the lock stays
     me = os.getpid()
     for p in psutil.process_iter(["pid", "cmdline", "name"]):
         cmd = " ".join(p.info["cmdline"] or [])

@@ -245,7 +245,7 @@ def test_retry_attempts_follow_batch_rules(tmp_path: Path, mnp_home: Path, no_le
     assert states.count("RUNNABLE") == 3 and states[-1] == "SUCCEEDED" and "FAILED" not in states
     assert [a["exit_code"] for a in rec["info"]["attempts"]] == [3, 3] and rec["info"]["attempt"] == 3
     assert "ATTEMPT 3" in run_mnp(["logs", job_id, "--rank", "1"], mnp_home).stdout
-    assert "ATTEMPT 1" in run_mnp(["logs", job_id, "--rank", "1", "--attempt", "1"], mnp_home).stdout
+    assert "ATTEMPT 1" in run_mnp(["logs", job_id, "--rank", "0", "--attempt", "1"], mnp_home).stdout
 
 
 def test_retry_exit_rule_and_timeout_are_final(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:

@@ -15,6 +15,7 @@ says, in one line, that the nodes are not isolated.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import ipaddress
 import json
@@ -169,13 +170,17 @@ class LocalCluster(Cluster):
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         (RUN_DIR / f"{self.short}.pid").write_text(f"{os.getpid()}\n")
         self.dir.mkdir(parents=True, exist_ok=True)
-        net = _pick_subnet(self.short)
-        hosts = list(net.hosts())
-        self.control_address = str(hosts[0])
+        # Concurrent launches must not pick the same subnet: choose and claim it (the bridge's address) under a lock.
+        with open(RUN_DIR / "subnet.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            net = _pick_subnet(self.short)
+            hosts = list(net.hosts())
+            self.control_address = str(hosts[0])
+            _ip("-batch", "-", stdin=f"link add {self.bridge} type bridge\n"
+                f"addr add {hosts[0]}/{net.prefixlen} dev {self.bridge}\nlink set {self.bridge} up\n")
         self.nodes = [NodeInfo(i, f"node{i}", str(hosts[9 + i])) for i in range(self.num_nodes)]
         self.shm_bytes = shm_bytes or 0
-        root = [f"link add {self.bridge} type bridge", f"addr add {hosts[0]}/{net.prefixlen} dev {self.bridge}",
-                f"link set {self.bridge} up"]
+        root: list[str] = []
         for n in self.nodes:
             root += [f"netns add {self.ns(n.index)}",
                      f"link add mv{self.short}h{n.index} type veth peer name mv{self.short}n{n.index} "
