@@ -246,6 +246,11 @@ class Agent:
         base = dict(os.environ)
         for key in [k for k in base if k.startswith(("PMI_", "PMIX_", "PRTE_", "OMPI_COMM_WORLD"))]:
             del base[key]
+        # Ranks see the agent's Python environment first on PATH, as in an activated venv: `python` in a job is the
+        # interpreter mnp (and its mpi4py) runs under, not whatever else PATH finds first.
+        venv_bin = os.path.dirname(sys.executable)
+        path = base.get("PATH", os.defpath).split(os.pathsep)
+        base["PATH"] = os.pathsep.join([venv_bin, *[p for p in path if p != venv_bin]])
         base.update(msg["env"])
         if msg.get("io_ranks"):
             assert self.private is not None

@@ -1,4 +1,4 @@
-/* OSU-style 2-rank latency in C (half round trip, microseconds), the reference for bench/osu.py.
+/* OSU-style 2-rank latency in C (half round trip, microseconds), the reference for bench/osu/.
  * Method of osu_latency: warm-up, then timed ping-pong per size; sizes double from 0 B to MAX (argv[1], default
  * 4 MiB); 10000/100 iterations up to 8 KiB, 1000/10 above. */
 #include <mpi.h>

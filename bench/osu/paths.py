@@ -1,0 +1,135 @@
+"""Call paths: the timed loops, one implementation per way of calling MPI from Python.
+
+A benchmark (``benchmarks.py``) decides sizes, barriers and arithmetic; a call path runs the loop that is timed and
+returns seconds. Two exist: ``mpi4py`` here (buffer-based ``Send``/``Recv``/``Isend``/``Irecv``/``Allreduce`` on
+NumPy arrays, buffer specifications built once per size, outside the loop) and ``numba`` (``numba_path.py``: the
+same loops compiled with ``@njit``, calling the C MPI functions directly).
+
+Tags follow OSU's: 1 for ping-pong, 100 for windowed data, 101 for the bandwidth ack, 10 for bibw's reverse way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+TAG, TAG_DATA, TAG_ACK, TAG_BACK = 1, 100, 101, 10
+
+
+class CallPath(Protocol):
+    name: str
+
+    def prepare(self, benchmark: str) -> None: ...
+
+    def pingpong(self, buf: np.ndarray, size: int, first: bool, peer: int, iters: int, warmup: int) -> float: ...
+
+    def bw(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, sender: bool, peer: int, iters: int, warmup: int,
+           window: int) -> float: ...
+
+    def bibw(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, peer: int, iters: int, warmup: int,
+             window: int) -> float: ...
+
+    def allreduce(self, sbuf: np.ndarray, rbuf: np.ndarray, count: int, iters: int, warmup: int) -> float: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+def make_path(name: str, comm: Any) -> CallPath:
+    if name == "mpi4py":
+        return Mpi4pyPath(comm)
+    if name == "numba":
+        from bench.osu.numba_path import NumbaPath  # numba only when asked for
+
+        return NumbaPath(comm)
+    raise ValueError(f"--path: {name!r} is not one of mpi4py, numba")
+
+
+class Mpi4pyPath:
+    """mpi4py's buffer interface: what a careful mpi4py program does (no pickling, no per-call allocation)."""
+
+    name = "mpi4py"
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+
+        self.comm, self.MPI = comm, MPI
+
+    def prepare(self, benchmark: str) -> None:
+        """Nothing to compile."""
+
+    def pingpong(self, buf: np.ndarray, size: int, first: bool, peer: int, iters: int, warmup: int) -> float:
+        msg = [buf, size, self.MPI.BYTE]
+        send, recv, wtime = self.comm.Send, self.comm.Recv, self.MPI.Wtime
+        t0 = 0.0
+        for i in range(iters + warmup):
+            if i == warmup:
+                t0 = wtime()
+            if first:
+                send(msg, peer, TAG)
+                recv(msg, peer, TAG)
+            else:
+                recv(msg, peer, TAG)
+                send(msg, peer, TAG)
+        return float(wtime() - t0)
+
+    def bw(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, sender: bool, peer: int, iters: int, warmup: int,
+           window: int) -> float:
+        MPI, comm = self.MPI, self.comm
+        smsg, rmsg, ack = [sbuf, size, MPI.BYTE], [rbuf, size, MPI.BYTE], [rbuf, 1, MPI.BYTE]
+        isend, irecv, waitall, wtime = comm.Isend, comm.Irecv, MPI.Request.Waitall, MPI.Wtime
+        reqs: list[Any] = [None] * window
+        t0 = 0.0
+        for i in range(iters + warmup):
+            if i == warmup:
+                t0 = wtime()
+            if sender:
+                for j in range(window):
+                    reqs[j] = isend(smsg, peer, TAG_DATA)
+                waitall(reqs)
+                comm.Recv(ack, peer, TAG_ACK)
+            else:
+                for j in range(window):
+                    reqs[j] = irecv(rmsg, peer, TAG_DATA)
+                waitall(reqs)
+                comm.Send(ack, peer, TAG_ACK)
+        return float(wtime() - t0)
+
+    def bibw(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, peer: int, iters: int, warmup: int,
+             window: int) -> float:
+        MPI, comm = self.MPI, self.comm
+        smsg, rmsg = [sbuf, size, MPI.BYTE], [rbuf, size, MPI.BYTE]
+        isend, irecv, waitall, wtime = comm.Isend, comm.Irecv, MPI.Request.Waitall, MPI.Wtime
+        # The lower rank sends on TAG_DATA and receives on TAG_BACK; the other the reverse.
+        stag, rtag = (TAG_DATA, TAG_BACK) if comm.Get_rank() < peer else (TAG_BACK, TAG_DATA)
+        rreqs: list[Any] = [None] * window
+        sreqs: list[Any] = [None] * window
+        t0 = 0.0
+        for i in range(iters + warmup):
+            if i == warmup:
+                t0 = wtime()
+            for j in range(window):
+                rreqs[j] = irecv(rmsg, peer, rtag)
+            for j in range(window):
+                sreqs[j] = isend(smsg, peer, stag)
+            waitall(sreqs)
+            waitall(rreqs)
+        return float(wtime() - t0)
+
+    def allreduce(self, sbuf: np.ndarray, rbuf: np.ndarray, count: int, iters: int, warmup: int) -> float:
+        MPI, comm = self.MPI, self.comm
+        smsg, rmsg = [sbuf, count, MPI.FLOAT], [rbuf, count, MPI.FLOAT]
+        allreduce, barrier, wtime, op = comm.Allreduce, comm.Barrier, MPI.Wtime, MPI.SUM
+        total = 0.0
+        for i in range(iters + warmup):
+            t = wtime()
+            allreduce(smsg, rmsg, op)
+            if i >= warmup:
+                total += wtime() - t
+            barrier()
+        return total
+
+    def info(self) -> dict[str, Any]:
+        import mpi4py
+
+        return {"mpi4py": mpi4py.__version__}

@@ -1,0 +1,129 @@
+"""bench.osu end to end: short OSU-style runs through the real `mnp launch` on isolated local nodes.
+
+Tiny sizes and iteration counts keep each launch to a few seconds; what is asserted is the outcome a user reads:
+OSU-format rows from rank 0 only, positive figures for every size, a parseable OSU-JSON line whose records match
+the rows and name the call path and environment, and the numba path (the timing loop compiled, MPI called
+through ctypes) giving the same sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_mnp, write_job
+
+pytestmark = pytest.mark.namespaces
+
+RANK0 = "[node 0 rank 0] "
+LATENCY_SIZES = [0, 1, 2, 4, 8, 16, 32, 64]
+
+
+def _launch(tmp_path: Path, home: Path, name: str, nodes: int, rpn: int, args: list[str],
+            transport: str = "tcp") -> subprocess.CompletedProcess[str]:
+    job = write_job(tmp_path / f"{name}.yaml", name=name, nodes=nodes, ranks_per_node=rpn,
+                    command=[sys.executable, "-m", "bench.osu", *args], mpi="mpich", transport=transport,
+                    timeout=120)
+    return run_mnp(["launch", str(job)], home)
+
+
+def _table(p: subprocess.CompletedProcess[str]) -> tuple[list[str], dict]:
+    """Rank 0's lines (no other rank may print) and its one OSU-JSON record."""
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines and all(line.startswith(RANK0) for line in lines), p.stdout
+    recs = [json.loads(line.split("OSU-JSON ", 1)[1]) for line in lines if "OSU-JSON " in line]
+    assert len(recs) == 1
+    return [line[len(RANK0):] for line in lines if "OSU-JSON" not in line], recs[0]
+
+
+def _rows(body: list[str], columns: int = 1) -> list[tuple[int, list[float]]]:
+    rows = []
+    for line in body:
+        if line.startswith("#"):
+            continue
+        size, *values = line.split()
+        vals = [float(v) for v in values]
+        assert line == f"{int(size):<10d}" + "".join(f"{v:20.2f}" for v in vals[:columns]) + \
+            "".join(f"{int(v):12d}" for v in vals[columns:]), f"not OSU's %-10d%20.2f: {line!r}"
+        rows.append((int(size), vals))
+    return rows
+
+
+@pytest.mark.parametrize("path", ["mpi4py", "numba"])
+def test_latency_two_nodes_osu_rows_and_json(tmp_path: Path, mnp_home: Path, no_leftovers: None, path: str) -> None:
+    p = _launch(tmp_path, mnp_home, f"osu-lat-{path}", 2, 1, ["latency", "-m", "64", "-i", "200", "-x", "20",
+                                                               "--path", path])
+    body, rec = _table(p)
+    assert body[0] == f"# OSU MPI Latency Test v7.4 (mnp Python port: bench.osu, call path {path})"
+    assert body[1].startswith("# MPICH Version:") and "FI_PROVIDER=tcp, 2 node(s), 2 ranks" in body[1]
+    assert body[2] == "# Size          Avg Latency(us)"
+    rows = _rows(body)
+    assert [s for s, _ in rows] == LATENCY_SIZES
+    assert all(v[0] > 0 for _, v in rows)
+    assert rec["benchmark"] == "latency" and rec["path"] == path and rec["unit"] == "us"
+    assert rec["sizes"] == LATENCY_SIZES and rec["iterations"] == [200] * 8 and rec["warmup"] == [20] * 8
+    assert [f"{v:.2f}" for v in rec["values"]] == [f"{v[0]:.2f}" for _, v in rows]
+    env = rec["env"]
+    assert env["mpi_library"].startswith("MPICH") and env["fi_provider"] == "tcp" and env["netmod"] == "ofi"
+    assert env["nodes"] == 2 and env["ranks"] == 2 and env["hosts"] == ["node0", "node1"]
+    assert re.fullmatch(r"[0-9a-f]+", env["mnp_job_id"])
+    if path == "numba":
+        assert "/libmpi" in env["libmpi"] and env["numba"] and env["jit_s"] > 0
+
+
+@pytest.mark.parametrize("bench,path", [("bw", "mpi4py"), ("bw", "numba"), ("bibw", "mpi4py"), ("bibw", "numba")])
+def test_bandwidth_within_one_node(tmp_path: Path, mnp_home: Path, no_leftovers: None, bench: str,
+                                   path: str) -> None:
+    p = _launch(tmp_path, mnp_home, f"osu-{bench}", 1, 2, [bench, "-m", "4096", "-i", "5", "-x", "1", "-W", "8",
+                                                            "--path", path], transport="shm")
+    body, rec = _table(p)
+    title = "Bandwidth Test" if bench == "bw" else "Bi-Directional Bandwidth Test"
+    assert body[0].startswith(f"# OSU MPI {title} v7.4") and body[2] == "# Size          Bandwidth (MB/s)"
+    rows = _rows(body)
+    assert [s for s, _ in rows] == rec["sizes"] == [1 << k for k in range(13)]  # 1 B .. 4 KiB
+    assert all(v[0] > 0 for _, v in rows) and rec["unit"] == "MB/s" and rec["path"] == path
+    assert rec["env"]["nodes"] == 1 and rec["env"]["ranks"] == 2
+
+
+@pytest.mark.parametrize("path", ["mpi4py", "numba"])
+def test_allreduce_2x2(tmp_path: Path, mnp_home: Path, no_leftovers: None, path: str) -> None:
+    p = _launch(tmp_path, mnp_home, "osu-allreduce", 2, 2, ["allreduce", "-m", "1024", "-i", "50", "-x", "5", "-f",
+                                                             "--path", path])
+    body, rec = _table(p)
+    assert body[0].startswith("# OSU MPI Allreduce Latency Test v7.4")
+    assert body[2].split() == ["#", "Size", "Avg", "Latency(us)", "Min", "Latency(us)", "Max", "Latency(us)",
+                               "Iterations"]
+    rows = _rows(body, columns=3)
+    assert [s for s, _ in rows] == rec["sizes"] == [4 << k for k in range(9)]  # one float32 .. 1 KiB
+    for _, (avg, lo, hi, iters) in rows:
+        assert 0 < lo <= avg <= hi and iters == 50
+    assert all(lo <= avg <= hi for avg, lo, hi in zip(rec["values"], rec["min"], rec["max"], strict=True))
+    assert rec["env"]["nodes"] == 2 and rec["env"]["ranks"] == 4 and rec["path"] == path
+
+
+def test_latency_needs_two_ranks(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    p = _launch(tmp_path, mnp_home, "osu-three", 1, 3, ["latency", "-m", "8"], transport="shm")
+    assert p.returncode == 2, p.stderr
+    assert "osu: error: latency needs exactly 2 ranks, this job has 3" in p.stderr
+    assert "OSU-JSON" not in p.stdout
+
+
+def test_compare_network_over_shm_through_the_job_files(mnp_home: Path, no_leftovers: None) -> None:
+    p = subprocess.run([sys.executable, "-m", "bench.osu.compare", "-m", "8", "-i", "500", "-x", "50"],
+                       check=False, capture_output=True, text=True, timeout=240, cwd=ROOT,
+                       env={**os.environ, "MNP_HOME": str(mnp_home)})
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("# osu latency, network (tcp, osu-latency.yaml) / shared memory")
+    assert lines[1].split() == ["#", "Size", "tcp/shm"]
+    ratios = {int(s): float(r) for s, r in (line.split() for line in lines[2:])}
+    assert sorted(ratios) == [0, 1, 2, 4, 8]
+    # Across isolated nodes the messages cross a veth pair and TCP; within one node, shared memory.
+    assert sorted(ratios.values())[2] > 1.2, ratios
