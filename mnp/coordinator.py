@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster.base import Cluster, NodeInfo
-from .cluster.local import LocalCluster, ProcessCluster, clean_stale, local_cluster
+from .cluster.local import clean_stale, local_cluster
 from .cluster.ssh import SshCluster, SshOptions
 from .control import CoordinatorChannel
 from .errors import MnpError, SpecError, UsageError
@@ -132,7 +132,7 @@ def _say(msg: str) -> None:
 class _Job:
     def __init__(self, req: LaunchRequest, records: Records, interrupt: _Interrupt) -> None:
         self.req = req
-        nodes = req.nodes or (len(req.hosts) if req.hosts and not req.nodes else None)
+        nodes = req.nodes or (len(req.hosts) if req.hosts else None)
         if req.hosts and req.nodes and req.nodes > len(req.hosts):
             raise UsageError(f"--nodes: {req.nodes} nodes asked for, but only {len(req.hosts)} host(s) given")
         self.hosts = req.hosts[: nodes or len(req.hosts)] if req.hosts else None
@@ -191,12 +191,9 @@ class _Job:
             self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
             keys = cluster.keys()
             chan = CoordinatorChannel(keys, cluster.control_address, cluster.control_port)
-            probe_ifaces = not isinstance(cluster, (LocalCluster, ProcessCluster))  # local nodes: known
             handoffs = {i: {**keys.agent_handoff(i), "endpoint": chan.endpoint, "node": i, "job_id": self.job_id,
                             "heartbeat_s": self.req.heartbeat_s, "dead_s": self.req.dead_s,
-                            "report_ifaces": probe_ifaces} for i in range(self.n)}
-            for h in handoffs.values():
-                h["endpoint"] = h["endpoint"].replace("0.0.0.0", "127.0.0.1")
+                            "report_ifaces": cluster.probe_ifaces} for i in range(self.n)}
             cluster.start_agents(handoffs)
             hellos = self._join(chan, cluster)
             nodes = cluster.joined(hellos)  # providers whose nodes dial in learn names and addresses here

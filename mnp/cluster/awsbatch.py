@@ -102,7 +102,9 @@ class BatchMainCluster(Cluster):
         return agent_command()
 
     def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
-        super().start_agents({self.node.main: handoffs[self.node.main]})
+        """Only this node's own agent starts here; it reaches the coordinator (bound to 0.0.0.0) on loopback."""
+        mine = handoffs[self.node.main]
+        super().start_agents({self.node.main: {**mine, "endpoint": mine["endpoint"].replace("0.0.0.0", "127.0.0.1")}})
 
     def joined(self, hellos: dict[int, dict[str, Any]]) -> list[NodeInfo]:
         # Children report the address they reached us at: that is the main node's address for everyone.

@@ -34,6 +34,8 @@ class Cluster:
     control_port: int = 0
     #: one-line note for the user when the nodes are not what they seem (e.g. not isolated)
     warning: str | None = None
+    #: whether agents should list their interfaces (False where the provider made the network itself)
+    probe_ifaces: bool = True
 
     def __init__(self, job_id: str, num_nodes: int) -> None:
         self.job_id = job_id

@@ -150,6 +150,8 @@ def _pick_subnet(short: str) -> ipaddress.IPv4Network:
 class LocalCluster(Cluster):
     """Isolated nodes from Linux namespaces (root only)."""
 
+    probe_ifaces = False  # every node has eth0 on our bridge
+
     def __init__(self, job_id: str, num_nodes: int) -> None:
         super().__init__(job_id, num_nodes)
         if num_nodes > MAX_LOCAL_NODES:
@@ -260,6 +262,7 @@ class ProcessCluster(Cluster):
     """Fallback without namespaces: every node's agent is a plain process on this machine."""
 
     warning = "nodes are not isolated (no root or no namespaces): all ranks share this machine's network and /dev/shm"
+    probe_ifaces = False
 
     def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
         import socket
