@@ -22,7 +22,21 @@ __all__ = ["main", "cli"]
 
 
 class _Group(click.Group):
-    """Maps MnpError to a one-line message and its exit status (2 for usage/spec errors)."""
+    """Maps MnpError to a one-line message and its exit status (2 for usage/spec errors). Commands in ``lazy``
+    are imported only when asked for, so every other command starts without them."""
+
+    lazy = {"doctor": ("mnp.doctor", "doctor")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name]
+            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -56,6 +56,7 @@ class LaunchRequest:
     nodes: int | None = None
     isolate: bool | None = None  # None: isolated when possible
     quiet_stdout: bool = False
+    echo: bool = True  # show rank output (False: only keep it in the job's logs)
     grace_s: float = 5.0
     heartbeat_s: float = 1.0
     dead_s: float = 15.0
@@ -170,7 +171,7 @@ class _Job:
         if self.spec.retry and self.spec.retry.attempts > 1:  # each attempt keeps its own output
             logs = logs / f"attempt{self.req.attempt}"
             logs.mkdir(parents=True, exist_ok=True)
-        self.sink = OutputSink(logs, self.req.quiet_stdout)
+        self.sink = OutputSink(logs, self.req.quiet_stdout, self.req.echo)
         self.info["attempt"] = self.req.attempt
         cluster: Cluster | None = None
         chan: CoordinatorChannel | None = None

@@ -19,9 +19,11 @@ class OutputSink:
     """Writes each chunk to its log file at once and prints complete lines with their prefix.
 
     ``quiet_stdout``: send rank stdout to our stderr (``--json`` keeps stdout for the one JSON object).
+    ``echo=False``: keep the logs only, show nothing (a caller that reads the output as data: ``mnp doctor``).
     """
 
-    def __init__(self, log_dir: Path, quiet_stdout: bool = False) -> None:
+    def __init__(self, log_dir: Path, quiet_stdout: bool = False, echo: bool = True) -> None:
+        self.echo = echo
         self.log_dir = log_dir
         self.files: dict[tuple[int, str], IO[bytes]] = {}
         self.partial: dict[tuple[int, str], bytes] = {}
@@ -42,6 +44,8 @@ class OutputSink:
             self._emit(node, rank, stream, lines)
 
     def _emit(self, node: int, rank: int, stream: str, lines: list[bytes]) -> None:
+        if not self.echo:
+            return
         target = self.out if stream == "stdout" else sys.stderr
         prefix = f"[node {node} rank {rank}] " if rank >= 0 else f"[node {node} launcher] "
         target.write("".join(prefix + ln.decode(errors="replace") + "\n" for ln in lines))

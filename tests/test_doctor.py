@@ -1,0 +1,224 @@
+"""mnp doctor: the probe on real isolated local nodes, the analysis on its real output, and the pure parts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT
+from sshnodes import SshNodes
+
+from mnp.doctor import Check, DoctorReport, analyse, read_probe, render, slow_pairs
+
+# `doctor` is registered the way mnp's CLI will register it; the command runs in its own process, as users run it.
+_MAIN = "from mnp.cli import cli; from mnp.doctor import doctor; cli.add_command(doctor); cli(prog_name='mnp')"
+MiB = 1 << 20
+
+
+def run_doctor(args: list[str], home: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MNP_HOME": str(home)}
+    env.pop("MNP_DEBUG", None)
+    return subprocess.run([sys.executable, "-c", _MAIN, "doctor", *args], check=False, capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def checks(report: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def probe_of(report: dict, home: Path) -> dict:
+    """The probe's own output, read back from the job's kept rank-0 log."""
+    probe = read_probe(home / "jobs" / report["job_id"] / "logs" / "node0.rank0.out")
+    assert probe is not None
+    return probe
+
+
+@pytest.mark.namespaces
+def test_three_local_nodes(mnp_home: Path, no_leftovers: None) -> None:
+    p = run_doctor(["--nodes", "3", "--json"], mnp_home)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "MNP-PROBE" not in p.stderr  # the probe's data line is kept in the log, not shown
+    report = json.loads(p.stdout)
+    assert report["ok"] is True
+    nodes = report["nodes"]
+    assert [n["index"] for n in nodes] == [0, 1, 2]
+    assert len({n["hostname"] for n in nodes}) == 3 and len({n["address"] for n in nodes}) == 3
+    assert len({n["mpi"] for n in nodes}) == 1 and nodes[0]["mpi"].startswith("MPICH")
+    assert {n["cpus"] for n in nodes} == {len(os.sched_getaffinity(0))}
+    for n in nodes:  # one kernel clock under every local node: the NTP-like estimate must find ~0
+        assert abs(n["offset_s"]) < 0.01
+        assert n["efa"]["usable"] is False and n["shm_total"] > 0
+    m = report["latency_us"]
+    assert len(m) == 3 and all(len(row) == 3 for row in m)
+    for i in range(3):
+        assert m[i][i] is None
+        for j in range(3):
+            if i != j:
+                assert m[i][j] > 0 and m[i][j] == m[j][i]
+                assert report["first_ms"][i][j] > 0
+    c = checks(report)
+    assert set(c) == {"reachability", "clock", "mpi", "versions", "shm", "interfaces", "transport", "latency",
+                      "connect"}
+    assert all(x["ok"] or x["warn"] for x in c.values())
+    assert c["transport"]["data"]["inter_node"] == "tcp" and c["transport"]["data"]["env"]["FI_PROVIDER"] == "tcp"
+    assert c["interfaces"]["data"]["name"] == "eth0"
+    assert c["reachability"]["data"]["measured_over"]["inter_node"] == "tcp"
+    assert c["mpi"]["ok"] and c["versions"]["ok"] and c["clock"]["ok"] and c["shm"]["ok"]
+    rows = c["shm"]["data"]["nodes"]  # default ranks per node: the node's CPUs; the node's /dev/shm fits them
+    assert [r["ranks"] for r in rows] == [len(os.sched_getaffinity(0))] * 3
+    assert all(r["free"] >= r["need"] for r in rows)
+
+
+@pytest.mark.namespaces
+def test_efa_asked_on_nodes_without_it(mnp_home: Path, no_leftovers: None) -> None:
+    p = run_doctor(["--nodes", "2", "--transport", "efa"], mnp_home)
+    assert p.returncode == 1, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    fail = [ln for ln in lines if ln.startswith("FAIL")]
+    assert len(fail) == 1 and fail[0].split()[1] == "transport", p.stdout
+    assert "'efa' asked for, but node 0 (node0) has no usable EFA device" in fail[0]
+    assert "no EFA device in /sys/class/infiniband" in fail[0]
+    assert any(ln.startswith("OK") and ln.split()[1] == "reachability" for ln in lines)
+    assert "latency, half round trip (us):" in lines
+    table = lines[lines.index("latency, half round trip (us):") + 1:]
+    assert table[0].split() == ["0", "1"]
+    assert table[1].split()[:3] == ["0", "node0", "-"] and float(table[1].split()[3]) > 0
+    assert lines[-1] == "result: FAIL: a launch would fail (transport)"
+
+
+@pytest.mark.namespaces
+def test_shm_shortfall_on_this_machine(mnp_home: Path, no_leftovers: None) -> None:
+    """Plain local processes use this machine's /dev/shm: ask for more ranks than it can hold."""
+    st = os.statvfs("/dev/shm")
+    total = st.f_blocks * st.f_frsize
+    ranks = total // (16 * MiB) + 100  # shm_need is at least 16 MiB a rank: more than /dev/shm has
+    p = run_doctor(["--nodes", "2", "--no-isolate", "--ranks-per-node", str(ranks), "--json"], mnp_home)
+    assert p.returncode == 1, p.stdout + p.stderr
+    report = json.loads(p.stdout)
+    c = checks(report)
+    assert not c["shm"]["ok"] and not c["shm"]["warn"]
+    assert c["shm"]["detail"].startswith("node 0 (") and "/dev/shm is" in c["shm"]["detail"]
+    assert "set shm_size:" in c["shm"]["detail"]
+    assert [r["ranks"] for r in c["shm"]["data"]["nodes"]] == [ranks, ranks]
+    assert all(r["need"] > r["total"] for r in c["shm"]["data"]["nodes"])
+    assert [k for k, v in c.items() if not v["ok"] and not v["warn"]] == ["shm"]
+
+
+@pytest.mark.namespaces
+def test_ssh_hosts_with_a_small_shm_and_one_unreachable(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    """Hosts that run sshd, with a Docker-sized 64 MiB /dev/shm; host 2 has nothing listening."""
+    hosts = SshNodes(3, tmp_path, up=[0, 1], shm_bytes=64 * MiB).start()
+    try:
+        hf = tmp_path / "hostfile"
+        hf.write_text(f"{hosts.addresses[0]}:2\n{hosts.addresses[1]}:2\n")
+        p = run_doctor(["--hostfile", str(hf), "--json", *hosts.ssh_args()], mnp_home)
+        assert p.returncode == 1, p.stdout + p.stderr
+        report = json.loads(p.stdout)
+        c = checks(report)
+        assert [k for k, v in c.items() if not v["ok"] and not v["warn"]] == ["shm"]
+        assert c["shm"]["detail"].startswith("node 0 (node0): /dev/shm is 64 MiB, the job needs 384 MiB: set "
+                                             "shm_size: 384Mi")  # 2 slots a host: 256 MiB + 2 x 64 MiB
+        assert [r["ranks"] for r in c["shm"]["data"]["nodes"]] == [2, 2]
+        assert [n["address"] for n in report["nodes"]] == hosts.addresses[:2]
+        assert c["interfaces"]["data"]["name"] == "eth0"  # probed on the hosts, not known in advance
+        assert c["transport"]["data"]["inter_node"] == "tcp"
+        assert report["latency_us"][0][1] > 0
+
+        p = run_doctor(["--hosts", ",".join(hosts.addresses), "--json", *hosts.ssh_args()], mnp_home)
+        assert p.returncode == 1, p.stdout + p.stderr
+        report = json.loads(p.stdout)
+        assert [(c["name"], c["ok"]) for c in report["checks"]] == [("reachability", False)]
+        assert report["checks"][0]["detail"].startswith(f"{hosts.addresses[2]}: ")
+    finally:
+        hosts.stop()
+
+
+def test_unreachable_host(mnp_home: Path) -> None:
+    p = run_doctor(["--hosts", "127.0.0.1", "--ssh-port", "1", "--json"], mnp_home)
+    assert p.returncode == 1, p.stdout + p.stderr
+    report = json.loads(p.stdout)
+    assert report["ok"] is False and report["nodes"] == [] and report["latency_us"] is None
+    assert [(c["name"], c["ok"], c["detail"]) for c in report["checks"]] == \
+        [("reachability", False, "127.0.0.1: connection refused on port 1 (is sshd running?)")]
+
+
+@pytest.mark.namespaces
+def test_analysis_of_a_real_probe(mnp_home: Path, no_leftovers: None) -> None:
+    """Isolated nodes get a /dev/shm the job's size, so shortfalls, skew and mixed MPIs are put into a real probe."""
+    ranks = 3
+    p = run_doctor(["--nodes", "2", "--ranks-per-node", str(ranks), "--json"], mnp_home)
+    assert p.returncode == 0, p.stdout + p.stderr
+    report = json.loads(p.stdout)
+    probe = probe_of(report, mnp_home)
+    assert probe["size"] == 2 and len(probe["latency_us"]) == 2
+    shm_total = probe["nodes"][0]["shm_total"]
+    assert shm_total == (256 + 64 * ranks) * MiB  # the probe's /dev/shm was made the size the job's would be
+
+    by = {c.name: c for c in analyse(probe, ranks_per_node=ranks)}
+    assert all(c.ok for c in by.values()), [c.detail for c in by.values() if not c.ok]
+
+    by = {c.name: c for c in analyse(probe, ranks_per_node=ranks, job_shm=2 * shm_total)}
+    assert not by["shm"].ok and by["shm"].detail.startswith("node 0 (node0): /dev/shm is 448 MiB, the job needs "
+                                                            "896 MiB")
+    by = {c.name: c for c in analyse(probe, ranks_per_node=100_000)}
+    assert not by["shm"].ok and "(and 1 more node(s))" in by["shm"].detail
+
+    skewed = copy.deepcopy(probe)
+    skewed["clock"][1]["offset_s"] = -2.5
+    skewed["nodes"][1]["mpi"] = "Open MPI v5.0.5, package: Open MPI"
+    by = {c.name: c for c in analyse(skewed)}
+    assert not by["clock"].ok and by["clock"].detail.startswith("node 1 (node1) is -2.500 s off node 0")
+    assert not by["mpi"].ok and "'Open MPI v5.0.5, package: Open MPI' on node(s) 1" in by["mpi"].detail
+
+    by = {c.name: c for c in analyse(probe, transport="shm")}
+    assert not by["transport"].ok and "'shm' works within one node only" in by["transport"].detail
+
+
+def test_slow_pairs() -> None:
+    m: list[list[float | None]] = [[None, 5.0, 5.2, 5.1],
+                                   [5.0, None, 16.0, 5.3],
+                                   [5.2, 16.0, None, 15.0],
+                                   [5.1, 5.3, 15.0, None]]
+    # median of the six pairs is 5.25: 16.0 is over 3x, 15.0 is not (15.75 is the line)
+    assert slow_pairs(m) == [(1, 2, 16.0)]
+    assert slow_pairs(m, factor=2.0) == [(1, 2, 16.0), (2, 3, 15.0)]
+    assert slow_pairs([[None]]) == [] and slow_pairs([]) == []
+    assert slow_pairs([[None, 0.0], [0.0, None]]) == []
+
+    probe = {"nodes": [{"hostname": f"n{i}"} for i in range(4)], "latency_us": m,
+             "remeasured": [[1, 2, 40.0]]}
+    report = DoctorReport([Check("reachability", True, "4 node(s)"), Check("transport", True, "tcp"),
+                           Check("latency", False, "1 of 6 pair(s) slower", warn=True)], probe, "abc", [], 1.0)
+    assert report.ok  # slow pairs only warn
+    text = render(report).splitlines()
+    assert text[1:4] == ["OK    reachability  4 node(s)", "OK    transport     tcp",
+                         "WARN  latency       1 of 6 pair(s) slower"]
+    assert text[-1] == "result: OK: a launch should work"
+    assert text[5].split() == ["0", "1", "2", "3"]
+    assert text[7].split() == ["1", "n1", "5.0", "-", "16.0", "5.3"]
+    report.checks.append(Check("shm", False, "node 0: too small"))
+    assert not report.ok and render(report).endswith("result: FAIL: a launch would fail (shm)")
+
+
+def test_usage_errors_exit_2(mnp_home: Path) -> None:
+    from mnp.cli import cli
+    from mnp.doctor import doctor
+
+    cli.add_command(doctor)
+    runner = CliRunner()
+    env = {"MNP_HOME": str(mnp_home)}
+    r = runner.invoke(cli, ["doctor", "--hostfile", "h.txt", "--hosts", "a,b"], env=env)
+    assert r.exit_code == 2 and "--hostfile and --hosts: give one or the other" in r.output
+    r = runner.invoke(cli, ["doctor", "--nodes", "0"], env=env)
+    assert r.exit_code == 2
+    r = runner.invoke(cli, ["doctor", "--transport", "ib"], env=env)
+    assert r.exit_code == 2
+    r = runner.invoke(cli, ["doctor", "--ranks-per-node", "0"], env=env)
+    assert r.exit_code == 2
+    assert not (mnp_home / "jobs").exists()  # nothing was launched
