@@ -162,6 +162,12 @@ class LocalCluster(Cluster):
         self.shm_bytes = 0
         self._nodes: dict[int, NodeProcess] = {}
 
+    def mac(self, node: int | None) -> str:
+        """A locally administered MAC for a node's eth0 (``None``: the bridge), unique to this job and node."""
+        j = int(self.short[:4], 16)
+        i = 0xFFFF if node is None else node
+        return f"02:6d:{j >> 8:02x}:{j & 0xFF:02x}:{i >> 8:02x}:{i & 0xFF:02x}"
+
     def ns(self, i: int) -> str:
         return f"mnp-{self.short}-{i}"
 
@@ -178,21 +184,28 @@ class LocalCluster(Cluster):
             net = _pick_subnet(self.short)
             hosts = list(net.hosts())
             self.control_address = str(hosts[0])
-            _ip("-batch", "-", stdin=f"link add {self.bridge} type bridge\n"
+            _ip("-batch", "-", stdin=f"link add {self.bridge} address {self.mac(None)} type bridge\n"
                 f"addr add {hosts[0]}/{net.prefixlen} dev {self.bridge}\nlink set {self.bridge} up\n")
         self.nodes = [NodeInfo(i, f"node{i}", str(hosts[9 + i])) for i in range(self.num_nodes)]
         self.shm_bytes = shm_bytes or 0
+        # Every address has a fixed MAC and every node (and the bridge) a permanent neighbour entry for every
+        # other: no ARP at start-up, and none of the kernel's neighbour table, which all namespaces share
+        # (gc_thresh3, 1024 entries by default), is used -- 32 nodes talking all-to-all would overflow it.
         root: list[str] = []
         for n in self.nodes:
             root += [f"netns add {self.ns(n.index)}",
                      f"link add mv{self.short}h{n.index} type veth peer name mv{self.short}n{n.index} "
-                     f"netns {self.ns(n.index)}",
-                     f"link set mv{self.short}h{n.index} master {self.bridge} up"]
+                     f"address {self.mac(n.index)} netns {self.ns(n.index)}",
+                     f"link set mv{self.short}h{n.index} master {self.bridge} up",
+                     f"neigh replace {n.address} lladdr {self.mac(n.index)} dev {self.bridge} nud permanent"]
         _ip("-batch", "-", stdin="\n".join(root) + "\n")
+        peers = [(self.control_address, self.mac(None))] + [(n.address, self.mac(n.index)) for n in self.nodes]
         procs = []
         for n in self.nodes:
             inner = [f"link set mv{self.short}n{n.index} name eth0", f"addr add {n.address}/{net.prefixlen} dev eth0",
                      "link set eth0 up", "link set lo up"]
+            inner += [f"neigh replace {addr} lladdr {mac} dev eth0 nud permanent" for addr, mac in peers
+                      if addr != n.address]
             procs.append(subprocess.Popen(["ip", "-n", self.ns(n.index), "-batch", "-"], stdin=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True))
             assert procs[-1].stdin is not None
