@@ -24,11 +24,10 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cluster.base import Cluster, NodeInfo
 from .cluster.local import clean_stale, local_cluster
-from .cluster.ssh import SshCluster, SshOptions
 from .control import CoordinatorChannel
 from .errors import MnpError, SpecError, UsageError
 from .hosts import HostSpec
@@ -36,6 +35,9 @@ from .output import OutputSink, Progress
 from .plan import JobPlan, assign_ranks, resolve_nodes
 from .records import Records, new_job_id
 from .spec import JobSpec
+
+if TYPE_CHECKING:
+    from .cluster.ssh import SshOptions
 from .launch.detect import detect_mpi
 from .launch.mpirun import mpirun_command
 from .fabric import FabricError, decide
@@ -226,6 +228,8 @@ class _Job:
         if self.req.cluster is not None:
             return self.req.cluster
         if self.hosts is not None:
+            from .cluster.ssh import SshCluster, SshOptions  # only SSH jobs pay for it
+
             return SshCluster(self.job_id, self.hosts, self.req.ssh or SshOptions())
         for short in clean_stale():
             _say(f"removed leftovers of an earlier local cluster ({short}) whose coordinator is gone")
