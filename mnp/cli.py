@@ -57,6 +57,52 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+_NODE_SOURCE = [
+    click.option("--hostfile", type=click.Path(dir_okay=False), envvar="MNP_HOSTFILE",
+                 help="SSH hosts from a file (plain, MPICH host:N or Open MPI 'host slots=N' lines)."),
+    click.option("--hosts", "hosts_opt", metavar="H1,H2:N,...", envvar="MNP_HOSTS",
+                 help="SSH hosts on the command line."),
+    click.option("--local", is_flag=True, help="Use local nodes even inside a Slurm allocation."),
+    click.option("--ssh-user", envvar="MNP_SSH_USER", help="SSH user (default: ~/.ssh/config, then $USER)."),
+    click.option("--ssh-port", type=click.IntRange(1, 65535), envvar="MNP_SSH_PORT", help="SSH port (default 22)."),
+    click.option("--ssh-key", type=click.Path(dir_okay=False), envvar="MNP_SSH_KEY", help="SSH private key file."),
+    click.option("--known-hosts", type=click.Path(dir_okay=False), envvar="MNP_KNOWN_HOSTS",
+                 help="known_hosts file (default ~/.ssh/known_hosts)."),
+    click.option("--ssh-config", type=click.Path(dir_okay=False), envvar="MNP_SSH_CONFIG",
+                 help="ssh_config file (default ~/.ssh/config)."),
+    click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+                 envvar="MNP_CONNECT_TIMEOUT", help="Seconds to wait for each SSH host."),
+    click.option("--fanout", type=click.IntRange(min=1), default=32, show_default=True,
+                 help="SSH hosts dialled at once."),
+    click.option("--remote-python", envvar="MNP_REMOTE_PYTHON",
+                 help="Python on the hosts that has mnp (default: this interpreter's path)."),
+    click.option("--insecure-no-host-key-check", is_flag=True,
+                 help="INSECURE: accept any SSH host key (man-in-the-middle goes unnoticed)."),
+]
+
+
+def node_source_options(f: Any) -> Any:
+    """Where nodes come from, and how to reach them over SSH: the options `launch` and `doctor` share."""
+    for option in reversed(_NODE_SOURCE):
+        f = option(f)
+    return f
+
+
+def nodes_from_options(hostfile: str | None, hosts_opt: str | None, local: bool, ssh_user: str | None,
+                       ssh_port: int | None, ssh_key: str | None, known_hosts: str | None, ssh_config: str | None,
+                       connect_timeout: float, fanout: int, remote_python: str | None,
+                       insecure_no_host_key_check: bool) -> tuple[list[Any] | None, Any]:
+    """(hosts, SSH options) from those options; (None, None) means local nodes."""
+    hosts = _hosts(hostfile, hosts_opt, local)
+    if hosts is None:
+        return None, None
+    from .cluster.ssh import SshOptions
+
+    return hosts, SshOptions(user=ssh_user, port=ssh_port, key_file=ssh_key, connect_timeout=connect_timeout,
+                             known_hosts=known_hosts, config_file=ssh_config, fanout=fanout,
+                             insecure_no_host_key_check=insecure_no_host_key_check, remote_python=remote_python)
+
+
 @cli.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("-n", "--nodes", type=click.IntRange(min=1), envvar="MNP_NODES",
@@ -66,33 +112,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Local nodes in their own namespaces (default: when root) or as plain processes.")
 @click.option("--grace", type=click.FloatRange(min=0), default=5.0, show_default=True, envvar="MNP_GRACE",
               help="Seconds between SIGTERM and SIGKILL when stopping ranks.")
-@click.option("--hostfile", type=click.Path(dir_okay=False), envvar="MNP_HOSTFILE",
-              help="Run on these SSH hosts (plain, MPICH host:N or Open MPI 'host slots=N' lines).")
-@click.option("--hosts", "hosts_opt", metavar="H1,H2:N,...", envvar="MNP_HOSTS", help="SSH hosts on the command line.")
-@click.option("--local", is_flag=True, help="Use local nodes even inside a Slurm allocation.")
-@click.option("--ssh-user", envvar="MNP_SSH_USER", help="SSH user (default: ~/.ssh/config, then $USER).")
-@click.option("--ssh-port", type=click.IntRange(1, 65535), envvar="MNP_SSH_PORT", help="SSH port (default 22).")
-@click.option("--ssh-key", type=click.Path(dir_okay=False), envvar="MNP_SSH_KEY", help="SSH private key file.")
-@click.option("--known-hosts", type=click.Path(dir_okay=False), envvar="MNP_KNOWN_HOSTS",
-              help="known_hosts file (default ~/.ssh/known_hosts).")
-@click.option("--ssh-config", type=click.Path(dir_okay=False), envvar="MNP_SSH_CONFIG",
-              help="ssh_config file (default ~/.ssh/config).")
-@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-              envvar="MNP_CONNECT_TIMEOUT", help="Seconds to wait for each SSH host.")
-@click.option("--fanout", type=click.IntRange(min=1), default=32, show_default=True, help="SSH hosts dialled at once.")
-@click.option("--remote-python", envvar="MNP_REMOTE_PYTHON",
-              help="Python on the hosts that has mnp (default: this interpreter's path).")
-@click.option("--insecure-no-host-key-check", is_flag=True,
-              help="INSECURE: accept any SSH host key (man-in-the-middle goes unnoticed).")
+@node_source_options
 @click.option("--iface", envvar="MNP_IFACE", help="Interface MPI uses between nodes (default: probed on every node).")
 @click.option("--remount-shm", is_flag=True, envvar="MNP_REMOUNT_SHM",
               help="As root, grow a node's /dev/shm that is smaller than the job needs (instead of stopping).")
 @click.option("--explain", is_flag=True, help="Print the fabric decisions (transport, interface, /dev/shm) and why.")
-def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None, grace: float,
-           hostfile: str | None, hosts_opt: str | None, local: bool, ssh_user: str | None, ssh_port: int | None,
-           ssh_key: str | None, known_hosts: str | None, ssh_config: str | None, connect_timeout: float,
-           fanout: int, remote_python: str | None, insecure_no_host_key_check: bool, iface: str | None,
-           remount_shm: bool, explain: bool) -> None:
+def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None, grace: float, iface: str | None,
+           remount_shm: bool, explain: bool, **where: Any) -> None:
     """Run JOB_FILE's ranks on its nodes, stream their output, exit with the job's status.
 
     Nodes come from --hostfile or --hosts (SSH), else from the Slurm allocation mnp runs in, else they are
@@ -103,14 +129,7 @@ def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None
     from .spec import load_spec
 
     spec = load_spec(job_file)
-    hosts = _hosts(hostfile, hosts_opt, local)
-    ssh = None
-    if hosts is not None:
-        from .cluster.ssh import SshOptions
-
-        ssh = SshOptions(user=ssh_user, port=ssh_port, key_file=ssh_key, connect_timeout=connect_timeout,
-                         known_hosts=known_hosts, config_file=ssh_config, fanout=fanout,
-                         insecure_no_host_key_check=insecure_no_host_key_check, remote_python=remote_python)
+    hosts, ssh = nodes_from_options(**where)
     result = run(LaunchRequest(spec=spec, spec_path=job_file, nodes=nodes, isolate=isolate, quiet_stdout=as_json,
                                grace_s=grace, hosts=hosts, ssh=ssh, iface=iface, remount_shm=remount_shm,
                                explain=explain))

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .cli import node_source_options, nodes_from_options
+
 from .probe import PREFIX, SLOW_FACTOR, slow_pairs
 
 if TYPE_CHECKING:
@@ -436,10 +438,6 @@ def render(report: DoctorReport) -> str:
 @click.command()
 @click.option("-n", "--nodes", type=click.IntRange(min=1), envvar="MNP_NODES",
               help="Number of nodes (local nodes: default 2; hosts: default all of them).")
-@click.option("--hostfile", type=click.Path(dir_okay=False), envvar="MNP_HOSTFILE",
-              help="Check these SSH hosts (plain, MPICH host:N or Open MPI 'host slots=N' lines).")
-@click.option("--hosts", "hosts_opt", metavar="H1,H2:N,...", envvar="MNP_HOSTS", help="SSH hosts on the command line.")
-@click.option("--local", is_flag=True, help="Use local nodes even inside a Slurm allocation.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (checks, node facts, matrix).")
 @click.option("--ranks-per-node", type=click.IntRange(min=1),
               help="The job's ranks per node, for the /dev/shm check (default: slots, else each node's CPUs).")
@@ -447,38 +445,14 @@ def render(report: DoctorReport) -> str:
               help="The job's transport: is it possible on these nodes?")
 @click.option("--isolate/--no-isolate", default=None,
               help="Local nodes in their own namespaces (default: when root) or as plain processes.")
-@click.option("--ssh-user", envvar="MNP_SSH_USER", help="SSH user (default: ~/.ssh/config, then $USER).")
-@click.option("--ssh-port", type=click.IntRange(1, 65535), envvar="MNP_SSH_PORT", help="SSH port (default 22).")
-@click.option("--ssh-key", type=click.Path(dir_okay=False), envvar="MNP_SSH_KEY", help="SSH private key file.")
-@click.option("--known-hosts", type=click.Path(dir_okay=False), envvar="MNP_KNOWN_HOSTS",
-              help="known_hosts file (default ~/.ssh/known_hosts).")
-@click.option("--ssh-config", type=click.Path(dir_okay=False), envvar="MNP_SSH_CONFIG",
-              help="ssh_config file (default ~/.ssh/config).")
-@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-              envvar="MNP_CONNECT_TIMEOUT", help="Seconds to wait for each SSH host.")
-@click.option("--fanout", type=click.IntRange(min=1), default=32, show_default=True, help="SSH hosts dialled at once.")
-@click.option("--remote-python", envvar="MNP_REMOTE_PYTHON",
-              help="Python on the hosts that has mnp (default: this interpreter's path).")
-@click.option("--insecure-no-host-key-check", is_flag=True,
-              help="INSECURE: accept any SSH host key (man-in-the-middle goes unnoticed).")
-def doctor(nodes: int | None, hostfile: str | None, hosts_opt: str | None, local: bool, as_json: bool,
-           ranks_per_node: int | None, transport: str, isolate: bool | None, ssh_user: str | None,
-           ssh_port: int | None, ssh_key: str | None, known_hosts: str | None, ssh_config: str | None,
-           connect_timeout: float, fanout: int, remote_python: str | None, insecure_no_host_key_check: bool) -> None:
+@node_source_options
+def doctor(nodes: int | None, as_json: bool, ranks_per_node: int | None, transport: str, isolate: bool | None,
+           **where: Any) -> None:
     """Check the nodes before a job runs: reachability, clocks, MPI, /dev/shm, interfaces, transport, latency.
 
     Exit 0 when a launch should work, 1 when it would fail (slow pairs only warn).
     """
-    from .cli import _hosts
-
-    hosts = _hosts(hostfile, hosts_opt, local)
-    ssh = None
-    if hosts is not None:
-        from .cluster.ssh import SshOptions
-
-        ssh = SshOptions(user=ssh_user, port=ssh_port, key_file=ssh_key, connect_timeout=connect_timeout,
-                         known_hosts=known_hosts, config_file=ssh_config, fanout=fanout,
-                         insecure_no_host_key_check=insecure_no_host_key_check, remote_python=remote_python)
+    hosts, ssh = nodes_from_options(**where)
     report = run_doctor(DoctorRequest(nodes=nodes, hosts=hosts, ssh=ssh, isolate=isolate,
                                       ranks_per_node=ranks_per_node, transport=transport))
     click.echo(json.dumps(report.to_json()) if as_json else render(report))

@@ -164,18 +164,28 @@ def test_ctrl_c_tears_down(tmp_path: Path, mnp_home: Path, no_leftovers: None) -
                             env={**os.environ, "MNP_HOME": str(mnp_home)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any("sleep 100" in " ".join(p) for p in _cmdlines()):
+    while time.monotonic() < deadline and not _our_sleepers(mnp_home):
         time.sleep(0.2)
+    assert _our_sleepers(mnp_home), "the job's ranks never started"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
 
 
-def _cmdlines() -> list[list[str]]:
+def _our_sleepers(home: Path) -> list[int]:
+    """This test's ranks (`sleep 100` with this test's MNP_HOME), not any other process that sleeps."""
     import psutil
 
-    return [p.info["cmdline"] or [] for p in psutil.process_iter(["cmdline"])]
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            if (p.info["cmdline"] or [])[:2] == ["sleep", "100"] and \
+                    (p.info["environ"] or {}).get("MNP_HOME") == str(home):
+                found.append(p.info["pid"])
+        except psutil.Error:
+            continue
+    return found
 
 
 def test_node_crash_fails_job(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
@@ -192,7 +202,9 @@ def test_node_crash_fails_job(tmp_path: Path, mnp_home: Path, no_leftovers: None
     while victim is None and time.monotonic() < deadline:
         for p in psutil.process_iter(["cmdline", "environ"]):
             try:
-                if p.info["cmdline"][:2] == ["sleep", "100"] and (p.info["environ"] or {}).get("MNP_NODE_INDEX") == "2":
+                env = p.info["environ"] or {}
+                if p.info["cmdline"][:2] == ["sleep", "100"] and env.get("MNP_NODE_INDEX") == "2" and \
+                        env.get("MNP_HOME") == str(mnp_home):
                     victim = p.parent()  # the node's agent: its PID namespace's init
             except (TypeError, psutil.Error):
                 continue

@@ -12,38 +12,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from bench.md.report import parse_json_lines
+from bench.jobs import ROOT, launch_job
 
-ROOT = Path(__file__).absolute().parents[2]
 JOBS = {"shm": ROOT / "bench" / "md-shm.yaml", "net": ROOT / "bench" / "md-net.yaml"}
 
 
 def launch(job: Path, extra: list[str], tmp: Path) -> dict[str, Any]:
     """Run ``job`` with ``extra`` appended to its command; its MD-JSON record plus the job's id."""
-    spec = yaml.safe_load(job.read_text())
-    cmd = spec["command"]
-    spec["command"] = [*(shlex.split(cmd) if isinstance(cmd, str) else cmd), *extra]
-    tmp_job = tmp / job.name
-    tmp_job.write_text(yaml.safe_dump(spec, sort_keys=False))
-    p = subprocess.run([sys.executable, "-m", "mnp", "launch", "--json", str(tmp_job)], check=False,
-                       capture_output=True, text=True, cwd=ROOT, env=os.environ.copy())
-    records = parse_json_lines(p.stderr)  # with --json, rank output goes to stderr
-    if p.returncode != 0 or len(records) != 1:
-        tail = "\n".join(p.stderr.splitlines()[-5:])
-        raise SystemExit(f"compare: {job.name} {' '.join(extra)}: mnp launch exit {p.returncode}, "
-                         f"{len(records)} MD-JSON record(s)\n{tail}")
-    return {**records[0], "job_id": json.loads(p.stdout)["job_id"]}
+    return launch_job(job, extra, tmp, parse_json_lines, "MD-JSON")
 
 
 def main(argv: list[str] | None = None) -> int:
