@@ -69,7 +69,8 @@ def test_latency_two_nodes_osu_rows_and_json(tmp_path: Path, mnp_home: Path, no_
     assert all(v[0] > 0 for _, v in rows)
     assert rec["benchmark"] == "latency" and rec["path"] == path and rec["unit"] == "us"
     assert rec["sizes"] == LATENCY_SIZES and rec["iterations"] == [200] * 8 and rec["warmup"] == [20] * 8
-    assert [f"{v:.2f}" for v in rec["values"]] == [f"{v[0]:.2f}" for _, v in rows]
+    # the table prints 2 decimals of the same values: equal within half of the last printed digit
+    assert all(abs(a - b[0]) <= 0.005 + 1e-9 for a, (_, b) in zip(rec["values"], rows, strict=True))
     env = rec["env"]
     assert env["mpi_library"].startswith("MPICH") and env["fi_provider"] == "tcp" and env["netmod"] == "ofi"
     assert env["nodes"] == 2 and env["ranks"] == 2 and env["hosts"] == ["node0", "node1"]

@@ -244,7 +244,10 @@ def test_no_isolate_fallback_warns_and_runs(tmp_path: Path, mnp_home: Path, no_l
 
 def test_retry_attempts_follow_batch_rules(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
     # Attempts 1 and 2 fail (exit 3), attempt 3 succeeds: the rank sees AWS_BATCH_JOB_ATTEMPT count up.
-    code = "import os, sys; a = int(os.environ['AWS_BATCH_JOB_ATTEMPT']); print('ATTEMPT', a); sys.exit(0 if a >= 3 else 3)"
+    # Every rank prints (one write) and passes a barrier before any exits: no rank is stopped before it printed.
+    code = ("import os, sys; from mpi4py import MPI; a = int(os.environ['AWS_BATCH_JOB_ATTEMPT']); "
+            "sys.stdout.write(f'ATTEMPT {a}\\n'); sys.stdout.flush(); MPI.COMM_WORLD.Barrier(); "
+            "sys.exit(0 if a >= 3 else 3)")
     job = write_job(tmp_path / "r.yaml", nodes=2, ranks_per_node=1, command=[sys.executable, "-c", code],
                     retry={"attempts": 4, "evaluate_on_exit": [{"on_exit_code": "3", "action": "retry"},
                                                                {"on_exit_code": "*", "action": "exit"}]})
