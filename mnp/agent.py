@@ -136,7 +136,7 @@ class Agent:
             if self.kill_deadline is not None and now >= self.kill_deadline:
                 self._signal_ranks(signal.SIGKILL)
                 self.kill_deadline = None
-            for sock, _ in self.poller.poll(timeout=min(self.heartbeat_s, 0.5) * 1000):
+            for sock, _ in self.poller.poll(timeout=int(min(self.heartbeat_s, 0.5) * 1000)):
                 if sock is self.chan.sock:
                     self._drain_control()
                 elif sock == self._wake_r:

@@ -356,8 +356,7 @@ def _fabric(nodes: list[dict[str, Any]], label: list[str], family: str, transpor
     reports = []
     for f in nodes:
         d = f.get("efa") or {}
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in EfaReport.__dataclass_fields__}
-        reports.append(EfaReport(**kw) if d else EfaReport(problem=f.get("efa_error", "no EFA report")))
+        reports.append(EfaReport.from_dict(d) if d else EfaReport(problem=f.get("efa_error", "no EFA report")))
     try:
         t = choose_transport(family, transport, n, iface=iface, efa_nodes=reports, subnet=subnet,
                              kernel_release=nodes[0].get("kernel"), node_names=[f.get("hostname", "") for f in nodes])

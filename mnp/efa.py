@@ -52,6 +52,12 @@ class EfaReport:
     problem: str | None = None
     details: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EfaReport:
+        """The inverse of :meth:`to_dict` (unknown keys ignored)."""
+        known = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, e.g. for an agent's hello."""
         out = asdict(self)

@@ -80,8 +80,7 @@ class FabricPlan:
 def _efa(d: dict[str, Any] | None) -> EfaReport:
     if not d:
         return EfaReport(problem="the node sent no EFA report")
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in EfaReport.__dataclass_fields__}
-    return EfaReport(**fields)
+    return EfaReport.from_dict(d)
 
 
 def decide(family: str, transport: str, job_shm: int | None, facts: list[dict[str, Any]], hostnames: list[str],
