@@ -369,12 +369,13 @@ class _Job:
                 elif silent := [i for i, t in last_heard.items() if now - t > self.req.dead_s]:
                     self._fail(_Failure(EXIT_NODE_LOST, f"node {silent[0]} lost: no heartbeat for "
                                         f"{self.req.dead_s:.0f}s", silent[0]))
-                if self.failure is not None:
+            if self.failure is not None:  # the first failure stops every rank on every node, once
+                if stop_deadline is None:
                     for i in range(self.n):
                         chan.send(i, "kill", grace=self.req.grace_s)
-                    stop_deadline = time.monotonic() + self.req.grace_s + 5
-            elif stop_deadline is not None and now > stop_deadline:
-                break  # nodes that do not answer are torn down by the provider
+                    stop_deadline = now + self.req.grace_s + 5
+                elif now > stop_deadline:
+                    break  # nodes that do not answer are torn down by the provider
             got = chan.recv(100)
             if got is None:
                 continue
@@ -410,9 +411,6 @@ class _Job:
                     who = f"node {node_i} rank {rank}" if self.launcher == "pmi" else \
                         f"node {node_i} launcher ({'mpirun' if self.family == 'openmpi' else 'mpiexec'})"
                     self._fail(_Failure(code, f"{who} {how}{extra}", node_i, rank))
-                    for i in range(self.n):
-                        chan.send(i, "kill", grace=self.req.grace_s)
-                    stop_deadline = time.monotonic() + self.req.grace_s + 5
             elif kind == "barrier":
                 barrier[node_i] = msg["puts"]
                 if len(barrier) == self.n:
@@ -432,9 +430,6 @@ class _Job:
                 text = f": {msg['message']}" if msg.get("message") else ""
                 self._fail(_Failure(code, f"node {node_i} rank {msg['rank']} called MPI_Abort({code}){text}",
                                     node_i, msg["rank"]))
-                for i in range(self.n):
-                    chan.send(i, "kill", grace=self.req.grace_s)
-                stop_deadline = time.monotonic() + self.req.grace_s + 5
         self.timings["ranks_done_s"] = time.monotonic() - self.t0
 
     def _check_stop(self) -> bool:
