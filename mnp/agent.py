@@ -236,6 +236,7 @@ class Agent:
                     f.write(content)
                 subst["{" + name + "}"] = path
         if msg.get("rsh"):
+            assert self.private is not None
             self.rsh = RshRelay(self, os.path.join(self.private, "rsh.sock"))
             subst["{rsh}"] = os.path.join(os.path.dirname(sys.executable), "mnp-rsh")
         self.pmi = PmiServer(kvsname=msg["kvsname"], size=int(msg["size"]),
@@ -249,8 +250,8 @@ class Agent:
         # Ranks see the agent's Python environment first on PATH, as in an activated venv: `python` in a job is the
         # interpreter mnp (and its mpi4py) runs under, not whatever else PATH finds first.
         venv_bin = os.path.dirname(sys.executable)
-        path = base.get("PATH", os.defpath).split(os.pathsep)
-        base["PATH"] = os.pathsep.join([venv_bin, *[p for p in path if p != venv_bin]])
+        dirs = base.get("PATH", os.defpath).split(os.pathsep)
+        base["PATH"] = os.pathsep.join([venv_bin, *[d for d in dirs if d != venv_bin]])
         base.update(msg["env"])
         if msg.get("io_ranks"):
             assert self.private is not None
@@ -264,13 +265,15 @@ class Agent:
             r = _Rank(spec["rank"], spec["local_rank"])
             self.ranks[r.rank] = r
             argv = [subst.get(w, w) for w in spec["argv"]]
+            parent: socket.socket | None
+            child: socket.socket | None
             if spec.get("pmi", True):
                 parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 env = {**base, "PMI_FD": str(child.fileno()), "PMI_RANK": str(r.rank), "PMI_SIZE": str(msg["size"]),
                        "MNP_RANK": str(r.rank), "MNP_LOCAL_RANK": str(r.local_rank),
                        "MPI_LOCALRANKID": str(r.local_rank), "MPI_LOCALNRANKS": str(len(ranks)),
                        "PMI_HOSTNAME": socket.gethostname()}
-                keep: tuple[int, ...] = (child.fileno(),)
+                keep: tuple[int, ...] = (child.fileno(),)  # type: ignore[union-attr]
             else:  # a launcher (mpirun/mpiexec): it brings its own process management
                 parent = child = None
                 env, keep = base, ()

@@ -323,7 +323,7 @@ class _Job:
     def _start(self, chan: CoordinatorChannel, plan: JobPlan) -> set[int]:
         """Send every node its part; returns the ranks (or the launcher, as rank 0) to wait for."""
         cwd = self.spec.workdir or self.req.cwd or os.getcwd()
-        common = {"kvsname": plan.kvsname, "size": plan.size, "mapping": plan.mapping, "cwd": cwd}
+        common: dict[str, Any] = {"kvsname": plan.kvsname, "size": plan.size, "mapping": plan.mapping, "cwd": cwd}
         if self.launcher == "pmi":
             for node in plan.nodes:
                 chan.send(node.index, "start", **common, env=node.env,

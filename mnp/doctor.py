@@ -326,9 +326,9 @@ def _shm(nodes: list[dict[str, Any]], label: list[str], family: str, rpn: int | 
         return Check("shm", False, problems[0] + more, data=data)
     need = max(r["need"] for r in rows)
     least = min(rows, key=lambda r: r["free"])
-    ranks = sorted({r["ranks"] for r in rows})
+    counts = sorted({r["ranks"] for r in rows})
     return Check("shm", True, f"every node has at least {fmt_bytes(least['free'])} free in /dev/shm; the job needs "
-                 f"{fmt_bytes(need)} ({'/'.join(map(str, ranks))} rank(s) per node)", data=data)
+                 f"{fmt_bytes(need)} ({'/'.join(map(str, counts))} rank(s) per node)", data=data)
 
 
 def _fabric(nodes: list[dict[str, Any]], label: list[str], family: str, transport: str,

@@ -56,7 +56,7 @@ class EfaReport:
     def from_dict(cls, d: dict[str, Any]) -> EfaReport:
         """The inverse of :meth:`to_dict` (unknown keys ignored)."""
         known = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return cls(**known)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, e.g. for an agent's hello."""

@@ -89,6 +89,7 @@ def decide(family: str, transport: str, job_shm: int | None, facts: list[dict[st
     """The job's fabric. ``known_iface``: the provider knows it (local nodes: eth0); else it is probed."""
     n = len(facts)
     subnet = None
+    iface: str | None
     if iface_override:
         iface, why = iface_override, "given with --iface"
     elif known_iface:

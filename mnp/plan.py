@@ -103,13 +103,13 @@ def resolve_nodes(spec: JobSpec, source: str | None = None) -> list[NodeWork]:
             raise SpecError("node_ranges", f"node(s) {_fold(missing)} are not covered by any range", source)
     out = []
     for node in range(n):
-        nr = spec.node_ranges[owner[node]] if node in owner else None
-        command = (nr.command if nr and nr.command else None) or spec.command
+        rng = spec.node_ranges[owner[node]] if node in owner else None
+        command = (rng.command if rng and rng.command else None) or spec.command
         if not command:
             raise SpecError(f"node_ranges[{owner[node]}].command", f"node {node} has no command "
                             "(give one here or at the top level)", source)
-        env = {**spec.env, **(nr.env if nr else {})}
-        rpn = (nr.ranks_per_node if nr and nr.ranks_per_node else None) or spec.ranks_per_node
+        env = {**spec.env, **(rng.env if rng else {})}
+        rpn = (rng.ranks_per_node if rng and rng.ranks_per_node else None) or spec.ranks_per_node
         out.append(NodeWork(node, command, env, rpn))
     return out
 

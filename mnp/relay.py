@@ -202,10 +202,11 @@ class RshRelay:
             self.by_fd[fd] = xid
             self.agent.chan.send("rexec", id=xid, host=req["host"], command=req["command"])
             return
-        xid = self.by_fd.get(fd)
-        conn = self.conns.get(xid) if xid else None
-        if conn is None:
+        known = self.by_fd.get(fd)
+        open_conn = self.conns.get(known) if known else None
+        if known is None or open_conn is None:
             return
+        xid, conn = known, open_conn
         try:
             data = conn.recv(4096)
         except BlockingIOError:

@@ -141,7 +141,7 @@ def _pick_subnet(short: str) -> ipaddress.IPv4Network:
                 continue
     start = int(short, 16) % 250
     for k in range(250):
-        net = ipaddress.ip_network(f"10.213.{(start + k) % 250}.0/24")
+        net = ipaddress.IPv4Network(f"10.213.{(start + k) % 250}.0/24")
         if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
             return net
     raise ClusterError("no free 10.213.x.0/24 subnet for the local cluster")

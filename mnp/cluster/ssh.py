@@ -117,7 +117,8 @@ class SshCluster(Cluster):
         hostname = cfg.get("hostname", h.spec.name)
         user = h.spec.user or self.opts.user or cfg.get("user") or os.environ.get("USER") or "root"
         port = h.spec.port or self.opts.port or int(cfg.get("port", 22))
-        keys = [self.opts.key_file] if self.opts.key_file else list(cfg.get("identityfile", [])) or None
+        keys: list[str] | None = [self.opts.key_file] if self.opts.key_file else \
+            [str(k) for k in cfg.get("identityfile", [])] or None
         client = paramiko.SSHClient()
         if self.opts.insecure_no_host_key_check:
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
@@ -130,8 +131,10 @@ class SshCluster(Cluster):
         t = self.opts.connect_timeout
         name = h.spec.name
         try:
-            client.connect(hostname, port=port, username=user, key_filename=keys, timeout=t, banner_timeout=t,
-                           auth_timeout=t, channel_timeout=t, allow_agent=keys is None, look_for_keys=keys is None)
+            connect: dict[str, Any] = {"port": port, "username": user, "key_filename": keys, "timeout": t,
+                                       "banner_timeout": t, "auth_timeout": t, "channel_timeout": t,
+                                       "allow_agent": keys is None, "look_for_keys": keys is None}
+            client.connect(hostname, **connect)  # key_filename: a str or a list of them
         except paramiko.BadHostKeyException:
             client.close()
             raise HostError(name, "host key CHANGED since it was recorded in known_hosts (a reinstalled host, or "
