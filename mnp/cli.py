@@ -163,7 +163,9 @@ def list_jobs(as_json: bool, limit: int) -> None:
     """Recent jobs, newest first."""
     from .records import Records
 
-    jobs = Records().list(limit)
+    records = Records()
+    records.reap_orphans()
+    jobs = records.list(limit)
     if as_json:
         click.echo(json.dumps([_summary(j) for j in jobs]))
         return
@@ -187,7 +189,9 @@ def status(job: str, as_json: bool) -> None:
     """One job's state, transitions, nodes and exit."""
     from .records import Records
 
-    j = Records().get(job)
+    records = Records()
+    records.reap_orphans()
+    j = records.get(job)
     if as_json:
         click.echo(json.dumps(j.to_json()))
         return

@@ -496,6 +496,8 @@ def launch(req: LaunchRequest) -> JobResult:
     if req.nodes is not None and req.nodes < 1:
         raise UsageError("--nodes: must be at least 1")
     records = Records(req.home)
+    for job_id in records.reap_orphans():
+        _say(f"job {job_id} was left unfinished by a coordinator that is gone: marked FAILED")
     strategy = _strategy(req.spec)
     history: list[dict[str, Any]] = []
     try:

@@ -10,7 +10,8 @@ The job state machine, written down once (the names and order of AWS Batch)::
 - RUNNABLE: nodes are being acquired (local namespaces created, SSH hosts dialled).
 - STARTING: every node's agent has joined; ranks are being started.
 - RUNNING: every rank has started.
-- SUCCEEDED: every rank exited 0.  FAILED: anything else; ``reason`` says what.
+- SUCCEEDED: every rank exited 0.  FAILED: anything else; ``reason`` says what. A job whose coordinator died
+  (killed, crashed) before finishing it is made FAILED by the next mnp command that opens the records.
 
 Every transition is stored with its timestamp in ``transitions``; the current state is the ``jobs`` row's.
 A job's directory holds its rank logs (``logs/node<N>.rank<R>.{out,err}``) and ``job.yaml`` as submitted.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -38,13 +40,27 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
     num_nodes INTEGER NOT NULL, command TEXT NOT NULL, spec_path TEXT, dir TEXT NOT NULL,
-    nodes TEXT NOT NULL DEFAULT '[]', exit_code INTEGER, reason TEXT, wall_s REAL, info TEXT NOT NULL DEFAULT '{}'
+    nodes TEXT NOT NULL DEFAULT '[]', exit_code INTEGER, reason TEXT, wall_s REAL, info TEXT NOT NULL DEFAULT '{}',
+    owner_host TEXT, owner_pid INTEGER
 );
 CREATE TABLE IF NOT EXISTS transitions (
     job_id TEXT NOT NULL REFERENCES jobs(id), state TEXT NOT NULL, ts REAL NOT NULL, reason TEXT
 );
 CREATE INDEX IF NOT EXISTS transitions_job ON transitions(job_id);
 """
+
+
+EXIT_COORDINATOR_LOST = 255
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def mnp_home() -> Path:
@@ -87,6 +103,10 @@ class Records:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across crashes of mnp, cheap commits
         self.db.executescript(_SCHEMA)
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}
+        for col, kind in (("owner_host", "TEXT"), ("owner_pid", "INTEGER")):  # databases from before these columns
+            if col not in cols:
+                self.db.execute(f"ALTER TABLE jobs ADD COLUMN {col} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -95,9 +115,10 @@ class Records:
         d = self.home / "jobs" / job_id
         (d / "logs").mkdir(parents=True, exist_ok=True)
         now = time.time()
-        self.db.execute("INSERT INTO jobs (id, name, state, created, updated, num_nodes, command, spec_path, dir) "
-                        "VALUES (?,?,?,?,?,?,?,?,?)",
-                        (job_id, name, "SUBMITTED", now, now, num_nodes, json.dumps(command), spec_path, str(d)))
+        self.db.execute("INSERT INTO jobs (id, name, state, created, updated, num_nodes, command, spec_path, dir, "
+                        "owner_host, owner_pid) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (job_id, name, "SUBMITTED", now, now, num_nodes, json.dumps(command), spec_path, str(d),
+                         socket.gethostname(), os.getpid()))
         self.db.execute("INSERT INTO transitions VALUES (?,?,?,?)", (job_id, "SUBMITTED", now, None))
         return d
 
@@ -119,6 +140,20 @@ class Records:
             vals.append(json.dumps(v) if k in ("nodes", "info") else v)
         self.db.execute(f"UPDATE jobs SET {', '.join(cols)} WHERE id=?", (*vals, job_id))
 
+    def reap_orphans(self) -> list[str]:
+        """Jobs left unfinished by a coordinator on this host that no longer runs (killed, crashed): FAILED now,
+        so no record says RUNNING forever. Returns their ids."""
+        rows = self.db.execute("SELECT id, owner_pid FROM jobs WHERE state NOT IN ('SUCCEEDED', 'FAILED') AND "
+                               "owner_host=?", (socket.gethostname(),)).fetchall()
+        gone = []
+        for job_id, pid in rows:
+            if pid is None or pid == os.getpid() or _alive(pid):
+                continue
+            self.update(job_id, exit_code=EXIT_COORDINATOR_LOST)
+            self.transition(job_id, "FAILED", f"its coordinator (pid {pid}) ended without finishing the job")
+            gone.append(job_id)
+        return gone
+
     def get(self, ref: str) -> JobRecord:
         """A job by id, unique id prefix, or name (the newest job of that name)."""
         rows = self.db.execute("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created DESC", (ref + "%",)).fetchall()
@@ -137,7 +172,7 @@ class Records:
 
     def _record(self, row: tuple[Any, ...], with_transitions: bool = True) -> JobRecord:
         (jid, name, state, created, updated, num_nodes, command, spec_path, d, nodes, exit_code, reason, wall_s,
-         info) = row
+         info) = row[:14]
         trans = []
         if with_transitions:
             trans = [tuple(t) for t in self.db.execute(

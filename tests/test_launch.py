@@ -272,3 +272,35 @@ def test_retry_exit_rule_and_timeout_are_final(tmp_path: Path, mnp_home: Path, n
                     retry={"attempts": 3})
     p = run_mnp(["launch", "--grace", "0.5", str(job)], mnp_home)
     assert p.returncode == 124 and "trying again" not in p.stderr  # Batch does not retry a timed-out job
+
+
+def test_killed_coordinator_is_recovered_at_next_start(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    """SIGKILL the coordinator itself: its nodes die with it (death signals), the next mnp removes what is left of
+    its cluster, and its record is made FAILED instead of saying RUNNING forever."""
+    import os
+
+    job = write_job(tmp_path / "long.yaml", nodes=2, ranks_per_node=1, command="sleep 100")
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "launch", str(job)],
+                            env={**os.environ, "MNP_HOME": str(mnp_home)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _our_sleepers(mnp_home):
+        time.sleep(0.2)
+    assert _our_sleepers(mnp_home)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _our_sleepers(mnp_home):
+        time.sleep(0.1)
+    assert not _our_sleepers(mnp_home), "ranks outlived their killed coordinator"
+    # Its nodes' processes died with it; as orphans they are reaped by the machine's init, a moment later.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and [x for x in leftovers() if x.startswith("process")]:
+        time.sleep(0.2)
+    assert not [x for x in leftovers() if x.startswith("process")]
+    assert any(x.startswith("netns mnp-") for x in leftovers())  # the namespaces are still there...
+    st = json.loads(run_mnp(["list", "--json"], mnp_home).stdout)
+    assert st[0]["state"] == "FAILED" and "coordinator" in st[0]["reason"]
+    ok = write_job(tmp_path / "ok.yaml", nodes=1, ranks_per_node=1, command="true")
+    p = run_mnp(["launch", str(ok)], mnp_home)  # ...until the next start removes them
+    assert p.returncode == 0 and "removed leftovers" in p.stderr
