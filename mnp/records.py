@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .pids import pid_alive
 
 __all__ = ["STATES", "TERMINAL", "Records", "JobRecord", "mnp_home", "new_job_id"]
 
@@ -51,16 +52,6 @@ CREATE INDEX IF NOT EXISTS transitions_job ON transitions(job_id);
 
 
 EXIT_COORDINATOR_LOST = 255
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def mnp_home() -> Path:
@@ -147,7 +138,7 @@ class Records:
                                "owner_host=?", (socket.gethostname(),)).fetchall()
         gone = []
         for job_id, pid in rows:
-            if pid is None or pid == os.getpid() or _alive(pid):
+            if pid is None or pid == os.getpid() or pid_alive(pid):
                 continue
             self.update(job_id, exit_code=EXIT_COORDINATOR_LOST)
             self.transition(job_id, "FAILED", f"its coordinator (pid {pid}) ended without finishing the job")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClusterError
+from ..pids import pid_alive
 from .base import Cluster, NodeInfo, agent_command
 from .nsnode import NodeProcess, fork_node
 
@@ -58,13 +59,7 @@ def _owner_alive(short: str) -> bool:
         pid = int((RUN_DIR / f"{short}.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _links() -> set[str]:

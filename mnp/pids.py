@@ -1,0 +1,20 @@
+"""Whether a process still runs: owners of local clusters and of job records are judged by their pid."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["pid_alive"]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists (also when it is another user's process: signalling it is refused, not absent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
