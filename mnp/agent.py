@@ -65,13 +65,12 @@ class Agent:
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)
         self.ranks: dict[int, _Rank] = {}
-        self.handlers: dict[int, Any] = {}  # fd -> callback, for the exec and rsh relays
+        self.handlers: dict[int, Any] = {}  # fd -> callback(fd): rank pipes, PMI sockets, the relays
         self.execs = ExecTable(self)
         self.rsh: RshRelay | None = None
         self.rank_io: RankFifos | None = None
         self.private: str | None = None
         self.node_env: dict[str, str] = dict(os.environ)
-        self.by_fd: dict[int, _Rank] = {}
         self.by_pid: dict[int, _Rank] = {}
         self.pmi: PmiServer | None = None
         self.running = True
@@ -294,27 +293,16 @@ class Agent:
                 child.close()
                 parent.setblocking(False)
                 r.pmi = parent
-                self._watch(parent.fileno(), r)
+                self.watch_fd(parent.fileno(), lambda _fd, r=r: self._read_pmi(r))
             for name, pipe in (("stdout", r.proc.stdout), ("stderr", r.proc.stderr)):
                 assert pipe is not None
                 fd = pipe.fileno()
                 os.set_blocking(fd, False)
                 r.pipes[fd] = name
-                self._watch(fd, r)
+                self.watch_fd(fd, lambda fd, r=r: self._read_pipe(r, fd))
             self.by_pid[r.proc.pid] = r
             pids[r.rank] = r.proc.pid
         self.chan.send("started", node=self.node, pids=pids)
-
-    def _watch(self, fd: int, r: _Rank) -> None:
-        self.by_fd[fd] = r
-        self.poller.register(fd, zmq.POLLIN)
-
-    def _unwatch(self, fd: int) -> None:
-        self.by_fd.pop(fd, None)
-        try:
-            self.poller.unregister(fd)
-        except KeyError:
-            pass
 
     def _pmi_event(self, ev: PmiEvent) -> None:
         if ev.kind == "abort":
@@ -325,14 +313,6 @@ class Agent:
         handler = self.handlers.get(fd)
         if handler is not None:
             handler(fd)
-            return
-        r = self.by_fd.get(fd)
-        if r is None:
-            return
-        if r.pmi is not None and fd == r.pmi.fileno():
-            self._read_pmi(r)
-        else:
-            self._read_pipe(r, fd)
 
     def _read_pipe(self, r: _Rank, fd: int) -> str:
         """Forward what is in a rank's pipe: "data", "again" (nothing now) or "eof" (then it is closed)."""
@@ -349,7 +329,7 @@ class Agent:
         return "eof"
 
     def _close_pipe(self, r: _Rank, fd: int) -> None:
-        self._unwatch(fd)
+        self.unwatch_fd(fd)
         r.pipes.pop(fd, None)
         os.close(fd)
 
@@ -382,7 +362,7 @@ class Agent:
 
     def _close_pmi(self, r: _Rank) -> None:
         if r.pmi is not None:
-            self._unwatch(r.pmi.fileno())
+            self.unwatch_fd(r.pmi.fileno())
             r.pmi.close()
             r.pmi = None
 

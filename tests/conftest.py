@@ -84,3 +84,27 @@ def no_leftovers() -> Iterator[None]:
     new_shm = sorted(set(os.listdir("/dev/shm")) - shm_before)
     assert not left, f"left behind: {left}"
     assert not new_shm, f"left in /dev/shm: {new_shm}"
+
+
+RANK0 = "[node 0 rank 0] "
+
+
+def launch_module(tmp_path: Path, home: Path, module: str, name: str, nodes: int, rpn: int, args: list[str],
+                  transport: str = "tcp", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`mnp launch` of ``python -m module args`` on ``nodes`` x ``rpn`` local nodes (the benchmark jobs)."""
+    job = write_job(tmp_path / f"{name}.yaml", name=name, nodes=nodes, ranks_per_node=rpn,
+                    command=[sys.executable, "-m", module, *args], env=env or {}, mpi="mpich", transport=transport,
+                    timeout=120)
+    return run_mnp(["launch", str(job)], home)
+
+
+def rank0_record(p: subprocess.CompletedProcess[str], marker: str) -> tuple[list[str], dict[str, object]]:
+    """Rank 0's lines without their prefix (no other rank may print) and its one ``marker`` JSON record."""
+    import json
+
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines and all(line.startswith(RANK0) for line in lines), p.stdout
+    recs = [json.loads(line.split(f"{marker} ", 1)[1]) for line in lines if f"{marker} " in line]
+    assert len(recs) == 1
+    return [line[len(RANK0):] for line in lines], recs[0]

@@ -10,17 +10,14 @@ record from rank 0 only; and a clear error when subdomains are thinner than r_c 
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_mnp, write_job
+from conftest import launch_module, rank0_record
 
 pytestmark = pytest.mark.namespaces
 
-RANK0 = "[node 0 rank 0] "
 LAMMPS_EPAIR = -6.7733681            # in.lj step 0, 8 significant digits
 LJ_LATTICE = -6.77336805325          # this code, 1 rank (any lattice size): the same to 1e-11
 RF_LATTICE = -0.17354499606857       # reaction field, q = +-0.5, eps_r 1, eps_rf inf, incl. the self term
@@ -28,19 +25,11 @@ RF_LATTICE = -0.17354499606857       # reaction field, q = +-0.5, eps_r 1, eps_r
 
 def _launch(tmp_path: Path, home: Path, name: str, nodes: int, rpn: int, args: list[str],
             transport: str = "tcp") -> subprocess.CompletedProcess[str]:
-    job = write_job(tmp_path / f"{name}.yaml", name=name, nodes=nodes, ranks_per_node=rpn,
-                    command=[sys.executable, "-m", "bench.md", *args], env={"OMP_NUM_THREADS": "1"},
-                    mpi="mpich", transport=transport, timeout=120)
-    return run_mnp(["launch", str(job)], home)
+    return launch_module(tmp_path, home, "bench.md", name, nodes, rpn, args, transport, env={"OMP_NUM_THREADS": "1"})
 
 
 def _record(p: subprocess.CompletedProcess[str]) -> tuple[list[str], dict]:
-    assert p.returncode == 0, p.stderr
-    lines = p.stdout.splitlines()
-    assert lines and all(line.startswith(RANK0) for line in lines), p.stdout
-    recs = [json.loads(line.split("MD-JSON ", 1)[1]) for line in lines if "MD-JSON " in line]
-    assert len(recs) == 1
-    return [line[len(RANK0):] for line in lines], recs[0]
+    return rank0_record(p, "MD-JSON")
 
 
 def _check_common(body: list[str], r: dict, ranks: int, nodes: int) -> None:

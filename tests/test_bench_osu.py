@@ -8,7 +8,6 @@ through ctypes) giving the same sizes.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -17,30 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_mnp, write_job
+from conftest import ROOT, launch_module, rank0_record
 
 pytestmark = pytest.mark.namespaces
 
-RANK0 = "[node 0 rank 0] "
 LATENCY_SIZES = [0, 1, 2, 4, 8, 16, 32, 64]
 
 
 def _launch(tmp_path: Path, home: Path, name: str, nodes: int, rpn: int, args: list[str],
             transport: str = "tcp") -> subprocess.CompletedProcess[str]:
-    job = write_job(tmp_path / f"{name}.yaml", name=name, nodes=nodes, ranks_per_node=rpn,
-                    command=[sys.executable, "-m", "bench.osu", *args], mpi="mpich", transport=transport,
-                    timeout=120)
-    return run_mnp(["launch", str(job)], home)
+    return launch_module(tmp_path, home, "bench.osu", name, nodes, rpn, args, transport)
 
 
 def _table(p: subprocess.CompletedProcess[str]) -> tuple[list[str], dict]:
-    """Rank 0's lines (no other rank may print) and its one OSU-JSON record."""
-    assert p.returncode == 0, p.stderr
-    lines = p.stdout.splitlines()
-    assert lines and all(line.startswith(RANK0) for line in lines), p.stdout
-    recs = [json.loads(line.split("OSU-JSON ", 1)[1]) for line in lines if "OSU-JSON " in line]
-    assert len(recs) == 1
-    return [line[len(RANK0):] for line in lines if "OSU-JSON" not in line], recs[0]
+    """Rank 0's lines (no other rank may print), without the JSON line, and its one OSU-JSON record."""
+    body, rec = rank0_record(p, "OSU-JSON")
+    return [line for line in body if "OSU-JSON" not in line], rec
 
 
 def _rows(body: list[str], columns: int = 1) -> list[tuple[int, list[float]]]:
