@@ -1,3 +1,3 @@
-from .cli import main
+from mnp.cli.main import main
 
 main()

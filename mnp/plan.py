@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .errors import SpecError
-from .pmi import process_mapping
-from .spec import JobSpec
+from mnp.errors import SpecError
+from mnp.node.pmi import process_mapping
+from mnp.spec.model import JobSpec
 
 __all__ = ["NodeWork", "NodePlan", "JobPlan", "resolve_nodes", "assign_ranks", "node_env"]
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .pids import pid_alive
+from mnp.errors import UsageError
+from mnp.pids import pid_alive
 
 __all__ = ["STATES", "TERMINAL", "Records", "JobRecord", "mnp_home", "new_job_id"]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from mnp.batchdef import RetryRule, RetryStrategy, is_batch_jobdef, load_batch_jobdef
+from mnp.spec.batchdef import RetryRule, RetryStrategy, is_batch_jobdef, load_batch_jobdef
 from mnp.errors import SpecError
 from mnp.plan import resolve_nodes
-from mnp.spec import spec_from_dict
+from mnp.spec.model import spec_from_dict
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "containers" / "jobdef-example.json"
 

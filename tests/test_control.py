@@ -6,7 +6,7 @@ import time
 
 import zmq
 
-from mnp.control import AgentChannel, CoordinatorChannel, make_keys
+from mnp.control.channel import AgentChannel, CoordinatorChannel, make_keys
 
 
 def _recv(chan: CoordinatorChannel, seconds: float = 5):  # type: ignore[no-untyped-def]

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from conftest import ROOT
 from sshnodes import SshNodes
 
-from mnp.doctor import Check, DoctorReport, analyse, read_probe, render, slow_pairs
+from mnp.doctor.command import Check, DoctorReport, analyse, read_probe, render, slow_pairs
 
 # `doctor` is registered the way mnp's CLI will register it; the command runs in its own process, as users run it.
-_MAIN = "from mnp.cli import cli; from mnp.doctor import doctor; cli.add_command(doctor); cli(prog_name='mnp')"
+_MAIN = "from mnp.cli.main import cli; from mnp.doctor.command import doctor; cli.add_command(doctor); cli(prog_name='mnp')"
 MiB = 1 << 20
 
 
@@ -207,8 +207,8 @@ def test_slow_pairs() -> None:
 
 
 def test_usage_errors_exit_2(mnp_home: Path) -> None:
-    from mnp.cli import cli
-    from mnp.doctor import doctor
+    from mnp.cli.main import cli
+    from mnp.doctor.command import doctor
 
     cli.add_command(doctor)
     runner = CliRunner()

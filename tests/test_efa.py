@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mnp.efa import EfaReport, detect_efa, efa_devices, probe_fi_info
+from mnp.fabric.efa import EfaReport, detect_efa, efa_devices, probe_fi_info
 
 
 def add_device(root: Path, name: str, driver: str | None = "efa", vendor: str | None = None,

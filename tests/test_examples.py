@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, run_mnp
 from mnp.plan import resolve_nodes
-from mnp.spec import load_spec
+from mnp.spec.model import load_spec
 
 SHIPPED = sorted([*ROOT.glob("examples/*.yaml"), *ROOT.glob("bench/*.yaml"), ROOT / "containers/jobdef-example.json"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mnp.errors import UsageError
-from mnp.hosts import HostSpec, load_hostfile, parse_hostfile, parse_hosts_option, slurm_hosts
+from mnp.cluster.hosts import HostSpec, load_hostfile, parse_hostfile, parse_hosts_option, slurm_hosts
 
 HOSTFILES = Path(__file__).resolve().parent.parent / "hostfiles"
 

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import JOBS, ROOT, run_mnp, write_job
 from mnp.launch.detect import detect_mpi
-from mnp.rsh import parse_args
+from mnp.node.rsh import parse_args
 
 OMPI_PY = ROOT / ".venv-ompi" / "bin" / "python"
 MPICH_CC = Path(sys.executable).parent / "mpicc"

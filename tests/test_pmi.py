@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mnp.pmi import PmiEvent, PmiServer, parse_line, process_mapping
+from mnp.node.pmi import PmiEvent, PmiServer, parse_line, process_mapping
 
 
 def test_parse_line() -> None:

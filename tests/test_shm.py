@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mnp.errors import HostError, SpecError
-from mnp.shm import (SHM_CAP, check_shm, fmt_bytes, job_segments, mpich_world_id, ompi_jobid, remove_job_segments,
+from mnp.fabric.shm import (SHM_CAP, check_shm, fmt_bytes, job_segments, mpich_world_id, ompi_jobid, remove_job_segments,
                      shm_free, shm_need)
 
 MiB = 1 << 20

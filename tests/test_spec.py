@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_mnp
 from mnp.errors import SpecError
-from mnp.spec import load_spec, parse_size, spec_from_dict
+from mnp.spec.model import load_spec, parse_size, spec_from_dict
 
 
 def test_defaults_and_string_command() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mnp.efa import EfaReport
+from mnp.fabric.efa import EfaReport
 from mnp.errors import SpecError
-from mnp.transport import TransportChoice, choose_transport, fork_safety_needed
+from mnp.fabric.transport import TransportChoice, choose_transport, fork_safety_needed
 
 EFA_OK = EfaReport(("rdmap16s27",), ("/dev/infiniband/uverbs0",), (), True, True, True, None)
 EFA_NO_RDMA = EfaReport(("rdmap16s27",), ("/dev/infiniband/uverbs0",), (), True, None, True, None)

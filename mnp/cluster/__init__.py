@@ -7,6 +7,6 @@ processes when not root).
 
 from __future__ import annotations
 
-from .base import Cluster, NodeInfo
+from mnp.cluster.base import Cluster, NodeInfo
 
 __all__ = ["Cluster", "NodeInfo"]

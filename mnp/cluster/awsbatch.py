@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UsageError
-from .base import Cluster, NodeInfo, agent_command
+from mnp.errors import UsageError
+from mnp.cluster.base import Cluster, NodeInfo, agent_command
 
 __all__ = ["BatchNode", "batch_node", "BatchMainCluster", "run_child", "DEFAULT_PORT"]
 
@@ -90,7 +90,7 @@ class BatchMainCluster(Cluster):
         self.control_port = port
 
     def keys(self) -> Any:
-        from ..control import keys_from_secret
+        from mnp.control.channel import keys_from_secret
 
         return keys_from_secret(self.node.secret, self.num_nodes)
 
@@ -127,8 +127,8 @@ class BatchMainCluster(Cluster):
 def run_child(node: BatchNode, port: int, join_timeout: float, dead_after: float, heartbeat: float = 1.0,
               command: list[str] | None = None) -> int:
     """A child container: run the agent, dialling the main node; returns the agent's exit status."""
-    from ..agent import Agent
-    from ..control import keys_from_secret
+    from mnp.node.agent import Agent
+    from mnp.control.channel import keys_from_secret
 
     keys = keys_from_secret(node.secret, node.num_nodes)
     handoff = {**keys.agent_handoff(node.index), "endpoint": f"tcp://{node.main_address}:{port}",

@@ -20,8 +20,8 @@ class NodeInfo:
 
 
 def agent_command(python: str | None = None) -> list[str]:
-    """How a node starts its agent. ``python -m mnp.agent`` is ``mnp agent`` without the CLI's imports."""
-    return [python or sys.executable, "-m", "mnp.agent"]
+    """How a node starts its agent. ``python -m mnp.node.agent`` is ``mnp agent`` without the CLI's imports."""
+    return [python or sys.executable, "-m", "mnp.node.agent"]
 
 
 class Cluster:
@@ -45,7 +45,7 @@ class Cluster:
 
     def keys(self) -> Any:
         """This job's CURVE keys (fresh ones; providers whose nodes start themselves derive them)."""
-        from ..control import make_keys
+        from mnp.control.channel import make_keys
 
         return make_keys(self.num_nodes)
 

@@ -29,10 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ClusterError
-from ..pids import pid_alive
-from .base import Cluster, NodeInfo, agent_command
-from .nsnode import NodeProcess, fork_node
+from mnp.errors import ClusterError
+from mnp.pids import pid_alive
+from mnp.cluster.base import Cluster, NodeInfo, agent_command
+from mnp.cluster.nsnode import NodeProcess, fork_node
 
 __all__ = ["LocalCluster", "ProcessCluster", "local_cluster", "clean_stale", "namespaces_available"]
 
@@ -214,7 +214,7 @@ class LocalCluster(Cluster):
         lines = ["127.0.0.1\tlocalhost", f"{self.control_address}\tmnp-coordinator"]
         lines += [f"{n.address}\t{n.hostname}" for n in self.nodes]
         (self.dir / "hosts").write_text("\n".join(lines) + "\n")
-        from ..agent import run_from_fd
+        from mnp.node.agent import run_from_fd
 
         for n in self.nodes:
             run = run_from_fd if init is None else functools.partial(init, n.index)

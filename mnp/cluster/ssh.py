@@ -6,7 +6,7 @@ passes the option whose name says it is insecure. Each host is then checked in o
 its version, mnp and MPI), and every failure is named per host: unreachable, refused, authentication failed,
 unknown or changed host key, mnp or MPI missing, Python version mismatch.
 
-The agent is ``<remote python> -m mnp.agent``; its job handoff (CURVE keys) goes down the SSH channel's stdin, and
+The agent is ``<remote python> -m mnp.node.agent``; its job handoff (CURVE keys) goes down the SSH channel's stdin, and
 the channel stays open: when the SSH session ends, the agent's stdin closes and it stops its ranks.
 """
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ClusterError, HostError
-from ..hosts import HostSpec
-from .base import Cluster, NodeInfo
+from mnp.errors import ClusterError, HostError
+from mnp.cluster.hosts import HostSpec
+from mnp.cluster.base import Cluster, NodeInfo
 
 __all__ = ["SshOptions", "SshCluster"]
 
@@ -206,7 +206,7 @@ class SshCluster(Cluster):
         for i, h in enumerate(self.hosts):
             transport = h.client.get_transport()
             chan = transport.open_session(timeout=self.opts.connect_timeout)
-            chan.exec_command(f"exec {shlex.quote(self.python)} -m mnp.agent")
+            chan.exec_command(f"exec {shlex.quote(self.python)} -m mnp.node.agent")
             chan.sendall(json.dumps({**handoffs[i], "watch_stdin": True}).encode() + b"\n")
             h.channel = chan
             h.stderr_thread = threading.Thread(target=self._relay_stderr, args=(i, chan), daemon=True)

@@ -15,8 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..plan import JobPlan
-from .detect import launcher_major
+from mnp.plan import JobPlan
+from mnp.launch.detect import launcher_major
 
 __all__ = ["LauncherCommand", "mpirun_command"]
 

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 import yaml
 
-from .errors import SpecError
-from .noderange import NodeRange
+from mnp.errors import SpecError
+from mnp.spec.noderange import NodeRange
 
 __all__ = ["JobSpec", "NodeRangeSpec", "load_spec", "spec_from_dict", "parse_size"]
 
@@ -227,7 +227,7 @@ def load_spec(path: str | Path) -> JobSpec:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError("", f"{where}invalid YAML: {problem}", str(p)) from None
     if isinstance(data, dict) and "nodeProperties" in data:  # an AWS Batch job definition, taken unchanged
-        from .batchdef import load_batch_jobdef
+        from mnp.spec.batchdef import load_batch_jobdef
 
         data, retry = load_batch_jobdef(data, str(p))
         if retry is not None:

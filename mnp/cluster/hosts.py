@@ -30,7 +30,7 @@ from pathlib import Path
 
 import hostlist
 
-from .errors import UsageError
+from mnp.errors import UsageError
 
 __all__ = ["HostSpec", "load_hostfile", "parse_hostfile", "parse_hosts_option", "slurm_hosts"]
 

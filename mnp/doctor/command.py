@@ -1,6 +1,6 @@
 """``mnp doctor``: check a cluster before a job burns an allocation, with mnp's own launch machinery.
 
-:func:`run_doctor` launches :mod:`mnp.probe` on the nodes (one rank per node, as ``mnp launch`` would start a
+:func:`run_doctor` launches :mod:`mnp.doctor.probe` on the nodes (one rank per node, as ``mnp launch`` would start a
 job there), reads the probe's ``MNP-PROBE`` line from the job's kept rank-0 log and hands it to :func:`analyse`,
 which is pure: facts in, :class:`Check` list out. Checks:
 
@@ -9,9 +9,9 @@ which is pure: facts in, :class:`Check` list out. Checks:
 - ``clock``: each node's clock against node 0's, estimated NTP-like over MPI; more than 1 s off fails;
 - ``mpi``, ``versions``: the MPI library (first line of ``MPI_Get_library_version``), Python and mnp are the same
   everywhere;
-- ``shm``: /dev/shm on each node against :func:`mnp.shm.shm_need` for the job's ranks per node;
-- ``interfaces``: a subnet every node shares, and the interface MPI would use (:func:`mnp.ifaces.pick_iface`);
-- ``transport``: what :func:`mnp.transport.choose_transport` would decide for the asked transport, and why;
+- ``shm``: /dev/shm on each node against :func:`mnp.fabric.shm.shm_need` for the job's ranks per node;
+- ``interfaces``: a subnet every node shares, and the interface MPI would use (:func:`mnp.fabric.ifaces.pick_iface`);
+- ``transport``: what :func:`mnp.fabric.transport.choose_transport` would decide for the asked transport, and why;
 - ``latency``, ``connect``: pairs slower than 3x the median half round trip, and first messages that took over
   0.5 s (connection set-up). These two only warn: a launch still works, just slowly.
 
@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli import node_source_options, nodes_from_options
+from mnp.cli.main import node_source_options, nodes_from_options
 
-from .probe import PREFIX, SLOW_FACTOR, slow_pairs
+from mnp.doctor.probe import PREFIX, SLOW_FACTOR, slow_pairs
 
 if TYPE_CHECKING:
-    from .cluster.ssh import SshOptions
-    from .hosts import HostSpec
+    from mnp.cluster.ssh import SshOptions
+    from mnp.cluster.hosts import HostSpec
 
 __all__ = [
     "SKEW_LIMIT_S",
@@ -119,12 +119,12 @@ def run_doctor(req: DoctorRequest) -> DoctorReport:
     """Launch the probe on the nodes and analyse what it found. Usage errors raise; anything else is a check."""
     import time
 
-    from .cluster.local import namespaces_available
-    from .coordinator import LaunchRequest, launch
-    from .errors import ClusterError, HostError, MnpError, UsageError
-    from .shm import shm_need
-    from .spec import spec_from_dict
-    from .transport import TRANSPORTS
+    from mnp.cluster.local import namespaces_available
+    from mnp.coordinator.job import LaunchRequest, launch
+    from mnp.errors import ClusterError, HostError, MnpError, UsageError
+    from mnp.fabric.shm import shm_need
+    from mnp.spec.model import spec_from_dict
+    from mnp.fabric.transport import TRANSPORTS
 
     if req.transport not in TRANSPORTS:
         raise UsageError(f"--transport: '{req.transport}' is not one of " + ", ".join(TRANSPORTS))
@@ -134,7 +134,7 @@ def run_doctor(req: DoctorRequest) -> DoctorReport:
     python = (req.ssh.remote_python if req.ssh and req.ssh.remote_python else None) or sys.executable
     # The probe runs over what the job would get where that can work (efa only with EFA everywhere, shm on one
     # node): auto picks it; the asked transport is judged from the nodes' facts.
-    fields: dict[str, Any] = {"name": "mnp-doctor", "command": [python, "-m", "mnp.probe"], "ranks_per_node": 1,
+    fields: dict[str, Any] = {"name": "mnp-doctor", "command": [python, "-m", "mnp.doctor.probe"], "ranks_per_node": 1,
                               "transport": req.transport if req.transport in ("auto", "tcp") else "auto",
                               "nodes": n, "timeout": req.timeout_s}
     # Isolated local nodes get a /dev/shm made for each job: the probe's is made the size the job's would be.
@@ -222,8 +222,8 @@ def _stderr_hint(logs: Path) -> str:
 
 def _measured_over(job_id: str, home: Path | None) -> dict[str, Any] | None:
     """The transport the probe itself ran over, from its job record."""
-    from .errors import MnpError
-    from .records import Records
+    from mnp.errors import MnpError
+    from mnp.records import Records
 
     try:
         records = Records(home)
@@ -307,7 +307,7 @@ def _versions(nodes: list[dict[str, Any]]) -> Check:
 
 def _shm(nodes: list[dict[str, Any]], label: list[str], family: str, rpn: int | None, job_shm: int | None,
          slots: list[int | None] | None) -> Check:
-    from .shm import check_shm, fmt_bytes, shm_need
+    from mnp.fabric.shm import check_shm, fmt_bytes, shm_need
 
     problems, rows = [], []
     for i, f in enumerate(nodes):
@@ -333,10 +333,10 @@ def _shm(nodes: list[dict[str, Any]], label: list[str], family: str, rpn: int | 
 
 def _fabric(nodes: list[dict[str, Any]], label: list[str], family: str, transport: str,
             main_address: str | None) -> list[Check]:
-    from .efa import EfaReport
-    from .errors import MnpError
-    from .ifaces import Iface, pick_iface
-    from .transport import choose_transport
+    from mnp.fabric.efa import EfaReport
+    from mnp.errors import MnpError
+    from mnp.fabric.ifaces import Iface, pick_iface
+    from mnp.fabric.transport import choose_transport
 
     n = len(nodes)
     bad = [(i, f["ifaces_error"]) for i, f in enumerate(nodes) if "ifaces_error" in f]

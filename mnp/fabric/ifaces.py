@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import HostError, SpecError
+from mnp.errors import HostError, SpecError
 
 __all__ = ["Iface", "CommonSubnet", "IfaceChoice", "parse_ip_addr", "parse_default_route_devs", "local_ifaces",
            "usable", "common_subnets", "pick_iface"]

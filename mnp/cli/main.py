@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .errors import MnpError
+from mnp import __version__
+from mnp.errors import MnpError
 
 __all__ = ["main", "cli"]
 
@@ -25,7 +25,7 @@ class _Group(click.Group):
     """Maps MnpError to a one-line message and its exit status (2 for usage/spec errors). Commands in ``lazy``
     are imported only when asked for, so every other command starts without them."""
 
-    lazy = {"doctor": ("mnp.doctor", "doctor")}
+    lazy = {"doctor": ("mnp.doctor.command", "doctor")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -96,7 +96,7 @@ def nodes_from_options(hostfile: str | None, hosts_opt: str | None, local: bool,
     hosts = _hosts(hostfile, hosts_opt, local)
     if hosts is None:
         return None, None
-    from .cluster.ssh import SshOptions
+    from mnp.cluster.ssh import SshOptions
 
     return hosts, SshOptions(user=ssh_user, port=ssh_port, key_file=ssh_key, connect_timeout=connect_timeout,
                              known_hosts=known_hosts, config_file=ssh_config, fanout=fanout,
@@ -124,9 +124,9 @@ def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None
     Nodes come from --hostfile or --hosts (SSH), else from the Slurm allocation mnp runs in, else they are
     isolated local nodes made on this machine (--nodes of them).
     """
-    from .coordinator import LaunchRequest
-    from .coordinator import launch as run
-    from .spec import load_spec
+    from mnp.coordinator.job import LaunchRequest
+    from mnp.coordinator.job import launch as run
+    from mnp.spec.model import load_spec
 
     spec = load_spec(job_file)
     hosts, ssh = nodes_from_options(**where)
@@ -138,8 +138,8 @@ def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None
 
 def _hosts(hostfile: str | None, hosts_opt: str | None, local: bool) -> list[Any] | None:
     """Where the nodes come from: --hostfile, --hosts, a Slurm allocation, or None (local nodes)."""
-    from .errors import UsageError
-    from .hosts import load_hostfile, parse_hosts_option, slurm_hosts
+    from mnp.errors import UsageError
+    from mnp.cluster.hosts import load_hostfile, parse_hosts_option, slurm_hosts
 
     if hostfile and hosts_opt:
         raise UsageError("--hostfile and --hosts: give one or the other")
@@ -161,7 +161,7 @@ def _hosts(hostfile: str | None, hosts_opt: str | None, local: bool) -> list[Any
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 def list_jobs(as_json: bool, limit: int) -> None:
     """Recent jobs, newest first."""
-    from .records import Records
+    from mnp.records import Records
 
     records = Records()
     records.reap_orphans()
@@ -187,7 +187,7 @@ def _summary(j: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True)
 def status(job: str, as_json: bool) -> None:
     """One job's state, transitions, nodes and exit."""
-    from .records import Records
+    from mnp.records import Records
 
     records = Records()
     records.reap_orphans()
@@ -214,7 +214,7 @@ def status(job: str, as_json: bool) -> None:
     ifc = j.info.get("iface")
     if ifc:
         click.echo(f"iface     {ifc['name'] or 'any'} ({ifc['why']})")
-    from .shm import fmt_bytes
+    from mnp.fabric.shm import fmt_bytes
 
     for node, sh in sorted(j.info.get("shm", {}).items(), key=lambda kv: int(kv[0])):
         click.echo(f"/dev/shm  node {node}: {fmt_bytes(sh['free'])} free of {fmt_bytes(sh['total'])}, "
@@ -233,8 +233,8 @@ def logs(job: str, node: int | None, rank: int | None, errs: bool | None, attemp
     """Print a job's kept rank output, prefixed like live output."""
     import re
 
-    from .errors import UsageError
-    from .records import Records
+    from mnp.errors import UsageError
+    from mnp.records import Records
 
     j = Records().get(job)
     pat = re.compile(r"^node(\d+)\.rank(\d+)\.(out|err)$")
@@ -288,8 +288,8 @@ def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: floa
     """
     from pathlib import Path
 
-    from .cluster.awsbatch import BatchMainCluster, batch_node, run_child
-    from .errors import UsageError
+    from mnp.cluster.awsbatch import BatchMainCluster, batch_node, run_child
+    from mnp.errors import UsageError
 
     me = batch_node(os.environ)
     words = list(args[1:] if args[:1] == ("--",) else args)
@@ -303,9 +303,9 @@ def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: floa
         sys.exit(run_child(me, port, join_timeout, dead_after, command=command))
     if not job_file and not command:
         raise UsageError("JOB_FILE: the main node needs a job file or a command (mnp node JOB_FILE | -- COMMAND)")
-    from .coordinator import LaunchRequest
-    from .coordinator import launch as run
-    from .spec import load_spec, spec_from_dict
+    from mnp.coordinator.job import LaunchRequest
+    from mnp.coordinator.job import launch as run
+    from mnp.spec.model import load_spec, spec_from_dict
 
     if command:  # each node runs the command it was given; this one is the main node's
         spec = spec_from_dict({"name": "batch", "command": command, "nodes": me.num_nodes, "main_node": me.main})
@@ -332,7 +332,7 @@ def _report(result: Any, as_json: bool) -> None:
 @cli.command(hidden=True)
 def agent() -> None:
     """Node agent (started by mnp on every node; reads its job handoff on stdin)."""
-    from .agent import main as agent_main
+    from mnp.node.agent import main as agent_main
 
     sys.exit(agent_main())
 

@@ -26,22 +26,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cluster.base import Cluster, NodeInfo
-from .cluster.local import clean_stale, local_cluster
-from .control import CoordinatorChannel
-from .errors import MnpError, SpecError, UsageError
-from .hosts import HostSpec
-from .output import OutputSink, Progress
-from .plan import JobPlan, assign_ranks, resolve_nodes
-from .records import Records, new_job_id
-from .spec import JobSpec
+from mnp.cluster.base import Cluster, NodeInfo
+from mnp.cluster.local import clean_stale, local_cluster
+from mnp.control.channel import CoordinatorChannel
+from mnp.errors import MnpError, SpecError, UsageError
+from mnp.cluster.hosts import HostSpec
+from mnp.coordinator.output import OutputSink, Progress
+from mnp.plan import JobPlan, assign_ranks, resolve_nodes
+from mnp.records import Records, new_job_id
+from mnp.spec.model import JobSpec
 
 if TYPE_CHECKING:
-    from .cluster.ssh import SshOptions
-from .launch.detect import detect_mpi
-from .launch.mpirun import mpirun_command
-from .fabric import FabricError, decide
-from .shm import check_shm, shm_need
+    from mnp.cluster.ssh import SshOptions
+from mnp.launch.detect import detect_mpi
+from mnp.launch.mpirun import mpirun_command
+from mnp.fabric.decide import FabricError, decide
+from mnp.fabric.shm import check_shm, shm_need
 
 __all__ = ["LaunchRequest", "JobResult", "launch"]
 
@@ -228,7 +228,7 @@ class _Job:
         if self.req.cluster is not None:
             return self.req.cluster
         if self.hosts is not None:
-            from .cluster.ssh import SshCluster, SshOptions  # only SSH jobs pay for it
+            from mnp.cluster.ssh import SshCluster, SshOptions  # only SSH jobs pay for it
 
             return SshCluster(self.job_id, self.hosts, self.req.ssh or SshOptions())
         for short in clean_stale():
@@ -480,7 +480,7 @@ class _Job:
 
 
 def _strategy(spec: JobSpec) -> Any:
-    from .batchdef import RetryRule, RetryStrategy
+    from mnp.spec.batchdef import RetryRule, RetryStrategy
 
     if spec.retry is None:
         return RetryStrategy()

@@ -32,8 +32,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .efa import EfaReport
-from .errors import SpecError
+from mnp.fabric.efa import EfaReport
+from mnp.errors import SpecError
 
 __all__ = ["TransportChoice", "choose_transport", "MPI_FAMILIES", "TRANSPORTS", "fork_safety_needed"]
 

@@ -1,7 +1,7 @@
 """AWS Batch multi-node job definitions, read unchanged, as mnp jobs.
 
 :func:`load_batch_jobdef` takes the JSON given to ``aws batch register-job-definition`` (or one entry of
-``describe-job-definitions``) and returns the dict :func:`mnp.spec.spec_from_dict` accepts, plus the job's
+``describe-job-definitions``) and returns the dict :func:`mnp.spec.model.spec_from_dict` accepts, plus the job's
 :class:`RetryStrategy`. The mapping:
 
 =====================================================================  ===========================================
@@ -30,10 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import SpecError
-from .noderange import NodeRange
-from .plan import resolve_nodes
-from .spec import spec_from_dict
+from mnp.errors import SpecError
+from mnp.spec.noderange import NodeRange
+from mnp.plan import resolve_nodes
+from mnp.spec.model import spec_from_dict
 
 __all__ = ["RetryRule", "RetryStrategy", "is_batch_jobdef", "load_batch_jobdef"]
 

@@ -45,7 +45,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import HostError, SpecError
+from mnp.errors import HostError, SpecError
 
 __all__ = ["shm_need", "shm_free", "check_shm", "fmt_bytes", "mpich_world_id", "ompi_jobid", "job_segments",
            "remove_job_segments", "SHM_FLOOR", "SHM_PER_RANK", "SHM_CAP", "SHM_LIBRARY_PER_RANK"]

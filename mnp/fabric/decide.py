@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .efa import EfaReport
-from .errors import MnpError
-from .shm import check_shm, fmt_bytes, shm_need
-from .transport import TransportChoice, choose_transport
+from mnp.fabric.efa import EfaReport
+from mnp.errors import MnpError
+from mnp.fabric.shm import check_shm, fmt_bytes, shm_need
+from mnp.fabric.transport import TransportChoice, choose_transport
 
 __all__ = ["FabricError", "FabricPlan", "node_facts", "decide"]
 
@@ -27,8 +27,8 @@ class FabricError(MnpError):
 
 def node_facts(report_ifaces: bool) -> dict[str, Any]:
     """What this node tells the coordinator about its fabric (run by the agent; cheap: sysfs and statvfs)."""
-    from .efa import detect_efa
-    from .shm import shm_free
+    from mnp.fabric.efa import detect_efa
+    from mnp.fabric.shm import shm_free
 
     try:
         total, free = shm_free("/dev/shm")
@@ -38,7 +38,7 @@ def node_facts(report_ifaces: bool) -> dict[str, Any]:
                              "efa": detect_efa().to_dict()}
     if report_ifaces:
         try:
-            from .ifaces import local_ifaces
+            from mnp.fabric.ifaces import local_ifaces
 
             facts["ifaces"] = [i.to_dict() for i in local_ifaces()]
         except MnpError as e:
@@ -95,7 +95,7 @@ def decide(family: str, transport: str, job_shm: int | None, facts: list[dict[st
     elif known_iface:
         iface, why = known_iface, "the local cluster's node interface (veth on the nodes' bridge)"
     elif n > 1 and all("ifaces" in f for f in facts):
-        from .ifaces import Iface, pick_iface
+        from mnp.fabric.ifaces import Iface, pick_iface
 
         per_node = {i: [Iface.from_dict(x) for x in f["ifaces"]] for i, f in enumerate(facts)}
         choice = pick_iface(per_node, prefer_address=main_address)
