@@ -4,13 +4,14 @@ The job state machine, written down once (the names and order of AWS Batch)::
 
     SUBMITTED --> RUNNABLE --> STARTING --> RUNNING --> SUCCEEDED
         |             |            |           |
-        +-------------+------------+-----------+------> FAILED
+        +-------------+------------+-----------+------> FAILED | CANCELLED
 
 - SUBMITTED: the job file validated and the job has an id and a directory.
 - RUNNABLE: nodes are being acquired (local namespaces created, SSH hosts dialled).
 - STARTING: every node's agent has joined; ranks are being started.
 - RUNNING: every rank has started.
-- SUCCEEDED: every rank exited 0.  FAILED: anything else; ``reason`` says what. A job whose coordinator died
+- SUCCEEDED: every rank exited 0.  CANCELLED: stopped by the user (Ctrl-C, SIGTERM, ``mnp cancel``).
+  FAILED: anything else; ``reason`` says what. A job whose coordinator died
   (killed, crashed) before finishing it is made FAILED by the next mnp command that opens the records.
 
 Every transition is stored with its timestamp in ``transitions``; the current state is the ``jobs`` row's.
@@ -34,8 +35,8 @@ from mnp.pids import pid_alive
 
 __all__ = ["STATES", "TERMINAL", "Records", "JobRecord", "mnp_home", "new_job_id"]
 
-STATES = ("SUBMITTED", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
-TERMINAL = ("SUCCEEDED", "FAILED")
+STATES = ("SUBMITTED", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
