@@ -16,6 +16,10 @@ The job state machine, written down once (the names and order of AWS Batch)::
 
 Every transition is stored with its timestamp in ``transitions``; the current state is the ``jobs`` row's.
 A job's directory holds its rank logs (``logs/node<N>.rank<R>.{out,err}``) and ``job.yaml`` as submitted.
+
+Privacy, whatever the umask: ``$MNP_HOME`` is 0700, ``mnp.db`` (and SQLite's ``-wal``/``-shm`` beside it) 0600,
+and ``jobs/`` and each job's directory 0700, so rank output (environment dumps, tokens printed by mistake) is
+readable only by its owner even when the log files themselves are created with a loose mode.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 from mnp.errors import UsageError
 from mnp.pids import pid_alive
 
-__all__ = ["STATES", "TERMINAL", "Records", "JobRecord", "mnp_home", "new_job_id"]
+__all__ = ["STATES", "TERMINAL", "JobRecord", "Records", "mnp_home", "new_job_id"]
 
 STATES = ("SUBMITTED", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -57,6 +61,23 @@ EXIT_COORDINATOR_LOST = 255
 
 def mnp_home() -> Path:
     return Path(os.environ.get("MNP_HOME") or Path.home() / ".mnp")
+
+
+def _private_dir(path: Path, tighten: bool = True) -> None:
+    """``path`` made (parents too) and mode 0700. An existing directory is tightened only when ``tighten``: mnp
+    never narrows a directory that may not be its own (``MNP_HOME=/tmp`` must not make /tmp 0700)."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        if not tighten:
+            return
+    os.chmod(path, 0o700)  # mkdir's mode passes through the umask, which may only narrow it; say it exactly
+
+
+def _private_file(path: Path) -> None:
+    """``path`` exists with mode 0600 (created so, never briefly readable by others; an older one narrowed)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    os.chmod(path, 0o600)
 
 
 def new_job_id() -> str:
@@ -90,8 +111,15 @@ class JobRecord:
 class Records:
     def __init__(self, home: Path | None = None) -> None:
         self.home = home or mnp_home()
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.home / "mnp.db", timeout=30, isolation_level=None)
+        db = self.home / "mnp.db"
+        # A home mnp made (or one that already holds its records) is mnp's: 0700. Another existing directory
+        # given as MNP_HOME keeps its mode; the records in it are private all the same.
+        _private_dir(self.home, tighten=db.exists() or not self.home.exists() or not any(self.home.iterdir()))
+        _private_file(db)  # SQLite gives its -wal and -shm files the database file's mode
+        for extra in (self.home / "mnp.db-wal", self.home / "mnp.db-shm"):
+            if extra.exists():  # left by an older mnp with a looser mode
+                os.chmod(extra, 0o600)
+        self.db = sqlite3.connect(db, timeout=30, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across crashes of mnp, cheap commits
         self.db.executescript(_SCHEMA)
@@ -105,7 +133,9 @@ class Records:
 
     def create(self, job_id: str, name: str, num_nodes: int, command: list[str], spec_path: str | None) -> Path:
         d = self.home / "jobs" / job_id
-        (d / "logs").mkdir(parents=True, exist_ok=True)
+        _private_dir(self.home / "jobs")
+        _private_dir(d)  # what is written inside (logs, job.yaml) is private whatever mode it is created with
+        (d / "logs").mkdir(mode=0o700, exist_ok=True)
         now = time.time()
         self.db.execute("INSERT INTO jobs (id, name, state, created, updated, num_nodes, command, spec_path, dir, "
                         "owner_host, owner_pid) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
