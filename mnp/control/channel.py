@@ -1,29 +1,30 @@
-"""The control plane between the coordinator and the node agents: ZeroMQ with CURVE.
+"""The control plane's sockets: ZeroMQ with CURVE, typed messages (:mod:`mnp.control.messages`).
 
-The coordinator binds a ROUTER (``CURVE_SERVER``, ``ROUTER_MANDATORY``); each agent connects a DEALER whose
-identity is its node index. Keys are made per job by :func:`make_keys`; an agent's secret key reaches it out of
-band (its stdin, never argv). A ZAP handler admits only the job's agent public keys.
+The coordinator binds a ROUTER (``CURVE_SERVER``, ``ROUTER_MANDATORY``); each agent connects a DEALER. Keys are
+made per job by :func:`make_keys` (or derived from one shared secret by :func:`keys_from_secret` where nodes start
+themselves); an agent's secret key reaches it out of band (a pipe or its stdin, never argv).
 
-Every message is a JSON header frame, optionally followed by one raw bytes frame (rank output). The message kinds,
-both directions, are listed in :data:`TO_AGENT` and :data:`TO_COORDINATOR`; the names match on both sides.
+Who is who: pyzmq's authenticator (ZAP, RFC 27) admits only the job's agent public keys and names each connection
+by the node its key was issued to (the ZAP user id). Every frame the coordinator receives carries that user id, so
+a peer's node index comes from its key, never from anything it claims. The first connection of a node fixes its
+route; a second connection with the same key (a copy of the key, not a reconnect: an agent keeps its routing
+identity across reconnects) is refused and reported.
 """
 
 from __future__ import annotations
 
-import json
-import threading
+import hashlib
+import os
 from dataclasses import dataclass
-from typing import Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-__all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "TO_AGENT", "TO_COORDINATOR"]
+from mnp.control.messages import (InvalidMessage, ToAgent, ToCoordinator, decode_to_agent, decode_to_coordinator,
+                                  encode)
 
-TO_AGENT = ("start", "barrier_done", "kill", "ping", "shutdown", "exec", "exec_kill", "rexec_output", "rexec_exit",
-            "remount_shm")
-TO_COORDINATOR = ("hello", "started", "output", "exit", "barrier", "abort", "heartbeat", "bye",
-                  "exec_output", "exec_exit", "rexec", "rexec_kill", "shm_remounted")
+__all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "Received"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,6 @@ def make_keys(nodes: int) -> JobKeys:
 
 
 def _derived(secret: str, label: str) -> tuple[bytes, bytes]:
-    import hashlib
-
     sec = z85.encode(hashlib.sha256(f"mnp/{label}\0{secret}".encode()).digest())
     return zmq.curve_public(sec), sec
 
@@ -56,33 +55,32 @@ def keys_from_secret(secret: str, nodes: int) -> JobKeys:
     return JobKeys(spub, ssec, {i: _derived(secret, f"agent/{i}") for i in range(nodes)})
 
 
-def _encode(kind: str, body: dict[str, Any]) -> bytes:
-    return json.dumps({"t": kind, **body}, separators=(",", ":")).encode()
+class _NodeKeys:
+    """The ZAP credentials provider: a key is admitted when the job issued it to a node."""
+
+    def __init__(self, keys: JobKeys) -> None:
+        self.node_of = {pub: i for i, (pub, _) in keys.agents.items()}
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key in self.node_of
 
 
-class _Zap(threading.Thread):
-    """A minimal ZAP handler (RFC 27) that admits the job's agent keys only."""
+class _Authenticator(ThreadAuthenticator):
+    """pyzmq's ZAP thread, with the user id of a connection set to its node index."""
 
-    def __init__(self, ctx: zmq.Context, allowed: set[bytes]) -> None:
-        super().__init__(name="mnp-zap", daemon=True)
-        self.allowed = allowed
-        self.sock = ctx.socket(zmq.REP)
-        self.sock.linger = 0
-        self.sock.bind("inproc://zeromq.zap.01")
+    nodes: _NodeKeys
 
-    def run(self) -> None:
-        try:
-            while True:
-                frames = self.sock.recv_multipart()
-                version, request_id, _domain, _addr, _identity, mechanism = frames[:6]
-                creds = frames[6:]
-                ok = mechanism == b"CURVE" and bool(creds) and z85.encode(creds[0]) in self.allowed
-                self.sock.send_multipart([version, request_id, b"200" if ok else b"400",
-                                          b"OK" if ok else b"unknown key", b"", b""])
-        except zmq.ContextTerminated:
-            pass
-        finally:
-            self.sock.close(0)
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        return str(self.nodes.node_of[z85.encode(client_public_key)])
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message as the coordinator got it: the node is the one its CURVE key belongs to."""
+
+    node: int
+    msg: ToCoordinator | InvalidMessage
+    data: bytes | None = None
 
 
 class CoordinatorChannel:
@@ -90,8 +88,10 @@ class CoordinatorChannel:
 
     def __init__(self, keys: JobKeys, bind_address: str, port: int = 0) -> None:
         self.ctx = zmq.Context()
-        self._zap = _Zap(self.ctx, {pub for pub, _ in keys.agents.values()})
-        self._zap.start()
+        self._auth = _Authenticator(self.ctx)
+        self._auth.nodes = _NodeKeys(keys)
+        self._auth.start()
+        self._auth.configure_curve_callback("*", self._auth.nodes)
         s = self.ctx.socket(zmq.ROUTER)
         s.curve_server = True
         s.curve_secretkey = keys.server_secret
@@ -104,10 +104,15 @@ class CoordinatorChannel:
             port = s.bind_to_random_port(f"tcp://{bind_address}")
         self.sock = s
         self.endpoint = f"tcp://{bind_address}:{port}"
+        self.routes: dict[int, bytes] = {}  # node -> its connection's routing identity
+        self.refused: list[str] = []  # one line per frame refused here (the coordinator reports and records them)
 
-    def send(self, node: int, kind: str, data: bytes | None = None, **body: Any) -> bool:
-        """Send to one agent; False when it is not connected (ROUTER_MANDATORY)."""
-        frames = [str(node).encode(), _encode(kind, body)]
+    def send(self, node: int, msg: ToAgent, data: bytes | None = None) -> bool:
+        """Send to one agent; False when it has not connected (or is gone: ROUTER_MANDATORY says so)."""
+        route = self.routes.get(node)
+        if route is None:
+            return False
+        frames = [route, encode(msg)]
         if data is not None:
             frames.append(data)
         try:
@@ -116,27 +121,37 @@ class CoordinatorChannel:
         except zmq.ZMQError:
             return False
 
-    def recv(self, timeout_ms: int) -> tuple[int, dict[str, Any], bytes | None] | None:
+    def recv(self, timeout_ms: int) -> Received | None:
+        """The next message, or None after ``timeout_ms``. Frames that are not a message an agent may send come
+        back as :class:`InvalidMessage`; a second connection holding a node's key is dropped here."""
         if not self.sock.poll(timeout_ms):
             return None
-        frames = self.sock.recv_multipart()
-        node = int(frames[0])
-        msg = json.loads(frames[1])
-        return node, msg, (frames[2] if len(frames) > 2 else None)
+        frames = self.sock.recv_multipart(copy=False)
+        route = frames[0].bytes
+        node = int(frames[0].get("User-Id"))
+        known = self.routes.setdefault(node, route)
+        if known != route:
+            self.refused.append(f"a second connection holding node {node}'s key was refused")
+            return None
+        if len(frames) < 2:
+            return Received(node, InvalidMessage("empty message"))
+        data = frames[2].bytes if len(frames) > 2 else None
+        return Received(node, decode_to_coordinator(frames[1].bytes), data)
 
     def close(self) -> None:
         self.sock.close(linger=200)
+        self._auth.stop()
         self.ctx.term()
-        self._zap.join(timeout=2)
 
 
 class AgentChannel:
-    """An agent's end: a DEALER with identity = node index, CURVE client of the coordinator."""
+    """An agent's end: a DEALER, CURVE client of the coordinator, with a routing identity of its own that stays
+    the same across reconnects."""
 
-    def __init__(self, endpoint: str, node: int, handoff: dict[str, str]) -> None:
+    def __init__(self, endpoint: str, handoff: dict[str, str]) -> None:
         self.ctx = zmq.Context(io_threads=1)
         s = self.ctx.socket(zmq.DEALER)
-        s.identity = str(node).encode()
+        s.identity = b"a" + os.urandom(15)
         s.curve_serverkey = handoff["server_public"].encode()
         s.curve_publickey = handoff["public"].encode()
         s.curve_secretkey = handoff["secret"].encode()
@@ -147,18 +162,18 @@ class AgentChannel:
         s.connect(endpoint)
         self.sock = s
 
-    def send(self, kind: str, data: bytes | None = None, **body: Any) -> None:
-        frames = [_encode(kind, body)]
+    def send(self, msg: ToCoordinator, data: bytes | None = None) -> None:
+        frames = [encode(msg)]
         if data is not None:
             frames.append(data)
         self.sock.send_multipart(frames)
 
-    def recv_nowait(self) -> tuple[dict[str, Any], bytes | None] | None:
+    def recv_nowait(self) -> tuple[ToAgent | InvalidMessage, bytes | None] | None:
         try:
             frames = self.sock.recv_multipart(flags=zmq.NOBLOCK)
         except zmq.Again:
             return None
-        return json.loads(frames[0]), (frames[1] if len(frames) > 1 else None)
+        return decode_to_agent(frames[0]), (frames[1] if len(frames) > 1 else None)
 
     def close(self) -> None:
         self.sock.close()

@@ -1,13 +1,13 @@
-"""Rank output: live, line-by-line, prefixed ``[node N rank R]``, and kept whole in the job's log files."""
+"""Rank output: kept whole in the job's log files as it arrives, and handed on line by line as events."""
 
 from __future__ import annotations
 
-import sys
-import time
+import os
 from pathlib import Path
-from typing import IO
 
-__all__ = ["OutputSink", "Progress", "log_name"]
+from mnp.coordinator.events import EventSink, RankLines
+
+__all__ = ["OutputSink", "log_name"]
 
 
 def log_name(node: int, rank: int, stream: str) -> str:
@@ -16,27 +16,27 @@ def log_name(node: int, rank: int, stream: str) -> str:
 
 
 class OutputSink:
-    """Writes each chunk to its log file at once and prints complete lines with their prefix.
+    """Writes each chunk to its log file at once (unbuffered, 0600: ``mnp logs`` sees it while the job runs) and
+    emits complete lines. ``echo=False``: keep the logs only (a caller that reads the output as data)."""
 
-    ``quiet_stdout``: send rank stdout to our stderr (``--json`` keeps stdout for the one JSON object).
-    ``echo=False``: keep the logs only, show nothing (a caller that reads the output as data: ``mnp doctor``).
-    """
-
-    def __init__(self, log_dir: Path, quiet_stdout: bool = False, echo: bool = True) -> None:
-        self.echo = echo
+    def __init__(self, log_dir: Path, emit: EventSink, echo: bool = True) -> None:
         self.log_dir = log_dir
-        self.files: dict[tuple[int, str], IO[bytes]] = {}
+        self.emit = emit
+        self.echo = echo
+        self.files: dict[tuple[int, str], int] = {}
         self.partial: dict[tuple[int, str], bytes] = {}
         self.node_of: dict[int, int] = {}
-        self.out = sys.stderr if quiet_stdout else sys.stdout
 
     def write(self, node: int, rank: int, stream: str, data: bytes) -> None:
         key = (rank, stream)
         self.node_of[rank] = node
-        f = self.files.get(key)
-        if f is None:
-            f = self.files[key] = open(self.log_dir / log_name(node, rank, stream), "ab")
-        f.write(data)
+        fd = self.files.get(key)
+        if fd is None:
+            fd = self.files[key] = os.open(self.log_dir / log_name(node, rank, stream),
+                                           os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         buf = self.partial.get(key, b"") + data
         *lines, rest = buf.split(b"\n")
         self.partial[key] = rest
@@ -44,60 +44,19 @@ class OutputSink:
             self._emit(node, rank, stream, lines)
 
     def _emit(self, node: int, rank: int, stream: str, lines: list[bytes]) -> None:
-        if not self.echo:
-            return
-        target = self.out if stream == "stdout" else sys.stderr
-        prefix = f"[node {node} rank {rank}] " if rank >= 0 else f"[node {node} launcher] "
-        target.write("".join(prefix + ln.decode(errors="replace") + "\n" for ln in lines))
-        target.flush()
+        if self.echo:
+            self.emit(RankLines(node, rank, stream, [ln.decode(errors="replace") for ln in lines]))
 
     def flush_rank(self, rank: int) -> None:
-        """A rank ended: print what it left without a final newline."""
+        """A rank ended: hand on what it left without a final newline."""
         for stream in ("stdout", "stderr"):
             rest = self.partial.pop((rank, stream), b"")
             if rest:
                 self._emit(self.node_of.get(rank, -1), rank, stream, [rest])
-            f = self.files.get((rank, stream))
-            if f:
-                f.flush()
 
     def close(self) -> None:
         for rank in list(self.node_of):
             self.flush_rank(rank)
-        for f in self.files.values():
-            f.close()
+        for fd in self.files.values():
+            os.close(fd)
         self.files.clear()
-
-
-class Progress:
-    """``nodes up 3/4`` on stderr, shown only when bring-up takes longer than ``after`` seconds."""
-
-    def __init__(self, what: str, after: float = 1.0) -> None:
-        self.what = what
-        self.after = after
-        self.t0 = time.monotonic()
-        self.shown = False
-        self.last = (-1, -1)
-        self.last_t = 0.0
-        self.tty = sys.stderr.isatty()
-
-    def update(self, done: int, wanted: int, force: bool = False, detail: str = "") -> None:
-        now = time.monotonic()
-        if not force and now - self.t0 < self.after:
-            return
-        if (done, wanted) == self.last and now - self.last_t < 5:
-            return
-        if not self.tty and not force and now - self.last_t < 1 and done < wanted:
-            return
-        self.last, self.last_t, self.shown = (done, wanted), now, True
-        end = "" if self.tty and done < wanted else "\n"
-        start = "\r" if self.tty else ""
-        more = f" ({detail})" if detail and done < wanted else ""
-        sys.stderr.write(f"{start}mnp: {self.what} {done}/{wanted}{more}{end}")
-        sys.stderr.flush()
-
-    def done(self, done: int, wanted: int) -> None:
-        if self.shown and self.last != (done, wanted):
-            self.update(done, wanted, force=True)
-        elif self.shown and self.tty and self.last[0] < wanted:
-            sys.stderr.write("\n")

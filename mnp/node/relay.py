@@ -20,12 +20,15 @@ import struct
 import subprocess
 from typing import Any, Protocol
 
+from mnp.control import messages as m
+
 __all__ = ["Node", "ExecTable", "RshRelay", "RankFifos"]
 
 
 class Node(Protocol):
     node: int
-    chan: Any
+
+    def send(self, msg: m.ToCoordinator, data: bytes | None = None) -> None: ...
 
     def watch_fd(self, fd: int, handler: Any) -> None: ...
 
@@ -44,14 +47,15 @@ class ExecTable:
     def live(self) -> bool:
         return any(p.returncode is None for p in self.procs.values())
 
-    def start(self, xid: str, command: str, env: dict[str, str]) -> None:
+    def start(self, xid: str, command: str, env: dict[str, str], preexec: Any = None) -> int | None:
+        """Start a (checked) daemon command line; its pid, or None when it could not start (reported)."""
         try:
             p = subprocess.Popen(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                 preexec_fn=preexec)
         except OSError as e:
-            self.agent.chan.send("exec_output", f"mnp: cannot run: {e}\n".encode(), id=xid, stream="stderr")
-            self.agent.chan.send("exec_exit", id=xid, code=127)
-            return
+            self.agent.send(m.ExecOutput(xid, "stderr"), f"mnp: cannot run: {e}\n".encode())
+            return None
         self.procs[xid] = p
         for stream, pipe in (("stdout", p.stdout), ("stderr", p.stderr)):
             assert pipe is not None
@@ -59,6 +63,7 @@ class ExecTable:
             os.set_blocking(fd, False)
             self.fds[fd] = (xid, stream)
             self.agent.watch_fd(fd, self._read)
+        return p.pid
 
     def _read(self, fd: int) -> bool:
         xid, stream = self.fds[fd]
@@ -69,14 +74,15 @@ class ExecTable:
         except OSError:
             data = b""
         if data:
-            self.agent.chan.send("exec_output", data, id=xid, stream=stream)
+            self.agent.send(m.ExecOutput(xid, stream), data)  # type: ignore[arg-type]
             return True
         self.agent.unwatch_fd(fd)
         del self.fds[fd]
         os.close(fd)
         return False
 
-    def reaped(self, pid: int, status: int) -> bool:
+    def reaped(self, pid: int, status: int) -> tuple[str, int] | None:
+        """(exec id, return code) when ``pid`` was one of ours; its remaining output is forwarded first."""
         for xid, p in self.procs.items():
             if p.pid == pid and p.returncode is None:
                 p.returncode = os.waitstatus_to_exitcode(status)
@@ -87,10 +93,8 @@ class ExecTable:
                         self.agent.unwatch_fd(fd)
                         del self.fds[fd]
                         os.close(fd)
-                code = p.returncode if p.returncode >= 0 else 128 - p.returncode
-                self.agent.chan.send("exec_exit", id=xid, code=code)
-                return True
-        return False
+                return xid, p.returncode
+        return None
 
     def kill(self, xid: str) -> None:
         p = self.procs.get(xid)
@@ -134,7 +138,7 @@ class RankFifos:
         except BlockingIOError:
             return False
         if data:
-            self.agent.chan.send("output", data, rank=rank, stream=stream)
+            self.agent.send(m.Output(rank, stream), data)  # type: ignore[arg-type]
         return bool(data)
 
     def close(self) -> None:
@@ -195,12 +199,18 @@ class RshRelay:
                 self.pending[fd] = (conn, buf)
                 return
             del self.pending[fd]
-            req = json.loads(buf.split(b"\n", 1)[0])
+            try:
+                req = json.loads(buf.split(b"\n", 1)[0])
+            except ValueError:
+                req = None
+            if not isinstance(req, dict):  # not mnp-rsh speaking: nothing to do for it
+                self._drop(fd, conn)
+                return
             self.count += 1
             xid = f"{self.agent.node}.{self.count}"
             self.conns[xid] = conn
             self.by_fd[fd] = xid
-            self.agent.chan.send("rexec", id=xid, host=req["host"], command=req["command"])
+            self.agent.send(m.Rexec(xid, str(req.get("host", "")), str(req.get("command", ""))))
             return
         known = self.by_fd.get(fd)
         open_conn = self.conns.get(known) if known else None
@@ -214,7 +224,7 @@ class RshRelay:
         except OSError:
             data = b""
         if not data:  # the launcher is done with this remote command
-            self.agent.chan.send("rexec_kill", id=xid)
+            self.agent.send(m.RexecKill(xid))
             self._drop(fd, conn)
             self.conns.pop(xid, None)  # type: ignore[arg-type]
 
@@ -224,14 +234,14 @@ class RshRelay:
         self.by_fd.pop(fd, None)
         conn.close()
 
-    def deliver(self, msg: dict[str, Any], data: bytes | None) -> None:
-        conn = self.conns.get(msg["id"])
+    def deliver(self, msg: m.RexecOutput | m.RexecExit, data: bytes | None) -> None:
+        conn = self.conns.get(msg.id)
         if conn is None:
             return
-        if msg["t"] == "rexec_output":
-            kind, payload = (1 if msg["stream"] == "stdout" else 2), data or b""
+        if isinstance(msg, m.RexecOutput):
+            kind, payload = (1 if msg.stream == "stdout" else 2), data or b""
         else:
-            kind, payload = 3, str(msg["code"]).encode()
+            kind, payload = 3, str(msg.code).encode()
         try:
             conn.setblocking(True)
             conn.sendall(struct.pack("!BI", kind, len(payload)) + payload)
@@ -240,7 +250,7 @@ class RshRelay:
             pass
         if kind == 3:
             self._drop(conn.fileno(), conn)
-            self.conns.pop(msg["id"], None)
+            self.conns.pop(msg.id, None)
 
     def close(self) -> None:
         for conn in list(self.conns.values()):

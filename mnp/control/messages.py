@@ -1,0 +1,235 @@
+"""Every message between the coordinator and the node agents, as typed msgspec structs.
+
+A message is one JSON frame tagged by ``"t"`` (the struct's tag), optionally followed by one raw bytes frame
+(rank output, a remote command's output). Each direction has its own union: an agent can only decode what a
+coordinator may send (:data:`ToAgent`) and the coordinator only what an agent may send (:data:`ToCoordinator`),
+so a message of the wrong role, an unknown kind or a field of the wrong type is an :class:`InvalidMessage`, never
+an exception in an event loop.
+
+The node a message comes from is not a field: the coordinator knows it from the CURVE key that authenticated the
+connection (see :mod:`mnp.control.channel`), never from anything the peer claims.
+
+The exchange, in order::
+
+    agent                        coordinator
+    Hello            ------->                      (once, after dialling)
+                     <-------    Ping              (every heartbeat, both ways: Heartbeat / Ping)
+                     <-------    RemountShm        (--remount-shm only)  -> ShmRemounted
+                     <-------    Start             (the node's ranks, or its part for a launcher)
+    Started          ------->
+    Output + bytes   ------->                      (rank stdout/stderr, as it comes)
+    Barrier          ------->    (all nodes)       PMI barrier: each node's puts ...
+                     <-------    BarrierDone       ... and everyone's puts back
+    Abort            ------->                      (PMI abort from a rank)
+    Exit             ------->                      (each rank)
+                     <-------    Kill              (first failure: stop every rank)
+    Rexec            ------->    Exec  -> (node)   launcher daemons: the main node asks, another node runs
+    ExecOutput/Exit  ------->    RexecOutput/Exit -> (main node)
+                     <-------    Shutdown
+    Bye              ------->
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeAlias, Union
+
+import msgspec
+
+__all__ = [
+    "RankSpec", "Start", "BarrierDone", "Kill", "Ping", "Shutdown", "Exec", "ExecKill", "RexecOutput", "RexecExit",
+    "RemountShm", "Hello", "Started", "Output", "Exit", "Barrier", "Abort", "Heartbeat", "Bye", "ExecOutput",
+    "ExecExit", "Rexec", "RexecKill", "ShmRemounted", "ToAgent", "ToCoordinator", "InvalidMessage", "encode",
+    "decode_to_agent", "decode_to_coordinator", "MAX_FRAME",
+]
+
+#: the largest JSON frame either side decodes (a barrier's puts for thousands of ranks fit easily)
+MAX_FRAME = 64 << 20
+
+Stream: TypeAlias = Literal["stdout", "stderr"]
+
+
+class _Msg(msgspec.Struct, frozen=True, tag_field="t", forbid_unknown_fields=True):
+    pass
+
+
+# -- coordinator -> agent -------------------------------------------------------------------------------------------
+class RankSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One process the agent starts: a rank (served PMI-1) or, with ``pmi=False``, a launcher."""
+
+    rank: int
+    local_rank: int
+    argv: list[str]
+    pmi: bool = True
+
+
+class Start(_Msg, tag="start"):
+    """Start this node's part of the job.
+
+    ``daemons``: this node runs a launcher's daemons (``Exec``) instead of ranks of its own; ``rsh``: this node runs
+    the launcher and gets an ``mnp-rsh`` relay; ``io_ranks``: ranks a launcher starts here, whose output comes
+    through per-rank FIFOs; ``files``: private files (the launcher's hostfile), named ``{name}`` in argv."""
+
+    kvsname: str
+    size: int
+    mapping: str
+    cwd: str
+    env: dict[str, str]
+    ranks: list[RankSpec]
+    files: dict[str, str] = {}
+    rsh: bool = False
+    daemons: bool = False
+    io_ranks: list[int] = []
+
+
+class BarrierDone(_Msg, tag="barrier_done"):
+    kvs: dict[str, str]
+
+
+class Kill(_Msg, tag="kill"):
+    grace: float
+
+
+class Ping(_Msg, tag="ping"):
+    pass
+
+
+class Shutdown(_Msg, tag="shutdown"):
+    pass
+
+
+class Exec(_Msg, tag="exec"):
+    """Run a launcher's daemon command line here (checked by the agent before anything runs)."""
+
+    id: str
+    command: str
+
+
+class ExecKill(_Msg, tag="exec_kill"):
+    id: str
+
+
+class RexecOutput(_Msg, tag="rexec_output"):
+    id: str
+    stream: Stream
+
+
+class RexecExit(_Msg, tag="rexec_exit"):
+    id: str
+    code: int
+
+
+class RemountShm(_Msg, tag="remount_shm"):
+    size: int
+
+
+# -- agent -> coordinator -------------------------------------------------------------------------------------------
+class Hello(_Msg, tag="hello"):
+    hostname: str
+    cpus: int
+    pid: int
+    python: str = ""
+    address: str | None = None
+    dialed: str | None = None
+    command: list[str] | None = None  # the node's own rank command (AWS Batch: the node range's container command)
+    fabric: dict[str, object] = {}
+
+
+class Started(_Msg, tag="started"):
+    pids: dict[int, int]
+
+
+class Output(_Msg, tag="output"):
+    rank: int
+    stream: Stream
+
+
+class Exit(_Msg, tag="exit"):
+    rank: int
+    code: int
+    signal: str | None = None
+    reason: str = ""
+
+
+class Barrier(_Msg, tag="barrier"):
+    puts: dict[str, str]
+
+
+class Abort(_Msg, tag="abort"):
+    rank: int
+    code: int
+    message: str = ""
+
+
+class Heartbeat(_Msg, tag="heartbeat"):
+    pass
+
+
+class Bye(_Msg, tag="bye"):
+    maxrss_kb: int | None = None
+    shm_removed: list[str] = []
+
+
+class ExecOutput(_Msg, tag="exec_output"):
+    id: str
+    stream: Stream
+
+
+class ExecExit(_Msg, tag="exec_exit"):
+    id: str
+    code: int
+
+
+class Rexec(_Msg, tag="rexec"):
+    """The launcher on this node asks for ``command`` on ``host`` (its remote shell, ``mnp-rsh``)."""
+
+    id: str
+    host: str
+    command: str
+
+
+class RexecKill(_Msg, tag="rexec_kill"):
+    id: str
+
+
+class ShmRemounted(_Msg, tag="shm_remounted"):
+    total: int
+    free: int
+    error: str = ""
+
+
+ToAgent: TypeAlias = Union[Start, BarrierDone, Kill, Ping, Shutdown, Exec, ExecKill, RexecOutput, RexecExit,
+                           RemountShm]
+ToCoordinator: TypeAlias = Union[Hello, Started, Output, Exit, Barrier, Abort, Heartbeat, Bye, ExecOutput, ExecExit,
+                                 Rexec, RexecKill, ShmRemounted]
+
+
+class InvalidMessage(msgspec.Struct, frozen=True):
+    """A frame that did not decode as a message this side may receive; ``why`` is one line for the log."""
+
+    why: str
+
+
+_encoder = msgspec.json.Encoder()
+_to_agent = msgspec.json.Decoder(ToAgent)
+_to_coordinator = msgspec.json.Decoder(ToCoordinator)
+
+
+def encode(msg: ToAgent | ToCoordinator) -> bytes:
+    return _encoder.encode(msg)
+
+
+def _decode(decoder: msgspec.json.Decoder, frame: bytes) -> object:
+    if len(frame) > MAX_FRAME:
+        return InvalidMessage(f"frame of {len(frame)} bytes is over the {MAX_FRAME}-byte limit")
+    try:
+        return decoder.decode(frame)
+    except msgspec.DecodeError as e:  # ValidationError is a DecodeError
+        return InvalidMessage(str(e).splitlines()[0][:200])
+
+
+def decode_to_agent(frame: bytes) -> ToAgent | InvalidMessage:
+    return _decode(_to_agent, frame)  # type: ignore[return-value]
+
+
+def decode_to_coordinator(frame: bytes) -> ToCoordinator | InvalidMessage:
+    return _decode(_to_coordinator, frame)  # type: ignore[return-value]

@@ -1,0 +1,368 @@
+"""The coordinator's job logic as a state machine without I/O (like :mod:`mnp.node.pmi`).
+
+The driver (:mod:`mnp.coordinator.job`) feeds it events -- a message from a node (:meth:`JobEngine.on_message`),
+the clock and the provider's list of dead agents (:meth:`JobEngine.on_tick`), a signal
+(:meth:`JobEngine.interrupt`) -- and carries out the actions it returns: :class:`Send` a message,
+:class:`ShowOutput`, :class:`RankDone` (flush a rank's output), :class:`Transition` the record, :class:`Report` a
+line to the user. Phases::
+
+    JOINING --(every hello)--> PLANNING --start()--> RUNNING --(all exited | failure)--> STOPPING --> DONE
+                                                                                        shutdown() --> BYE
+
+The first failure wins: it fixes the exit code and reason, and every rank on every node is told to stop (SIGTERM,
+SIGKILL after ``grace_s``). A node that is lost (its agent exited, or it fell silent for ``dead_s``) takes its
+ranks with it: they are counted as ended at once, so the job ends as soon as the other nodes have stopped theirs.
+
+What a peer may send is checked here, by role: messages come tagged with the node their CURVE key belongs to, a
+node may report only its own ranks, only the node running a launcher may ask for remote commands (and only while
+the launcher runs, and only for the launcher's daemons), and only the node asked to run a command may report on
+it. Anything else is refused with a :class:`Report` of kind ``"security"`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from mnp.control import messages as m
+from mnp.launch.backends import Backend
+from mnp.launch.daemons import check_daemon_command
+
+__all__ = ["JobEngine", "Timing", "Failure", "Send", "ShowOutput", "RankDone", "Transition", "Report", "Action",
+           "EXIT_TIMEOUT", "EXIT_INTERRUPTED", "EXIT_NODE_LOST"]
+
+EXIT_TIMEOUT = 124
+EXIT_INTERRUPTED = 130
+EXIT_NODE_LOST = 255
+
+
+@dataclass(frozen=True)
+class Timing:
+    heartbeat_s: float = 1.0
+    dead_s: float = 15.0
+    grace_s: float = 5.0
+    join_timeout_s: float = 120.0
+    timeout_s: float | None = None  # the job's own timeout, counted from the engine's start
+    bye_s: float = 3.0  # how long shutdown waits for the agents' goodbyes
+
+
+@dataclass(frozen=True)
+class Failure:
+    exit_code: int
+    reason: str
+    node: int | None = None
+    rank: int | None = None
+    retryable: bool = True
+    cancelled: bool = False  # the user stopped it (Ctrl-C, SIGTERM): CANCELLED, not FAILED
+
+
+@dataclass(frozen=True)
+class Send:
+    node: int
+    msg: m.ToAgent
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ShowOutput:
+    node: int
+    rank: int
+    stream: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RankDone:
+    rank: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: str
+
+
+@dataclass(frozen=True)
+class Report:
+    kind: str  # "warning" | "security"
+    text: str
+
+
+Action = Union[Send, ShowOutput, RankDone, Transition, Report]
+
+
+@dataclass
+class _Exec:
+    origin: int  # the node whose launcher asked
+    target: int  # the node that runs it
+
+
+@dataclass
+class JobEngine:
+    n: int
+    timing: Timing
+    now: float
+    phase: str = "JOINING"
+    hellos: dict[int, m.Hello] = field(default_factory=dict)
+    failure: Failure | None = None
+    backend: Backend | None = None
+    waiting: dict[int, int] = field(default_factory=dict)  # process -> node, until it exits
+    started: set[int] = field(default_factory=set)
+    barrier: dict[int, dict[str, str]] = field(default_factory=dict)
+    execs: dict[str, _Exec] = field(default_factory=dict)
+    hosts: dict[str, int] = field(default_factory=dict)  # address or hostname -> node (remote commands)
+    lost: set[int] = field(default_factory=set)
+    byes: dict[int, m.Bye] = field(default_factory=dict)
+    remounted: dict[int, m.ShmRemounted] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)  # phase name -> time it was reached
+
+    def __post_init__(self) -> None:
+        self.t0 = self.now
+        self.last_heard = {i: self.now for i in range(self.n)}
+        self.last_ping = -1e9
+        self.stop_deadline: float | None = None
+        self.bye_deadline: float | None = None
+        self.signum: int | None = None
+
+    # -- inputs ------------------------------------------------------------------------------------------------
+    def interrupt(self, signum: int) -> None:
+        """A signal arrived (the driver's handler only records it; the next tick acts on it)."""
+        if self.signum is None:
+            self.signum = signum
+
+    def start(self, backend: Backend, starts: dict[int, m.Start], hosts: dict[str, int], now: float) -> list[Action]:
+        """PLANNING -> RUNNING: send every node its part."""
+        self.backend, self.hosts = backend, hosts
+        self.waiting = dict(backend.waits)
+        self.phase = "RUNNING"
+        self.marks["started"] = now
+        return [Send(i, s) for i, s in sorted(starts.items())]
+
+    def shutdown(self, now: float) -> list[Action]:
+        """Whatever the phase: ask every agent to stop and say goodbye (BYE ends when all did, or after bye_s)."""
+        self.phase = "BYE"
+        self.bye_deadline = now + self.timing.bye_s
+        return [Send(i, m.Shutdown()) for i in range(self.n) if i not in self.lost]
+
+    def fail(self, f: Failure) -> None:
+        if self.failure is None:
+            self.failure = f
+
+    def on_tick(self, now: float, dead_agents: dict[int, int]) -> list[Action]:
+        self.now = now
+        out: list[Action] = []
+        if now - self.last_ping >= self.timing.heartbeat_s and self.phase not in ("BYE", "DONE"):
+            out += [Send(i, m.Ping()) for i in sorted(self.hellos) if i not in self.lost]
+            self.last_ping = now
+        for node, status in sorted(dead_agents.items()):
+            if self.phase in ("BYE", "DONE"):
+                self.lost.add(node)  # told to go, or the job is over: an agent that ended is no failure
+            elif node not in self.lost:
+                out += self._node_lost(node, f"its agent exited (status {status})" if node in self.hellos
+                                       else f"it failed to start its agent (exit status {status})")
+        if self.phase == "BYE":
+            if set(self.byes) | self.lost >= set(range(self.n)) or now > (self.bye_deadline or now):
+                self.phase = "DONE"
+            return out
+        if self.failure is None:
+            self._check_stop(now)
+        if self.failure is None and self.phase == "JOINING" and now - self.t0 > self.timing.join_timeout_s:
+            missing = [i for i in range(self.n) if i not in self.hellos]
+            self.fail(Failure(EXIT_NODE_LOST, f"node(s) {', '.join(map(str, missing))} did not join within "
+                              f"{self.timing.join_timeout_s:g}s ({len(self.hellos)}/{self.n} joined: "
+                              f"{', '.join(map(str, sorted(self.hellos))) or 'none'})"))
+        if self.failure is None and self.phase == "RUNNING":
+            silent = [i for i, t in self.last_heard.items() if now - t > self.timing.dead_s and i not in self.lost]
+            if silent:
+                out += self._node_lost(silent[0], f"no heartbeat for {self.timing.dead_s:g}s")
+        if self.failure is not None and self.phase in ("JOINING", "PLANNING"):
+            self.phase = "DONE"  # nothing runs yet: the driver shuts down and tears down
+        elif self.failure is not None and self.phase == "RUNNING":
+            self.phase = "STOPPING"
+            self.stop_deadline = now + self.timing.grace_s + 5
+            out += [Send(i, m.Kill(self.timing.grace_s)) for i in range(self.n) if i not in self.lost]
+        if self.phase == "STOPPING" and (not self.waiting or now > (self.stop_deadline or now)):
+            self.phase = "DONE"  # nodes that do not answer are torn down by the provider
+        if self.phase == "RUNNING" and not self.waiting:
+            self.phase = "DONE"
+        return out
+
+    def _check_stop(self, now: float) -> None:
+        if self.signum is not None:
+            name = signal.Signals(self.signum).name
+            code = EXIT_INTERRUPTED if self.signum == signal.SIGINT else 128 + self.signum
+            self.fail(Failure(code, f"interrupted by {name}", retryable=False, cancelled=True))
+        elif self.timing.timeout_s is not None and now - self.t0 > self.timing.timeout_s:
+            self.fail(Failure(EXIT_TIMEOUT, f"timeout: the job ran past {self.timing.timeout_s:g}s", retryable=False))
+
+    def _node_lost(self, node: int, why: str) -> list[Action]:
+        """A lost node's processes are over: nothing waits for them, and the job fails (node named)."""
+        self.lost.add(node)
+        self.fail(Failure(EXIT_NODE_LOST, f"node {node} lost: {why}", node))
+        out: list[Action] = []
+        for proc in [p for p, n in self.waiting.items() if n == node]:
+            del self.waiting[proc]
+            out.append(RankDone(proc))
+        return out
+
+    # -- messages ----------------------------------------------------------------------------------------------
+    def on_message(self, node: int, msg: m.ToCoordinator | m.InvalidMessage, data: bytes | None,
+                   now: float) -> list[Action]:
+        if not 0 <= node < self.n or node in self.lost:
+            return self._refuse(f"message from node {node}, which is not (or no longer) in this job")
+        self.last_heard[node] = now
+        if isinstance(msg, m.InvalidMessage):
+            return self._refuse(f"node {node} sent an invalid message ({msg.why}); dropped")
+        handler = getattr(self, f"_on_{msg.__struct_config__.tag}")
+        return handler(node, msg, data)  # type: ignore[no-any-return]
+
+    def _refuse(self, text: str) -> list[Action]:
+        self.refused.append(text)
+        return [Report("security", text)]
+
+    def _on_hello(self, node: int, msg: m.Hello, data: bytes | None) -> list[Action]:
+        if self.phase != "JOINING" or node in self.hellos:
+            return []  # an agent that reconnected says hello again: nothing changes
+        self.hellos[node] = msg
+        if len(self.hellos) == self.n and self.failure is None:
+            self.phase = "PLANNING"
+            self.marks["joined"] = self.now
+            return [Transition("STARTING")]
+        return []
+
+    def _on_heartbeat(self, node: int, msg: m.Heartbeat, data: bytes | None) -> list[Action]:
+        return []
+
+    def _owns(self, node: int, rank: int) -> bool:
+        return self.backend is not None and self.backend.rank_nodes.get(rank) == node
+
+    def _on_output(self, node: int, msg: m.Output, data: bytes | None) -> list[Action]:
+        if not self._owns(node, msg.rank):
+            return self._refuse(f"node {node} sent output for rank {msg.rank}, which is not its own; dropped")
+        return [ShowOutput(node, msg.rank, msg.stream, data or b"")]
+
+    def _on_started(self, node: int, msg: m.Started, data: bytes | None) -> list[Action]:
+        if self.phase not in ("RUNNING", "STOPPING") or node in self.started:
+            return []
+        self.started.add(node)
+        if len(self.started) == self.n and self.failure is None:
+            self.marks["running"] = self.now
+            return [Transition("RUNNING")]
+        return []
+
+    def _on_exit(self, node: int, msg: m.Exit, data: bytes | None) -> list[Action]:
+        if self.waiting.get(msg.rank) != node:
+            if self._owns(node, msg.rank):
+                return []  # already counted (a lost node's ranks) or not waited for
+            return self._refuse(f"node {node} reported the exit of rank {msg.rank}, which is not its own; dropped")
+        del self.waiting[msg.rank]
+        if msg.code != 0 and self.failure is None and self.backend is not None:
+            how = f"killed by {msg.signal}" if msg.signal else f"exited with code {msg.code}"
+            extra = f": {msg.reason}" if msg.reason else ""
+            self.fail(Failure(msg.code, f"{self.backend.who(node, msg.rank)} {how}{extra}", node, msg.rank))
+        return [RankDone(msg.rank)]
+
+    def _on_abort(self, node: int, msg: m.Abort, data: bytes | None) -> list[Action]:
+        if not self._owns(node, msg.rank):
+            return self._refuse(f"node {node} sent MPI_Abort for rank {msg.rank}, which is not its own; dropped")
+        code = msg.code or 1
+        text = f": {msg.message}" if msg.message else ""
+        self.fail(Failure(code, f"node {node} rank {msg.rank} called MPI_Abort({code}){text}", node, msg.rank))
+        return []
+
+    def _on_barrier(self, node: int, msg: m.Barrier, data: bytes | None) -> list[Action]:
+        if self.backend is None or self.backend.name != "pmi":
+            return self._refuse(f"node {node} entered a PMI barrier, but no node serves PMI in this job; dropped")
+        self.barrier[node] = msg.puts
+        if len(self.barrier) < self.n - len(self.lost):
+            return []
+        kvs: dict[str, str] = {}
+        for puts in self.barrier.values():
+            kvs.update(puts)
+        self.barrier = {}
+        return [Send(i, m.BarrierDone(kvs)) for i in range(self.n) if i not in self.lost]
+
+    def _on_rexec(self, node: int, msg: m.Rexec, data: bytes | None) -> list[Action]:
+        b = self.backend
+        if b is None or b.rexec_node is None:
+            return self._refuse(f"node {node} asked to run a remote command, but no launcher runs in this job; "
+                                "refused")
+        if node != b.rexec_node:
+            return self._refuse(f"node {node} asked to run a remote command, but only node {b.rexec_node} runs "
+                                "the launcher; refused")
+        from mnp.launch.backends import LAUNCHER
+
+        if LAUNCHER not in self.waiting or self.phase != "RUNNING" or msg.id in self.execs:
+            return self._refuse(f"node {node} asked to run a remote command while no launcher was running; "
+                                "refused") + self._rexec_refused(node, msg.id)
+        target = self.hosts.get(msg.host)
+        if target is None:
+            return [Send(node, m.RexecOutput(msg.id, "stderr"),
+                         f"mnp-rsh: {msg.host} is not a node of this job\n".encode()),
+                    Send(node, m.RexecExit(msg.id, 255))]
+        why = check_daemon_command(msg.command)
+        if why is not None:
+            return self._refuse(f"node {node} asked node {target} to run a command that is not a launcher "
+                                f"daemon ({why}); refused") + self._rexec_refused(node, msg.id, why)
+        self.execs[msg.id] = _Exec(node, target)
+        return [Send(target, m.Exec(msg.id, msg.command))]
+
+    def _rexec_refused(self, node: int, xid: str, why: str = "refused") -> list[Action]:
+        return [Send(node, m.RexecOutput(xid, "stderr"), f"mnp: remote command refused: {why}\n".encode()),
+                Send(node, m.RexecExit(xid, 126))]
+
+    def _exec_of(self, node: int, xid: str, what: str) -> _Exec | None:
+        ex = self.execs.get(xid)
+        if ex is None or ex.target != node:
+            self._refuse(f"node {node} sent {what} for remote command {xid!r}, which it was not asked to run; "
+                         "dropped")
+            return None
+        return ex
+
+    def _on_exec_output(self, node: int, msg: m.ExecOutput, data: bytes | None) -> list[Action]:
+        ex = self._exec_of(node, msg.id, "output")
+        if ex is None:
+            return [Report("security", self.refused[-1])]
+        return [Send(ex.origin, m.RexecOutput(msg.id, msg.stream), data or b"")]
+
+    def _on_exec_exit(self, node: int, msg: m.ExecExit, data: bytes | None) -> list[Action]:
+        ex = self._exec_of(node, msg.id, "an exit")
+        if ex is None:
+            return [Report("security", self.refused[-1])]
+        del self.execs[msg.id]
+        return [Send(ex.origin, m.RexecExit(msg.id, msg.code))]
+
+    def _on_rexec_kill(self, node: int, msg: m.RexecKill, data: bytes | None) -> list[Action]:
+        ex = self.execs.get(msg.id)
+        if ex is None or ex.origin != node:
+            return []
+        return [Send(ex.target, m.ExecKill(msg.id))]
+
+    def _on_shm_remounted(self, node: int, msg: m.ShmRemounted, data: bytes | None) -> list[Action]:
+        if self.phase == "PLANNING":
+            self.remounted[node] = msg
+        return []
+
+    def _on_bye(self, node: int, msg: m.Bye, data: bytes | None) -> list[Action]:
+        self.byes[node] = msg
+        return []
+
+    # -- outputs -----------------------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.phase == "DONE"
+
+    def outcome(self) -> tuple[str, int, str]:
+        """(state, exit code, reason) of the job as it stands."""
+        f = self.failure
+        if f is None:
+            return "SUCCEEDED", 0, "every rank exited 0"
+        return ("CANCELLED" if f.cancelled else "FAILED"), f.exit_code, f.reason
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.n) if i not in self.hellos]
+
+    def bye_info(self) -> dict[str, Any]:
+        return {"agent_maxrss_kb": {str(k): v.maxrss_kb for k, v in sorted(self.byes.items())},
+                "shm_removed": {str(k): v.shm_removed for k, v in sorted(self.byes.items()) if v.shm_removed}}

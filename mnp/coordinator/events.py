@@ -1,0 +1,47 @@
+"""What a job reports while it runs: typed events handed to a callback. The library never prints; the CLI
+(:mod:`mnp.cli.render`) shows them, the doctor keeps them, tests collect them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Union
+
+__all__ = ["RankLines", "Note", "Progress", "Event", "EventSink", "ignore"]
+
+
+@dataclass(frozen=True)
+class RankLines:
+    """Complete lines a rank wrote (``rank`` -1: the launcher, mpirun/mpiexec, itself)."""
+
+    node: int
+    rank: int
+    stream: str  # "stdout" | "stderr"
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class Note:
+    """One line for the user. ``kind``: info, warning, security (a refused peer message), explain (--explain)."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``what`` done/wanted (bring-up: "hosts ready", "nodes up"); ``final`` once that step is over."""
+
+    what: str
+    done: int
+    wanted: int
+    detail: str = ""
+    final: bool = False
+
+
+Event = Union[RankLines, Note, Progress]
+EventSink = Callable[[Event], None]
+
+
+def ignore(_event: Event) -> None:
+    """The default sink: a library caller that wants nothing shown."""

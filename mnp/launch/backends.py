@@ -1,0 +1,113 @@
+"""Launch back-ends: how a plan becomes processes on the nodes. One small class each, one interface.
+
+- :class:`DirectPmi`: every node's agent starts its ranks itself and serves them PMI-1 (MPICH, Intel MPI, and
+  programs without MPI). The coordinator relays the barriers.
+- :class:`Mpirun`: the MPI's own launcher (Open MPI's ``mpirun``, Hydra's ``mpiexec``) runs on the main node; its
+  daemons are started on the other nodes through mnp's control plane (``mnp-rsh`` -> ``Rexec`` -> ``Exec``), and
+  its ranks' output comes back per rank through FIFOs.
+
+A back-end answers four questions for the coordinator: what ``Start`` each node gets, which processes the job
+waits for (and on which node each runs), which node may ask for remote commands, and how to name a process in a
+failure line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mnp.control.messages import RankSpec, Start
+from mnp.launch.mpirun import mpirun_command
+from mnp.plan import JobPlan
+
+__all__ = ["LAUNCHER", "Backend", "DirectPmi", "Mpirun", "backend_for", "MpiChoice", "choose_mpi"]
+
+LAUNCHER = -1  # the "rank" number of an mpirun/mpiexec process in the agents' bookkeeping
+
+
+@dataclass
+class Backend:
+    """The interface. ``waits``: process (rank, or :data:`LAUNCHER`) -> the node it runs on."""
+
+    name: str = "base"
+    waits: dict[int, int] = field(default_factory=dict)
+    #: every rank's node, also those a launcher starts (output is accepted from that node only)
+    rank_nodes: dict[int, int] = field(default_factory=dict)
+    #: the node whose launcher may ask for remote commands (None: no remote commands in this job)
+    rexec_node: int | None = None
+
+    def starts(self, plan: JobPlan, cwd: str) -> dict[int, Start]:
+        raise NotImplementedError
+
+    def who(self, node: int, rank: int) -> str:
+        return f"node {node} rank {rank}"
+
+
+class DirectPmi(Backend):
+    def __init__(self) -> None:
+        super().__init__("pmi")
+
+    def starts(self, plan: JobPlan, cwd: str) -> dict[int, Start]:
+        out = {}
+        for node in plan.nodes:
+            for rank in node.ranks:
+                self.waits[rank] = self.rank_nodes[rank] = node.index
+            out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, node.env,
+                                    [RankSpec(r, i, node.command) for i, r in enumerate(node.ranks)])
+        return out
+
+
+class Mpirun(Backend):
+    def __init__(self, family: str, prefix: Path | None = None) -> None:
+        super().__init__("mpirun")
+        self.family = family
+        self.prefix = prefix
+
+    def starts(self, plan: JobPlan, cwd: str) -> dict[int, Start]:
+        lc = mpirun_command(self.family, plan, self.prefix)
+        self.rexec_node = plan.main_node
+        self.waits = {LAUNCHER: plan.main_node}
+        out = {}
+        for node in plan.nodes:
+            for rank in node.ranks:
+                self.rank_nodes[rank] = node.index
+            if node.index == plan.main_node:
+                out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, {**node.env, **lc.env},
+                                        [RankSpec(LAUNCHER, 0, lc.argv, pmi=False)], files=lc.files, rsh=True,
+                                        io_ranks=node.ranks)
+            else:  # its processes are the launcher's daemons, started on request (Exec)
+                out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, node.env, [], daemons=True,
+                                        io_ranks=node.ranks)
+        self.rank_nodes[LAUNCHER] = plan.main_node
+        return out
+
+    def who(self, node: int, rank: int) -> str:
+        return f"node {node} launcher ({'mpirun' if self.family == 'openmpi' else 'mpiexec'})"
+
+
+def backend_for(launcher: str, family: str, prefix: Path | None = None) -> Backend:
+    return Mpirun(family, prefix) if launcher == "mpirun" else DirectPmi()
+
+
+@dataclass(frozen=True)
+class MpiChoice:
+    family: str  # mpich | openmpi | impi | none ...
+    why: str
+    prefix: Path | None
+    launcher: str  # pmi | mpirun
+
+
+def choose_mpi(mpi: str, launcher: str, command: list[str], source: str | None = None) -> MpiChoice:
+    """The job's MPI family (``mpi: auto`` looks at the program) and the back-end that starts it."""
+    from mnp.errors import SpecError
+    from mnp.launch.detect import detect_mpi
+
+    found = detect_mpi(command)
+    family = mpi if mpi != "auto" else found.family
+    why = found.why if mpi == "auto" else f"set in the job (mpi: {mpi})"
+    prefix = found.prefix if found.family == family else None
+    chosen = launcher if launcher != "auto" else ("mpirun" if family == "openmpi" else "pmi")
+    if family == "openmpi" and chosen == "pmi":
+        raise SpecError("launcher", "Open MPI cannot be started by PMI-1 (its ranks would each be a singleton); "
+                        "use 'mpirun' or 'auto'", source)
+    return MpiChoice(family, why, prefix, chosen)

@@ -1,0 +1,220 @@
+"""The node agent's logic as a state machine without I/O (like :mod:`mnp.node.pmi`, which it holds).
+
+The driver (:mod:`mnp.node.agent`) feeds it events -- a message from the coordinator, a PMI-1 line from a rank, a
+rank that started, could not start or exited, the clock, a signal, the end of the SSH session -- and carries out
+the actions it returns: :class:`Send` to the coordinator, :class:`Spawn` the node's processes, :class:`SignalAll`
+of them, :class:`PmiReply` to a rank, :class:`RunExec` / :class:`KillExec` a launcher's daemon,
+:class:`DeliverRexec` to the launcher's remote shell, :class:`Remount` /dev/shm, :class:`Log` a line.
+
+Liveness both ways: a heartbeat every ``heartbeat_s``; if the coordinator is silent for ``dead_s`` (or never
+answers within ``first_contact_s``), the engine stops the ranks and ends. ``finished`` is true once the agent was
+told (or decided) to stop and nothing of its own still runs.
+
+What the agent accepts is checked here too: a remote command runs only on a node that was started as part of a
+launcher's job, and only when it is a launcher daemon's command line (:mod:`mnp.launch.daemons`).
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from typing import Union
+
+from mnp.control import messages as m
+from mnp.launch.daemons import check_daemon_command
+from mnp.node.pmi import PmiEvent, PmiServer
+
+__all__ = ["NodeEngine", "Send", "Spawn", "SignalAll", "PmiReply", "RunExec", "KillExec", "DeliverRexec",
+           "Remount", "Log", "NodeAction"]
+
+
+@dataclass(frozen=True)
+class Send:
+    msg: m.ToCoordinator
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Spawn:
+    start: m.Start
+
+
+@dataclass(frozen=True)
+class SignalAll:
+    sig: int
+
+
+@dataclass(frozen=True)
+class PmiReply:
+    rank: int
+    line: str
+
+
+@dataclass(frozen=True)
+class RunExec:
+    id: str
+    command: str
+
+
+@dataclass(frozen=True)
+class KillExec:
+    id: str
+
+
+@dataclass(frozen=True)
+class DeliverRexec:
+    msg: m.RexecOutput | m.RexecExit
+    data: bytes | None
+
+
+@dataclass(frozen=True)
+class Remount:
+    size: int
+
+
+@dataclass(frozen=True)
+class Log:
+    text: str
+
+
+NodeAction = Union[Send, Spawn, SignalAll, PmiReply, RunExec, KillExec, DeliverRexec, Remount, Log]
+
+
+@dataclass
+class NodeEngine:
+    node: int
+    heartbeat_s: float
+    dead_s: float
+    first_contact_s: float
+    now: float
+    endpoint: str = ""
+    start: m.Start | None = None
+    pmi: PmiServer | None = None
+    live: set[int] = field(default_factory=set)  # ranks (or the launcher) started and not yet exited
+    execs: set[str] = field(default_factory=set)  # remote commands running here
+    running: bool = True  # False once told (or decided) to stop
+    exit_code: int = 0
+
+    def __post_init__(self) -> None:
+        self.heard = False
+        self.last_heard = self.now
+        self.last_sent = -1e9
+        self.kill_deadline: float | None = None
+
+    # -- clock, signals, session -------------------------------------------------------------------------------
+    def on_tick(self, now: float) -> list[NodeAction]:
+        self.now = now
+        out: list[NodeAction] = []
+        if now - self.last_sent >= self.heartbeat_s:
+            out.append(Send(m.Heartbeat()))
+            self.last_sent = now
+        limit = self.dead_s if self.heard else self.first_contact_s
+        if self.running and now - self.last_heard > limit:
+            what = "silent" if self.heard else "not reachable"
+            out.append(Log(f"coordinator {what} for {limit:g}s ({self.endpoint}); stopping"))
+            out += self._stop(1.0)
+            self.exit_code = 1
+        if self.kill_deadline is not None and now >= self.kill_deadline:
+            out.append(SignalAll(signal.SIGKILL))
+            self.kill_deadline = None
+        return out
+
+    def on_signal(self, signum: int) -> list[NodeAction]:
+        return self._stop(2.0)
+
+    def on_session_closed(self) -> list[NodeAction]:
+        return [Log("session closed; stopping"), *self._stop(2.0)]
+
+    def _stop(self, grace: float) -> list[NodeAction]:
+        self.running = False
+        if not self.live and not self.execs:
+            return []
+        deadline = self.now + grace
+        if self.kill_deadline is None or deadline < self.kill_deadline:
+            self.kill_deadline = deadline
+        return [SignalAll(signal.SIGTERM)]
+
+    @property
+    def finished(self) -> bool:
+        return not self.running and not self.live and not self.execs
+
+    # -- the coordinator's messages ----------------------------------------------------------------------------
+    def on_message(self, msg: m.ToAgent | m.InvalidMessage, data: bytes | None, now: float) -> list[NodeAction]:
+        self.now = now
+        self.last_heard, self.heard = now, True
+        if isinstance(msg, m.InvalidMessage):
+            return [Log(f"invalid message from the coordinator ({msg.why}); dropped")]
+        if isinstance(msg, m.Start):
+            return self._on_start(msg)
+        if isinstance(msg, m.BarrierDone):
+            if self.pmi is None:
+                return [Log("barrier_done before start; dropped")]
+            return [PmiReply(rank, line) for rank, line in self.pmi.barrier_done(msg.kvs)]
+        if isinstance(msg, m.Kill):
+            return self._stop(msg.grace)
+        if isinstance(msg, m.Shutdown):
+            return self._stop(1.0)
+        if isinstance(msg, m.RemountShm):
+            return [Remount(msg.size)]
+        if isinstance(msg, m.Exec):
+            return self._on_exec(msg)
+        if isinstance(msg, m.ExecKill):
+            return [KillExec(msg.id)] if msg.id in self.execs else []
+        if isinstance(msg, (m.RexecOutput, m.RexecExit)):
+            return [DeliverRexec(msg, data)] if self.start is not None and self.start.rsh else []
+        return []  # Ping: being heard is all it is for
+
+    def _on_start(self, msg: m.Start) -> list[NodeAction]:
+        if self.start is not None or not self.running:
+            return [Log("a second start (or a start after stop); dropped")]
+        self.start = msg
+        events: list[NodeAction] = []
+
+        def on_event(ev: PmiEvent) -> None:
+            if ev.kind == "abort":
+                events.append(Send(m.Abort(ev.rank, ev.exit_code, ev.message)))
+
+        self._pmi_events = events
+        self.pmi = PmiServer(kvsname=msg.kvsname, size=msg.size, local_ranks=[r.rank for r in msg.ranks if r.pmi],
+                             universe_size=msg.size, kvs={"PMI_process_mapping": msg.mapping},
+                             on_barrier=lambda puts: events.append(Send(m.Barrier(puts))), on_event=on_event)
+        return [Spawn(msg)]
+
+    def _on_exec(self, msg: m.Exec) -> list[NodeAction]:
+        if self.start is None or not (self.start.daemons or self.start.rsh) or not self.running:
+            why = "this node runs no launcher's daemons"
+        else:
+            why = check_daemon_command(msg.command) or ""
+        if why:
+            return [Log(f"remote command {msg.id!r} refused: {why}"),
+                    Send(m.ExecOutput(msg.id, "stderr"), f"mnp: refused on node {self.node}: {why}\n".encode()),
+                    Send(m.ExecExit(msg.id, 126))]
+        self.execs.add(msg.id)
+        return [RunExec(msg.id, msg.command)]
+
+    # -- processes ---------------------------------------------------------------------------------------------
+    def spawned(self, pids: dict[int, int], failed: dict[int, tuple[int, str]]) -> list[NodeAction]:
+        """The driver started the node's processes: ``pids`` rank -> pid, ``failed`` rank -> (code, reason)."""
+        self.live |= set(pids)
+        out: list[NodeAction] = [Send(m.Exit(rank, code, None, reason)) for rank, (code, reason) in failed.items()]
+        out.append(Send(m.Started(pids)))
+        if not self.running:  # told to stop while starting
+            out += self._stop(1.0)
+        return out
+
+    def rank_exited(self, rank: int, returncode: int) -> list[NodeAction]:
+        self.live.discard(rank)
+        sig = -returncode if returncode < 0 else None
+        name = signal.Signals(sig).name if sig and sig in signal.Signals._value2member_map_ else None
+        return [Send(m.Exit(rank, 128 + sig if sig else returncode, name, ""))]
+
+    def exec_exited(self, xid: str, returncode: int) -> list[NodeAction]:
+        self.execs.discard(xid)
+        return [Send(m.ExecExit(xid, returncode if returncode >= 0 else 128 - returncode))]
+
+    def on_pmi_line(self, rank: int, line: str) -> list[NodeAction]:
+        if self.pmi is None:
+            return []
+        replies: list[NodeAction] = [PmiReply(rank, r) for r in self.pmi.handle(rank, line)]
+        events, self._pmi_events[:] = list(self._pmi_events), []
+        return replies + events
