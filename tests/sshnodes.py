@@ -21,9 +21,11 @@ def keygen(path: Path) -> str:
 
 
 class SshNodes:
-    """``n`` sshd hosts; ``up`` lists which get sshd (the others are hosts with nothing listening)."""
+    """``n`` sshd hosts; ``up`` lists which get sshd, ``silent`` which get a listener on port 22 that accepts
+    connections and never says a word (a hung sshd); the others are hosts with nothing listening."""
 
-    def __init__(self, n: int, tmp: Path, up: list[int] | None = None, shm_bytes: int = 1 << 30) -> None:
+    def __init__(self, n: int, tmp: Path, up: list[int] | None = None, shm_bytes: int = 1 << 30,
+                 silent: list[int] | None = None) -> None:
         self.shm_bytes = shm_bytes
         self.tmp = tmp
         self.cluster = LocalCluster(new_job_id(), n)
@@ -32,6 +34,7 @@ class SshNodes:
         (tmp / "authorized_keys").write_text(pub + "\n")
         self.host_pubs: list[str] = []
         self.up = set(range(n)) if up is None else set(up)
+        self.silent = set(silent or ()) - self.up
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
 
     def start(self) -> SshNodes:
@@ -45,7 +48,7 @@ class SshNodes:
         self.ssh_config = self.tmp / "ssh_config"  # node names resolve only inside the nodes: map them here
         self.ssh_config.write_text("".join(f"Host node{i}\n    HostName {a}\n    User root\n"
                                            for i, a in enumerate(self.addresses)))
-        for i in sorted(self.up):
+        for i in sorted(self.up | self.silent):
             self._wait_port(self.addresses[i])
         return self
 
@@ -57,13 +60,21 @@ class SshNodes:
             self.host_pubs.append(" ".join(keygen(hk).split()[:2]))
             configs.append(hk)
         tmp = self.tmp
-        up = self.up
+        up, silent = self.up, self.silent
 
         def init(node: int, _fd: int) -> int:
+            addr = self.cluster.nodes[node].address
+            if node in silent:  # accepts and holds every connection, answers nothing
+                listener = socket.socket()
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind((addr, 22))
+                listener.listen(64)
+                held = []
+                while True:
+                    held.append(listener.accept()[0])
             if node not in up:  # a host whose sshd is not running: idle until the node is torn down
                 while True:
                     time.sleep(3600)
-            addr = self.cluster.nodes[node].address
             cfg = tmp / f"sshd_config{node}"
             cfg.write_text(f"ListenAddress {addr}\nPort 22\nHostKey {configs[node]}\n"
                            f"AuthorizedKeysFile {tmp / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import JOBS, ROOT, run_mnp, write_job
 from sshnodes import SshNodes
 
@@ -18,7 +17,8 @@ pytestmark = pytest.mark.namespaces
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshNodes]:
-    nodes = SshNodes(3, tmp_path_factory.mktemp("ssh"), up=[0, 1]).start()  # node 2: nothing listening
+    # node 2: nothing listening; node 3: accepts connections and never answers (a hung sshd)
+    nodes = SshNodes(4, tmp_path_factory.mktemp("ssh"), up=[0, 1], silent=[3]).start()
     try:
         yield nodes
     finally:
@@ -132,6 +132,24 @@ def test_each_failure_is_named_per_host(hosts: SshNodes, tmp_path: Path, mnp_hom
     host = extra[1].split(",")[-1] if what == "refused" else extra[1]
     assert f"mnp: error: {host}: " in last
     assert "Traceback" not in p.stderr
+
+
+def test_silent_sshd_is_one_line_within_the_connect_timeout(hosts: SshNodes, tmp_path: Path,
+                                                             mnp_home: Path) -> None:
+    """A host whose port 22 accepts but never answers: one line naming it, about when the connect timeout runs out
+    (not twice that), no paramiko traceback, and no progress line claiming every host is ready."""
+    import time
+
+    silent = hosts.addresses[3]
+    t0 = time.monotonic()
+    p = _launch(hosts, tmp_path, mnp_home, ["--hosts", f"{hosts.addresses[0]},{silent}", "--connect-timeout", "4"])
+    took = time.monotonic() - t0
+    assert p.returncode == 1, p.stderr
+    *progress, last = p.stderr.strip().splitlines()
+    assert last == (f"mnp: error: {silent}: port 22 accepted the connection but no SSH server answered within 4s "
+                    "(sshd hung or overloaded, or another service on that port)"), p.stderr
+    assert all(line in ("mnp: hosts ready 0/2", "mnp: hosts ready 1/2") for line in progress), p.stderr
+    assert took < 4 + 3.5, took  # CLI start-up and the good host's preflight included; 2x the timeout is 8
 
 
 def test_python_version_mismatch(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> None:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnp.errors import ClusterError, HostError
-from mnp.cluster.hosts import HostSpec
 from mnp.cluster.base import Cluster, NodeInfo
+from mnp.cluster.hosts import HostSpec
+from mnp.errors import ClusterError, HostError
 
-__all__ = ["SshOptions", "SshCluster"]
+__all__ = ["SshCluster", "SshOptions"]
 
 _PREFLIGHT = (
     "import json, socket, sys\n"
@@ -38,6 +38,24 @@ _PREFLIGHT = (
     "except Exception as e: r['mpi_error'] = str(e)\n"
     "print('MNP-PREFLIGHT ' + json.dumps(r))\n"
 )
+
+
+def _quiet_paramiko() -> None:
+    """paramiko's transport threads log failures with tracebacks; with no logging set up, Python's last-resort
+    handler prints them on stderr, beside our one-line error. A NullHandler on its logger keeps them out of sight
+    (a user who configures logging, e.g. for --debug, still gets them)."""
+    import logging
+
+    log = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+        log.addHandler(logging.NullHandler())
+
+
+def _no_ssh_answer(e: Exception) -> bool:
+    """Whether paramiko failed because the peer never spoke SSH: its banner did not come in time (the transport
+    thread gave up), or the negotiation was still waiting when ``connect`` moved on and found no session."""
+    text = str(e)
+    return "protocol banner" in text or "No existing session" in text or "Negotiation failed" in text
 
 
 @dataclass(frozen=True)
@@ -82,8 +100,10 @@ class SshCluster(Cluster):
                 self._connect(h)
                 self._preflight(h)
             except HostError as e:
-                errors.append(e)
-            with lock:
+                with lock:
+                    errors.append(e)
+                return
+            with lock:  # the progress line counts hosts that are ready, never ones that failed
                 done += 1
                 if progress:
                     progress(done, len(self.hosts))
@@ -113,6 +133,7 @@ class SshCluster(Cluster):
     def _connect(self, h: _Host) -> None:
         import paramiko
 
+        _quiet_paramiko()
         cfg = self._ssh_config(h.spec.name)
         hostname = cfg.get("hostname", h.spec.name)
         user = h.spec.user or self.opts.user or cfg.get("user") or os.environ.get("USER") or "root"
@@ -148,6 +169,9 @@ class SshCluster(Cluster):
             if "not found in known_hosts" in str(e):
                 raise HostError(name, "unknown host key: not in known_hosts (add it with ssh-keyscan after checking "
                                 "it, or pass --insecure-no-host-key-check)") from None
+            if _no_ssh_answer(e):
+                raise HostError(name, f"port {port} accepted the connection but no SSH server answered within "
+                                f"{t:g}s (sshd hung or overloaded, or another service on that port)") from None
             raise HostError(name, f"SSH failed: {e}") from None
         except paramiko.ssh_exception.NoValidConnectionsError as e:
             client.close()
@@ -157,7 +181,7 @@ class SshCluster(Cluster):
         except socket.gaierror:
             client.close()
             raise HostError(name, "unknown host name (it does not resolve)") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             client.close()
             raise HostError(name, f"unreachable: no answer on port {port} within {t:g}s") from None
         except OSError as e:
@@ -189,7 +213,7 @@ class SshCluster(Cluster):
         if line is None:
             raise HostError(name, f"{self.python} failed to run (exit {rc}): {err.strip().splitlines()[-1:]}")
         info = json.loads(line.split(" ", 1)[1])
-        here = "%d.%d" % sys.version_info[:2]
+        here = f"{sys.version_info[0]}.{sys.version_info[1]}"
         if info["python"] != here:
             raise HostError(name, f"Python version mismatch: {info['python']} at {self.python} there, {here} here "
                             "(use the same version, or --remote-python)")
