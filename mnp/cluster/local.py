@@ -9,6 +9,16 @@ Every object is named after the job (``mnp-<id>-<n>`` namespaces, ``mnpb-<id>`` 
 a pid file in ``/run/mnp`` names the coordinator that owns them, so :func:`clean_stale` can find and remove what a
 crashed run left behind before the next one starts.
 
+Each node also gets its own CPUs where the host has enough (:func:`plan_node_cpus`): the node's init is pinned to
+them, so ``nproc``, hwloc and the agent's default ranks per node see only those, and MPI binding inside one node
+cannot pile ranks of several nodes onto the same core.
+
+Interrupts: every helper program (``ip``) runs in a session of its own, so a terminal's Ctrl-C reaches only the
+coordinator; a helper that dies anyway is a :class:`ClusterError` naming it, never a stray ``BrokenPipeError``.
+``create`` may be cut short at any point (an exception from a signal handler included) and ``teardown`` then
+removes whatever it had made: everything is found by name, and each forked node is recorded before a signal
+handler can run.
+
 Without root (or without ``ip``/``unshare``) :class:`ProcessCluster` runs the agents as plain local processes and
 says, in one line, that the nodes are not isolated.
 """
@@ -25,16 +35,17 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from mnp.cluster.base import Cluster, NodeInfo, agent_command
+from mnp.cluster.nsnode import NodeProcess, fork_node, held_signals
 from mnp.errors import ClusterError
 from mnp.pids import pid_alive
-from mnp.cluster.base import Cluster, NodeInfo, agent_command
-from mnp.cluster.nsnode import NodeProcess, fork_node
 
-__all__ = ["LocalCluster", "ProcessCluster", "local_cluster", "clean_stale", "namespaces_available"]
+__all__ = ["LocalCluster", "ProcessCluster", "clean_stale", "local_cluster", "namespaces_available", "plan_node_cpus",
+           "sysfs_core"]
 
 RUN_DIR = Path(os.environ.get("MNP_RUN_DIR", "/run/mnp"))
 _NS = re.compile(r"^mnp-([0-9a-f]{6})-(\d+)$")
@@ -47,11 +58,91 @@ def namespaces_available() -> bool:
     return os.geteuid() == 0 and bool(shutil.which("ip")) and bool(shutil.which("unshare"))
 
 
+def _why(returncode: int, stderr: str) -> str:
+    """Why a helper failed, in a few words: its last error line, or the signal that killed it."""
+    lines = stderr.strip().splitlines()
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}" + (f" ({lines[-1]})" if lines else "")
+    return lines[-1] if lines else f"exit code {returncode}"
+
+
+def _spawn(into: list[subprocess.Popen[Any]], argv: list[str], **kw: Any) -> subprocess.Popen[Any]:
+    """Start a helper in a session of its own and append it to ``into`` (for :func:`_reap`).
+
+    Its own session: a terminal's Ctrl-C is for mnp, which then tears down in order, not for its helpers. Signals
+    are held while it starts, so a handler that raises cannot leave a helper started but unrecorded (the helper
+    inherits that mask: it is only ever ended by SIGKILL, or by itself)."""
+    with held_signals():
+        p = subprocess.Popen(argv, start_new_session=True, **kw)
+        into.append(p)
+    return p
+
+
+def _reap(procs: list[subprocess.Popen[Any]]) -> None:
+    """Kill the helpers still running (a step cut short) and reap them all."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        for pipe in (p.stdin, p.stdout, p.stderr):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:  # unflushed input for a helper that is gone
+                    pass
+
+
 def _ip(*args: str, stdin: str | None = None, check: bool = True) -> str:
-    p = subprocess.run(["ip", *args], input=stdin, capture_output=True, text=True)
+    procs: list[subprocess.Popen[Any]] = []
+    try:
+        p = _spawn(procs, ["ip", *args], stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(stdin)  # (a helper that ends before reading it all is not an error here)
+    finally:
+        _reap(procs)
     if check and p.returncode != 0:
-        raise ClusterError(f"ip {' '.join(args[:3])}: {p.stderr.strip().splitlines()[-1] if p.stderr else p.returncode}")
-    return p.stdout
+        raise ClusterError(f"ip {' '.join(args[:3])}: {_why(p.returncode, err)}")
+    return out
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """Write ``data`` to a pipe and close it; False when the reader had gone (EPIPE)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+        return True
+    except BrokenPipeError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _ip_in_namespaces(batches: dict[str, str]) -> None:
+    """Run one ``ip -batch`` per network namespace, all at once; ClusterError naming the first that failed.
+
+    Whatever happens (an interrupt included), no helper is left running when this returns or raises."""
+    procs: list[subprocess.Popen[Any]] = []
+    try:
+        for ns, commands in batches.items():
+            p = _spawn(procs, ["ip", "-n", ns, "-batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+            assert p.stdin is not None
+            fd = os.dup(p.stdin.fileno())
+            p.stdin.close()
+            _write_all(fd, commands.encode())  # an early end shows in its exit status and stderr, below
+        for ns, p in zip(batches, procs):
+            assert p.stderr is not None
+            err = p.stderr.read().decode(errors="replace")
+            if p.wait() != 0:
+                node = ns.rsplit("-", 1)[-1]
+                raise ClusterError(f"node{node}: network setup failed: ip -n {ns}: {_why(p.returncode, err)}")
+    finally:
+        _reap(procs)
 
 
 def _owner_alive(short: str) -> bool:
@@ -71,16 +162,16 @@ def _links() -> set[str]:
     return names
 
 
-def _remove(short: str, namespaces: list[str], links: list[str], wait_s: float = 3.0, kill: bool = True) -> None:
+def _remove(short: str, namespaces: list[str], links: list[str], wait_s: float = 3.0) -> None:
     """Kill what runs in the namespaces, delete them and the links, and wait until the links are gone.
 
     Deleting the namespaces first lets the kernel remove all their veth pairs in one batch (one RCU grace period);
     deleting veths one by one costs a grace period each. Links still there after ``wait_s`` are deleted by name.
-    ``kill=False`` skips looking for processes (the caller reaped every node's init, so their PID namespaces,
-    and everything in them, are gone).
+    Namespaces that do not exist (a ``create`` cut short) are skipped.
     """
-    for ns in namespaces if kill else []:
-        for pid in _ip("netns", "pids", ns, check=False).split():
+    if namespaces:
+        for pid in _ip("-force", "-batch", "-", stdin="".join(f"netns pids {ns}\n" for ns in namespaces),
+                       check=False).split():
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
@@ -142,8 +233,71 @@ def _pick_subnet(short: str) -> ipaddress.IPv4Network:
     raise ClusterError("no free 10.213.x.0/24 subnet for the local cluster")
 
 
+def sysfs_core(cpu: int) -> tuple[int, int] | None:
+    """(package, core) of a CPU from sysfs; None where the kernel does not say."""
+    topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+    try:
+        return int((topo / "physical_package_id").read_text()), int((topo / "core_id").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _cores(cpus: Collection[int], core_of: Callable[[int], tuple[int, int] | None]) -> list[list[int]]:
+    """``cpus`` grouped by physical core (hyperthreads of one core together), in package and core order; CPUs of
+    unknown topology last, each a core of its own."""
+    groups: dict[tuple[int, int, int, int], list[int]] = {}
+    for cpu in sorted(cpus):
+        core = core_of(cpu)
+        groups.setdefault((0, core[0], core[1], 0) if core else (1, 0, 0, cpu), []).append(cpu)
+    return [groups[k] for k in sorted(groups)]
+
+
+def _split(items: list[list[int]], parts: int) -> list[list[int]]:
+    """``items`` in ``parts`` contiguous runs of near-equal length (the first ones one longer), flattened."""
+    per, extra = divmod(len(items), parts)
+    runs, at = [], 0
+    for i in range(parts):
+        n = per + (i < extra)
+        runs.append([cpu for item in items[at:at + n] for cpu in item])
+        at += n
+    return runs
+
+
+def plan_node_cpus(cpus: Collection[int], num_nodes: int,
+                   core_of: Callable[[int], tuple[int, int] | None] = sysfs_core) -> dict[int, list[int]]:
+    """Which of ``cpus`` (the CPUs this process may use) each local node gets.
+
+    Whole physical cores per node, in contiguous runs, while there are enough; else distinct logical CPUs; with
+    more nodes than CPUs, node ``i`` gets CPU ``i % len(cpus)`` and nodes share CPUs
+    (:attr:`LocalCluster.cpus_shared`). ``core_of(cpu)`` gives a CPU's (package, core).
+    """
+    cores = _cores(cpus, core_of)
+    flat = [cpu for core in cores for cpu in core]
+    if not flat or num_nodes < 1:
+        return {}
+    if num_nodes <= len(cores):
+        runs = _split(cores, num_nodes)
+    elif num_nodes <= len(flat):
+        runs = _split([[cpu] for cpu in flat], num_nodes)
+    else:
+        runs = [[flat[i % len(flat)]] for i in range(num_nodes)]
+    return dict(enumerate(runs))
+
+
 class LocalCluster(Cluster):
-    """Isolated nodes from Linux namespaces (root only)."""
+    """Isolated nodes from Linux namespaces (root only).
+
+    CPUs, for the coordinator to read (both set at construction, before ``create``):
+
+    ``node_cpus``
+        ``{node index: [cpu, ...]}``: the CPUs each node's init, and so everything in the node, is pinned to
+        (:func:`plan_node_cpus` over this process's own affinity). A node's ``nproc``, its agent's ``cpus`` in
+        the hello and hence the default ranks per node are ``len(node_cpus[node])``.
+    ``cpus_shared``
+        True when there are more nodes than CPUs, so that some CPU belongs to several nodes: then binding ranks to
+        cores inside each node (Open MPI's default) can put ranks of different nodes on one core, and the
+        coordinator should ask MPI not to bind (``--bind-to none``).
+    """
 
     probe_ifaces = False  # every node has eth0 on our bridge
 
@@ -156,6 +310,9 @@ class LocalCluster(Cluster):
         self.dir = RUN_DIR / self.short
         self.shm_bytes = 0
         self._nodes: dict[int, NodeProcess] = {}
+        self.node_cpus: dict[int, list[int]] = plan_node_cpus(os.sched_getaffinity(0), num_nodes)
+        owners = [cpu for cpus in self.node_cpus.values() for cpu in cpus]
+        self.cpus_shared: bool = len(owners) != len(set(owners))
 
     def mac(self, node: int | None) -> str:
         """A locally administered MAC for a node's eth0 (``None``: the bridge), unique to this job and node."""
@@ -189,28 +346,20 @@ class LocalCluster(Cluster):
         root: list[str] = []
         for n in self.nodes:
             root += [f"netns add {self.ns(n.index)}",
-                     f"link add mv{self.short}h{n.index} type veth peer name mv{self.short}n{n.index} "
-                     f"address {self.mac(n.index)} netns {self.ns(n.index)}",
+                     (f"link add mv{self.short}h{n.index} type veth peer name mv{self.short}n{n.index} "
+                      f"address {self.mac(n.index)} netns {self.ns(n.index)}"),
                      f"link set mv{self.short}h{n.index} master {self.bridge} up",
                      f"neigh replace {n.address} lladdr {self.mac(n.index)} dev {self.bridge} nud permanent"]
         _ip("-batch", "-", stdin="\n".join(root) + "\n")
         peers = [(self.control_address, self.mac(None))] + [(n.address, self.mac(n.index)) for n in self.nodes]
-        procs = []
+        batches = {}
         for n in self.nodes:
             inner = [f"link set mv{self.short}n{n.index} name eth0", f"addr add {n.address}/{net.prefixlen} dev eth0",
                      "link set eth0 up", "link set lo up"]
             inner += [f"neigh replace {addr} lladdr {mac} dev eth0 nud permanent" for addr, mac in peers
                       if addr != n.address]
-            procs.append(subprocess.Popen(["ip", "-n", self.ns(n.index), "-batch", "-"], stdin=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True))
-            assert procs[-1].stdin is not None
-            procs[-1].stdin.write("\n".join(inner) + "\n")
-            procs[-1].stdin.close()
-        for n, p in zip(self.nodes, procs):
-            assert p.stderr is not None
-            err = p.stderr.read()
-            if p.wait() != 0:
-                raise ClusterError(f"node{n.index}: network setup failed: {err.strip()}")
+            batches[self.ns(n.index)] = "\n".join(inner) + "\n"
+        _ip_in_namespaces(batches)
         lines = ["127.0.0.1\tlocalhost", f"{self.control_address}\tmnp-coordinator"]
         lines += [f"{n.address}\t{n.hostname}" for n in self.nodes]
         (self.dir / "hosts").write_text("\n".join(lines) + "\n")
@@ -218,17 +367,22 @@ class LocalCluster(Cluster):
 
         for n in self.nodes:
             run = run_from_fd if init is None else functools.partial(init, n.index)
-            self._nodes[n.index] = fork_node(f"/run/netns/{self.ns(n.index)}", n.hostname, self.shm_bytes,
-                                             str(self.dir / "hosts"), str(n.index), run)
+            with held_signals():  # a keeper forked is a keeper recorded, for teardown
+                self._nodes[n.index] = fork_node(f"/run/netns/{self.ns(n.index)}", n.hostname, self.shm_bytes,
+                                                 str(self.dir / "hosts"), str(n.index), run,
+                                                 self.node_cpus.get(n.index))
         return self.nodes
 
     def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
         """Each forked node waits for its handoff on a pipe only it and we hold."""
         for node, handoff in handoffs.items():
             proc = self._nodes[node]
-            with os.fdopen(proc.handoff_fd, "wb") as pipe:
-                pipe.write(json.dumps(handoff).encode() + b"\n")
             self._agents[node] = proc  # type: ignore[assignment]
+            fd, proc.handoff_fd = proc.handoff_fd, -1
+            if not _write_all(fd, json.dumps(handoff).encode() + b"\n"):
+                rc = proc.wait(1)
+                raise ClusterError(f"node{node}: its init ended before it got its handoff"
+                                   + (f" (exit code {rc})" if rc is not None else ""))
 
     def lost(self) -> dict[int, int]:
         return {n: rc for n, p in self._nodes.items() if (rc := p.poll()) is not None}
@@ -237,40 +391,55 @@ class LocalCluster(Cluster):
         return self.node_argv(node, agent_command())
 
     def node_argv(self, node: int, command: list[str]) -> list[str]:
-        """``command`` as the init of node ``node``: its namespaces, hostname, /dev/shm and /etc/hosts."""
+        """``command`` as the init of node ``node``: its namespaces, hostname, /dev/shm, /etc/hosts and CPUs."""
         n = self.nodes[node]
         size = f"size={self.shm_bytes}," if self.shm_bytes else ""
         setup = (f"hostname {n.hostname} && mount -t tmpfs -o {size}mode=1777 mnp-shm /dev/shm && "
                  f"mount --bind {self.dir / 'hosts'} /etc/hosts && exec \"$@\"")
-        return ["ip", "netns", "exec", self.ns(node), "unshare", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
+        cpus = self.node_cpus.get(node)
+        pin = ["taskset", "-c", ",".join(map(str, cpus))] if cpus and shutil.which("taskset") else []
+        return [*pin, "ip", "netns", "exec", self.ns(node), "unshare", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
                 "--mount-proc", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", setup, "mnp-node",
                 *command]
 
     def teardown(self) -> None:
-        for p in self._nodes.values():
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)  # the keeper kills and reaps the node's init, then exits
-        reaped = all(p.wait(5) is not None for p in self._nodes.values())
-        for p in self._nodes.values():
-            if p.poll() is None:  # last resort: the init follows its keeper by death signal
-                os.kill(p.pid, signal.SIGKILL)
+        """Remove the nodes and everything made for them; safe after any partial ``create``, and idempotent.
+
+        SIGINT, SIGTERM and SIGHUP wait until it is done (a second Ctrl-C must not leave half a cluster)."""
+        with held_signals():
+            for p in self._nodes.values():
+                if p.poll() is None:
+                    os.kill(p.pid, signal.SIGTERM)  # the keeper kills and reaps the node's init, then exits
+            for p in self._nodes.values():
                 p.wait(5)
-        for p in self._nodes.values():
-            if p.handoff_fd >= 0 and p.pid not in [a.pid for a in self._agents.values()]:
-                try:
-                    os.close(p.handoff_fd)
-                except OSError:
-                    pass
-        veths = [f"mv{self.short}h{i}" for i in range(self.num_nodes)]
-        _remove(self.short, [self.ns(i) for i in range(self.num_nodes)], [*veths, self.bridge],
-                kill=not reaped or len(self._nodes) < self.num_nodes)
+            for p in self._nodes.values():
+                if p.poll() is None:  # last resort: the init follows its keeper by death signal
+                    os.kill(p.pid, signal.SIGKILL)
+                    p.wait(5)
+                if p.handoff_fd >= 0:  # a node that never got its handoff
+                    fd, p.handoff_fd = p.handoff_fd, -1
+                    os.close(fd)
+            veths = [f"mv{self.short}h{i}" for i in range(self.num_nodes)]
+            # Also kills what may still run in a namespace: an init whose keeper died before its death signal
+            # was set, a helper of an interrupted create.
+            _remove(self.short, [self.ns(i) for i in range(self.num_nodes)], [*veths, self.bridge])
 
 
 class ProcessCluster(Cluster):
-    """Fallback without namespaces: every node's agent is a plain process on this machine."""
+    """Fallback without namespaces: every node's agent is a plain process on this machine.
+
+    ``node_cpus`` gives every node all of this process's CPUs and ``cpus_shared`` is True with more than one node
+    (see :class:`LocalCluster`): binding ranks to cores inside each "node" would stack them.
+    """
 
     warning = "nodes are not isolated (no root or no namespaces): all ranks share this machine's network and /dev/shm"
     probe_ifaces = False
+
+    def __init__(self, job_id: str, num_nodes: int) -> None:
+        super().__init__(job_id, num_nodes)
+        mine = sorted(os.sched_getaffinity(0))
+        self.node_cpus: dict[int, list[int]] = {i: list(mine) for i in range(num_nodes)}
+        self.cpus_shared: bool = num_nodes > 1
 
     def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
         import socket
@@ -283,19 +452,23 @@ class ProcessCluster(Cluster):
         return agent_command()
 
     def teardown(self) -> None:
-        for p in self._agents.values():
-            if p.poll() is None:
+        with held_signals():  # a second Ctrl-C waits until every agent is gone
+            for p in self._agents.values():
+                if p.poll() is None:
+                    try:
+                        os.killpg(p.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            deadline = time.monotonic() + 3
+            for p in self._agents.values():
                 try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 3
-        for p in self._agents.values():
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+                    p.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    p.wait()
 
 
 def local_cluster(job_id: str, num_nodes: int, isolate: bool | None = None) -> Cluster:

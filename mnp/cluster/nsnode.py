@@ -7,19 +7,27 @@ and PID namespaces, sets the hostname, mounts the node's own /dev/shm and /etc/h
 with its status. SIGTERM to the keeper kills the init and reaps it before the keeper exits; a death signal ties
 init to keeper and keeper to the coordinator, so nothing outlives a coordinator that is killed outright.
 
+Given ``cpus``, the keeper restricts itself to them before it forks the init, so the whole node (its agent, its
+ranks, ``nproc``, hwloc) sees only those CPUs.
+
+Signals: the keeper starts its own session, so a terminal's Ctrl-C reaches only the coordinator. SIGINT, SIGTERM and
+SIGHUP are held (blocked) from before the fork until the keeper's SIGTERM handler is in place, so a signal at any
+moment either finds no keeper yet or a keeper that will kill its init: no init outlives its keeper unseen.
+
 Call it before the process starts any thread (ZeroMQ contexts included): only the forking thread survives a fork.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 
-__all__ = ["fork_node", "NodeProcess"]
+__all__ = ["NodeProcess", "fork_node", "held_signals"]
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -45,6 +53,23 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
 
 def _prctl(option: int, arg: int | bytes) -> None:
     _libc.prctl(option, arg, 0, 0, 0)
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Block SIGINT, SIGTERM and SIGHUP in this thread for the ``with`` block; they are delivered when it ends.
+
+    Used around steps that must not be cut in half by a Python signal handler raising (a fork and the record of
+    its pid, a teardown).
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class NodeProcess:
@@ -83,13 +108,25 @@ def _kill_quietly(pid: int) -> None:
 
 
 def fork_node(netns_path: str, hostname: str, shm_bytes: int, hosts_file: str, name: str,
-              run: Callable[[int], int]) -> NodeProcess:
-    """Fork a node; ``run(handoff_fd)`` is the node's init (the agent). Returns the keeper as seen from here."""
-    read_fd, write_fd = os.pipe()
+              run: Callable[[int], int], cpus: Collection[int] | None = None) -> NodeProcess:
+    """Fork a node; ``run(handoff_fd)`` is the node's init (the agent); ``cpus``, when given, the only CPUs the node
+    may use. Returns the keeper as seen from here."""
     parent = os.getpid()
-    pid = os.fork()
+    unheld = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)  # (not a ``with``: the child must keep them held)
+    try:
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = os.fork()
+        except BaseException:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
+        raise
     if pid:
         os.close(read_fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
         return NodeProcess(pid, write_fd)
     # -- keeper -------------------------------------------------------------------------------------------------
     code = 70
@@ -102,9 +139,11 @@ def fork_node(netns_path: str, hostname: str, shm_bytes: int, hosts_file: str, n
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the coordinator died between fork and prctl
             os._exit(1)
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for s in _HELD:
             signal.signal(s, signal.SIG_DFL)
         _prctl(PR_SET_NAME, f"mnp-keep-{name}"[:15].encode())
+        if cpus:
+            os.sched_setaffinity(0, cpus)
         fd = os.open(netns_path, os.O_RDONLY)
         _check(_libc.setns(fd, CLONE_NEWNET), "setns")
         os.close(fd)
@@ -119,6 +158,7 @@ def fork_node(netns_path: str, hostname: str, shm_bytes: int, hosts_file: str, n
             # -- the node's init (PID 1 of its PID namespace) ----------------------------------------------------
             try:
                 _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # (getppid() is 0 here: the keeper is outside our PID ns)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
                 _prctl(PR_SET_NAME, f"mnp-agent-{name}"[:15].encode())
                 _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
                 code = run(read_fd)
@@ -133,6 +173,7 @@ def fork_node(netns_path: str, hostname: str, shm_bytes: int, hosts_file: str, n
         # SIGTERM to the keeper ends the node at once and reaps its init here, so when the keeper has exited,
         # the node's PID namespace is empty.
         signal.signal(signal.SIGTERM, lambda *_: _kill_quietly(init))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)  # a SIGTERM that came meanwhile runs the handler now
         _, status = os.waitpid(init, 0)
         code = os.waitstatus_to_exitcode(status)
         code = code if code >= 0 else 128 - code
