@@ -91,6 +91,20 @@ def test_children_in_random_order_with_job_file(tmp_path: Path, no_leftovers: No
         sim.stop()
 
 
+def test_no_rank_can_find_the_job_secret(tmp_path: Path, no_leftovers: None) -> None:
+    """MNP_JOB_SECRET derives every key of the job: no rank sees it in its environment nor in the environment of
+    any process it can read (/proc/PID/environ: the agent, `mnp node`), on the main node or a child."""
+    job = write_job(tmp_path / "job.yaml", name="scan", ranks_per_node=1, transport="tcp",
+                    command=[sys.executable, str(JOBS / "secretscan.py"), SECRET])
+    sim = BatchSim(tmp_path, 2, main=0, args=["--json", "--join-timeout", "30", str(job)])
+    try:
+        assert sim.wait(0, 60) == 0, sim.log(0)
+        scans = [json.loads(ln.split("SECRET-SCAN ", 1)[1]) for ln in sim.log(0).splitlines() if "SECRET-SCAN" in ln]
+        assert len(scans) == 2 and scans == [[], []], sim.log(0)
+    finally:
+        sim.stop()
+
+
 def test_each_node_runs_its_own_command(tmp_path: Path, no_leftovers: None) -> None:
     # The Batch way: the entry point gets the node range's container.command as arguments.
     sim = BatchSim(tmp_path, 2, main=0, args=["--", sys.executable, str(JOBS / "envdump.py")],

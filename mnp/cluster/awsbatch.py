@@ -17,6 +17,7 @@ job definition passes in (``secrets`` from Secrets Manager, or ``environment``).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -26,7 +27,8 @@ from typing import Any
 from mnp.errors import UsageError
 from mnp.cluster.base import Cluster, NodeInfo, agent_command
 
-__all__ = ["BatchNode", "batch_node", "BatchMainCluster", "run_child", "DEFAULT_PORT"]
+__all__ = ["BatchNode", "batch_node", "BatchMainCluster", "run_child", "main_bind_address", "reexec_without_secret",
+           "DEFAULT_PORT"]
 
 DEFAULT_PORT = 8740
 
@@ -60,6 +62,27 @@ def _int(environ: Mapping[str, str], name: str, low: int = 0) -> int:
     return value
 
 
+SECRET_FD_VAR = "MNP_JOB_SECRET_FD"
+
+
+def reexec_without_secret(args: list[str]) -> None:
+    """Start ``mnp ARGS`` afresh without ``MNP_JOB_SECRET`` in its environment, the secret on a pipe instead.
+
+    Removing a variable from a running process is not enough: /proc/PID/environ still shows the environment the
+    process started with, to every process of its user -- the ranks included. After this exec it shows none. A
+    no-op when the variable is not set."""
+    secret = os.environ.get("MNP_JOB_SECRET")
+    if not secret:
+        return
+    r, w = os.pipe()
+    os.write(w, secret.encode())
+    os.close(w)
+    os.set_inheritable(r, True)
+    env = {k: v for k, v in os.environ.items() if k != "MNP_JOB_SECRET"}
+    env[SECRET_FD_VAR] = str(r)
+    os.execve(sys.executable, [sys.executable, "-m", "mnp", *args], env)
+
+
 def batch_node(environ: Mapping[str, str]) -> BatchNode:
     """This container's place in the job, from Batch's variables; one-line errors naming the variable."""
     num = _int(environ, "AWS_BATCH_JOB_NUM_NODES", 1)
@@ -72,6 +95,10 @@ def batch_node(environ: Mapping[str, str]) -> BatchNode:
     if index != main and not addr:
         raise UsageError("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS is not set on a child node")
     secret = environ.get("MNP_JOB_SECRET", "")
+    if environ.get(SECRET_FD_VAR):  # handed over by reexec_without_secret
+        fd = int(environ[SECRET_FD_VAR])
+        with os.fdopen(fd, "rb") as pipe:
+            secret = pipe.read(1 << 16).decode(errors="replace")
     if len(secret) < 16:
         raise UsageError("MNP_JOB_SECRET: set it (16+ characters, the same on every node) through the job "
                          "definition's secrets or environment; it authenticates the nodes to each other")
@@ -83,11 +110,14 @@ def batch_node(environ: Mapping[str, str]) -> BatchNode:
 class BatchMainCluster(Cluster):
     """The main node's view: children start themselves and dial in; this node's own agent is started here."""
 
-    def __init__(self, job_id: str, node: BatchNode, port: int = DEFAULT_PORT) -> None:
+    def __init__(self, job_id: str, node: BatchNode, port: int = DEFAULT_PORT, bind: str | None = None) -> None:
         super().__init__(job_id, node.num_nodes)
         self.node = node
-        self.control_address = "0.0.0.0"
+        self.control_address = bind or main_bind_address()
         self.control_port = port
+        if self.control_address == "0.0.0.0":
+            self.warning = ("no cluster interface found on the main node: the coordinator listens on every "
+                            "interface (set MNP_BIND_ADDRESS to the address children dial)")
 
     def keys(self) -> Any:
         from mnp.control.channel import keys_from_secret
@@ -102,7 +132,7 @@ class BatchMainCluster(Cluster):
         return agent_command()
 
     def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
-        """Only this node's own agent starts here; it reaches the coordinator (bound to 0.0.0.0) on loopback."""
+        """Only this node's own agent starts here; it dials the coordinator at the main node's own address."""
         mine = handoffs[self.node.main]
         super().start_agents({self.node.main: {**mine, "endpoint": mine["endpoint"].replace("0.0.0.0", "127.0.0.1")}})
 
@@ -122,6 +152,22 @@ class BatchMainCluster(Cluster):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def main_bind_address(environ: Mapping[str, str] | None = None) -> str:
+    """Where the main node's coordinator listens: ``MNP_BIND_ADDRESS``, else the node's cluster interface (its
+    first usable, non-link-local IPv4 address), never every interface while one can be found."""
+    env = os.environ if environ is None else environ
+    if env.get("MNP_BIND_ADDRESS"):
+        return env["MNP_BIND_ADDRESS"]
+    from mnp.errors import HostError
+    from mnp.fabric.ifaces import local_ifaces, usable
+
+    try:
+        found = [i for i in usable(local_ifaces()) if not i.link_local and not i.address.startswith("127.")]
+    except HostError:
+        found = []
+    return found[0].address if found else "0.0.0.0"
 
 
 def run_child(node: BatchNode, port: int, join_timeout: float, dead_after: float, heartbeat: float = 1.0,
