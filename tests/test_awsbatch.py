@@ -204,3 +204,69 @@ def test_batch_retry_strategy_is_honoured(tmp_path: Path, mnp_home: Path, no_lef
     p = run_mnp(["launch", str(path)], mnp_home)
     assert p.returncode == 0, p.stderr
     assert "attempt 1 of 2 failed" in p.stderr
+
+
+def test_keyed_attacker_is_refused_and_changes_nothing(tmp_path: Path, no_leftovers: None) -> None:
+    """A peer holding a node's key (here: node 2 of 3, whose container never starts; in Batch every key derives
+    from the shared secret) joins as that node and then tries what only other roles may do: run a shell command
+    through the launcher path (no launcher runs in a PMI job), report another node's rank as failed, forge its
+    output, and a second connection with node 0's key. Each is refused and recorded; the job still ends as its
+    real ranks decide, and no command ran."""
+    from mnp.control import messages as m
+    from mnp.control.channel import AgentChannel, keys_from_secret
+    from mnp.records import Records
+
+    marker = tmp_path / "pwned"
+    job = write_job(tmp_path / "job.yaml", name="attacked", ranks_per_node=1, transport="tcp",
+                    command=[sys.executable, "-c", "import time; time.sleep(3); print('real rank done')"])
+    sim = BatchSim(tmp_path, 3, main=0, args=["--json", "--join-timeout", "30", str(job)], start={0, 1})
+    keys = keys_from_secret(SECRET, 3)
+    endpoint = f"tcp://{sim.cluster.nodes[0].address}:8740"
+    evil = AgentChannel(endpoint, keys.agent_handoff(2))
+    spoof = AgentChannel(endpoint, keys.agent_handoff(0))
+    try:
+        from mnp.fabric.decide import node_facts
+
+        evil.send(m.Hello("node2", 1, 1, fabric=node_facts(False)))
+        start = None
+        deadline = time.monotonic() + 30
+        while start is None and time.monotonic() < deadline:
+            got = evil.recv_nowait()
+            if got is not None and isinstance(got[0], m.Start):
+                start = got[0]
+            evil.send(m.Heartbeat())
+            time.sleep(0.05)
+        assert start is not None, sim.log(0)
+        assert all("MNP_JOB_SECRET" not in k for k in start.env)
+        evil.send(m.Started({2: 4242}))
+        evil.send(m.Rexec("2.1", "node0", f"touch {marker}"))
+        evil.send(m.Rexec("2.2", "node0", f"prted; touch {marker}"))
+        evil.send(m.Exit(0, 9, None, "forged"))
+        evil.send(m.Output(1, "stdout"), b"forged output\n")
+        evil.send(m.Exec("2.3", f"touch {marker}"))  # a coordinator-to-agent message: not even decodable here
+        spoof.send(m.Exit(0, 9, None, "spoofed"))
+        evil.send(m.Exit(2, 0))  # its own rank: that much it may say
+        for _ in range(40):
+            evil.send(m.Heartbeat())
+            time.sleep(0.1)
+            got = evil.recv_nowait()
+            if got is not None and isinstance(got[0], m.Shutdown):
+                break
+        assert sim.wait(0, 60) == 0, sim.log(0)
+        log = sim.log(0)
+        result = json.loads(log.strip().splitlines()[-1])
+        assert result["state"] == "SUCCEEDED", log
+        assert "forged output" not in log and "real rank done" in log
+        assert not marker.exists()
+        refused = Records(tmp_path / "home0").get(result["job_id"]).info["refused"]
+        assert any("no launcher runs in this job" in r for r in refused), refused
+        assert any("rank 0, which is not its own" in r for r in refused), refused
+        assert any("output for rank 1" in r for r in refused), refused
+        assert any("invalid message" in r for r in refused), refused
+        assert any("second connection holding node 0's key" in r for r in refused), refused
+        assert log.count("mnp: refused:") >= 5
+    finally:
+        for a in (evil, spoof):
+            a.sock.linger = 0
+            a.close()
+        sim.stop()
