@@ -37,6 +37,7 @@ from mnp.fabric.decide import node_facts
 from mnp.fabric.shm import remove_job_segments, shm_free
 from mnp.node import engine as e
 from mnp.node.relay import ExecTable, RankFifos, RshRelay
+from mnp.node.watchdog import Watchdog, die_with_parent
 
 __all__ = ["main", "Agent", "rank_environment", "SECRET_VARS"]
 
@@ -100,6 +101,12 @@ class Agent:
         if self.stdin_fd is not None:
             self.poller.register(self.stdin_fd, zmq.POLLIN)
         self.signals: list[int] = []
+        try:  # ties the node's processes to this agent: they die with it, whatever it dies of
+            self.watchdog: Watchdog | None = Watchdog.start()
+        except OSError as err:
+            self.watchdog = None
+            log.warning("mnp agent %d: no watchdog (%s): ranks would outlive a killed agent", self.node, err)
+        self.pdeathsig = die_with_parent()
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a closed stderr (SSH gone) is no reason to die
@@ -152,6 +159,8 @@ class Agent:
         if self.private is not None:
             shutil.rmtree(self.private, ignore_errors=True)
         removed = self._remove_segments()
+        if self.watchdog is not None:
+            self.watchdog.close()
         self.send(m.Bye(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, removed))
         self.chan.close()
         return self.engine.exit_code
@@ -201,8 +210,11 @@ class Agent:
             elif isinstance(a, e.SignalAll):
                 self._signal_all(a.sig)
             elif isinstance(a, e.RunExec):
-                if self.execs.start(a.id, a.command, self.node_env) is None:
+                pid = self.execs.start(a.id, a.command, self.node_env, self.pdeathsig)
+                if pid is None:
                     self._act(self.engine.exec_exited(a.id, 127))
+                elif self.watchdog is not None:
+                    self.watchdog.add_group(pid)
             elif isinstance(a, e.KillExec):
                 self.execs.kill(a.id)
             elif isinstance(a, e.DeliverRexec) and self.rsh is not None:
@@ -232,6 +244,10 @@ class Agent:
             base["MNP_IO_DIR"] = self.private
         self.node_env = base
         self.kvsname = msg.kvsname
+        if self.watchdog is not None:
+            self.watchdog.add_shm(msg.kvsname)
+            if self.private is not None:
+                self.watchdog.add_dir(self.private)
         if self.rsh is not None:
             base = {**base, "MNP_RSH_SOCKET": self.rsh.path}
         cwd = msg.cwd or None
@@ -252,7 +268,8 @@ class Agent:
                 keep = (child.fileno(),)
             try:
                 proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, pass_fds=keep, start_new_session=True)
+                                        stderr=subprocess.PIPE, pass_fds=keep, start_new_session=True,
+                                        preexec_fn=self.pdeathsig)
             except OSError as err:
                 for s in (child, parent):
                     if s is not None:
@@ -261,6 +278,8 @@ class Agent:
                                      f"cannot start {argv[0]!r}: {err.strerror}")
                 continue
             p = self.procs[proc.pid] = _Proc(spec.rank, proc)
+            if self.watchdog is not None:
+                self.watchdog.add_group(proc.pid)
             self.pids_seen.append(proc.pid)
             if child is not None and parent is not None:
                 child.close()
