@@ -101,5 +101,21 @@ class SshNodes:
                 str(known_hosts or self.known_hosts), "--ssh-config", str(self.ssh_config),
                 "--connect-timeout", "3"]
 
+    def pids(self, node: int) -> list[int]:
+        """Every process of host ``node`` (as pids of this machine's PID namespace)."""
+        out = subprocess.run(["ip", "netns", "pids", self.cluster.ns(node)], capture_output=True, text=True,
+                             check=False).stdout
+        return [int(p) for p in out.split()]
+
+    def shm_dir(self, node: int) -> Path:
+        """Host ``node``'s own /dev/shm, seen from here through its init's root."""
+        for pid in self.pids(node):  # the node's keeper lives as long as the node, in the node's mounts
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().startswith("mnp-keep"):
+                    return Path(f"/proc/{pid}/root/dev/shm")
+            except OSError:
+                continue
+        raise RuntimeError(f"host {node} has no keeper process")
+
     def stop(self) -> None:
         self.cluster.teardown()
