@@ -50,6 +50,8 @@ class Cluster:
         return make_keys(self.num_nodes)
 
     def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
+        """Make or reach the nodes. ``progress(ready, total)`` counts nodes that are ready, never ones that failed
+        (a bring-up that fails must not have shown ``total/total``); a failure raises one error naming the node."""
         raise NotImplementedError
 
     def joined(self, hellos: dict[int, dict[str, Any]]) -> list[NodeInfo]:
