@@ -19,7 +19,7 @@ from mnp.errors import SpecError
 from mnp.node.pmi import process_mapping
 from mnp.spec.model import JobSpec
 
-__all__ = ["NodeWork", "NodePlan", "JobPlan", "resolve_nodes", "assign_ranks", "node_env"]
+__all__ = ["NodeWork", "NodePlan", "JobPlan", "resolve_nodes", "assign_ranks", "node_env", "ranks_per_node"]
 
 
 @dataclass(frozen=True)
@@ -144,13 +144,18 @@ def node_env(job_id: str, node: int, num_nodes: int, main_node: int, main_addr: 
     return env
 
 
+def ranks_per_node(work: list[NodeWork], cpus: list[int]) -> list[int]:
+    """Ranks on each node: the job's ``ranks_per_node`` where it gives one, else the node's CPU count (its own CPU
+    set on local nodes). The one place this is decided."""
+    return [w.ranks_per_node or max(1, cpus[w.index]) for w in work]
+
+
 def assign_ranks(job_id: str, work: list[NodeWork], cpus: list[int], hostnames: list[str], addresses: list[str],
                  main_node: int, transport_env: dict[str, str], attempt: int = 1) -> JobPlan:
     """Fix ranks per node (the node's CPU count where the job left it open) and build each node's plan."""
     nodes = []
     next_rank = 0
-    for w in work:
-        count = w.ranks_per_node or max(1, cpus[w.index])
+    for w, count in zip(work, ranks_per_node(work, cpus)):
         ranks = list(range(next_rank, next_rank + count))
         next_rank += count
         env = {

@@ -7,8 +7,8 @@ import signal
 import pytest
 
 from mnp.control import messages as m
-from mnp.coordinator.engine import (EXIT_INTERRUPTED, EXIT_NODE_LOST, EXIT_TIMEOUT, JobEngine, RankDone, Report,
-                                    Send, ShowOutput, Timing, Transition)
+from mnp.coordinator.actions import RankDone, Report, Send, ShowOutput, Transition
+from mnp.coordinator.engine import EXIT_INTERRUPTED, EXIT_NODE_LOST, EXIT_TIMEOUT, JobEngine, Timing
 from mnp.launch.backends import LAUNCHER, DirectPmi, Mpirun
 from mnp.plan import JobPlan, NodePlan
 
@@ -217,7 +217,7 @@ def test_rexec_in_a_pmi_job_is_refused() -> None:
     out = e.on_message(0, m.Rexec("0.1", "node1", PRTED), None, 1.0)
     assert out == [Report("security", "node 0 asked to run a remote command, but no launcher runs in this job; "
                                       "refused")]
-    assert e.execs == {}
+    assert e.rexec.execs == {}
 
 
 def test_mpirun_job_forwards_its_launchers_daemons_and_their_output() -> None:
@@ -231,7 +231,7 @@ def test_mpirun_job_forwards_its_launchers_daemons_and_their_output() -> None:
                                                                               b"x")]
     assert e.on_message(0, m.RexecKill("0.1"), None, 1.15) == [Send(1, m.ExecKill("0.1"))]
     assert e.on_message(1, m.ExecExit("0.1", 0), None, 1.2) == [Send(0, m.RexecExit("0.1", 0))]
-    assert e.execs == {}
+    assert e.rexec.execs == {}
     # the launcher's ranks' output comes from the node they run on
     assert e.on_message(1, m.Output(3, "stdout"), b"r3\n", 1.3) == [ShowOutput(1, 3, "stdout", b"r3\n")]
 
@@ -241,7 +241,7 @@ def test_rexec_from_a_node_without_the_launcher_is_refused() -> None:
     out = e.on_message(1, m.Rexec("1.1", "10.0.0.1", PRTED), None, 1.0)
     assert out == [Report("security", "node 1 asked to run a remote command, but only node 0 runs the launcher; "
                                       "refused")]
-    assert e.execs == {}
+    assert e.rexec.execs == {}
 
 
 @pytest.mark.parametrize("command", ["id", "sh -c 'curl x | sh'", PRTED + "; rm -rf /", "prted && id",
@@ -251,7 +251,7 @@ def test_rexec_of_anything_but_a_daemon_is_refused_and_answered(command: str) ->
     out = e.on_message(0, m.Rexec("0.7", "10.0.0.2", command), None, 1.0)
     assert isinstance(out[0], Report) and out[0].kind == "security" and "refused" in out[0].text
     assert Send(0, m.RexecExit("0.7", 126)) in out  # the launcher hears no, instead of waiting forever
-    assert not any(isinstance(a, Send) and isinstance(a.msg, m.Exec) for a in out) and e.execs == {}
+    assert not any(isinstance(a, Send) and isinstance(a.msg, m.Exec) for a in out) and e.rexec.execs == {}
 
 
 def test_rexec_after_the_launcher_ended_is_refused() -> None:
@@ -266,13 +266,13 @@ def test_exec_reports_only_from_the_node_that_runs_it() -> None:
     e, _ = running(backend=Mpirun("openmpi"))
     e.on_message(0, m.Rexec("0.1", "10.0.0.2", PRTED), None, 1.0)
     out = e.on_message(0, m.ExecExit("0.1", 0), None, 1.1)  # node 0 was not asked to run it
-    assert isinstance(out[0], Report) and out[0].kind == "security" and "0.1" in e.execs
+    assert isinstance(out[0], Report) and out[0].kind == "security" and "0.1" in e.rexec.execs
 
 
 def test_unknown_host_gets_an_answer_not_an_exec() -> None:
     e, _ = running(backend=Mpirun("mpich"))
     out = e.on_message(0, m.Rexec("0.1", "elsewhere", "hydra_pmi_proxy --control-port x:1"), None, 1.0)
-    assert out[-1] == Send(0, m.RexecExit("0.1", 255)) and e.execs == {}
+    assert out[-1] == Send(0, m.RexecExit("0.1", 255)) and e.rexec.execs == {}
 
 
 def test_barrier_in_a_launcher_job_is_refused() -> None:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from mnp.control import messages as m
+from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Transition
+from mnp.coordinator.rexec import RemoteExecs
 from mnp.launch.backends import Backend
-from mnp.launch.daemons import check_daemon_command
 
-__all__ = ["JobEngine", "Timing", "Failure", "Send", "ShowOutput", "RankDone", "Transition", "Report", "Action",
+__all__ = ["JobEngine", "Timing", "Failure",
            "EXIT_TIMEOUT", "EXIT_INTERRUPTED", "EXIT_NODE_LOST"]
 
 EXIT_TIMEOUT = 124
@@ -57,44 +58,6 @@ class Failure:
     cancelled: bool = False  # the user stopped it (Ctrl-C, SIGTERM): CANCELLED, not FAILED
 
 
-@dataclass(frozen=True)
-class Send:
-    node: int
-    msg: m.ToAgent
-    data: bytes | None = None
-
-
-@dataclass(frozen=True)
-class ShowOutput:
-    node: int
-    rank: int
-    stream: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class RankDone:
-    rank: int
-
-
-@dataclass(frozen=True)
-class Transition:
-    state: str
-
-
-@dataclass(frozen=True)
-class Report:
-    kind: str  # "warning" | "security"
-    text: str
-
-
-Action = Union[Send, ShowOutput, RankDone, Transition, Report]
-
-
-@dataclass
-class _Exec:
-    origin: int  # the node whose launcher asked
-    target: int  # the node that runs it
 
 
 @dataclass
@@ -109,7 +72,6 @@ class JobEngine:
     waiting: dict[int, int] = field(default_factory=dict)  # process -> node, until it exits
     started: set[int] = field(default_factory=set)
     barrier: dict[int, dict[str, str]] = field(default_factory=dict)
-    execs: dict[str, _Exec] = field(default_factory=dict)
     hosts: dict[str, int] = field(default_factory=dict)  # address or hostname -> node (remote commands)
     lost: set[int] = field(default_factory=set)
     byes: dict[int, m.Bye] = field(default_factory=dict)
@@ -124,6 +86,7 @@ class JobEngine:
         self.stop_deadline: float | None = None
         self.bye_deadline: float | None = None
         self.signum: int | None = None
+        self.rexec = RemoteExecs(self._refuse)
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def interrupt(self, signum: int) -> None:
@@ -284,60 +247,19 @@ class JobEngine:
         return [Send(i, m.BarrierDone(kvs)) for i in range(self.n) if i not in self.lost]
 
     def _on_rexec(self, node: int, msg: m.Rexec, data: bytes | None) -> list[Action]:
-        b = self.backend
-        if b is None or b.rexec_node is None:
-            return self._refuse(f"node {node} asked to run a remote command, but no launcher runs in this job; "
-                                "refused")
-        if node != b.rexec_node:
-            return self._refuse(f"node {node} asked to run a remote command, but only node {b.rexec_node} runs "
-                                "the launcher; refused")
         from mnp.launch.backends import LAUNCHER
 
-        if LAUNCHER not in self.waiting or self.phase != "RUNNING" or msg.id in self.execs:
-            return self._refuse(f"node {node} asked to run a remote command while no launcher was running; "
-                                "refused") + self._rexec_refused(node, msg.id)
-        target = self.hosts.get(msg.host)
-        if target is None:
-            return [Send(node, m.RexecOutput(msg.id, "stderr"),
-                         f"mnp-rsh: {msg.host} is not a node of this job\n".encode()),
-                    Send(node, m.RexecExit(msg.id, 255))]
-        why = check_daemon_command(msg.command)
-        if why is not None:
-            return self._refuse(f"node {node} asked node {target} to run a command that is not a launcher "
-                                f"daemon ({why}); refused") + self._rexec_refused(node, msg.id, why)
-        self.execs[msg.id] = _Exec(node, target)
-        return [Send(target, m.Exec(msg.id, msg.command))]
-
-    def _rexec_refused(self, node: int, xid: str, why: str = "refused") -> list[Action]:
-        return [Send(node, m.RexecOutput(xid, "stderr"), f"mnp: remote command refused: {why}\n".encode()),
-                Send(node, m.RexecExit(xid, 126))]
-
-    def _exec_of(self, node: int, xid: str, what: str) -> _Exec | None:
-        ex = self.execs.get(xid)
-        if ex is None or ex.target != node:
-            self._refuse(f"node {node} sent {what} for remote command {xid!r}, which it was not asked to run; "
-                         "dropped")
-            return None
-        return ex
+        running = LAUNCHER in self.waiting and self.phase == "RUNNING"
+        return self.rexec.request(node, msg, self.backend, running, self.hosts)
 
     def _on_exec_output(self, node: int, msg: m.ExecOutput, data: bytes | None) -> list[Action]:
-        ex = self._exec_of(node, msg.id, "output")
-        if ex is None:
-            return [Report("security", self.refused[-1])]
-        return [Send(ex.origin, m.RexecOutput(msg.id, msg.stream), data or b"")]
+        return self.rexec.output(node, msg, data)
 
     def _on_exec_exit(self, node: int, msg: m.ExecExit, data: bytes | None) -> list[Action]:
-        ex = self._exec_of(node, msg.id, "an exit")
-        if ex is None:
-            return [Report("security", self.refused[-1])]
-        del self.execs[msg.id]
-        return [Send(ex.origin, m.RexecExit(msg.id, msg.code))]
+        return self.rexec.exited(node, msg)
 
     def _on_rexec_kill(self, node: int, msg: m.RexecKill, data: bytes | None) -> list[Action]:
-        ex = self.execs.get(msg.id)
-        if ex is None or ex.origin != node:
-            return []
-        return [Send(ex.target, m.ExecKill(msg.id))]
+        return self.rexec.kill(node, msg)
 
     def _on_shm_remounted(self, node: int, msg: m.ShmRemounted, data: bytes | None) -> list[Action]:
         if self.phase == "PLANNING":

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,15 +29,15 @@ from mnp import config
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.control import messages as m
 from mnp.control.channel import CoordinatorChannel
-from mnp.coordinator.engine import (EXIT_INTERRUPTED, Action, Failure, JobEngine, RankDone, Report, Send, ShowOutput,
-                                    Timing, Transition)
+from mnp.coordinator import planning
+from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Transition
+from mnp.coordinator.engine import EXIT_INTERRUPTED, Failure, JobEngine, Timing
 from mnp.coordinator.events import EventSink, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
 from mnp.errors import MnpError, UsageError
 from mnp.fabric.decide import FabricError, decide
-from mnp.fabric.shm import check_shm, shm_need
 from mnp.launch.backends import backend_for, choose_mpi
-from mnp.plan import JobPlan, NodeWork, assign_ranks, resolve_nodes
+from mnp.plan import JobPlan, NodeWork, assign_ranks, ranks_per_node, resolve_nodes
 from mnp.records import Records, new_job_id
 
 if TYPE_CHECKING:
@@ -196,8 +196,7 @@ class _Job:
         cluster = self.cluster = self._cluster()
         if cluster.warning:
             self.say(Note("warning", cluster.warning))
-        shm = shm_need(max(w.ranks_per_node or len(os.sched_getaffinity(0)) for w in work),
-                       self.mpi.family if self.mpi.family in ("mpich", "openmpi") else "mpich", self.spec.shm_size)
+        shm = planning.shm_guess(work, self.mpi.family, self.spec.shm_size)
         nodes = cluster.create(shm, lambda done, wanted: self.say(Progress("hosts ready", done, wanted)))
         self.say(Progress("hosts ready", len(nodes), self.n, final=True))
         self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
@@ -217,16 +216,7 @@ class _Job:
     def _cluster(self) -> Cluster:
         if self.req.cluster is not None:
             return self.req.cluster
-        if self.hosts is not None:
-            from mnp.cluster.ssh import SshCluster, SshOptions  # only SSH jobs pay for it
-
-            return SshCluster(self.job_id, self.hosts, self.req.ssh or SshOptions())
-        from mnp.cluster.local import clean_stale, local_cluster
-
-        for short in clean_stale():
-            self.say(Note("info", f"removed leftovers of an earlier local cluster ({short}) whose coordinator is "
-                                  "gone"))
-        return local_cluster(self.job_id, self.n, self.req.isolate)
+        return planning.make_cluster(self.job_id, self.n, self.hosts, self.req.ssh, self.req.isolate, self.say)
 
     # -- the event loop ----------------------------------------------------------------------------------------
     def _loop(self, cond: Any, progress: bool = False, poll_ms: int = 100) -> None:
@@ -269,15 +259,11 @@ class _Job:
     # -- planning ----------------------------------------------------------------------------------------------
     def _plan(self, work: list[NodeWork], nodes: list[NodeInfo]) -> tuple[JobPlan, Any]:
         hellos = self.engine.hellos
-        # Nodes that brought their own command (AWS Batch: the node range's container.command) run it.
-        work = [replace(w, command=hellos[w.index].command) if hellos[w.index].command else w for w in work]
-        if self.hosts is not None:  # a host's slots stand in for ranks_per_node where the job leaves it open
-            work = [w if w.ranks_per_node or not self.hosts[w.index].slots else
-                    replace(w, ranks_per_node=self.hosts[w.index].slots) for w in work]
+        work = planning.node_work(work, hellos, self.hosts)
         cpus = [hellos[i].cpus for i in range(self.n)]
         hostnames = [hellos[i].hostname for i in range(self.n)]
         addresses = [n.address for n in nodes]
-        rpn = [w.ranks_per_node or max(1, cpus[w.index]) for w in work]
+        rpn = ranks_per_node(work, cpus)
         local_ns = self.hosts is None and self.req.cluster is None and addresses[0] != "127.0.0.1"
         fabric = decide(self.mpi.family, self.spec.transport, self.spec.shm_size,
                         [dict(hellos[i].fabric) for i in range(self.n)], hostnames, rpn,
@@ -303,20 +289,13 @@ class _Job:
     def _remount(self, fabric: Any) -> None:
         """--remount-shm: ask the short nodes' agents (root) to grow /dev/shm, then look again."""
         assert self.chan is not None
-        short = {i: s for i, s in fabric.shm.items() if s["problem"]}
-        for i, s in short.items():
-            self.chan.send(i, m.RemountShm(s["need"]))
+        short = planning.short_nodes(fabric)
+        for i, need in short.items():
+            self.chan.send(i, m.RemountShm(need))
         deadline = time.monotonic() + 15
         self._loop(lambda: not set(short) <= set(self.engine.remounted) and time.monotonic() < deadline
                    and self.engine.failure is None)
-        for i, got in self.engine.remounted.items():
-            s = fabric.shm[i]
-            s.update(total=got.total, free=got.free)
-            s["problem"] = check_shm(f"node {i}", got.total, got.free, s["need"])
-            if s["problem"] and got.error:
-                s["problem"] += f" (remount failed: {got.error})"
-            elif not s["problem"]:
-                s["remounted"] = True
+        planning.apply_remounts(fabric, self.engine.remounted)
 
     # -- the end -----------------------------------------------------------------------------------------------
     def _teardown(self) -> None:

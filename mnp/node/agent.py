@@ -14,19 +14,15 @@ This module is imported by every node at start-up, so it stays light: no numba, 
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import resource
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -34,38 +30,14 @@ import zmq
 from mnp.control import messages as m
 from mnp.control.channel import AgentChannel
 from mnp.fabric.decide import node_facts
-from mnp.fabric.shm import remove_job_segments, shm_free
+from mnp.fabric.shm import shm_free
 from mnp.node import engine as e
-from mnp.node.relay import ExecTable, RankFifos, RshRelay
+from mnp.node.processes import SECRET_VARS, Processes, rank_environment
 from mnp.node.watchdog import Watchdog, die_with_parent
 
 __all__ = ["main", "Agent", "rank_environment", "SECRET_VARS"]
 
 log = logging.getLogger("mnp.agent")
-
-#: never passed on to anything the agent starts
-SECRET_VARS = ("MNP_JOB_SECRET",)
-_NOT_INHERITED = ("PMI_", "PMIX_", "PRTE_", "OMPI_COMM_WORLD", *SECRET_VARS)
-
-
-def rank_environment(environ: dict[str, str], job_env: dict[str, str], python_bin: str) -> dict[str, str]:
-    """What the node's processes get: the agent's environment without process-manager variables and secrets,
-    the agent's Python first on PATH (as in an activated venv), then the job's environment."""
-    base = {k: v for k, v in environ.items() if not k.startswith(_NOT_INHERITED)}
-    dirs = base.get("PATH", os.defpath).split(os.pathsep)
-    base["PATH"] = os.pathsep.join([python_bin, *[d for d in dirs if d != python_bin]])
-    base.update({k: v for k, v in job_env.items() if k not in SECRET_VARS})
-    return base
-
-
-@dataclass
-class _Proc:
-    rank: int
-    proc: subprocess.Popen[bytes]
-    pmi: socket.socket | None = None
-    pmi_buf: bytes = b""
-    pipes: dict[int, str] = field(default_factory=dict)  # fd -> "stdout" | "stderr"
-
 
 class Agent:
     def __init__(self, handoff: dict[str, Any]) -> None:
@@ -83,15 +55,8 @@ class Agent:
         self.chan = AgentChannel(handoff["endpoint"], handoff)
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)
-        self.procs: dict[int, _Proc] = {}  # pid -> process
         self.handlers: dict[int, Any] = {}  # fd -> callback(fd): rank pipes, PMI sockets, the relays
-        self.execs = ExecTable(self)
-        self.rsh: RshRelay | None = None
-        self.rank_io: RankFifos | None = None
-        self.private: str | None = None
-        self.node_env: dict[str, str] = rank_environment(dict(os.environ), {}, os.path.dirname(sys.executable))
-        self.kvsname: str | None = None
-        self.pids_seen: list[int] = []
+        self.ps = Processes(self)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -138,9 +103,9 @@ class Agent:
     def run(self) -> int:
         self.hello()
         while not self.engine.finished:
-            self._act(self.engine.on_tick(time.monotonic()))
+            self.act(self.engine.on_tick(time.monotonic()))
             while self.signals:
-                self._act(self.engine.on_signal(self.signals.pop()))
+                self.act(self.engine.on_signal(self.signals.pop()))
             for sock, _ in self.poller.poll(timeout=int(min(self.engine.heartbeat_s, 0.5) * 1000)):
                 if sock is self.chan.sock:
                     self._drain_control()
@@ -152,13 +117,8 @@ class Agent:
                     handler = self.handlers.get(sock)
                     if handler is not None:
                         handler(sock)
-            self._reap()
-        for closer in (self.rsh, self.rank_io):
-            if closer is not None:
-                closer.close()
-        if self.private is not None:
-            shutil.rmtree(self.private, ignore_errors=True)
-        removed = self._remove_segments()
+            self.ps.reap()
+        removed = self.ps.close()
         if self.watchdog is not None:
             self.watchdog.close()
         self.send(m.Bye(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, removed))
@@ -174,11 +134,11 @@ class Agent:
         if not more:
             self.poller.unregister(self.stdin_fd)
             self.stdin_fd = None
-            self._act(self.engine.on_session_closed())
+            self.act(self.engine.on_session_closed())
 
     def _drain_control(self) -> None:
         while (got := self.chan.recv_nowait()) is not None:
-            self._act(self.engine.on_message(got[0], got[1], time.monotonic()))
+            self.act(self.engine.on_message(got[0], got[1], time.monotonic()))
 
     def _drain_wake(self) -> None:
         try:
@@ -199,101 +159,30 @@ class Agent:
             pass
 
     # -- actions -----------------------------------------------------------------------------------------------
-    def _act(self, actions: list[e.NodeAction]) -> None:
+    def act(self, actions: list[e.NodeAction]) -> None:
         for a in actions:
             if isinstance(a, e.Send):
                 self.send(a.msg, a.data)
             elif isinstance(a, e.PmiReply):
-                self._pmi_send(a.rank, a.line)
+                self.ps.pmi_send(a.rank, a.line)
             elif isinstance(a, e.Spawn):
-                self._act(self.engine.spawned(*self._spawn(a.start)))
+                self.act(self.engine.spawned(*self.ps.spawn(a.start)))
             elif isinstance(a, e.SignalAll):
-                self._signal_all(a.sig)
+                self.ps.signal_all(a.sig)
             elif isinstance(a, e.RunExec):
-                pid = self.execs.start(a.id, a.command, self.node_env, self.pdeathsig)
+                pid = self.ps.execs.start(a.id, a.command, self.ps.node_env, self.pdeathsig)
                 if pid is None:
-                    self._act(self.engine.exec_exited(a.id, 127))
+                    self.act(self.engine.exec_exited(a.id, 127))
                 elif self.watchdog is not None:
                     self.watchdog.add_group(pid)
             elif isinstance(a, e.KillExec):
-                self.execs.kill(a.id)
-            elif isinstance(a, e.DeliverRexec) and self.rsh is not None:
-                self.rsh.deliver(a.msg, a.data)
+                self.ps.execs.kill(a.id)
+            elif isinstance(a, e.DeliverRexec) and self.ps.rsh is not None:
+                self.ps.rsh.deliver(a.msg, a.data)
             elif isinstance(a, e.Remount):
                 self._remount_shm(a.size)
             elif isinstance(a, e.Log):
                 log.warning("mnp agent %d: %s", self.node, a.text)
-
-    def _spawn(self, msg: m.Start) -> tuple[dict[int, int], dict[int, tuple[int, str]]]:
-        subst: dict[str, str] = {}
-        if msg.files or msg.rsh or msg.io_ranks:
-            self.private = tempfile.mkdtemp(prefix="mnp-agent-")  # 0700: ours alone
-            for name, content in msg.files.items():
-                path = os.path.join(self.private, os.path.basename(name))
-                with open(path, "w") as f:
-                    f.write(content)
-                subst["{" + name + "}"] = path
-        base = rank_environment(dict(os.environ), msg.env, os.path.dirname(sys.executable))
-        if msg.rsh:
-            assert self.private is not None
-            self.rsh = RshRelay(self, os.path.join(self.private, "rsh.sock"))
-            subst["{rsh}"] = os.path.join(os.path.dirname(sys.executable), "mnp-rsh")
-        if msg.io_ranks:
-            assert self.private is not None
-            self.rank_io = RankFifos(self, self.private, msg.io_ranks)
-            base["MNP_IO_DIR"] = self.private
-        self.node_env = base
-        self.kvsname = msg.kvsname
-        if self.watchdog is not None:
-            self.watchdog.add_shm(msg.kvsname)
-            if self.private is not None:
-                self.watchdog.add_dir(self.private)
-        if self.rsh is not None:
-            base = {**base, "MNP_RSH_SOCKET": self.rsh.path}
-        cwd = msg.cwd or None
-        pids: dict[int, int] = {}
-        failed: dict[int, tuple[int, str]] = {}
-        if cwd is not None and not os.path.isdir(cwd):
-            return {}, {r.rank: (126, f"workdir {cwd!r} does not exist on node {self.node}") for r in msg.ranks}
-        for spec in msg.ranks:
-            argv = [subst.get(w, w) for w in spec.argv]
-            parent = child = None
-            env, keep = base, ()
-            if spec.pmi:
-                parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                env = {**base, "PMI_FD": str(child.fileno()), "PMI_RANK": str(spec.rank), "PMI_SIZE": str(msg.size),
-                       "MNP_RANK": str(spec.rank), "MNP_LOCAL_RANK": str(spec.local_rank),
-                       "MPI_LOCALRANKID": str(spec.local_rank), "MPI_LOCALNRANKS": str(len(msg.ranks)),
-                       "PMI_HOSTNAME": socket.gethostname()}
-                keep = (child.fileno(),)
-            try:
-                proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, pass_fds=keep, start_new_session=True,
-                                        preexec_fn=self.pdeathsig)
-            except OSError as err:
-                for s in (child, parent):
-                    if s is not None:
-                        s.close()
-                failed[spec.rank] = (127 if err.errno == errno.ENOENT else 126,
-                                     f"cannot start {argv[0]!r}: {err.strerror}")
-                continue
-            p = self.procs[proc.pid] = _Proc(spec.rank, proc)
-            if self.watchdog is not None:
-                self.watchdog.add_group(proc.pid)
-            self.pids_seen.append(proc.pid)
-            if child is not None and parent is not None:
-                child.close()
-                parent.setblocking(False)
-                p.pmi = parent
-                self.watch_fd(parent.fileno(), lambda _fd, p=p: self._read_pmi(p))
-            for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-                assert pipe is not None
-                fd = pipe.fileno()
-                os.set_blocking(fd, False)
-                p.pipes[fd] = name
-                self.watch_fd(fd, lambda fd, p=p: self._read_pipe(p, fd))
-            pids[spec.rank] = proc.pid
-        return pids, failed
 
     def _remount_shm(self, size: int) -> None:
         """Grow /dev/shm (root, and only because the user opted in); answer with what it has now."""
@@ -305,99 +194,6 @@ class Agent:
             error = p.stderr.strip() if p.returncode else ""
         total, free = shm_free("/dev/shm")
         self.send(m.ShmRemounted(total, free, error))
-
-    def _remove_segments(self) -> list[str]:
-        """This job's shared-memory files left in /dev/shm (ranks that crashed leave them), and only this job's."""
-        if self.kvsname is None:
-            return []
-        try:
-            return [p.name for p in remove_job_segments("/dev/shm", [self.kvsname], pids=self.pids_seen)]
-        except OSError:
-            return []
-
-    # -- rank I/O ----------------------------------------------------------------------------------------------
-    def _read_pipe(self, p: _Proc, fd: int) -> str:
-        """Forward what is in a rank's pipe: "data", "again" (nothing now) or "eof" (then it is closed)."""
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return "again"
-        except OSError:
-            data = b""
-        if data:
-            self.send(m.Output(p.rank, p.pipes[fd]), data)  # type: ignore[arg-type]
-            return "data"
-        self.unwatch_fd(fd)
-        p.pipes.pop(fd, None)
-        os.close(fd)
-        return "eof"
-
-    def _read_pmi(self, p: _Proc) -> None:
-        assert p.pmi is not None
-        try:
-            data = p.pmi.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close_pmi(p)
-            return
-        p.pmi_buf += data
-        while b"\n" in p.pmi_buf:
-            line, p.pmi_buf = p.pmi_buf.split(b"\n", 1)
-            self._act(self.engine.on_pmi_line(p.rank, line.decode(errors="replace")))
-
-    def _pmi_send(self, rank: int, line: str) -> None:
-        p = next((p for p in self.procs.values() if p.rank == rank), None)
-        if p is None or p.pmi is None:
-            return
-        try:
-            p.pmi.setblocking(True)
-            p.pmi.sendall(line.encode())
-            p.pmi.setblocking(False)
-        except OSError:
-            self._close_pmi(p)
-
-    def _close_pmi(self, p: _Proc) -> None:
-        if p.pmi is not None:
-            self.unwatch_fd(p.pmi.fileno())
-            p.pmi.close()
-            p.pmi = None
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            done = self.execs.reaped(pid, status)
-            if done is not None:
-                self._act(self.engine.exec_exited(*done))
-                continue
-            p = self.procs.pop(pid, None)
-            if p is None:
-                continue  # an orphan re-parented to us (we are the node's init)
-            p.proc.returncode = os.waitstatus_to_exitcode(status)
-            for fd in list(p.pipes):  # what the rank wrote before it exited is still in the pipe
-                while fd in p.pipes and self._read_pipe(p, fd) == "data":
-                    pass
-                if fd in p.pipes:  # a child of the rank still holds it open: stop listening
-                    self.unwatch_fd(fd)
-                    p.pipes.pop(fd)
-                    os.close(fd)
-            self._close_pmi(p)
-            self._act(self.engine.rank_exited(p.rank, p.proc.returncode))
-
-    def _signal_all(self, sig: int) -> None:
-        self.execs.signal_all(sig)
-        for p in self.procs.values():
-            try:
-                os.killpg(p.proc.pid, sig)
-            except ProcessLookupError:
-                pass
 
 
 def _readline(fd: int) -> str:

@@ -1,0 +1,44 @@
+"""What the coordinator's engine asks its driver to do (the engine itself does no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from mnp.control import messages as m
+
+__all__ = ["Send", "ShowOutput", "RankDone", "Transition", "Report", "Action"]
+
+
+@dataclass(frozen=True)
+class Send:
+    node: int
+    msg: m.ToAgent
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ShowOutput:
+    node: int
+    rank: int
+    stream: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RankDone:
+    rank: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: str
+
+
+@dataclass(frozen=True)
+class Report:
+    kind: str  # "warning" | "security"
+    text: str
+
+
+Action = Union[Send, ShowOutput, RankDone, Transition, Report]

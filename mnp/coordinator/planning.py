@@ -1,0 +1,68 @@
+"""The coordinator's decisions between bring-up and start that need the nodes' hellos: which cluster provider,
+what each node runs, and the /dev/shm remount exchange. Pure functions over their inputs (the provider is only
+made here, not started)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from mnp.control import messages as m
+from mnp.coordinator.events import EventSink, Note
+from mnp.fabric.shm import check_shm, shm_need
+from mnp.plan import NodeWork
+
+if TYPE_CHECKING:
+    from mnp.cluster.base import Cluster
+    from mnp.cluster.hosts import HostSpec
+    from mnp.cluster.ssh import SshOptions
+
+__all__ = ["make_cluster", "shm_guess", "node_work", "short_nodes", "apply_remounts"]
+
+
+def make_cluster(job_id: str, n: int, hosts: list[HostSpec] | None, ssh: SshOptions | None, isolate: bool | None,
+                 say: EventSink) -> Cluster:
+    """SSH hosts when the job has them, else local nodes (leftovers of dead coordinators removed first)."""
+    if hosts is not None:
+        from mnp.cluster.ssh import SshCluster, SshOptions  # only SSH jobs pay for it
+
+        return SshCluster(job_id, hosts, ssh or SshOptions())
+    from mnp.cluster.local import clean_stale, local_cluster
+
+    for short in clean_stale():
+        say(Note("info", f"removed leftovers of an earlier local cluster ({short}) whose coordinator is gone"))
+    return local_cluster(job_id, n, isolate)
+
+
+def shm_guess(work: list[NodeWork], family: str, shm_size: int | None) -> int:
+    """The /dev/shm a local node is made with, before its CPU count is known (this machine's stands in)."""
+    rpn = max(w.ranks_per_node or len(os.sched_getaffinity(0)) for w in work)
+    return shm_need(rpn, family if family in ("mpich", "openmpi") else "mpich", shm_size)
+
+
+def node_work(work: list[NodeWork], hellos: dict[int, m.Hello], hosts: list[HostSpec] | None) -> list[NodeWork]:
+    """What each node runs, now that it said hello: its own command where it brought one (AWS Batch: the node
+    range's container.command), and a host's slots where the job leaves ranks_per_node open."""
+    work = [replace(w, command=hellos[w.index].command or w.command) for w in work]
+    if hosts is not None:
+        work = [w if w.ranks_per_node or not hosts[w.index].slots else
+                replace(w, ranks_per_node=hosts[w.index].slots) for w in work]
+    return work
+
+
+def short_nodes(fabric: Any) -> dict[int, int]:
+    """Nodes whose /dev/shm is too small -> the bytes they need."""
+    return {i: int(s["need"]) for i, s in fabric.shm.items() if s["problem"]}
+
+
+def apply_remounts(fabric: Any, remounted: dict[int, m.ShmRemounted]) -> None:
+    """Look again at the nodes that answered a remount."""
+    for i, got in remounted.items():
+        s = fabric.shm[i]
+        s.update(total=got.total, free=got.free)
+        s["problem"] = check_shm(f"node {i}", got.total, got.free, s["need"])
+        if s["problem"] and got.error:
+            s["problem"] += f" (remount failed: {got.error})"
+        elif not s["problem"]:
+            s["remounted"] = True

@@ -1,0 +1,235 @@
+"""The node's processes, as the agent runs them: spawned from a ``Start`` (ranks served PMI-1 over a socket pair,
+or a launcher), their stdout/stderr forwarded as they come, their PMI-1 lines handed to the engine, reaped when
+they exit. Every process is tied to the agent: its own session (so signals reach its whole group), the kernel's
+parent-death signal, and the node's watchdog, which stops the groups if the agent dies of anything."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mnp.control import messages as m
+from mnp.fabric.shm import remove_job_segments
+from mnp.node.relay import ExecTable, RankFifos, RshRelay
+
+if TYPE_CHECKING:
+    from mnp.node.agent import Agent
+
+__all__ = ["Processes", "rank_environment", "SECRET_VARS"]
+
+#: never passed on to anything the agent starts
+SECRET_VARS = ("MNP_JOB_SECRET",)
+_NOT_INHERITED = ("PMI_", "PMIX_", "PRTE_", "OMPI_COMM_WORLD", *SECRET_VARS)
+
+
+def rank_environment(environ: dict[str, str], job_env: dict[str, str], python_bin: str) -> dict[str, str]:
+    """What the node's processes get: the agent's environment without process-manager variables and secrets,
+    the agent's Python first on PATH (as in an activated venv), then the job's environment."""
+    base = {k: v for k, v in environ.items() if not k.startswith(_NOT_INHERITED)}
+    dirs = base.get("PATH", os.defpath).split(os.pathsep)
+    base["PATH"] = os.pathsep.join([python_bin, *[d for d in dirs if d != python_bin]])
+    base.update({k: v for k, v in job_env.items() if k not in SECRET_VARS})
+    return base
+
+
+@dataclass
+class _Proc:
+    rank: int
+    proc: subprocess.Popen[bytes]
+    pmi: socket.socket | None = None
+    pmi_buf: bytes = b""
+    pipes: dict[int, str] = field(default_factory=dict)  # fd -> "stdout" | "stderr"
+
+
+
+class Processes:
+    """What runs on this node for the job; ``agent`` gives the channel, the event loop and the engine."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.procs: dict[int, _Proc] = {}  # pid -> process
+        self.execs = ExecTable(agent)
+        self.rsh: RshRelay | None = None
+        self.rank_io: RankFifos | None = None
+        self.private: str | None = None
+        self.kvsname: str | None = None
+        self.pids_seen: list[int] = []
+        self.node_env: dict[str, str] = {}
+
+    def spawn(self, msg: m.Start) -> tuple[dict[int, int], dict[int, tuple[int, str]]]:
+        subst: dict[str, str] = {}
+        if msg.files or msg.rsh or msg.io_ranks:
+            self.private = tempfile.mkdtemp(prefix="mnp-agent-")  # 0700: ours alone
+            for name, content in msg.files.items():
+                path = os.path.join(self.private, os.path.basename(name))
+                with open(path, "w") as f:
+                    f.write(content)
+                subst["{" + name + "}"] = path
+        base = rank_environment(dict(os.environ), msg.env, os.path.dirname(sys.executable))
+        if msg.rsh:
+            assert self.private is not None
+            self.rsh = RshRelay(self.agent, os.path.join(self.private, "rsh.sock"))
+            subst["{rsh}"] = os.path.join(os.path.dirname(sys.executable), "mnp-rsh")
+        if msg.io_ranks:
+            assert self.private is not None
+            self.rank_io = RankFifos(self.agent, self.private, msg.io_ranks)
+            base["MNP_IO_DIR"] = self.private
+        self.node_env = base
+        self.kvsname = msg.kvsname
+        if self.agent.watchdog is not None:
+            self.agent.watchdog.add_shm(msg.kvsname)
+            if self.private is not None:
+                self.agent.watchdog.add_dir(self.private)
+        if self.rsh is not None:
+            base = {**base, "MNP_RSH_SOCKET": self.rsh.path}
+        cwd = msg.cwd or None
+        pids: dict[int, int] = {}
+        failed: dict[int, tuple[int, str]] = {}
+        if cwd is not None and not os.path.isdir(cwd):
+            return {}, {r.rank: (126, f"workdir {cwd!r} does not exist on node {self.agent.node}") for r in msg.ranks}
+        for spec in msg.ranks:
+            argv = [subst.get(w, w) for w in spec.argv]
+            parent = child = None
+            env, keep = base, ()  # type: tuple[dict[str, str], tuple[int, ...]]
+            if spec.pmi:
+                parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                env = {**base, "PMI_FD": str(child.fileno()), "PMI_RANK": str(spec.rank), "PMI_SIZE": str(msg.size),
+                       "MNP_RANK": str(spec.rank), "MNP_LOCAL_RANK": str(spec.local_rank),
+                       "MPI_LOCALRANKID": str(spec.local_rank), "MPI_LOCALNRANKS": str(len(msg.ranks)),
+                       "PMI_HOSTNAME": socket.gethostname()}
+                keep = (child.fileno(),)
+            try:
+                proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, pass_fds=keep, start_new_session=True,
+                                        preexec_fn=self.agent.pdeathsig)
+            except OSError as err:
+                for s in (child, parent):
+                    if s is not None:
+                        s.close()
+                failed[spec.rank] = (127 if err.errno == errno.ENOENT else 126,
+                                     f"cannot start {argv[0]!r}: {err.strerror}")
+                continue
+            p = self.procs[proc.pid] = _Proc(spec.rank, proc)
+            if self.agent.watchdog is not None:
+                self.agent.watchdog.add_group(proc.pid)
+            self.pids_seen.append(proc.pid)
+            if child is not None and parent is not None:
+                child.close()
+                parent.setblocking(False)
+                p.pmi = parent
+                self.agent.watch_fd(parent.fileno(), lambda _fd, p=p: self._read_pmi(p))
+            for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+                assert pipe is not None
+                fd = pipe.fileno()
+                os.set_blocking(fd, False)
+                p.pipes[fd] = name
+                self.agent.watch_fd(fd, lambda fd, p=p: self._read_pipe(p, fd))
+            pids[spec.rank] = proc.pid
+        return pids, failed
+
+    def _read_pipe(self, p: _Proc, fd: int) -> str:
+        """Forward what is in a rank's pipe: "data", "again" (nothing now) or "eof" (then it is closed)."""
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return "again"
+        except OSError:
+            data = b""
+        if data:
+            self.agent.send(m.Output(p.rank, p.pipes[fd]), data)  # type: ignore[arg-type]
+            return "data"
+        self.agent.unwatch_fd(fd)
+        p.pipes.pop(fd, None)
+        os.close(fd)
+        return "eof"
+
+    def _read_pmi(self, p: _Proc) -> None:
+        assert p.pmi is not None
+        try:
+            data = p.pmi.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_pmi(p)
+            return
+        p.pmi_buf += data
+        while b"\n" in p.pmi_buf:
+            line, p.pmi_buf = p.pmi_buf.split(b"\n", 1)
+            self.agent.act(self.agent.engine.on_pmi_line(p.rank, line.decode(errors="replace")))
+
+    def pmi_send(self, rank: int, line: str) -> None:
+        p = next((p for p in self.procs.values() if p.rank == rank), None)
+        if p is None or p.pmi is None:
+            return
+        try:
+            p.pmi.setblocking(True)
+            p.pmi.sendall(line.encode())
+            p.pmi.setblocking(False)
+        except OSError:
+            self._close_pmi(p)
+
+    def _close_pmi(self, p: _Proc) -> None:
+        if p.pmi is not None:
+            self.agent.unwatch_fd(p.pmi.fileno())
+            p.pmi.close()
+            p.pmi = None
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            done = self.execs.reaped(pid, status)
+            if done is not None:
+                self.agent.act(self.agent.engine.exec_exited(*done))
+                continue
+            p = self.procs.pop(pid, None)
+            if p is None:
+                continue  # an orphan re-parented to us (we are the node's init)
+            p.proc.returncode = os.waitstatus_to_exitcode(status)
+            for fd in list(p.pipes):  # what the rank wrote before it exited is still in the pipe
+                while fd in p.pipes and self._read_pipe(p, fd) == "data":
+                    pass
+                if fd in p.pipes:  # a child of the rank still holds it open: stop listening
+                    self.agent.unwatch_fd(fd)
+                    p.pipes.pop(fd)
+                    os.close(fd)
+            self._close_pmi(p)
+            self.agent.act(self.agent.engine.rank_exited(p.rank, p.proc.returncode))
+
+    def signal_all(self, sig: int) -> None:
+        self.execs.signal_all(sig)
+        for p in self.procs.values():
+            try:
+                os.killpg(p.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> list[str]:
+        """The agent is done: relays closed, private directory gone, and this job's shared-memory files left in
+        /dev/shm (ranks that crashed leave them) removed -- only this job's; returns their names."""
+        for closer in (self.rsh, self.rank_io):
+            if closer is not None:
+                closer.close()
+        if self.private is not None:
+            shutil.rmtree(self.private, ignore_errors=True)
+        if self.kvsname is None:
+            return []
+        try:
+            return [p.name for p in remove_job_segments("/dev/shm", [self.kvsname], pids=self.pids_seen)]
+        except OSError:
+            return []
+
+    # -- rank I/O ----------------------------------------------------------------------------------------------
