@@ -1,4 +1,4 @@
-"""AWS Batch multi-node job definitions -> mnp job dicts and retry strategies."""
+"""AWS Batch multi-node job definitions -> the JobSpec mnp runs (retry strategy included)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from mnp.spec.batchdef import RetryRule, RetryStrategy, is_batch_jobdef, load_batch_jobdef
+import mnp.spec.retry
 from mnp.errors import SpecError
-from mnp.plan import resolve_nodes
+from mnp.spec.batchdef import RetryRule, RetryStrategy, is_batch_jobdef, load_batch_jobdef
+from mnp.spec.jobspec import JobSpec
 from mnp.spec.model import spec_from_dict
+from mnp.spec.resolve import resolve_nodes
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "containers" / "jobdef-example.json"
 
@@ -72,6 +75,8 @@ def del_path(d: dict[str, Any], path: str) -> dict[str, Any]:
     return out
 
 
+
+
 # --- the example file -------------------------------------------------------------------------------------------
 
 def test_example_is_a_batch_jobdef() -> None:
@@ -82,9 +87,18 @@ def test_example_is_a_batch_jobdef() -> None:
     assert len(d["nodeProperties"]["nodeRangeProperties"]) == 2
 
 
+EXAMPLE_RETRY = RetryStrategy(3, (
+    RetryRule("RETRY", on_status_reason="Host EC2*"),
+    RetryRule("RETRY", on_exit_code="137"),
+    RetryRule("EXIT", on_reason="CannotPullContainerError*"),
+    RetryRule("EXIT", on_exit_code="*"),
+))
+
+
 def test_example_translates() -> None:
-    job, retry = load_batch_jobdef(example(), str(EXAMPLE))
-    assert job == {
+    """The job definition is the same job as its mnp YAML spelling."""
+    spec = load_batch_jobdef(example(), str(EXAMPLE))
+    assert spec == spec_from_dict({
         "name": "mnp-mpi4py-hello",
         "nodes": 4,
         "main_node": 0,
@@ -96,18 +110,15 @@ def test_example_translates() -> None:
         ],
         "shm_size": "4096Mi",
         "timeout": 3600,
-    }
-    assert retry == RetryStrategy(3, (
-        RetryRule("RETRY", on_status_reason="Host EC2*"),
-        RetryRule("RETRY", on_exit_code="137"),
-        RetryRule("EXIT", on_reason="CannotPullContainerError*"),
-        RetryRule("EXIT", on_exit_code="*"),
-    ))
+        "retry": {"attempts": 3, "evaluate_on_exit": [
+            {"on_status_reason": "Host EC2*", "action": "retry"}, {"on_exit_code": "137", "action": "retry"},
+            {"on_reason": "CannotPullContainerError*", "action": "exit"}, {"on_exit_code": "*", "action": "exit"}]},
+    })
+    assert spec.retry == EXAMPLE_RETRY
 
 
 def test_example_validates_as_an_mnp_job() -> None:
-    job, _ = load_batch_jobdef(example(), str(EXAMPLE))
-    spec = spec_from_dict(job, str(EXAMPLE))
+    spec = load_batch_jobdef(example(), str(EXAMPLE))
     assert spec.name == "mnp-mpi4py-hello"
     assert spec.nodes == 4 and spec.main_node == 0
     assert spec.shm_size == 4096 * 1024 * 1024
@@ -124,9 +135,16 @@ def test_input_is_not_modified() -> None:
     assert d == before
 
 
-def test_json_roundtrip_of_the_result() -> None:
-    job, _ = load_batch_jobdef(example(), "x.json")
-    assert json.loads(json.dumps(job)) == job
+def test_result_round_trips_through_an_mnp_job_file() -> None:
+    """What a job definition becomes can be written as an mnp job (JSON, so YAML too) and read back unchanged."""
+    spec = load_batch_jobdef(example(), "x.json")
+    text = json.dumps(msgspec.to_builtins(spec, enc_hook=str))
+    assert spec_from_dict(json.loads(text)) == spec
+
+
+def test_retry_types_are_the_spec_s_own() -> None:
+    """One representation of retry rules: the names batchdef exports are mnp.spec.retry's."""
+    assert RetryRule is mnp.spec.retry.RetryRule and RetryStrategy is mnp.spec.retry.RetryStrategy
 
 
 # --- is_batch_jobdef --------------------------------------------------------------------------------------------
@@ -158,44 +176,43 @@ def test_is_batch_jobdef(data: Any, want: bool) -> None:
     ("", "job"),
     ("x" * 200, "x" * 128),
     ("é", "job"),
+    ("a\nb", "a-b"),
 ])
 def test_name_is_sanitised(raw: str, want: str) -> None:
-    job, _ = load_batch_jobdef(minimal(jobDefinitionName=raw), "j")
-    assert job["name"] == want
-    assert spec_from_dict(job).name == want
+    assert load_batch_jobdef(minimal(jobDefinitionName=raw), "j").name == want
 
 
-def test_name_left_out_when_absent() -> None:
+def test_name_from_the_file_when_absent() -> None:
     d = minimal()
     del d["jobDefinitionName"]
-    job, _ = load_batch_jobdef(d, "j")
-    assert "name" not in job
-    assert spec_from_dict(job, default_name="from-file").name == "from-file"
+    assert load_batch_jobdef(d, "j", default_name="from-file").name == "from-file"
+    assert load_batch_jobdef(d, "j", default_name="my jobdef").name == "my-jobdef"
+    assert load_batch_jobdef(d, "j").name == "job"
 
 
 def test_type_may_be_absent() -> None:
     d = minimal()
     del d["type"]
-    job, retry = load_batch_jobdef(d, "j")
-    assert job["nodes"] == 2 and retry is None
+    spec = load_batch_jobdef(d, "j")
+    assert spec.nodes == 2 and spec.retry is None
 
 
 def test_minimal_translation() -> None:
-    job, retry = load_batch_jobdef(minimal(), "j")
-    assert job == {"name": "tiny", "nodes": 2, "main_node": 0,
-                   "node_ranges": [{"target_nodes": "0:", "command": ["true"]}]}
-    assert retry is None
+    spec = load_batch_jobdef(minimal(), "j")
+    assert spec == spec_from_dict({"name": "tiny", "nodes": 2, "main_node": 0,
+                                   "node_ranges": [{"target_nodes": "0:", "command": ["true"]}]})
+    assert isinstance(spec, JobSpec) and spec.retry is None and spec.command is None
 
 
-@pytest.mark.parametrize("sizes, want", [
+@pytest.mark.parametrize("sizes, want_mib", [
     ([None, None], None),
-    ([64, None], "64Mi"),
-    ([None, 4096], "4096Mi"),
-    ([1024, 4096], "4096Mi"),
-    ([8192, 2048], "8192Mi"),
-    ([1, 1], "1Mi"),
+    ([64, None], 64),
+    ([None, 4096], 4096),
+    ([1024, 4096], 4096),
+    ([8192, 2048], 8192),
+    ([1, 1], 1),
 ])
-def test_shm_size_is_the_largest(sizes: list[int | None], want: str | None) -> None:
+def test_shm_size_is_the_largest(sizes: list[int | None], want_mib: int | None) -> None:
     d = minimal()
     d["nodeProperties"]["nodeRangeProperties"] = [
         {"targetNodes": "0", "container": {"command": ["a"]}},
@@ -205,10 +222,8 @@ def test_shm_size_is_the_largest(sizes: list[int | None], want: str | None) -> N
         if size is not None:
             d["nodeProperties"]["nodeRangeProperties"][i]["container"]["linuxParameters"] = {
                 "sharedMemorySize": size, "devices": []}
-    job, _ = load_batch_jobdef(d, "j")
-    assert job.get("shm_size") == want
-    if want:
-        assert spec_from_dict(job).shm_size == int(want[:-2]) * 1024 * 1024
+    spec = load_batch_jobdef(d, "j")
+    assert spec.shm_size == (want_mib * 1024 * 1024 if want_mib else None)
 
 
 @pytest.mark.parametrize("target, nodes, covered", [
@@ -222,8 +237,7 @@ def test_target_nodes(target: str, nodes: int, covered: list[int]) -> None:
     d = minimal()
     d["nodeProperties"]["numNodes"] = nodes
     d["nodeProperties"]["nodeRangeProperties"][0]["targetNodes"] = target
-    job, _ = load_batch_jobdef(d, "j")
-    assert [w.index for w in resolve_nodes(spec_from_dict(job))] == covered
+    assert [w.index for w in resolve_nodes(load_batch_jobdef(d, "j"))] == covered
 
 
 def test_nested_ranges_override() -> None:
@@ -233,8 +247,8 @@ def test_nested_ranges_override() -> None:
         {"targetNodes": "0:5", "container": {"command": ["outer"]}},
         {"targetNodes": "2:3", "container": {"command": ["inner"]}},
     ]
-    job, _ = load_batch_jobdef(d, "j")
-    assert [w.command[0] for w in resolve_nodes(spec_from_dict(job))] == ["outer"] * 2 + ["inner"] * 2 + ["outer"] * 2
+    work = resolve_nodes(load_batch_jobdef(d, "j"))
+    assert [w.command[0] for w in work] == ["outer"] * 2 + ["inner"] * 2 + ["outer"] * 2
 
 
 @pytest.mark.parametrize("command, params, override, want", [
@@ -251,8 +265,7 @@ def test_parameter_substitution(command: list[str], params: dict[str, str] | Non
     d = with_range(command=command)
     if params is not None:
         d["parameters"] = params
-    job, _ = load_batch_jobdef(d, "j", parameters=override)
-    assert job["node_ranges"][0]["command"] == want
+    assert load_batch_jobdef(d, "j", parameters=override).node_ranges[0].command == want
 
 
 @pytest.mark.parametrize("environment, want", [
@@ -263,8 +276,7 @@ def test_parameter_substitution(command: list[str], params: dict[str, str] | Non
     ([{"name": "_x", "value": "y"}, {"name": "B2", "value": "z w"}], {"_x": "y", "B2": "z w"}),
 ])
 def test_environment(environment: list[dict[str, str]], want: dict[str, str]) -> None:
-    job, _ = load_batch_jobdef(with_range(environment=environment), "j")
-    assert job["node_ranges"][0]["env"] == want
+    assert load_batch_jobdef(with_range(environment=environment), "j").node_ranges[0].env == want
 
 
 def test_ignored_keys_are_accepted() -> None:
@@ -284,9 +296,7 @@ def test_ignored_keys_are_accepted() -> None:
         "linuxParameters": {"devices": [{"hostPath": "/dev/infiniband/uverbs0"}], "initProcessEnabled": True,
                             "tmpfs": [], "maxSwap": 0, "swappiness": 0},
     })
-    job, _ = load_batch_jobdef(d, "j")
-    assert job == {"name": "tiny", "nodes": 2, "main_node": 0,
-                   "node_ranges": [{"target_nodes": "0:", "command": ["true"]}]}
+    assert load_batch_jobdef(d, "j") == load_batch_jobdef(minimal(), "j")
 
 
 # --- errors -----------------------------------------------------------------------------------------------------
@@ -324,7 +334,7 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("mainNode past end", set_path(minimal(), "nodeProperties.mainNode", 2), "nodeProperties.mainNode",
      "is 2, but numNodes is 2 (nodes 0..1)"),
     ("ranges empty", set_path(minimal(), "nodeProperties.nodeRangeProperties", []),
-     "nodeProperties.nodeRangeProperties", "must list at least one node range"),
+     "nodeProperties.nodeRangeProperties", "must not be empty"),
     ("ranges not array", set_path(minimal(), "nodeProperties.nodeRangeProperties", {}),
      "nodeProperties.nodeRangeProperties", "must be an array, got an object"),
     ("range not object", set_path(minimal(), "nodeProperties.nodeRangeProperties", ["0:"]),
@@ -396,9 +406,9 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("retry not object", minimal(retryStrategy=3), "retryStrategy", "must be an object, got a number"),
     ("retry unknown key", minimal(retryStrategy={"attempts": 2, "tries": 2}), "retryStrategy.tries",
      "unknown field"),
-    ("attempts 0", minimal(retryStrategy={"attempts": 0}), "retryStrategy.attempts", "must be from 1 to 10, got 0"),
+    ("attempts 0", minimal(retryStrategy={"attempts": 0}), "retryStrategy.attempts", "must be at least 1, got 0"),
     ("attempts 11", minimal(retryStrategy={"attempts": 11}), "retryStrategy.attempts",
-     "must be from 1 to 10, got 11"),
+     "must be at most 10, got 11"),
     ("attempts string", minimal(retryStrategy={"attempts": "3"}), "retryStrategy.attempts",
      "must be an integer, got a string"),
     ("rules without attempts", minimal(retryStrategy={"evaluateOnExit": [{"action": "RETRY"}]}),
@@ -406,7 +416,7 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("rules not array", minimal(retryStrategy={"attempts": 2, "evaluateOnExit": {}}),
      "retryStrategy.evaluateOnExit", "must be an array, got an object"),
     ("six rules", minimal(retryStrategy={"attempts": 2, "evaluateOnExit": [{"action": "EXIT"}] * 6}),
-     "retryStrategy.evaluateOnExit", "has 6 entries; Batch allows at most 5"),
+     "retryStrategy.evaluateOnExit", "has 6 entries; at most 5 allowed"),
     ("rule not object", minimal(retryStrategy={"attempts": 2, "evaluateOnExit": ["RETRY"]}),
      "retryStrategy.evaluateOnExit[0]", "must be an object, got a string"),
     ("rule no action", minimal(retryStrategy={"attempts": 2, "evaluateOnExit": [{"onExitCode": "1"}]}),
@@ -451,6 +461,20 @@ def test_errors_name_the_batch_field(doc: dict[str, Any], field: str, problem: s
     assert e.value.exit_code == 2
 
 
+NUL = "a\0b"
+
+
+@pytest.mark.parametrize("doc, field", [
+    (with_range(command=["echo", NUL]), _range0("container.command[1]")),
+    (with_range(command=["Ref::x"]) | {"parameters": {"x": NUL}}, "parameters.x"),
+    (with_range(environment=[{"name": "A", "value": NUL}]), _range0("container.environment[0].value")),
+], ids=["command", "parameter", "environment"])
+def test_nul_bytes_are_refused(doc: dict[str, Any], field: str) -> None:
+    with pytest.raises(SpecError) as e:
+        load_batch_jobdef(doc, "j")
+    assert (e.value.field, e.value.problem) == (field, "must not contain a NUL byte")
+
+
 def test_mnp_limits_are_reported_under_the_batch_field() -> None:
     """Checks mnp makes on the translated job (here its node limit) name the Batch field they came from."""
     with pytest.raises(SpecError) as e:
@@ -490,7 +514,7 @@ def test_range_layout_errors_use_batch_names(doc: dict[str, Any], field: str, pr
 def test_case_insensitive_actions() -> None:
     d = minimal(retryStrategy={"attempts": 2, "evaluateOnExit": [
         {"action": "retry", "onExitCode": "1"}, {"action": "Exit", "onExitCode": "2"}]})
-    _, retry = load_batch_jobdef(d, "j")
+    retry = load_batch_jobdef(d, "j").retry
     assert retry is not None
     assert [r.action for r in retry.rules] == ["RETRY", "EXIT"]
 
@@ -505,72 +529,11 @@ def test_case_insensitive_actions() -> None:
      RetryStrategy(4, (RetryRule("EXIT", "3", "OOM*", "Essential container*"),))),
 ])
 def test_retry_strategy_parsing(raw: dict[str, Any], want: RetryStrategy) -> None:
-    _, retry = load_batch_jobdef(minimal(retryStrategy=raw), "j")
-    assert retry == want
-
-
-# --- retry semantics --------------------------------------------------------------------------------------------
-
-EXAMPLE_RETRY = RetryStrategy(3, (
-    RetryRule("RETRY", on_status_reason="Host EC2*"),
-    RetryRule("RETRY", on_exit_code="137"),
-    RetryRule("EXIT", on_reason="CannotPullContainerError*"),
-    RetryRule("EXIT", on_exit_code="*"),
-))
-
-
-@pytest.mark.parametrize("strategy, exit_code, reason, attempt, want", [
-    # no rules: every failure retries until attempts run out
-    (RetryStrategy(3), 1, "", 1, True),
-    (RetryStrategy(3), 1, "", 2, True),
-    (RetryStrategy(3), 1, "", 3, False),
-    (RetryStrategy(3), 1, "", 4, False),
-    (RetryStrategy(1), 1, "", 1, False),
-    (RetryStrategy(10), 255, "anything", 9, True),
-    (RetryStrategy(10), 255, "anything", 10, False),
-    # success is never retried
-    (RetryStrategy(3), 0, "", 1, False),
-    (RetryStrategy(3, (RetryRule("RETRY", on_exit_code="0"),)), 0, "", 1, False),
-    # first matching rule decides
-    (EXAMPLE_RETRY, 1, "Host EC2 (instance i-0abc) terminated.", 1, True),
-    (EXAMPLE_RETRY, 137, "", 1, True),
-    (EXAMPLE_RETRY, 137, "", 2, True),
-    (EXAMPLE_RETRY, 137, "", 3, False),
-    (EXAMPLE_RETRY, 1, "CannotPullContainerError: no such image", 1, False),
-    (EXAMPLE_RETRY, 1, "", 1, False),
-    (EXAMPLE_RETRY, 2, "Essential container in task exited", 1, False),
-    # no rule matches: retry
-    (RetryStrategy(2, (RetryRule("EXIT", on_exit_code="1"),)), 2, "", 1, True),
-    (RetryStrategy(2, (RetryRule("EXIT", on_exit_code="1"),)), 1, "", 1, False),
-    (RetryStrategy(2, (RetryRule("EXIT", on_exit_code="1"),)), 10, "", 1, True),
-    # trailing * matches a prefix only
-    (RetryStrategy(2, (RetryRule("EXIT", on_exit_code="1*"),)), 10, "", 1, False),
-    (RetryStrategy(2, (RetryRule("EXIT", on_exit_code="1*"),)), 1, "", 1, False),
-    (RetryStrategy(2, (RetryRule("EXIT", on_exit_code="1*"),)), 21, "", 1, True),
-    (RetryStrategy(2, (RetryRule("EXIT", on_exit_code="*"),)), 99, "", 1, False),
-    (RetryStrategy(2, (RetryRule("EXIT", on_reason="OutOfMemory*"),)), 1, "OutOfMemoryError: x", 1, False),
-    (RetryStrategy(2, (RetryRule("EXIT", on_reason="OutOfMemory"),)), 1, "OutOfMemoryError", 1, True),
-    (RetryStrategy(2, (RetryRule("EXIT", on_reason="oom*"),)), 1, "OOM killed", 1, True),
-    # all conditions of a rule must hold
-    (RetryStrategy(2, (RetryRule("EXIT", "137", "Host*"),)), 137, "Host gone", 1, False),
-    (RetryStrategy(2, (RetryRule("EXIT", "137", "Host*"),)), 137, "Other", 1, True),
-    (RetryStrategy(2, (RetryRule("EXIT", "137", "Host*"),)), 1, "Host gone", 1, True),
-    # a rule with no condition matches everything
-    (RetryStrategy(2, (RetryRule("EXIT"),)), 3, "", 1, False),
-    (RetryStrategy(2, (RetryRule("RETRY"), RetryRule("EXIT"))), 3, "", 1, True),
-    # order matters
-    (RetryStrategy(2, (RetryRule("EXIT", on_exit_code="*"), RetryRule("RETRY", on_exit_code="1"))), 1, "", 1, False),
-    (RetryStrategy(2, (RetryRule("RETRY", on_exit_code="1"), RetryRule("EXIT", on_exit_code="*"))), 1, "", 1, True),
-    # signals as 128+N
-    (RetryStrategy(3, (RetryRule("RETRY", on_exit_code="13*"), RetryRule("EXIT"))), 137, "", 1, True),
-    (RetryStrategy(3, (RetryRule("RETRY", on_exit_code="13*"), RetryRule("EXIT"))), 143, "", 1, False),
-])
-def test_should_retry(strategy: RetryStrategy, exit_code: int, reason: str, attempt: int, want: bool) -> None:
-    assert strategy.should_retry(exit_code, reason, attempt) is want
+    assert load_batch_jobdef(minimal(retryStrategy=raw), "j").retry == want
 
 
 def test_should_retry_from_parsed_json() -> None:
-    _, retry = load_batch_jobdef(example(), "j")
+    retry = load_batch_jobdef(example(), "j").retry
     assert retry is not None
     attempts = 0
     while True:
@@ -580,6 +543,3 @@ def test_should_retry_from_parsed_json() -> None:
     assert attempts == 3
 
 
-def test_retry_strategy_is_frozen() -> None:
-    with pytest.raises(AttributeError):
-        RetryStrategy(2).attempts = 3  # type: ignore[misc]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mnp.errors import UsageError
 from mnp.cluster.hosts import HostSpec, load_hostfile, parse_hostfile, parse_hosts_option, slurm_hosts
+from mnp.errors import UsageError
 
 HOSTFILES = Path(__file__).resolve().parent.parent / "hostfiles"
 
@@ -209,6 +209,45 @@ def test_load_hostfile_not_text(tmp_path: Path) -> None:
     p.write_bytes(b"\xff\xfe\x00a")
     with pytest.raises(UsageError, match=r"bin\.txt: cannot read hostfile: not UTF-8 text$"):
         load_hostfile(p)
+
+
+def test_load_hostfile_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """A FIFO would block a plain read, /dev/zero never ends: neither is read at all."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match=r"fifo: cannot read hostfile: not a regular file \(a FIFO\)$"):
+        load_hostfile(fifo)
+    with pytest.raises(UsageError, match=r"^/dev/zero: cannot read hostfile: not a regular file \(a character"):
+        load_hostfile("/dev/zero")
+    with pytest.raises(UsageError, match=r"cannot read hostfile: not a regular file \(a directory\)$"):
+        load_hostfile(tmp_path)
+
+
+def test_load_hostfile_size_bound(tmp_path: Path) -> None:
+    p = tmp_path / "big"
+    p.write_text("# padding\n" * 120_000)
+    with pytest.raises(UsageError, match=r"big: cannot read hostfile: larger than 1 MiB$"):
+        load_hostfile(p)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a:" + "9" * 5000, "hosts.txt:1: slots must be a positive integer, got '999"),
+    ("a port=" + "1" * 5000, "hosts.txt:1: port must be an integer from 1 to 65535"),
+    ("a\x00b", "hosts.txt:1: 'a\\x00b' is not a valid host name"),
+])
+def test_hostfile_hostile_values(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as e:
+        parse_hostfile(text, "hosts.txt")
+    assert str(e.value).startswith(message)
+
+
+def test_slurm_names_with_a_newline_are_refused() -> None:
+    with pytest.raises(UsageError, match="is not a valid host name"):
+        slurm_hosts({"SLURM_JOB_NODELIST": "a,b\nc"})
+    with pytest.raises(UsageError, match="is not N or N"):
+        slurm_hosts({"SLURM_JOB_NODELIST": "a", "SLURM_TASKS_PER_NODE": "1" * 5000})
 
 
 def test_load_hostfile_names_the_path(tmp_path: Path) -> None:

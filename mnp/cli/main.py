@@ -22,10 +22,43 @@ __all__ = ["main", "cli"]
 
 
 class _Group(click.Group):
-    """Maps MnpError to a one-line message and its exit status (2 for usage/spec errors). Commands in ``lazy``
-    are imported only when asked for, so every other command starts without them."""
+    """The error boundary: MnpError and Click's own usage errors (unknown option, bad value, missing argument)
+    become one line, ``mnp: error: ...``, and their exit status (2 for usage and spec errors). Commands in
+    ``lazy`` are imported only when asked for, so every other command starts without them."""
 
     lazy = {"doctor": ("mnp.doctor.command", "doctor")}
+
+    class Seconds(click.FloatRange):
+        """A finite number of seconds from ``min`` to ``max`` (FloatRange alone lets ``nan`` through)."""
+
+        def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+            import math
+
+            rv = super().convert(value, param, ctx)
+            if math.isnan(rv):
+                self.fail(f"{value!r} is not a number of seconds", param, ctx)
+            return rv
+
+    @staticmethod
+    def one_line(text: str) -> str:
+        """A message on one line: newlines and other unprintable characters escaped."""
+        text = text.strip()
+        return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+    @classmethod
+    def _fail(cls, e: click.ClickException) -> None:
+        click.echo(f"mnp: error: {cls.one_line(e.format_message())}", err=True)
+        raise click.exceptions.Exit(e.exit_code)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.ClickException as e:  # mnp's own options
+            self._fail(e)
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -41,10 +74,14 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.ClickException as e:  # a command's options and arguments
+            self._fail(e)
         except MnpError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"mnp: error: {e}", err=True)
+            click.echo(f"mnp: error: {self.one_line(str(e))}", err=True)
             ctx.exit(e.exit_code)
 
 
@@ -105,13 +142,13 @@ def nodes_from_options(hostfile: str | None, hosts_opt: str | None, local: bool,
 
 @cli.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
-@click.option("-n", "--nodes", type=click.IntRange(min=1), envvar="MNP_NODES",
+@click.option("-n", "--nodes", type=click.IntRange(1, 1000), envvar="MNP_NODES",  # mnp.spec.jobspec.MAX_NODES
               help="Number of nodes (overrides the job's 'nodes').")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end (rank output goes to stderr).")
 @click.option("--isolate/--no-isolate", default=None,
               help="Local nodes in their own namespaces (default: when root) or as plain processes.")
-@click.option("--grace", type=click.FloatRange(min=0), default=5.0, show_default=True, envvar="MNP_GRACE",
-              help="Seconds between SIGTERM and SIGKILL when stopping ranks.")
+@click.option("--grace", type=_Group.Seconds(0, 86400), default=5.0, show_default=True, envvar="MNP_GRACE",
+              help="Seconds between SIGTERM and SIGKILL when stopping ranks (at most a day).")
 @node_source_options
 @click.option("--iface", envvar="MNP_IFACE", help="Interface MPI uses between nodes (default: probed on every node).")
 @click.option("--remount-shm", is_flag=True, envvar="MNP_REMOUNT_SHM",

@@ -31,13 +31,14 @@ from pathlib import Path
 import hostlist
 
 from mnp.errors import UsageError
+from mnp.spec.textfile import read_text
 
 __all__ = ["HostSpec", "load_hostfile", "parse_hostfile", "parse_hosts_option", "slurm_hosts"]
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9_])?$")
 _IPV6 = re.compile(r"^[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?$")
 _USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
-_UINT = re.compile(r"^[0-9]+$")
+_UINT = re.compile(r"^[0-9]{1,9}$")  # nine digits: no int() of a 5,000-digit string
 _MAX_SLOTS = 1_000_000
 _KEYS = {"slots": "slots", "max_slots": "max_slots", "max-slots": "max_slots", "port": "port"}
 
@@ -64,7 +65,7 @@ class _Bad(ValueError):
 
 
 def _number(what: str, text: str, high: int) -> int:
-    if not _UINT.match(text) or not 1 <= int(text) <= high:
+    if not _UINT.fullmatch(text) or not 1 <= int(text) <= high:
         raise _Bad(f"{what} must be a positive integer, got {text!r}" if what != "port"
                    else f"port must be an integer from 1 to 65535, got {text!r}")
     return int(text)
@@ -75,12 +76,12 @@ def _host(text: str) -> tuple[str | None, str, int | None]:
     user: str | None = None
     if "@" in text:
         user, text = text.split("@", 1)
-        if not _USER.match(user):
+        if not _USER.fullmatch(user):
             raise _Bad(f"{user!r} is not a valid user name")
     slots: int | None = None
     if text.startswith("["):
         addr, sep, rest = text[1:].partition("]")
-        if not sep or not addr or not _IPV6.match(addr):
+        if not sep or not addr or not _IPV6.fullmatch(addr):
             raise _Bad(f"{text!r} is not a bracketed IPv6 address such as [fe80::1]")
         if rest:
             if not rest.startswith(":"):
@@ -94,7 +95,7 @@ def _host(text: str) -> tuple[str | None, str, int | None]:
         slots = _number("slots", count, _MAX_SLOTS)
     if not name:
         raise _Bad("missing host name")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise _Bad(f"{name!r} is not a valid host name")
     return user, name, slots
 
@@ -157,11 +158,9 @@ def load_hostfile(path: str | Path) -> list[HostSpec]:
     """Read and parse a hostfile. Raises :class:`UsageError` (exit 2) on any problem."""
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise UsageError(f"{p}: cannot read hostfile: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{p}: cannot read hostfile: not UTF-8 text") from None
+        text = read_text(p)
+    except ValueError as e:  # missing, not a regular file (a FIFO would block), over 1 MiB, not UTF-8
+        raise UsageError(f"{p}: cannot read hostfile: {e}") from None
     return parse_hostfile(text, str(p))
 
 
@@ -189,14 +188,14 @@ def parse_hosts_option(text: str) -> list[HostSpec]:
     return out
 
 
-_TASKS = re.compile(r"^([0-9]+)(?:\(x([0-9]+)\))?$")
+_TASKS = re.compile(r"^([0-9]{1,9})(?:\(x([0-9]{1,9})\))?$")
 
 
 def _tasks(var: str, value: str) -> list[int]:
     """Slurm's tasks-per-node syntax: ``2``, ``2(x3),1`` -> [2, 2, 2, 1]."""
     out: list[int] = []
     for part in value.split(","):
-        m = _TASKS.match(part.strip())
+        m = _TASKS.fullmatch(part.strip())
         if not m:
             raise UsageError(f"{var}={value!r}: {part.strip()!r} is not N or N(xR)")
         count, repeat = int(m.group(1)), int(m.group(2) or 1)
@@ -227,7 +226,7 @@ def slurm_hosts(environ: Mapping[str, str]) -> list[HostSpec] | None:
     if not names:
         raise UsageError(f"{var}={nodelist!r}: names no nodes")
     for name in names:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise UsageError(f"{var}={nodelist!r}: {name!r} is not a valid host name")
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
@@ -235,7 +234,7 @@ def slurm_hosts(environ: Mapping[str, str]) -> list[HostSpec] | None:
     for count_var in ("SLURM_JOB_NUM_NODES", "SLURM_NNODES"):
         count = environ.get(count_var, "").strip()
         if count:
-            if not _UINT.match(count):
+            if not _UINT.fullmatch(count):
                 raise UsageError(f"{count_var}={count!r} is not a number")
             if int(count) != len(names):
                 raise UsageError(f"{count_var}={count} but {var}={nodelist!r} names {len(names)} node(s)")
