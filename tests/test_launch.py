@@ -190,15 +190,16 @@ def _our_sleepers(home: Path) -> list[int]:
     return found
 
 
-def test_node_crash_fails_job(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "silent"])
+def test_node_crash_fails_job(tmp_path: Path, mnp_home: Path, no_leftovers: None, how: int) -> None:
     import os
 
     import psutil
 
     job = write_job(tmp_path / "crash.yaml", nodes=3, ranks_per_node=1, command="sleep 100")
-    proc = subprocess.Popen([sys.executable, "-m", "mnp", "launch", "--grace", "1", str(job)],
-                            env={**os.environ, "MNP_HOME": str(mnp_home)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "launch", str(job)],
+                            env={**os.environ, "MNP_HOME": str(mnp_home), "MNP_DEAD_AFTER": "3"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim = None
     deadline = time.monotonic() + 60
     while victim is None and time.monotonic() < deadline:
@@ -212,10 +213,15 @@ def test_node_crash_fails_job(tmp_path: Path, mnp_home: Path, no_leftovers: None
                 continue
         time.sleep(0.2)
     assert victim is not None
-    os.kill(victim.pid, signal.SIGKILL)
+    os.kill(victim.pid, how)
+    t0 = time.monotonic()
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    assert "node 2" in err.strip().splitlines()[-1]
+    took = time.monotonic() - t0
+    assert proc.returncode == 255, err
+    assert "node 2 lost" in err.strip().splitlines()[-1]
+    # a lost node's ranks are dead by definition: the job ends once the others stopped theirs (they go at SIGTERM),
+    # not after a grace period for the lost ones; a silent node is lost after MNP_DEAD_AFTER (3 s here)
+    assert took < (3.0 if how == signal.SIGKILL else 3.0 + 2.0 + 1.0), took
 
 
 def test_stale_cluster_is_removed_at_next_start(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
