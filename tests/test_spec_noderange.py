@@ -124,8 +124,9 @@ def test_node_range_indices(text: str | int, n: int | None, want: str | None) ->
         with pytest.raises(ValueError):
             NodeRange.parse(text)
         return
-    got = NodeRange.parse(text).indices(n)
+    got = NodeRange.parse(text).nodes(n)
     assert isinstance(got, RangeSet) and got.fold() == want
+    assert list(NodeRange.parse(text).indices(n)) == list(got)
 
 
 @pytest.mark.parametrize("text, problem", [

@@ -6,7 +6,7 @@ order, ``len``, ``|`` ``&`` ``-`` ``^``, ``union``...) and a folded text form, `
 
 A :class:`NodeRange` is one ``targetNodes`` value: ``"0:"``, ``":2"``, ``"1:3"``, ``"4"``. Both ends are
 inclusive; an open start means node 0 and an open end the last node, so a range becomes a concrete
-:class:`RangeSet` only once the node count is known (:meth:`NodeRange.indices`).
+:class:`RangeSet` only once the node count is known (:meth:`NodeRange.nodes`).
 """
 
 from __future__ import annotations
@@ -168,10 +168,15 @@ class NodeRange:
             raise ValueError(f"{raw!r} ends before it starts")
         return cls(start, end, raw.strip())
 
-    def indices(self, num_nodes: int) -> RangeSet:
-        """The node indices this range names in a job of ``num_nodes`` nodes; raises ValueError past the end."""
+    def indices(self, num_nodes: int) -> range:
+        """The node indices this range names in a job of ``num_nodes`` nodes, in order (a range is contiguous);
+        raises ValueError past the end."""
         start = 0 if self.start is None else self.start
         end = num_nodes - 1 if self.end is None else self.end
         if start >= num_nodes or end >= num_nodes:
             raise ValueError(f"{self.text!r} names nodes past the last node ({num_nodes - 1})")
-        return RangeSet.span(start, end + 1)
+        return range(start, end + 1)
+
+    def nodes(self, num_nodes: int) -> RangeSet:
+        """:meth:`indices` as a :class:`RangeSet`."""
+        return RangeSet(self.indices(num_nodes))

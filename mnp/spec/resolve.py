@@ -56,7 +56,7 @@ def range_owners(spec: JobSpec, source: str | None = None, names: FieldNames = M
             nodes = nr.target_nodes.indices(n)
         except ValueError as e:
             raise SpecError(f"{names.ranges}[{i}].{names.target}", str(e), source) from None
-        spans.append((min(nodes), max(nodes), i))
+        spans.append((nodes.start, nodes.stop - 1, i))
     # Widest first among equal starts: each span is then checked against the innermost open one around it.
     open_: list[tuple[int, int, int]] = []
     for lo, hi, i in sorted(spans, key=lambda s: (s[0], -s[1], s[2])):
