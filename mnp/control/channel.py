@@ -21,8 +21,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from mnp.control.messages import (InvalidMessage, ToAgent, ToCoordinator, decode_to_agent, decode_to_coordinator,
-                                  encode)
+from mnp.control.messages import InvalidMessage, ToAgent, ToCoordinator, decode_to_agent, decode_to_coordinator, encode
 
 __all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "Received"]
 

@@ -62,7 +62,7 @@ class RankSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pmi: bool = True
 
 
-class Start(_Msg, tag="start"):
+class Start(_Msg, frozen=True, tag="start"):
     """Start this node's part of the job.
 
     ``daemons``: this node runs a launcher's daemons (``Exec``) instead of ranks of its own; ``rsh``: this node runs
@@ -81,49 +81,49 @@ class Start(_Msg, tag="start"):
     io_ranks: list[int] = []
 
 
-class BarrierDone(_Msg, tag="barrier_done"):
+class BarrierDone(_Msg, frozen=True, tag="barrier_done"):
     kvs: dict[str, str]
 
 
-class Kill(_Msg, tag="kill"):
+class Kill(_Msg, frozen=True, tag="kill"):
     grace: float
 
 
-class Ping(_Msg, tag="ping"):
+class Ping(_Msg, frozen=True, tag="ping"):
     pass
 
 
-class Shutdown(_Msg, tag="shutdown"):
+class Shutdown(_Msg, frozen=True, tag="shutdown"):
     pass
 
 
-class Exec(_Msg, tag="exec"):
+class Exec(_Msg, frozen=True, tag="exec"):
     """Run a launcher's daemon command line here (checked by the agent before anything runs)."""
 
     id: str
     command: str
 
 
-class ExecKill(_Msg, tag="exec_kill"):
+class ExecKill(_Msg, frozen=True, tag="exec_kill"):
     id: str
 
 
-class RexecOutput(_Msg, tag="rexec_output"):
+class RexecOutput(_Msg, frozen=True, tag="rexec_output"):
     id: str
     stream: Stream
 
 
-class RexecExit(_Msg, tag="rexec_exit"):
+class RexecExit(_Msg, frozen=True, tag="rexec_exit"):
     id: str
     code: int
 
 
-class RemountShm(_Msg, tag="remount_shm"):
+class RemountShm(_Msg, frozen=True, tag="remount_shm"):
     size: int
 
 
 # -- agent -> coordinator -------------------------------------------------------------------------------------------
-class Hello(_Msg, tag="hello"):
+class Hello(_Msg, frozen=True, tag="hello"):
     hostname: str
     cpus: int
     pid: int
@@ -134,52 +134,52 @@ class Hello(_Msg, tag="hello"):
     fabric: dict[str, object] = {}
 
 
-class Started(_Msg, tag="started"):
+class Started(_Msg, frozen=True, tag="started"):
     pids: dict[int, int]
 
 
-class Output(_Msg, tag="output"):
+class Output(_Msg, frozen=True, tag="output"):
     rank: int
     stream: Stream
 
 
-class Exit(_Msg, tag="exit"):
+class Exit(_Msg, frozen=True, tag="exit"):
     rank: int
     code: int
     signal: str | None = None
     reason: str = ""
 
 
-class Barrier(_Msg, tag="barrier"):
+class Barrier(_Msg, frozen=True, tag="barrier"):
     puts: dict[str, str]
 
 
-class Abort(_Msg, tag="abort"):
+class Abort(_Msg, frozen=True, tag="abort"):
     rank: int
     code: int
     message: str = ""
 
 
-class Heartbeat(_Msg, tag="heartbeat"):
+class Heartbeat(_Msg, frozen=True, tag="heartbeat"):
     pass
 
 
-class Bye(_Msg, tag="bye"):
+class Bye(_Msg, frozen=True, tag="bye"):
     maxrss_kb: int | None = None
     shm_removed: list[str] = []
 
 
-class ExecOutput(_Msg, tag="exec_output"):
+class ExecOutput(_Msg, frozen=True, tag="exec_output"):
     id: str
     stream: Stream
 
 
-class ExecExit(_Msg, tag="exec_exit"):
+class ExecExit(_Msg, frozen=True, tag="exec_exit"):
     id: str
     code: int
 
 
-class Rexec(_Msg, tag="rexec"):
+class Rexec(_Msg, frozen=True, tag="rexec"):
     """The launcher on this node asks for ``command`` on ``host`` (its remote shell, ``mnp-rsh``)."""
 
     id: str
@@ -187,11 +187,11 @@ class Rexec(_Msg, tag="rexec"):
     command: str
 
 
-class RexecKill(_Msg, tag="rexec_kill"):
+class RexecKill(_Msg, frozen=True, tag="rexec_kill"):
     id: str
 
 
-class ShmRemounted(_Msg, tag="shm_remounted"):
+class ShmRemounted(_Msg, frozen=True, tag="shm_remounted"):
     total: int
     free: int
     error: str = ""

@@ -14,19 +14,9 @@ from mnp.coordinator.events import Note
 from mnp.coordinator.job import Interrupt, JobResult, LaunchRequest, run_attempt
 from mnp.errors import UsageError
 from mnp.records import Records
-from mnp.spec.model import JobSpec
+from mnp.spec.retry import retry_strategy
 
 __all__ = ["launch"]
-
-
-def _strategy(spec: JobSpec) -> Any:
-    from mnp.spec.batchdef import RetryRule, RetryStrategy
-
-    if spec.retry is None:
-        return RetryStrategy()
-    return RetryStrategy(spec.retry.attempts, tuple(
-        RetryRule(r.action.upper(), r.on_exit_code, r.on_reason, r.on_status_reason)  # type: ignore[arg-type]
-        for r in spec.retry.evaluate_on_exit))
 
 
 def launch(req: LaunchRequest) -> JobResult:
@@ -36,7 +26,7 @@ def launch(req: LaunchRequest) -> JobResult:
     records = Records(req.home)
     for job_id in records.reap_orphans():
         req.events(Note("info", f"job {job_id} was left unfinished by a coordinator that is gone: marked FAILED"))
-    strategy = _strategy(req.spec)
+    strategy = retry_strategy(req.spec)
     history: list[dict[str, Any]] = []
     try:
         with Interrupt() as interrupt:
