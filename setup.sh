@@ -31,7 +31,7 @@ stamp=.venv/.mnp-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing mnp and its Python packages into .venv"
   # compat mode: a plain path entry instead of an import hook, which every mnp and rank process would load
-  .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+  .venv/bin/python -m pip install -q -e '.[test,bench]' --config-settings editable_mode=compat
   .venv/bin/python -c "import mnp, mpi4py, zmq" && touch "$stamp"
 fi
 

@@ -9,10 +9,11 @@ agents. The node wrappers come from ``$MNP_BENCH_NODES`` (a JSON file: address -
 import json
 import os
 import sys
+from pathlib import Path
 
 args = sys.argv[1:]
 while args and args[0].startswith("-"):
     args = args[1:]
 host, words = args[0], args[1:]
-prefix = json.loads(open(os.environ["MNP_BENCH_NODES"]).read())[host]
+prefix = json.loads(Path(os.environ["MNP_BENCH_NODES"]).read_text())[host]
 os.execvp(prefix[0], [*prefix, "/bin/sh", "-c", " ".join(words)])

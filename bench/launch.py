@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mnp.cluster.local import LocalCluster, clean_stale, namespaces_available  # noqa: E402
-from mnp.records import new_job_id  # noqa: E402
+from mnp.cluster.local import LocalCluster, clean_stale, namespaces_available
+from mnp.records import new_job_id
 
 HELLO = [sys.executable, str(ROOT / "examples" / "hello.py")]
 TRANSPORT = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp", "FI_TCP_IFACE": "eth0", "PYTHONUNBUFFERED": "1"}
@@ -55,7 +55,7 @@ def time_mnp(home: Path, nodes: int, rpn: int, command: list[str] | None = None)
     env = {**os.environ, "MNP_HOME": str(home)}
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "mnp", "launch", "--json", str(job)], capture_output=True, text=True,
-                       env=env)
+                       env=env, check=False)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"mnp launch failed ({p.returncode}): {p.stderr[-2000:]}")
@@ -80,7 +80,7 @@ def time_hydra(tmp: Path, nodes: int, rpn: int, command: list[str] | None = None
                             "-hosts", hosts, "-n", str(nodes * rpn), "-iface", cluster.bridge, *genv,
                             *(command or HELLO)],
                            capture_output=True, text=True, env={**os.environ, "MNP_BENCH_NODES": str(spec),
-                                                                "HYDRA_LAUNCHER_AUTOFORK": "0"}, cwd=ROOT)
+                                                                "HYDRA_LAUNCHER_AUTOFORK": "0"}, cwd=ROOT, check=False)
         ranks = p.stdout.count("hello from rank") + p.stdout.count("C-HELLO")  # Hydra may merge lines
         if p.returncode != 0 or ranks != nodes * rpn:
             raise SystemExit(f"mpiexec failed ({p.returncode}): {p.stdout[-1000:]} {p.stderr[-2000:]}")

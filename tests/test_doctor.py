@@ -14,10 +14,12 @@ from click.testing import CliRunner
 from conftest import ROOT
 from sshnodes import SshNodes
 
-from mnp.doctor.command import Check, DoctorReport, analyse, read_probe, render, slow_pairs
+from mnp.cluster.local import plan_node_cpus
+from mnp.doctor import Check, DoctorReport, analyse, read_probe, render, slow_pairs
+from mnp.fabric.decide import decide
 
-# `doctor` is registered the way mnp's CLI will register it; the command runs in its own process, as users run it.
-_MAIN = "from mnp.cli.main import cli; from mnp.doctor.command import doctor; cli.add_command(doctor); cli(prog_name='mnp')"
+# The real `mnp` command (its group loads `doctor` lazily), in its own process, as users run it.
+_MAIN = "from mnp.cli.main import main; main()"
 MiB = 1 << 20
 
 
@@ -50,7 +52,8 @@ def test_three_local_nodes(mnp_home: Path, no_leftovers: None) -> None:
     assert [n["index"] for n in nodes] == [0, 1, 2]
     assert len({n["hostname"] for n in nodes}) == 3 and len({n["address"] for n in nodes}) == 3
     assert len({n["mpi"] for n in nodes}) == 1 and nodes[0]["mpi"].startswith("MPICH")
-    assert {n["cpus"] for n in nodes} == {len(os.sched_getaffinity(0))}
+    node_cpus = [len(c) for _, c in sorted(plan_node_cpus(os.sched_getaffinity(0), 3).items())]
+    assert [n["cpus"] for n in nodes] == node_cpus  # each local node's own CPU set, as the probe saw it
     for n in nodes:  # one kernel clock under every local node: the NTP-like estimate must find ~0
         assert abs(n["offset_s"]) < 0.01
         assert n["efa"]["usable"] is False and n["shm_total"] > 0
@@ -71,7 +74,7 @@ def test_three_local_nodes(mnp_home: Path, no_leftovers: None) -> None:
     assert c["reachability"]["data"]["measured_over"]["inter_node"] == "tcp"
     assert c["mpi"]["ok"] and c["versions"]["ok"] and c["clock"]["ok"] and c["shm"]["ok"]
     rows = c["shm"]["data"]["nodes"]  # default ranks per node: the node's CPUs; the node's /dev/shm fits them
-    assert [r["ranks"] for r in rows] == [len(os.sched_getaffinity(0))] * 3
+    assert [r["ranks"] for r in rows] == node_cpus
     assert all(r["free"] >= r["need"] for r in rows)
 
 
@@ -208,9 +211,7 @@ def test_slow_pairs() -> None:
 
 def test_usage_errors_exit_2(mnp_home: Path) -> None:
     from mnp.cli.main import cli
-    from mnp.doctor.command import doctor
 
-    cli.add_command(doctor)
     runner = CliRunner()
     env = {"MNP_HOME": str(mnp_home)}
     r = runner.invoke(cli, ["doctor", "--hostfile", "h.txt", "--hosts", "a,b"], env=env)
@@ -222,3 +223,89 @@ def test_usage_errors_exit_2(mnp_home: Path) -> None:
     r = runner.invoke(cli, ["doctor", "--ranks-per-node", "0"], env=env)
     assert r.exit_code == 2
     assert not (mnp_home / "jobs").exists()  # nothing was launched
+
+
+def _facts(i: int, net: str = "10.0.0", shm: int = 8 << 30) -> dict:
+    """A node as the probe reports it: mnp.fabric.decide.node_facts plus what the doctor compares."""
+    return {"hostname": f"n{i}", "mpi": "MPICH Version: 4.2.3", "python": "3.11.7 (main)", "mnp": "0.1.0",
+            "cpus": 4, "kernel": "6.1.0", "shm_total": shm, "shm_free": shm,
+            "efa": {"usable": False, "problem": "no EFA device in /sys/class/infiniband"},
+            "ifaces": [{"name": "lo", "address": "127.0.0.1", "prefixlen": 8, "excluded": "loopback"},
+                       {"name": "eth0", "address": f"{net}.{i + 1}", "prefixlen": 24}]}
+
+
+def _probe(nodes: list[dict]) -> dict:
+    n = len(nodes)
+    return {"size": n, "nodes": nodes, "clock": [{"offset_s": 0.0, "rtt_s": 1e-5}] * n,
+            "latency_us": [[None if i == j else 5.0 for j in range(n)] for i in range(n)],
+            "first_ms": [[None if i == j else 1.0 for j in range(n)] for i in range(n)], "remeasured": []}
+
+
+def test_fabric_checks_are_what_a_launch_decides() -> None:
+    """interfaces, transport and shm come from mnp.fabric.decide.decide, the function a launch calls."""
+    nodes = [_facts(0), _facts(1), _facts(2, shm=64 * MiB)]
+    by = {c.name: c for c in analyse(_probe(nodes), ranks_per_node=2, main_address="10.0.0.1")}
+    plan = decide("mpich", "auto", None, nodes, ["n0", "n1", "n2"], [2, 2, 2], main_address="10.0.0.1")
+    assert by["interfaces"].ok and by["interfaces"].detail == plan.iface_why
+    assert by["interfaces"].data["name"] == plan.iface == "eth0"
+    assert by["transport"].ok and by["transport"].detail == f"tcp between nodes, shm within: {plan.transport.why}"
+    assert by["transport"].data["env"] == plan.transport.env and plan.transport.env["FI_TCP_IFACE"] == "eth0"
+    assert not by["shm"].ok and by["shm"].detail == plan.shm_problems[0]
+    assert by["shm"].detail.startswith("node 2 (n2): /dev/shm is 64 MiB, the job needs 384 MiB")
+    assert [r["need"] for r in by["shm"].data["nodes"]] == [plan.shm[i]["need"] for i in range(3)]
+    assert [k for k, c in by.items() if not c.ok] == ["shm"]
+
+
+def test_a_refused_fabric_part_fails_alone() -> None:
+    """Where decide() refuses one part, that check fails and the others are still judged."""
+    apart = [_facts(0), _facts(1, net="10.9.9")]  # no subnet in common
+    by = {c.name: c for c in analyse(_probe(apart), ranks_per_node=1, transport="efa")}
+    assert not by["interfaces"].ok and "node 1: shares no IPv4 subnet with node 0" in by["interfaces"].detail
+    assert not by["transport"].ok and by["transport"].data == {"asked": "efa"}
+    assert "'efa' asked for, but node 0 (n0) has no usable EFA device: no EFA device in" in by["transport"].detail
+    assert by["shm"].ok and [r["ranks"] for r in by["shm"].data["nodes"]] == [1, 1]
+
+    by = {c.name: c for c in analyse(_probe(apart))}  # auto: tcp, with no interface to pin
+    assert not by["interfaces"].ok
+    assert by["transport"].ok and by["transport"].data["inter_node"] == "tcp"
+    assert "FI_TCP_IFACE" not in by["transport"].data["env"]
+
+    blind = [_facts(0), {k: v for k, v in _facts(1).items() if k != "ifaces"}]
+    blind[1]["ifaces_error"] = "n1: cannot list interfaces with 'ip -d -j addr': not found"
+    by = {c.name: c for c in analyse(_probe(blind))}
+    assert not by["interfaces"].ok
+    assert by["interfaces"].detail == "node 1 (n1): n1: cannot list interfaces with 'ip -d -j addr': not found"
+    assert by["transport"].ok
+
+    by = {c.name: c for c in analyse(_probe([_facts(0)]), transport="shm")}  # one node: nothing to pick
+    assert by["interfaces"].ok and by["interfaces"].detail == "one node" and by["transport"].ok
+
+
+def test_library_never_sees_click() -> None:
+    """mnp.doctor imports no Click and does not load the probe program that `python -m` runs as __main__."""
+    code = ("import sys, mnp.doctor, mnp.doctor.run, mnp.doctor.analyse, mnp.doctor.report; "
+            "print(sorted(m for m in sys.modules if m == 'click' or m.startswith(('click.', 'mnp.cli', "
+            "'mnp.doctor.probe')) and m != 'mnp.doctor.probe_data'))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                       check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["mnp.doctor.probe", "mnp.probe"])
+def test_probe_runs_alone(module: str) -> None:
+    """Both names of the probe run it (an MPI singleton here), without runpy's already-imported warning."""
+    p = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", module], capture_output=True,
+                       text=True, timeout=120, cwd=ROOT, check=False)
+    assert p.returncode == 0, p.stderr
+    probe = read_probe_text(p.stdout)
+    assert probe["size"] == 1 and probe["latency_us"] == [[None]]
+    facts = probe["nodes"][0]
+    assert {"hostname", "cpus", "mpi", "shm_total", "shm_free", "kernel", "efa"} <= set(facts)
+    assert "ifaces" in facts or "ifaces_error" in facts
+
+
+def read_probe_text(stdout: str) -> dict:
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("MNP-PROBE ")]
+    assert len(lines) == 1, stdout
+    return json.loads(lines[0][len("MNP-PROBE "):])

@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         rec = RUNS["md"](p)
     except UsageError as e:  # raised alike on every rank, before any communication
         if rank == 0:
-            print(f"md: error: {e}", file=sys.stderr)
+            print(f"md: error: {e}", file=sys.stderr, flush=True)
+        # No rank exits before rank 0 has said why: the first rank to exit non-zero makes mnp stop the others.
+        MPI.COMM_WORLD.Barrier()
         return 2
     if rank == 0:
         print("\n".join([*text_lines(rec), json_line(rec)]), flush=True)

@@ -18,9 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
-from bench.md.report import parse_json_lines
 from bench.jobs import ROOT, launch_job
+from bench.md.report import parse_json_lines
 
 JOBS = {"shm": ROOT / "bench" / "md-shm.yaml", "net": ROOT / "bench" / "md-net.yaml"}
 

@@ -33,6 +33,11 @@ def registered(name: str) -> Callable[[Callable[[Params], dict[str, Any]]], Call
 class Engine:
     """One rank's share of the system and the steps that advance it."""
 
+    # set by rebuild(): owned atoms first, then ghosts (pos); velocities of the owned ones
+    pos: np.ndarray
+    vel: np.ndarray
+    nlocal: int
+
     def __init__(self, comm: Any, p: Params) -> None:
         from bench.md import kernels
         from bench.md.domain import Domain

@@ -6,9 +6,10 @@ Run as an mnp job (``.venv/bin/mnp launch bench/osu-latency.yaml``) or directly 
                         [--path mpi4py|numba]
 
 Layout: ``suite`` holds the registry, options and records (no MPI); ``benchmarks`` the four registered
-benchmarks (the methodology: sizes, barriers, what is timed, the arithmetic); ``paths`` the mpi4py call path and
-``numba_path`` the numba one (the timed loops); ``report`` the OSU text and the ``OSU-JSON`` line; ``__main__`` the
-command, which is the only place that prints; ``compare`` runs the shm and network jobs through ``mnp launch``.
+benchmarks (the methodology: sizes, barriers, what is timed, the arithmetic); ``callpath`` the interface and tags
+of a call path (the timed loops), ``paths`` the mpi4py one and the choice between paths, ``numba_path`` the numba
+one; ``report`` the OSU text and the ``OSU-JSON`` line; ``__main__`` the command, which is the only place that
+prints; ``compare`` runs the shm and network jobs through ``mnp launch``.
 MPI and numba are imported only when a benchmark runs, so ``--help`` is instant.
 """
 

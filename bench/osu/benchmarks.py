@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.osu.paths import CallPath, make_path
+from bench.osu.callpath import CallPath
+from bench.osu.paths import make_path
 from bench.osu.suite import BENCHMARKS, Options, Result, Row, Spec, benchmark
 
 MiB = 1 << 20

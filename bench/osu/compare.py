@@ -20,9 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
-from bench.osu.report import parse_json_lines
 from bench.jobs import ROOT, launch_job
+from bench.osu.report import parse_json_lines
 
 SHM_JOB, NET_JOB = ROOT / "bench" / "osu-latency-shm.yaml", ROOT / "bench" / "osu-latency.yaml"
 

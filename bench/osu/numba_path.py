@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.osu.paths import TAG, TAG_ACK, TAG_BACK, TAG_DATA
+from bench.osu.callpath import TAG, TAG_ACK, TAG_BACK, TAG_DATA
 
 
 def mapped_mpi_libraries() -> list[str]:

@@ -1,38 +1,21 @@
-"""Call paths: the timed loops, one implementation per way of calling MPI from Python.
+"""Call paths: :func:`make_path` picks one, and the ``mpi4py`` one lives here.
 
-A benchmark (``benchmarks.py``) decides sizes, barriers and arithmetic; a call path runs the loop that is timed and
-returns seconds. Two exist: ``mpi4py`` here (buffer-based ``Send``/``Recv``/``Isend``/``Irecv``/``Allreduce`` on
-NumPy arrays, buffer specifications built once per size, outside the loop) and ``numba`` (``numba_path.py``: the
-same loops compiled with ``@njit``, calling the C MPI functions directly).
-
-Tags follow OSU's: 1 for ping-pong, 100 for windowed data, 101 for the bandwidth ack, 10 for bibw's reverse way.
+A call path (the :class:`~bench.osu.callpath.CallPath` interface) runs the timed loop and returns seconds. Two
+exist: ``mpi4py`` here (buffer-based ``Send``/``Recv``/``Isend``/``Irecv``/``Allreduce`` on NumPy arrays, buffer
+specifications built once per size, outside the loop) and ``numba`` (``numba_path.py``: the same loops compiled
+with ``@njit``, calling the C MPI functions directly). Both implement ``callpath``'s interface and tags; only this
+module knows both, so neither imports the other.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-TAG, TAG_DATA, TAG_ACK, TAG_BACK = 1, 100, 101, 10
+from bench.osu.callpath import TAG, TAG_ACK, TAG_BACK, TAG_DATA, CallPath
 
-
-class CallPath(Protocol):
-    name: str
-
-    def prepare(self, benchmark: str) -> None: ...
-
-    def pingpong(self, buf: np.ndarray, size: int, first: bool, peer: int, iters: int, warmup: int) -> float: ...
-
-    def bw(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, sender: bool, peer: int, iters: int, warmup: int,
-           window: int) -> float: ...
-
-    def bibw(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, peer: int, iters: int, warmup: int,
-             window: int) -> float: ...
-
-    def allreduce(self, sbuf: np.ndarray, rbuf: np.ndarray, count: int, iters: int, warmup: int) -> float: ...
-
-    def info(self) -> dict[str, Any]: ...
+__all__ = ["Mpi4pyPath", "make_path"]
 
 
 def make_path(name: str, comm: Any) -> CallPath:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from mnp import __version__
+from mnp.cli.options import node_source_options, nodes_from_options
 from mnp.errors import MnpError
 
 __all__ = ["main", "cli"]
@@ -26,7 +27,7 @@ class _Group(click.Group):
     become one line, ``mnp: error: ...``, and their exit status (2 for usage and spec errors). Commands in
     ``lazy`` are imported only when asked for, so every other command starts without them."""
 
-    lazy = {"doctor": ("mnp.doctor.command", "doctor")}
+    lazy = {"doctor": ("mnp.cli.doctor", "doctor")}
 
     class Seconds(click.FloatRange):
         """A finite number of seconds from ``min`` to ``max`` (FloatRange alone lets ``nan`` through)."""
@@ -94,52 +95,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-_NODE_SOURCE = [
-    click.option("--hostfile", type=click.Path(dir_okay=False), envvar="MNP_HOSTFILE",
-                 help="SSH hosts from a file (plain, MPICH host:N or Open MPI 'host slots=N' lines)."),
-    click.option("--hosts", "hosts_opt", metavar="H1,H2:N,...", envvar="MNP_HOSTS",
-                 help="SSH hosts on the command line."),
-    click.option("--local", is_flag=True, help="Use local nodes even inside a Slurm allocation."),
-    click.option("--ssh-user", envvar="MNP_SSH_USER", help="SSH user (default: ~/.ssh/config, then $USER)."),
-    click.option("--ssh-port", type=click.IntRange(1, 65535), envvar="MNP_SSH_PORT", help="SSH port (default 22)."),
-    click.option("--ssh-key", type=click.Path(dir_okay=False), envvar="MNP_SSH_KEY", help="SSH private key file."),
-    click.option("--known-hosts", type=click.Path(dir_okay=False), envvar="MNP_KNOWN_HOSTS",
-                 help="known_hosts file (default ~/.ssh/known_hosts)."),
-    click.option("--ssh-config", type=click.Path(dir_okay=False), envvar="MNP_SSH_CONFIG",
-                 help="ssh_config file (default ~/.ssh/config)."),
-    click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-                 envvar="MNP_CONNECT_TIMEOUT", help="Seconds to wait for each SSH host."),
-    click.option("--fanout", type=click.IntRange(min=1), default=32, show_default=True,
-                 help="SSH hosts dialled at once."),
-    click.option("--remote-python", envvar="MNP_REMOTE_PYTHON",
-                 help="Python on the hosts that has mnp (default: this interpreter's path)."),
-    click.option("--insecure-no-host-key-check", is_flag=True,
-                 help="INSECURE: accept any SSH host key (man-in-the-middle goes unnoticed)."),
-]
-
-
-def node_source_options(f: Any) -> Any:
-    """Where nodes come from, and how to reach them over SSH: the options `launch` and `doctor` share."""
-    for option in reversed(_NODE_SOURCE):
-        f = option(f)
-    return f
-
-
-def nodes_from_options(hostfile: str | None, hosts_opt: str | None, local: bool, ssh_user: str | None,
-                       ssh_port: int | None, ssh_key: str | None, known_hosts: str | None, ssh_config: str | None,
-                       connect_timeout: float, fanout: int, remote_python: str | None,
-                       insecure_no_host_key_check: bool) -> tuple[list[Any] | None, Any]:
-    """(hosts, SSH options) from those options; (None, None) means local nodes."""
-    hosts = _hosts(hostfile, hosts_opt, local)
-    if hosts is None:
-        return None, None
-    from mnp.cluster.ssh import SshOptions
-
-    return hosts, SshOptions(user=ssh_user, port=ssh_port, key_file=ssh_key, connect_timeout=connect_timeout,
-                             known_hosts=known_hosts, config_file=ssh_config, fanout=fanout,
-                             insecure_no_host_key_check=insecure_no_host_key_check, remote_python=remote_python)
-
-
 @cli.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("-n", "--nodes", type=click.IntRange(1, 1000), envvar="MNP_NODES",  # mnp.spec.jobspec.MAX_NODES
@@ -171,26 +126,6 @@ def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None
                                grace_s=grace, hosts=hosts, ssh=ssh, iface=iface, remount_shm=remount_shm,
                                explain=explain))
     _report(result, as_json)
-
-
-def _hosts(hostfile: str | None, hosts_opt: str | None, local: bool) -> list[Any] | None:
-    """Where the nodes come from: --hostfile, --hosts, a Slurm allocation, or None (local nodes)."""
-    from mnp.errors import UsageError
-    from mnp.cluster.hosts import load_hostfile, parse_hosts_option, slurm_hosts
-
-    if hostfile and hosts_opt:
-        raise UsageError("--hostfile and --hosts: give one or the other")
-    if hostfile:
-        return load_hostfile(hostfile)
-    if hosts_opt:
-        return parse_hosts_option(hosts_opt)
-    if not local:
-        found = slurm_hosts(os.environ)
-        if found:
-            click.echo(f"mnp: using the Slurm allocation's {len(found)} node(s) "
-                       f"(job {os.environ.get('SLURM_JOB_ID', '?')}); --local to ignore it", err=True)
-            return found
-    return None
 
 
 @cli.command("list")

@@ -1,6 +1,6 @@
 """The program ``mnp doctor`` runs: ``python -m mnp.doctor.probe``, one rank per node.
 
-Every rank reads its node's facts (:func:`node_facts`, before ``MPI_Init``) and gathers them to rank 0. Then, for
+Every rank reads its node's facts (:func:`probe_facts`, before ``MPI_Init``) and gathers them to rank 0. Then, for
 every node pair ``i < j`` in turn, ranks i and j run an 8-byte pingpong while every other rank sleeps. Pairs run
 one after another: the initiator of a pair, when it is done, sends a token to whichever members of the next pair
 were not in it, and a rank waiting for its turn polls a non-blocking receive with short sleeps -- a blocking MPI
@@ -10,8 +10,8 @@ connections to ranks that are asleep.
 
 The responder echoes its own ``time.time()`` in the 8 bytes, so the pairs with rank 0 double as an NTP-like
 exchange: node j's offset is ``t_j - (t_send + t_recv) / 2`` from its round trip with the smallest delay.
-Pairs slower than :data:`SLOW_FACTOR` x the median are measured once more and keep the faster result, so a
-burst of load elsewhere on a shared machine is not reported as a slow link.
+Pairs slower than :data:`~mnp.doctor.probe_data.SLOW_FACTOR` x the median are measured once more and keep the
+faster result, so a burst of load elsewhere on a shared machine is not reported as a slow link.
 
 Rank 0 prints one line, ``MNP-PROBE <json>``: ``nodes`` (facts), ``clock`` (per node: offset from node 0 and
 the round trip it was read from, in seconds), ``latency_us`` (half round trip, median of the timed round trips;
@@ -28,62 +28,34 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["PREFIX", "SLOW_FACTOR", "main", "node_facts", "pair_schedule", "slow_pairs"]
+from mnp.doctor.probe_data import PREFIX, slow_pairs
 
-PREFIX = "MNP-PROBE "
+__all__ = ["main", "pair_schedule", "probe_facts"]
+
 WARMUP = 10  # round trips before timing (the first one also opens the connection)
 MIN_TRIPS = 30
 MAX_TRIPS = 400
 MATRIX_BUDGET_S = 0.5  # spread over all pairs; each pair gets 1 to 20 ms of timed round trips (>= MIN_TRIPS)
-SLOW_FACTOR = 3.0  # a pair slower than this x the median is slow
 PING, STOP, TOKEN, DONE = 11, 12, 13, 14
 
 
-def node_facts() -> dict[str, Any]:
-    """This node's facts. A part that cannot be read becomes ``<part>_error`` (one line) instead."""
+def probe_facts() -> dict[str, Any]:
+    """This node's facts: what its agent tells the coordinator (:func:`mnp.fabric.decide.node_facts`, interfaces
+    included), and what the doctor compares across nodes (hostname, clock, Python, mnp, CPUs)."""
     from mnp import __version__
+    from mnp.fabric.decide import node_facts
 
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    facts: dict[str, Any] = {"hostname": socket.gethostname(), "time": time.time(), "python": sys.version,
-                             "mnp": __version__, "cpus": cpus, "kernel": os.uname().release}
-    try:
-        from mnp.fabric.shm import shm_free
-
-        facts["shm_total"], facts["shm_free"] = shm_free("/dev/shm")
-    except Exception as e:  # noqa: BLE001 - a fact we could not read is reported, not fatal
-        facts["shm_error"] = str(e)
-    try:
-        from mnp.fabric.ifaces import local_ifaces
-
-        facts["ifaces"] = [i.to_dict() for i in local_ifaces()]
-    except Exception as e:  # noqa: BLE001
-        facts["ifaces_error"] = str(e)
-    try:
-        from mnp.fabric.efa import detect_efa
-
-        facts["efa"] = detect_efa(timeout=5.0).to_dict()
-    except Exception as e:  # noqa: BLE001
-        facts["efa_error"] = str(e)
-    return facts
+    return {"hostname": socket.gethostname(), "time": time.time(), "python": sys.version, "mnp": __version__,
+            "cpus": cpus, **node_facts(report_ifaces=True)}
 
 
 def pair_schedule(n: int) -> list[tuple[int, int]]:
     """Every pair ``(i, j)``, ``i < j``, in the order they run: consecutive pairs share a node where they can."""
     return [(i, j) for i in range(n) for j in range(i + 1, n)]
-
-
-def slow_pairs(matrix: list[list[float | None]], factor: float = SLOW_FACTOR) -> list[tuple[int, int, float]]:
-    """Pairs ``(i, j, value)``, ``i < j``, slower than ``factor`` x the median of every measured pair."""
-    values = [(i, j, v) for i, row in enumerate(matrix) for j, v in enumerate(row) if j > i and v is not None]
-    if not values:
-        return []
-    ordered = sorted(v for _, _, v in values)
-    mid = len(ordered) // 2
-    med = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return [(i, j, v) for i, j, v in values if med > 0 and v > factor * med]
 
 
 def _sleep_wait(req: Any, cap: float = 1e-3) -> None:
@@ -177,7 +149,7 @@ def _run_pairs(comm: Any, pairs: list[tuple[int, int]], budget_s: float) -> tupl
 
 
 def main() -> int:
-    facts = node_facts()  # before MPI_Init: its own /dev/shm segment is not the node's to count
+    facts = probe_facts()  # before MPI_Init: its own /dev/shm segment is not the node's to count
 
     from mpi4py import MPI
 

@@ -1,0 +1,42 @@
+"""``mnp doctor``: parse, build a :class:`~mnp.doctor.run.DoctorRequest`, run the probe, print the report.
+
+Loaded by the ``mnp`` group only when asked for (``_Group.lazy``). The checks themselves are in :mod:`mnp.doctor`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from mnp.cli.options import node_source_options, nodes_from_options
+
+__all__ = ["doctor"]
+
+
+@click.command()
+@click.option("-n", "--nodes", type=click.IntRange(min=1), envvar="MNP_NODES",
+              help="Number of nodes (local nodes: default 2; hosts: default all of them).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (checks, node facts, matrix).")
+@click.option("--ranks-per-node", type=click.IntRange(min=1),
+              help="The job's ranks per node, for the /dev/shm check (default: slots, else each node's CPUs).")
+@click.option("--transport", type=click.Choice(["auto", "tcp", "efa", "shm"]), default="auto", show_default=True,
+              help="The job's transport: is it possible on these nodes?")
+@click.option("--isolate/--no-isolate", default=None,
+              help="Local nodes in their own namespaces (default: when root) or as plain processes.")
+@node_source_options
+def doctor(nodes: int | None, as_json: bool, ranks_per_node: int | None, transport: str, isolate: bool | None,
+           **where: Any) -> None:
+    """Check the nodes before a job runs: reachability, clocks, MPI, /dev/shm, interfaces, transport, latency.
+
+    Exit 0 when a launch should work, 1 when it would fail (slow pairs only warn).
+    """
+    from mnp.doctor import DoctorRequest, render, run_doctor
+
+    hosts, ssh = nodes_from_options(**where)
+    report = run_doctor(DoctorRequest(nodes=nodes, hosts=hosts, ssh=ssh, isolate=isolate,
+                                      ranks_per_node=ranks_per_node, transport=transport))
+    click.echo(json.dumps(report.to_json()) if as_json else render(report))
+    sys.exit(report.exit_code)
