@@ -51,6 +51,7 @@ RUN_DIR = Path(os.environ.get("MNP_RUN_DIR", "/run/mnp"))
 _NS = re.compile(r"^mnp-([0-9a-f]{6})-(\d+)$")
 _BR = re.compile(r"^mnpb-([0-9a-f]{6})$")
 _VETH = re.compile(r"^mv([0-9a-f]{6})h(\d+)(@.*)?$")
+_RUN = re.compile(r"^([0-9a-f]{6})(\.pid)?$")
 MAX_LOCAL_NODES = 240
 
 
@@ -202,6 +203,10 @@ def _inventory() -> dict[str, tuple[list[str], list[str]]]:
     for name in _links():
         if (m := _BR.match(name)) or (m := _VETH.match(name)):
             found.setdefault(m.group(1), ([], []))[1].append(name)
+    if RUN_DIR.is_dir():  # a run cut short before it made any namespace or link leaves only its run files
+        for path in RUN_DIR.iterdir():
+            if m := _RUN.match(path.name):
+                found.setdefault(m.group(1), ([], []))
     return found
 
 
@@ -326,7 +331,17 @@ class LocalCluster(Cluster):
     def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None,
                init: Callable[[int, int], int] | None = None) -> list[NodeInfo]:
         """Make the nodes. Each node's init is the agent, waiting for its handoff, unless ``init(node, fd)`` is
-        given (tests use it to make nodes whose init is sshd)."""
+        given (tests use it to make nodes whose init is sshd).
+
+        All or nothing: when it raises (an interrupt included) it has already torn down what it made, so a caller
+        that does not reach its own ``teardown`` leaves nothing behind either (calling it again is harmless)."""
+        try:
+            return self._create(shm_bytes, init)
+        except BaseException:
+            self.teardown()
+            raise
+
+    def _create(self, shm_bytes: int | None, init: Callable[[int, int], int] | None) -> list[NodeInfo]:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         (RUN_DIR / f"{self.short}.pid").write_text(f"{os.getpid()}\n")
         self.dir.mkdir(parents=True, exist_ok=True)

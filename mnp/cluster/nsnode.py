@@ -11,8 +11,9 @@ Given ``cpus``, the keeper restricts itself to them before it forks the init, so
 ranks, ``nproc``, hwloc) sees only those CPUs.
 
 Signals: the keeper starts its own session, so a terminal's Ctrl-C reaches only the coordinator. SIGINT, SIGTERM and
-SIGHUP are held (blocked) from before the fork until the keeper's SIGTERM handler is in place, so a signal at any
-moment either finds no keeper yet or a keeper that will kill its init: no init outlives its keeper unseen.
+SIGHUP are held (blocked) from before the fork until the keeper's SIGTERM handler is in place, so a SIGTERM at any
+moment either finds no keeper yet or a keeper that will kill its init: no init outlives its keeper unseen. A SIGINT
+or SIGHUP that reached the keeper through the coordinator's process group before its setsid is dropped.
 
 Call it before the process starts any thread (ZeroMQ contexts included): only the forking thread survives a fork.
 """
@@ -139,6 +140,10 @@ def fork_node(netns_path: str, hostname: str, shm_bytes: int, hosts_file: str, n
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the coordinator died between fork and prctl
             os._exit(1)
+        # A terminal's Ctrl-C (or hangup) sent to the coordinator's process group between our fork and setsid is
+        # pending here, held: it was meant for the coordinator. Ignoring a signal discards it if pending.
+        for s in (signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
         for s in _HELD:
             signal.signal(s, signal.SIG_DFL)
         _prctl(PR_SET_NAME, f"mnp-keep-{name}"[:15].encode())
