@@ -12,12 +12,13 @@ from typing import Any
 import click
 
 from mnp.cli.options import node_source_options, nodes_from_options
+from mnp.cli.types import MAX_NODES_OPTION
 
 __all__ = ["doctor"]
 
 
 @click.command()
-@click.option("-n", "--nodes", type=click.IntRange(min=1), envvar="MNP_NODES",
+@click.option("-n", "--nodes", type=click.IntRange(1, MAX_NODES_OPTION), envvar="MNP_NODES",
               help="Number of nodes (local nodes: default 2; hosts: default all of them).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (checks, node facts, matrix).")
 @click.option("--ranks-per-node", type=click.IntRange(min=1),

@@ -17,6 +17,8 @@ import click
 
 from mnp import __version__
 from mnp.cli.options import node_source_options, nodes_from_options
+from mnp.cli.types import Seconds
+from mnp.config import DEFAULTS
 from mnp.errors import MnpError
 
 __all__ = ["main", "cli"]
@@ -28,17 +30,6 @@ class _Group(click.Group):
     ``lazy`` are imported only when asked for, so every other command starts without them."""
 
     lazy = {"doctor": ("mnp.cli.doctor", "doctor")}
-
-    class Seconds(click.FloatRange):
-        """A finite number of seconds from ``min`` to ``max`` (FloatRange alone lets ``nan`` through)."""
-
-        def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-            import math
-
-            rv = super().convert(value, param, ctx)
-            if math.isnan(rv):
-                self.fail(f"{value!r} is not a number of seconds", param, ctx)
-            return rv
 
     @staticmethod
     def one_line(text: str) -> str:
@@ -102,29 +93,31 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end (rank output goes to stderr).")
 @click.option("--isolate/--no-isolate", default=None,
               help="Local nodes in their own namespaces (default: when root) or as plain processes.")
-@click.option("--grace", type=_Group.Seconds(0, 86400), default=5.0, show_default=True, envvar="MNP_GRACE",
-              help="Seconds between SIGTERM and SIGKILL when stopping ranks (at most a day).")
+@click.option("--grace", type=Seconds(0, 86400),
+              help=f"Seconds between SIGTERM and SIGKILL when stopping ranks, at most a day (default: $MNP_GRACE, "
+                   f"else {DEFAULTS['grace']:g}).")
 @node_source_options
 @click.option("--iface", envvar="MNP_IFACE", help="Interface MPI uses between nodes (default: probed on every node).")
 @click.option("--remount-shm", is_flag=True, envvar="MNP_REMOUNT_SHM",
               help="As root, grow a node's /dev/shm that is smaller than the job needs (instead of stopping).")
 @click.option("--explain", is_flag=True, help="Print the fabric decisions (transport, interface, /dev/shm) and why.")
-def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None, grace: float, iface: str | None,
+def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None, grace: float | None, iface: str | None,
            remount_shm: bool, explain: bool, **where: Any) -> None:
     """Run JOB_FILE's ranks on its nodes, stream their output, exit with the job's status.
 
     Nodes come from --hostfile or --hosts (SSH), else from the Slurm allocation mnp runs in, else they are
     isolated local nodes made on this machine (--nodes of them).
     """
-    from mnp.coordinator.job import LaunchRequest
-    from mnp.coordinator.job import launch as run
+    from mnp.cli.render import Renderer
+    from mnp.coordinator import LaunchRequest
+    from mnp.coordinator import launch as run
     from mnp.spec.model import load_spec
 
     spec = load_spec(job_file)
     hosts, ssh = nodes_from_options(**where)
-    result = run(LaunchRequest(spec=spec, spec_path=job_file, nodes=nodes, isolate=isolate, quiet_stdout=as_json,
-                               grace_s=grace, hosts=hosts, ssh=ssh, iface=iface, remount_shm=remount_shm,
-                               explain=explain))
+    result = run(LaunchRequest(spec=spec, spec_path=job_file, nodes=nodes, isolate=isolate,
+                               events=Renderer(quiet_stdout=as_json), grace_s=grace, hosts=hosts, ssh=ssh,
+                               iface=iface, remount_shm=remount_shm, explain=explain))
     _report(result, as_json)
 
 
@@ -242,12 +235,13 @@ def logs(job: str, node: int | None, rank: int | None, errs: bool | None, attemp
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--port", type=click.IntRange(1, 65535), default=8740, show_default=True, envvar="MNP_PORT",
               help="The main node's control port.")
-@click.option("--join-timeout", type=click.FloatRange(min=1), default=600, show_default=True,
+@click.option("--join-timeout", type=Seconds(1), default=600, show_default=True,
               envvar="MNP_JOIN_TIMEOUT", help="Seconds the main node waits for children (and children for it).")
-@click.option("--dead-after", type=click.FloatRange(min=1), default=15, show_default=True, envvar="MNP_DEAD_AFTER",
+@click.option("--dead-after", type=Seconds(1), default=15, show_default=True, envvar="MNP_DEAD_AFTER",
               help="Seconds of silence after which a node, or the main node, counts as lost.")
 @click.option("--json", "as_json", is_flag=True, help="Main node: print one JSON object at the end.")
-@click.option("--grace", type=click.FloatRange(min=0), default=5.0, show_default=True, envvar="MNP_GRACE")
+@click.option("--grace", type=Seconds(0, 86400), default=5.0, show_default=True, envvar="MNP_GRACE",
+              help="Seconds between SIGTERM and SIGKILL when stopping ranks (at most a day).")
 def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: float, as_json: bool,
          grace: float) -> None:
     """Entry point of an AWS Batch multi-node container: `mnp node JOB_FILE` or `mnp node [--] COMMAND...`.
@@ -260,10 +254,12 @@ def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: floa
     """
     from pathlib import Path
 
-    from mnp.cluster.awsbatch import BatchMainCluster, batch_node, run_child
+    from mnp.cluster.awsbatch import SECRET_FD_VAR, BatchMainCluster, batch_node, reexec_without_secret, run_child
     from mnp.errors import UsageError
 
+    reexec_without_secret(sys.argv[1:])  # the secret must not stay in this process's /proc/PID/environ
     me = batch_node(os.environ)
+    os.environ.pop(SECRET_FD_VAR, None)  # read once: nothing this process starts may see it
     words = list(args[1:] if args[:1] == ("--",) else args)
     job_file = os.environ.get("MNP_JOB_FILE")
     command: list[str] | None = None
@@ -275,8 +271,9 @@ def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: floa
         sys.exit(run_child(me, port, join_timeout, dead_after, command=command))
     if not job_file and not command:
         raise UsageError("JOB_FILE: the main node needs a job file or a command (mnp node JOB_FILE | -- COMMAND)")
-    from mnp.coordinator.job import LaunchRequest
-    from mnp.coordinator.job import launch as run
+    from mnp.cli.render import Renderer
+    from mnp.coordinator import LaunchRequest
+    from mnp.coordinator import launch as run
     from mnp.spec.model import load_spec, spec_from_dict
 
     if command:  # each node runs the command it was given; this one is the main node's
@@ -286,8 +283,7 @@ def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: floa
     click.echo(f"mnp node {me.index}: main node of job {me.job_id} (attempt {me.attempt}); waiting for "
                f"{me.num_nodes - 1} child node(s) on port {port}", err=True)
     result = run(LaunchRequest(spec=spec, spec_path=None if command else job_file, nodes=me.num_nodes,
-                               quiet_stdout=as_json,
-                               grace_s=grace, dead_s=dead_after, join_timeout_s=join_timeout,
+                               events=Renderer(quiet_stdout=as_json), grace_s=grace, dead_s=dead_after, join_timeout_s=join_timeout,
                                cluster=BatchMainCluster(me.job_id, me, port), job_id=me.job_id,
                                attempt=me.attempt))
     _report(result, as_json)
@@ -297,7 +293,7 @@ def _report(result: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.to_json()))
     if result.state != "SUCCEEDED":
-        click.echo(f"mnp: job {result.job_id} FAILED: {result.reason} (exit {result.exit_code})", err=True)
+        click.echo(f"mnp: job {result.job_id} {result.state}: {result.reason} (exit {result.exit_code})", err=True)
     sys.exit(result.exit_code)
 
 

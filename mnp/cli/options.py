@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from mnp.cli.types import Seconds
+
 if TYPE_CHECKING:
     from mnp.cluster.hosts import HostSpec
     from mnp.cluster.ssh import SshOptions
@@ -31,7 +33,7 @@ _NODE_SOURCE = [
                  help="known_hosts file (default ~/.ssh/known_hosts)."),
     click.option("--ssh-config", type=click.Path(dir_okay=False), envvar="MNP_SSH_CONFIG",
                  help="ssh_config file (default ~/.ssh/config)."),
-    click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+    click.option("--connect-timeout", type=Seconds(0.1, 3600), default=10.0, show_default=True,
                  envvar="MNP_CONNECT_TIMEOUT", help="Seconds to wait for each SSH host."),
     click.option("--fanout", type=click.IntRange(min=1), default=32, show_default=True,
                  help="SSH hosts dialled at once."),
@@ -69,11 +71,13 @@ def _hosts(hostfile: str | None, hosts_opt: str | None, local: bool) -> list[Hos
     from mnp.cluster.hosts import load_hostfile, parse_hosts_option, slurm_hosts
     from mnp.errors import UsageError
 
-    if hostfile and hosts_opt:
+    if hostfile is not None and hosts_opt is not None:
         raise UsageError("--hostfile and --hosts: give one or the other")
-    if hostfile:
+    if hostfile is not None:
         return load_hostfile(hostfile)
-    if hosts_opt:
+    if hosts_opt is not None:
+        if not hosts_opt.strip():
+            raise UsageError("--hosts: empty (give host names, e.g. --hosts node1,node2:4)")
         return parse_hosts_option(hosts_opt)
     if not local:
         found = slurm_hosts(os.environ)
