@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mnp.cluster.local import LocalCluster, clean_stale, namespaces_available
-from mnp.records import new_job_id
+from mnp.cluster.local import LocalCluster, clean_stale, namespaces_available  # noqa: E402 - after the path
+from mnp.records import new_job_id  # noqa: E402
 
 HELLO = [sys.executable, str(ROOT / "examples" / "hello.py")]
 TRANSPORT = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp", "FI_TCP_IFACE": "eth0", "PYTHONUNBUFFERED": "1"}

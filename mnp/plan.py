@@ -2,10 +2,10 @@
 
 Two steps, because one input is only known once the nodes are up:
 
-1. :func:`resolve_nodes` (before bring-up; it lives with the spec, :mod:`mnp.spec.resolve`): apply ``node_ranges`` to the node count -- nested ranges override the
-   ranges around them, every node must be covered -- giving each node its command, env and ``ranks_per_node``
-   (``None`` where the job leaves it to the node's CPU count). Errors here are spec errors: exit 2, before any
-   node is created.
+1. :func:`resolve_nodes` (before bring-up; it lives with the spec, :mod:`mnp.spec.resolve`): apply
+   ``node_ranges`` to the node count -- nested ranges override the ranges around them, every node must be
+   covered -- giving each node its command, env and ``ranks_per_node`` (``None`` where the job leaves it to
+   the node's CPU count). Errors here are spec errors: exit 2, before any node is created.
 2. :func:`assign_ranks` (after every agent said hello): fix ranks per node, number the ranks in blocks node by
    node (MPICH's block ``PMI_process_mapping``), and build each node's environment contract.
 """

@@ -165,8 +165,8 @@ class Records:
     def reap_orphans(self) -> list[str]:
         """Jobs left unfinished by a coordinator on this host that no longer runs (killed, crashed): FAILED now,
         so no record says RUNNING forever. Returns their ids."""
-        rows = self.db.execute("SELECT id, owner_pid FROM jobs WHERE state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED') AND "
-                               "owner_host=?", (socket.gethostname(),)).fetchall()
+        rows = self.db.execute("SELECT id, owner_pid FROM jobs WHERE state NOT IN ('SUCCEEDED', 'FAILED', "
+                               "'CANCELLED') AND owner_host=?", (socket.gethostname(),)).fetchall()
         gone = []
         for job_id, pid in rows:
             if pid is None or pid == os.getpid() or pid_alive(pid):

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import JOBS, run_mnp, write_job
+
 from mnp.cluster.local import LocalCluster
 from mnp.records import new_job_id
 

@@ -31,7 +31,7 @@ from mnp.spec.jobspec import MAX_NODES, JobSpec
 from mnp.spec.model import load_spec
 from mnp.spec.resolve import resolve_nodes
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.noroot]
 
 FIFO, DEVZERO, DIRECTORY, MISSING = "<fifo>", "<devzero>", "<dir>", "<missing>"
 OK_JOB = "command: 'true'\nnodes: 2\n"
@@ -71,7 +71,7 @@ def J(id: str, job: str | bytes, expect: str, *args: str, suffix: str = ".yaml")
     return Case(id, ["launch", *args, "{job}"], expect, job=job, suffix=suffix)
 
 
-def O(id: str, args: list[str], expect: str, env: dict[str, str] | None = None) -> Case:
+def Opt(id: str, args: list[str], expect: str, env: dict[str, str] | None = None) -> Case:
     """A bad option (the job file is fine)."""
     return Case(id, args, expect, env=env or {})
 
@@ -189,41 +189,42 @@ CASES = [
     J("batch retry action", batch(retryStrategy={"attempts": 2, "evaluateOnExit": [{"action": "again"}]}),
       "retryStrategy.evaluateOnExit[0].action: must be RETRY or EXIT, got 'again'", suffix=".json"),
     # -- options
-    O("--nodes 0", ["launch", "--nodes", "0", "{job}"], "'--nodes': 0 is not in the range 1<=x<=1000"),
-    O("--nodes 100000", ["launch", "--nodes", "100000", "{job}"], "'--nodes': 100000 is not in the range"),
-    O("--nodes word", ["launch", "--nodes", "many", "{job}"], "'--nodes': 'many' is not a valid integer"),
-    O("MNP_NODES word", ["launch", "{job}"], "'--nodes': 'x' is not a valid integer", env={"MNP_NODES": "x"}),
-    O("--nodes no value", ["launch", "{job}", "--nodes"], "Option '--nodes' requires an argument"),
-    O("--grace nan", ["launch", "--grace", "nan", "{job}"], "'--grace': 'nan' is not a number of seconds"),
-    O("--grace inf", ["launch", "--grace", "inf", "{job}"], "'--grace': inf is not in the range 0<=x<=86400"),
-    O("--grace -1", ["launch", "--grace", "-1", "{job}"], "'--grace': -1.0 is not in the range"),
-    O("--grace 2 days", ["launch", "--grace", "172800", "{job}"], "'--grace': 172800.0 is not in the range"),
-    O("--grace word", ["launch", "--grace", "soon", "{job}"], "'--grace': 'soon' is not a valid float"),
-    O("MNP_GRACE nan", ["launch", "{job}"], "MNP_GRACE: 'NaN' must be a finite number of seconds", env={"MNP_GRACE": "NaN"}),
-    O("unknown option", ["launch", "--bogus", "{job}"], "No such option '--bogus'"),
-    O("--ssh-port 0", ["launch", "--ssh-port", "0", "{job}"], "'--ssh-port': 0 is not in the range 1<=x<=65535"),
-    O("--ssh-port 70000", ["launch", "--ssh-port", "70000", "{job}"], "'--ssh-port': 70000 is not in the range"),
-    O("--fanout 0", ["launch", "--fanout", "0", "{job}"], "'--fanout': 0 is not in the range x>=1"),
-    O("--connect-timeout 0", ["launch", "--connect-timeout", "0", "{job}"], "'--connect-timeout': 0.0 is not in"),
-    O("no job file", ["launch"], "Missing argument 'JOB_FILE'"),
-    O("extra argument", ["launch", "{job}", "more"], "Got unexpected extra argument (more)"),
-    O("--hostfile and --hosts", ["launch", "--hostfile", "{job}", "--hosts", "h1", "{job}"],
+    Opt("--nodes 0", ["launch", "--nodes", "0", "{job}"], "'--nodes': 0 is not in the range 1<=x<=1000"),
+    Opt("--nodes 100000", ["launch", "--nodes", "100000", "{job}"], "'--nodes': 100000 is not in the range"),
+    Opt("--nodes word", ["launch", "--nodes", "many", "{job}"], "'--nodes': 'many' is not a valid integer"),
+    Opt("MNP_NODES word", ["launch", "{job}"], "'--nodes': 'x' is not a valid integer", env={"MNP_NODES": "x"}),
+    Opt("--nodes no value", ["launch", "{job}", "--nodes"], "Option '--nodes' requires an argument"),
+    Opt("--grace nan", ["launch", "--grace", "nan", "{job}"], "'--grace': 'nan' is not a number of seconds"),
+    Opt("--grace inf", ["launch", "--grace", "inf", "{job}"], "'--grace': inf is not in the range 0<=x<=86400"),
+    Opt("--grace -1", ["launch", "--grace", "-1", "{job}"], "'--grace': -1.0 is not in the range"),
+    Opt("--grace 2 days", ["launch", "--grace", "172800", "{job}"], "'--grace': 172800.0 is not in the range"),
+    Opt("--grace word", ["launch", "--grace", "soon", "{job}"], "'--grace': 'soon' is not a valid float"),
+    Opt("MNP_GRACE nan", ["launch", "{job}"], "MNP_GRACE: 'NaN' must be a finite number of seconds",
+        env={"MNP_GRACE": "NaN"}),
+    Opt("unknown option", ["launch", "--bogus", "{job}"], "No such option '--bogus'"),
+    Opt("--ssh-port 0", ["launch", "--ssh-port", "0", "{job}"], "'--ssh-port': 0 is not in the range 1<=x<=65535"),
+    Opt("--ssh-port 70000", ["launch", "--ssh-port", "70000", "{job}"], "'--ssh-port': 70000 is not in the range"),
+    Opt("--fanout 0", ["launch", "--fanout", "0", "{job}"], "'--fanout': 0 is not in the range x>=1"),
+    Opt("--connect-timeout 0", ["launch", "--connect-timeout", "0", "{job}"], "'--connect-timeout': 0.0 is not in"),
+    Opt("no job file", ["launch"], "Missing argument 'JOB_FILE'"),
+    Opt("extra argument", ["launch", "{job}", "more"], "Got unexpected extra argument (more)"),
+    Opt("--hostfile and --hosts", ["launch", "--hostfile", "{job}", "--hosts", "h1", "{job}"],
       "--hostfile and --hosts: give one or the other"),
-    O("--hosts blank", ["launch", "--hosts", " ", "{job}"], "--hosts: empty"),
-    O("--hosts empty string", ["launch", "--hosts", "", "{job}"], "--hosts: empty"),
-    O("--connect-timeout nan", ["launch", "--connect-timeout", "nan", "{job}"],
+    Opt("--hosts blank", ["launch", "--hosts", " ", "{job}"], "--hosts: empty"),
+    Opt("--hosts empty string", ["launch", "--hosts", "", "{job}"], "--hosts: empty"),
+    Opt("--connect-timeout nan", ["launch", "--connect-timeout", "nan", "{job}"],
       "'--connect-timeout': 'nan' is not a number of seconds"),
-    O("node --dead-after nan", ["node", "--dead-after", "nan"], "'--dead-after': 'nan' is not a number of seconds"),
-    O("doctor --nodes 100000", ["doctor", "--nodes", "100000"], "'-n' / '--nodes': 100000 is not in the range"),
-    O("--hosts empty item", ["launch", "--hosts", "h1,,h2", "{job}"], "--hosts: empty item in 'h1,,h2'"),
-    O("--hosts twice", ["launch", "--hosts", "h1,h1:2", "{job}"], "--hosts: 'h1:2': host 'h1' is listed twice"),
-    O("--hosts bad name", ["launch", "--hosts", "bad!", "{job}"], "--hosts: 'bad!': 'bad!' is not a valid host name"),
-    O("--hosts slots 0", ["launch", "--hosts", "h:0", "{job}"], "--hosts: 'h:0': slots must be a positive integer"),
-    O("--hosts newline", ["launch", "--hosts", "h1\nh2", "{job}"], "--hosts: 'h1\\nh2': items are [user@]host[:N]"),
-    O("top-level option", ["--bogus", "launch", "{job}"], "No such option '--bogus'"),
-    O("unknown command", ["lunch", "{job}"], "No such command 'lunch'"),
-    O("status without job", ["status"], "Missing argument 'JOB'"),
-    O("logs --node word", ["logs", "abc", "--node", "q"], "'--node': 'q' is not a valid integer"),
+    Opt("node --dead-after nan", ["node", "--dead-after", "nan"], "'--dead-after': 'nan' is not a number of seconds"),
+    Opt("doctor --nodes 100000", ["doctor", "--nodes", "100000"], "'-n' / '--nodes': 100000 is not in the range"),
+    Opt("--hosts empty item", ["launch", "--hosts", "h1,,h2", "{job}"], "--hosts: empty item in 'h1,,h2'"),
+    Opt("--hosts twice", ["launch", "--hosts", "h1,h1:2", "{job}"], "--hosts: 'h1:2': host 'h1' is listed twice"),
+    Opt("--hosts bad name", ["launch", "--hosts", "bad!", "{job}"], "--hosts: 'bad!': 'bad!' is not a valid host name"),
+    Opt("--hosts slots 0", ["launch", "--hosts", "h:0", "{job}"], "--hosts: 'h:0': slots must be a positive integer"),
+    Opt("--hosts newline", ["launch", "--hosts", "h1\nh2", "{job}"], "--hosts: 'h1\\nh2': items are [user@]host[:N]"),
+    Opt("top-level option", ["--bogus", "launch", "{job}"], "No such option '--bogus'"),
+    Opt("unknown command", ["lunch", "{job}"], "No such command 'lunch'"),
+    Opt("status without job", ["status"], "Missing argument 'JOB'"),
+    Opt("logs --node word", ["logs", "abc", "--node", "q"], "'--node': 'q' is not a valid integer"),
     # -- hostfiles
     H("hostfile slots", "a\nb:x\n", "hosts:2: slots must be a positive integer, got 'x'"),
     H("hostfile duplicate", "a\nb\nA\n", "hosts:3: host 'A' is already listed on line 1"),

@@ -17,6 +17,8 @@ from mnp.spec.jobspec import JobSpec
 from mnp.spec.model import spec_from_dict
 from mnp.spec.resolve import resolve_nodes
 
+pytestmark = pytest.mark.noroot
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "containers" / "jobdef-example.json"
 
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_mnp
+
 from mnp.plan import resolve_nodes
 from mnp.spec.model import load_spec
 

@@ -9,6 +9,8 @@ import pytest
 from mnp.cluster.hosts import HostSpec, load_hostfile, parse_hostfile, parse_hosts_option, slurm_hosts
 from mnp.errors import UsageError
 
+pytestmark = pytest.mark.noroot
+
 HOSTFILES = Path(__file__).resolve().parent.parent / "hostfiles"
 
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import JOBS, ROOT, leftovers, run_mnp, write_job
 
 pytestmark = pytest.mark.namespaces

@@ -176,6 +176,11 @@ mode = sys.argv[2]
 flagged = []
 if mode == "flag":
     signal.signal(signal.SIGINT, lambda *_: flagged.append(time.monotonic()))
+else:  # KeyboardInterrupt wherever the first Ctrl-C lands, and only there: the burst goes on after it
+    def once(*_):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, once)
 cluster = LocalCluster(new_job_id(), int(sys.argv[1]))
 print(cluster.short, flush=True)
 where = "not interrupted"

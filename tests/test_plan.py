@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from mnp.errors import SpecError
-from mnp.spec.noderange import NodeRange
 from mnp.plan import assign_ranks, resolve_nodes
 from mnp.spec.model import spec_from_dict
+from mnp.spec.noderange import NodeRange
+
+pytestmark = pytest.mark.noroot
 
 
 @pytest.mark.parametrize("text,n,expect", [("0:", 4, [0, 1, 2, 3]), (":2", 4, [0, 1, 2]), ("1:3", 4, [1, 2, 3]),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mnp.node.pmi import PmiEvent, PmiServer, parse_line, process_mapping
+
+pytestmark = pytest.mark.noroot
 
 
 def test_parse_line() -> None:

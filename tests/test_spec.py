@@ -10,6 +10,8 @@ from conftest import run_mnp
 from mnp.errors import SpecError
 from mnp.spec.model import load_spec, parse_size, spec_from_dict
 
+pytestmark = pytest.mark.noroot
+
 
 def test_defaults_and_string_command() -> None:
     s = spec_from_dict({"command": "python -c 'print(1)'"}, default_name="hello")

@@ -13,6 +13,8 @@ from mnp.spec.model import spec_from_dict
 from mnp.spec.noderange import NodeRange, RangeSet
 from mnp.spec.resolve import range_owners, resolve_nodes
 
+pytestmark = pytest.mark.noroot
+
 # --- RangeSet ---------------------------------------------------------------------------------------------------
 
 
@@ -199,7 +201,7 @@ def _reference(nodes: int, spans: list[tuple[int, int]]) -> list[int | None] | N
     """Brute force: None when the layout is invalid, else each node's innermost range."""
     sets = [set(range(a, b + 1)) for a, b in spans]
     for i, si in enumerate(sets):
-        for j, sj in enumerate(sets[:i]):
+        for _j, sj in enumerate(sets[:i]):
             if si & sj and not (si <= sj or sj <= si) or si == sj:
                 return None
     if sets and set().union(*sets) != set(range(nodes)):

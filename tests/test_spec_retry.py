@@ -10,6 +10,8 @@ from mnp.errors import SpecError
 from mnp.spec.model import spec_from_dict
 from mnp.spec.retry import RetryRule, RetryStrategy, retry_strategy
 
+pytestmark = pytest.mark.noroot
+
 # --- from job files ---------------------------------------------------------------------------------------------
 
 

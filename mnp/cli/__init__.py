@@ -1,5 +1,12 @@
 """The ``mnp`` command (Click): the one place that prints and the one error boundary."""
 
-from mnp.cli.main import cli, main
+import sys as _sys
+
+if any(_word in ("launch", "node") for _word in _sys.argv[1:3]):  # a job: from here on no signal may be lost
+    from mnp.interrupts import catch_early
+
+    catch_early()
+
+from mnp.cli.main import cli, main  # noqa: E402 - after the signal handlers
 
 __all__ = ["cli", "main"]

@@ -101,8 +101,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--remount-shm", is_flag=True, envvar="MNP_REMOUNT_SHM",
               help="As root, grow a node's /dev/shm that is smaller than the job needs (instead of stopping).")
 @click.option("--explain", is_flag=True, help="Print the fabric decisions (transport, interface, /dev/shm) and why.")
-def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None, grace: float | None, iface: str | None,
-           remount_shm: bool, explain: bool, **where: Any) -> None:
+def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None, grace: float | None,
+           iface: str | None, remount_shm: bool, explain: bool, **where: Any) -> None:
     """Run JOB_FILE's ranks on its nodes, stream their output, exit with the job's status.
 
     Nodes come from --hostfile or --hosts (SSH), else from the Slurm allocation mnp runs in, else they are
@@ -205,7 +205,7 @@ def logs(job: str, node: int | None, rank: int | None, errs: bool | None, attemp
     pat = re.compile(r"^node(\d+)\.rank(\d+)\.(out|err)$")
     files = []
     where = Path(j.dir, "logs")
-    tries = sorted((int(p.name[7:]) for p in where.glob("attempt*") if p.name[7:].isdigit()))
+    tries = sorted(int(p.name[7:]) for p in where.glob("attempt*") if p.name[7:].isdigit())
     if tries:  # a job with retries keeps each attempt's output apart
         pick = attempt or tries[-1]
         if pick not in tries:
@@ -283,7 +283,8 @@ def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: floa
     click.echo(f"mnp node {me.index}: main node of job {me.job_id} (attempt {me.attempt}); waiting for "
                f"{me.num_nodes - 1} child node(s) on port {port}", err=True)
     result = run(LaunchRequest(spec=spec, spec_path=None if command else job_file, nodes=me.num_nodes,
-                               events=Renderer(quiet_stdout=as_json), grace_s=grace, dead_s=dead_after, join_timeout_s=join_timeout,
+                               events=Renderer(quiet_stdout=as_json), grace_s=grace, dead_s=dead_after,
+                               join_timeout_s=join_timeout,
                                cluster=BatchMainCluster(me.job_id, me, port), job_id=me.job_id,
                                attempt=me.attempt))
     _report(result, as_json)
@@ -306,4 +307,4 @@ def agent() -> None:
 
 
 def main() -> None:
-    cli(prog_name="mnp")
+    cli(prog_name="mnp")  # `mnp launch` and `mnp node` catch signals from the start: see mnp/cli/__init__.py

@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mnp.errors import UsageError
 from mnp.cluster.base import Cluster, NodeInfo, agent_command
+from mnp.errors import UsageError
 
 __all__ = ["BatchNode", "batch_node", "BatchMainCluster", "run_child", "main_bind_address", "reexec_without_secret",
            "DEFAULT_PORT"]
@@ -173,8 +173,8 @@ def main_bind_address(environ: Mapping[str, str] | None = None) -> str:
 def run_child(node: BatchNode, port: int, join_timeout: float, dead_after: float, heartbeat: float = 1.0,
               command: list[str] | None = None) -> int:
     """A child container: run the agent, dialling the main node; returns the agent's exit status."""
-    from mnp.node.agent import Agent
     from mnp.control.channel import keys_from_secret
+    from mnp.node.agent import Agent
 
     keys = keys_from_secret(node.secret, node.num_nodes)
     handoff = {**keys.agent_handoff(node.index), "endpoint": f"tcp://{node.main_address}:{port}",

@@ -31,7 +31,7 @@ The exchange, in order::
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias, Union
+from typing import Literal, TypeAlias
 
 import msgspec
 
@@ -197,10 +197,10 @@ class ShmRemounted(_Msg, frozen=True, tag="shm_remounted"):
     error: str = ""
 
 
-ToAgent: TypeAlias = Union[Start, BarrierDone, Kill, Ping, Shutdown, Exec, ExecKill, RexecOutput, RexecExit,
-                           RemountShm]
-ToCoordinator: TypeAlias = Union[Hello, Started, Output, Exit, Barrier, Abort, Heartbeat, Bye, ExecOutput, ExecExit,
-                                 Rexec, RexecKill, ShmRemounted]
+ToAgent: TypeAlias = (Start | BarrierDone | Kill | Ping | Shutdown | Exec | ExecKill | RexecOutput | RexecExit
+                      | RemountShm)
+ToCoordinator: TypeAlias = (Hello | Started | Output | Exit | Barrier | Abort | Heartbeat | Bye | ExecOutput | ExecExit
+                            | Rexec | RexecKill | ShmRemounted)
 
 
 class InvalidMessage(msgspec.Struct, frozen=True):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from mnp.control import messages as m
 
@@ -41,4 +40,4 @@ class Report:
     text: str
 
 
-Action = Union[Send, ShowOutput, RankDone, Transition, Report]
+Action = Send | ShowOutput | RankDone | Transition | Report

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Union
 
 __all__ = ["RankLines", "Note", "Progress", "Event", "EventSink", "ignore"]
 
@@ -39,7 +38,7 @@ class Progress:
     final: bool = False
 
 
-Event = Union[RankLines, Note, Progress]
+Event = RankLines | Note | Progress
 EventSink = Callable[[Event], None]
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnp import config
+from mnp import config, interrupts
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.control import messages as m
 from mnp.control.channel import CoordinatorChannel
@@ -103,11 +103,13 @@ class Interrupt:
         self.old: dict[int, Any] = {}
 
     def __enter__(self) -> Interrupt:
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for s in interrupts.SIGNALS:
             try:
                 self.old[s] = signal.signal(s, self._set)
             except ValueError:  # not the main thread
                 pass
+        if interrupts.pending:  # a signal before we were ready: the job is interrupted all the same
+            self.signum = interrupts.pending[0]
         return self
 
     def _set(self, signum: int, _frame: Any) -> None:
@@ -158,6 +160,8 @@ class _Job:
         nodes: list[NodeInfo] = []
         error: MnpError | None = None
         try:
+            if self.interrupt.signum is not None:  # interrupted before anything was made
+                raise KeyboardInterrupt
             if self.req.attempt == 1:  # later attempts were made RUNNABLE, with the reason, by the retry loop
                 self.records.transition(self.job_id, "RUNNABLE")
             nodes = self._bring_up(work)

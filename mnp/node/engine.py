@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
-from typing import Union
 
 from mnp.control import messages as m
 from mnp.launch.daemons import check_daemon_command
@@ -77,7 +76,7 @@ class Log:
     text: str
 
 
-NodeAction = Union[Send, Spawn, SignalAll, PmiReply, RunExec, KillExec, DeliverRexec, Remount, Log]
+NodeAction = Send | Spawn | SignalAll | PmiReply | RunExec | KillExec | DeliverRexec | Remount | Log
 
 
 @dataclass

@@ -30,7 +30,8 @@ class RetryRule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     patterns match exactly, or by prefix when they end in ``*``. ``action`` is kept upper case."""
 
     action: Action
-    on_exit_code: Annotated[str, msgspec.Meta(pattern=r"\A[0-9]*\*?\Z", min_length=1, max_length=MAX_PATTERN)] | None = None
+    on_exit_code: (Annotated[str, msgspec.Meta(pattern=r"\A[0-9]*\*?\Z", min_length=1, max_length=MAX_PATTERN)]
+                   | None) = None
     on_reason: _Pattern | None = None
     on_status_reason: _Pattern | None = None
 
