@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import JOBS, run_mnp, write_job
 from sshnodes import SshNodes
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_mnp, write_job
 
 pytestmark = pytest.mark.namespaces

@@ -8,8 +8,16 @@ from typing import Any
 import pytest
 
 from mnp.errors import HostError, SpecError
-from mnp.fabric.ifaces import (CommonSubnet, Iface, common_subnets, local_ifaces, parse_default_route_devs, parse_ip_addr,
-                        pick_iface, usable)
+from mnp.fabric.ifaces import (
+    CommonSubnet,
+    Iface,
+    common_subnets,
+    local_ifaces,
+    parse_default_route_devs,
+    parse_ip_addr,
+    pick_iface,
+    usable,
+)
 
 # Trimmed from real `ip -d -j addr` / `ip -j route` output of a network namespace built for this test by hand
 # (iproute2 on this machine): veth eth0 as the node's NIC, docker0 + veth, virbr0, bridges without uplinks.

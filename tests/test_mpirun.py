@@ -4,16 +4,20 @@ started through mnp's control plane on isolated local nodes; C programs built wi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import JOBS, ROOT, run_mnp, write_job
-from mnp.launch.detect import detect_mpi
+
+from mnp.errors import LaunchError
+from mnp.launch.detect import detect_mpi, library_family
+from mnp.launch.mpirun import launcher_hosts, mpirun_command
 from mnp.node.rsh import parse_args
+from mnp.plan import JobPlan, NodePlan
 
 OMPI_PY = ROOT / ".venv-ompi" / "bin" / "python"
 MPICH_CC = Path(sys.executable).parent / "mpicc"
@@ -37,6 +41,73 @@ def test_detect_mpi_from_python_environment() -> None:
     assert detect_mpi([str(OMPI_PY)]).family == "openmpi"
     assert detect_mpi([sys.executable]).family == "mpich"
     assert detect_mpi(["/no/such/program"]).family == "mpich"
+
+
+IMPI_PY = ROOT / ".venv-impi" / "bin" / "python"
+
+
+@pytest.mark.skipif(not IMPI_PY.exists(), reason=".venv-impi (impi-rt wheel) not set up: see setup.sh")
+def test_detect_intel_mpi_apart_from_mpich() -> None:
+    """Both install lib/libmpi.so.12; only Intel's carries its name."""
+    found = detect_mpi([str(IMPI_PY)])
+    assert found.family == "impi" and found.prefix == ROOT / ".venv-impi" and "Intel MPI" in found.why
+    assert library_family(ROOT / ".venv-impi" / "lib" / "libmpi.so.12") == "impi"
+    assert library_family(Path(sys.executable).parent.parent / "lib" / "libmpi.so.12") == "mpich"
+
+
+def test_library_family_of_odd_files(tmp_path: Path) -> None:
+    (tmp_path / "libmpi.so.12").write_bytes(b"")  # empty: cannot be mapped, so not Intel
+    assert library_family(tmp_path / "libmpi.so.12") == "mpich"
+    (tmp_path / "libmpi.so.40").write_bytes(b"Intel(R) MPI Library")  # .so.40 is Open MPI's ABI whatever it says
+    assert library_family(tmp_path / "libmpi.so.40") == "openmpi"
+    assert library_family(tmp_path / "libfoo.so.1") is None
+
+
+def _plan(addresses: list[str], ranks: list[int]) -> JobPlan:
+    nodes, first = [], 0
+    for i, (a, n) in enumerate(zip(addresses, ranks)):
+        nodes.append(NodePlan(i, f"node{i}", a, ["true"], {}, list(range(first, first + n))))
+        first += n
+    return JobPlan("j", "k", 0, nodes, "")
+
+
+def test_nodes_sharing_loopback_get_their_own_addresses() -> None:
+    """--no-isolate: every node is 127.0.0.1; Open MPI refused the hostfile naming it twice (exit 250)."""
+    plan = _plan(["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.1"], [2, 1, 1, 3])
+    assert launcher_hosts(plan) == [("127.0.0.1", 2, 0), ("127.0.0.3", 1, 1), ("127.0.0.2", 1, 2),
+                                    ("127.0.0.4", 3, 3)]
+    lc = mpirun_command("openmpi", plan)
+    assert lc.files["hostfile"] == "127.0.0.1 slots=2\n127.0.0.3 slots=1\n127.0.0.2 slots=1\n127.0.0.4 slots=3\n"
+    assert lc.hosts == {"127.0.0.1": 0, "127.0.0.3": 1, "127.0.0.2": 2, "127.0.0.4": 3}
+    lc = mpirun_command("mpich", _plan(["127.0.0.1", "127.0.0.1"], [2, 2]))
+    assert lc.files["hostfile"] == "127.0.0.1:2\n127.0.0.2:2\n" and lc.hosts == {"127.0.0.1": 0, "127.0.0.2": 1}
+    distinct = _plan(["10.0.0.1", "10.0.0.2"], [1, 1])
+    assert mpirun_command("openmpi", distinct).files["hostfile"] == "10.0.0.1 slots=1\n10.0.0.2 slots=1\n"
+    with pytest.raises(LaunchError, match="nodes share the address 10.0.0.1"):
+        launcher_hosts(_plan(["10.0.0.1", "10.0.0.1"], [1, 1]))
+
+
+@pytest.mark.skipif(not Path("/usr/bin/mpirun").exists() or not OMPI_PY.exists(),
+                    reason="Debian's Open MPI 4 and .venv-ompi's mpi4py")
+def test_open_mpi_takes_the_loopback_hostfile(tmp_path: Path) -> None:
+    """Open MPI 4 runs the hostfile mnp writes for two nodes on 127.0.0.1: one rank forked, one under a daemon
+    started through the remote shell (a stand-in for mnp-rsh that runs the command here)."""
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text(mpirun_command("openmpi", _plan(["127.0.0.1", "127.0.0.1"], [1, 1])).files["hostfile"])
+    rsh = tmp_path / "rsh"
+    rsh.write_text('#!/bin/sh\necho "rsh $1" >>"$0.log"; shift; exec /bin/sh -c "$*"\n')
+    rsh.chmod(0o755)
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "MPI4PY_LIBMPI": "/usr/lib/x86_64-linux-gnu/libmpi.so.40", "OMPI_MCA_btl_tcp_if_include": "lo",
+           "OMPI_MCA_oob_tcp_if_include": "lo"}
+    r = subprocess.run(["/usr/bin/mpirun", "--hostfile", str(hostfile), "-np", "2", "--map-by", "slot", "-x",
+                        "MPI4PY_LIBMPI", "--mca", "plm_rsh_agent", str(rsh), "--mca", "plm_rsh_no_tree_spawn", "1",
+                        str(OMPI_PY), "-c", "from mpi4py import MPI; c = MPI.COMM_WORLD; "
+                        "print('SUM', c.rank, c.allreduce(1), flush=True)"],
+                       capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert sorted(ln for ln in r.stdout.splitlines() if ln.startswith("SUM")) == ["SUM 0 2", "SUM 1 2"]
+    assert (tmp_path / "rsh.log").read_text().split() == ["rsh", "127.0.0.2"]  # node 1 only: node 0 is forked
 
 
 def _envs(out: str) -> list[dict]:

@@ -10,30 +10,61 @@ from pathlib import Path
 import pytest
 
 from mnp.errors import HostError, SpecError
-from mnp.fabric.shm import (SHM_CAP, check_shm, fmt_bytes, job_segments, mpich_world_id, ompi_jobid, remove_job_segments,
-                     shm_free, shm_need)
+from mnp.fabric.shm import (
+    SHM_DOCKER_DEFAULT,
+    check_shm,
+    fmt_bytes,
+    job_segments,
+    mpi_shm_bytes,
+    mpich_world_id,
+    ompi_jobid,
+    remove_job_segments,
+    shm_budget,
+    shm_free,
+    shm_need,
+    shm_verdict,
+)
 
 MiB = 1 << 20
 GiB = 1 << 30
 
 
 # -- sizing ----------------------------------------------------------------------------------------------------
-def test_job_shm_size_wins() -> None:
+@pytest.mark.parametrize("ranks", [1, 2, 4, 8, 16])
+def test_mpich_part_covers_what_mpich_502_made(ranks: int) -> None:
+    measured = 4096 + 1_057_344 * ranks  # mpich_shm_* of MPICH 5.0.2, every page touched (module docstring)
+    got = mpi_shm_bytes("mpich", ranks)
+    assert measured <= got <= measured + (1 + ranks) * 64 * 1024  # a page-rounded margin, no headroom
+    assert mpi_shm_bytes("auto", ranks) == got  # auto counts as MPICH
+
+
+def test_open_mpi_and_intel_mpi_parts() -> None:
+    assert mpi_shm_bytes("openmpi", 1) == mpi_shm_bytes("impi", 1) == 0  # no segment for a rank alone
+    assert 16 * MiB < mpi_shm_bytes("openmpi", 2) <= 18 * MiB  # the 16 MiB segment must be free; 17 MiB ran 8
+    assert mpi_shm_bytes("openmpi", 8) - mpi_shm_bytes("openmpi", 2) == 6 * 256 * 1024
+    assert mpi_shm_bytes("impi", 2) == mpi_shm_bytes("impi", 4) == 16 * MiB
+    assert mpi_shm_bytes("impi", 8) == 32 * MiB > 28.6 * MiB  # measured peak with 4 MiB messages
+    assert mpi_shm_bytes("intelmpi", 8) == mpi_shm_bytes("impi", 8)
+
+
+def test_undeclared_need_is_mpi_alone_and_nodes_get_dockers_default() -> None:
+    b = shm_budget(2, "mpich", None)
+    assert (b.family, b.mpi, b.job, b.need) == ("mpich", mpi_shm_bytes("mpich", 2), 0, mpi_shm_bytes("mpich", 2))
+    assert b.comfortable == b.need + 16 * MiB
+    assert b.size == shm_need(2, "mpich", None) == SHM_DOCKER_DEFAULT == 64 * MiB
+    assert b.parts() == "MPICH's own 2.2 MiB for 2 ranks; the job sets no shm_size"
+    big = shm_budget(64, "openmpi", None)  # MPI itself wants more than Docker's default: the node gets it
+    assert big.size == 2 * big.need > 64 * MiB
+
+
+def test_declared_shm_size_is_the_nodes_size_split_in_parts() -> None:
+    b = shm_budget(2, "openmpi", 512 * MiB)
+    assert b.need == b.size == b.comfortable == 512 * MiB
+    assert b.mpi == mpi_shm_bytes("openmpi", 2) and b.job == 512 * MiB - b.mpi
+    assert b.parts() == "Open MPI's own 17.5 MiB for 2 ranks + 494 MiB of the job's shm_size of 512 MiB"
+    small = shm_budget(2, "mpich", 1 * MiB)  # less than MPI's own: MPI's own is needed, and made
+    assert small.need == small.size == small.mpi and small.job == 0
     assert shm_need(8, "mpich", 3 * GiB) == 3 * GiB
-    assert shm_need(8, "anything-at-all", 64 * MiB) == 64 * MiB  # the user's number is not second-guessed
-
-
-def test_heuristic_floor_plus_per_rank() -> None:
-    assert shm_need(1, "mpich", None) == 256 * MiB + 64 * MiB
-    assert shm_need(2, "auto", None) == 384 * MiB
-    assert shm_need(8, "openmpi", None) == 768 * MiB
-    assert shm_need(4, "intelmpi", None) == 512 * MiB
-
-
-def test_heuristic_cap_and_library_floor() -> None:
-    assert shm_need(60, "mpich", None) == SHM_CAP == 4 * GiB  # 256 MiB + 3840 MiB = exactly the cap
-    assert shm_need(100, "mpich", None) == 4 * GiB
-    assert shm_need(512, "mpich", None) == 512 * 16 * MiB  # the cap never cuts below what the library maps
 
 
 def test_sizing_errors_name_the_field() -> None:
@@ -43,6 +74,39 @@ def test_sizing_errors_name_the_field() -> None:
         shm_need(0, "mpich", None)
     with pytest.raises(SpecError, match="^shm_size: must be positive"):
         shm_need(2, "mpich", 0)
+
+
+def test_verdict_docker_default_runs_two_mpich_ranks() -> None:
+    assert shm_verdict("node 1 (n1)", 64 * MiB, 64 * MiB, shm_budget(2, "mpich", None)) == (None, None)
+    assert shm_verdict("node 1 (n1)", 64 * MiB, 64 * MiB, shm_budget(4, "openmpi", None)) == (None, None)
+
+
+def test_verdict_refuses_only_below_the_need() -> None:
+    b = shm_budget(2, "mpich", None)
+    problem, warning = shm_verdict("node 0 (n0)", 2 * MiB, 2 * MiB, b)
+    assert warning is None and problem == (
+        "node 0 (n0): /dev/shm is 2 MiB, the job needs 2.2 MiB (MPICH's own 2.2 MiB for 2 ranks; the job sets no "
+        "shm_size): set shm_size: 64Mi in the job file (Docker: --shm-size=64m; AWS Batch: "
+        "linuxParameters.sharedMemorySize: 64)")
+    problem, _ = shm_verdict("node 0 (n0)", 64 * MiB, 1 * MiB, b)
+    assert problem is not None and problem.startswith("node 0 (n0): /dev/shm has 1 MiB free of 64 MiB") and \
+        "stale" in problem
+    problem, _ = shm_verdict("node 0 (node0)", 64 * MiB, 64 * MiB, shm_budget(1, "mpich", 512 * MiB))
+    assert problem is not None and problem.startswith("node 0 (node0): /dev/shm is 64 MiB, the job needs 512 MiB "
+                                                      "(MPICH's own 1.1 MiB for 1 rank + 511 MiB of the job's")
+
+
+def test_verdict_warns_on_a_thin_margin() -> None:
+    b = shm_budget(2, "mpich", None)
+    problem, warning = shm_verdict("node 3 (n3)", 16 * MiB, 16 * MiB, b)
+    assert problem is None and warning is not None
+    assert warning.startswith("node 3 (n3): /dev/shm has 16 MiB free, the job needs 2.2 MiB (MPICH's own") and \
+        "thin margin" in warning and "shm_size: 64Mi" in warning
+    _, warning = shm_verdict("n", 64 * MiB, 64 * MiB, shm_budget(2, "mpich", 1 * MiB))
+    assert warning == "n: shm_size 1 MiB is less than MPICH's own 2.2 MiB for 2 ranks; 2.2 MiB is needed"
+    _, warning = shm_verdict("n", 64 * MiB, 64 * MiB, shm_budget(2, "impi", None))  # the 2-rank staging case
+    assert warning is not None and "Intel MPI with 2 ranks" in warning
+    assert shm_verdict("n", 1 * GiB, 1 * GiB, shm_budget(2, "impi", None)) == (None, None)
 
 
 def test_shm_free_reads_statvfs(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mnp.fabric.efa import EfaReport
 from mnp.errors import SpecError
-from mnp.fabric.transport import TransportChoice, choose_transport, fork_safety_needed
+from mnp.fabric.efa import EfaReport
+from mnp.fabric.transport import TransportChoice, binding_env, choose_transport, fork_safety_needed
 
 EFA_OK = EfaReport(("rdmap16s27",), ("/dev/infiniband/uverbs0",), (), True, True, True, None)
 EFA_NO_RDMA = EfaReport(("rdmap16s27",), ("/dev/infiniband/uverbs0",), (), True, None, True, None)
@@ -98,7 +98,7 @@ def test_fork_safety() -> None:
     assert "FI_EFA_FORK_SAFE" not in off.env
 
 
-@pytest.mark.parametrize("mpi", ["mpich", "auto", "openmpi", "intelmpi"])
+@pytest.mark.parametrize("mpi", ["mpich", "auto", "openmpi", "impi", "intelmpi"])
 @pytest.mark.parametrize("transport", ["auto", "tcp", "shm"])
 def test_no_efa_knobs_without_efa(mpi: str, transport: str) -> None:
     n = 1 if transport == "shm" else 2
@@ -147,12 +147,66 @@ def test_openmpi_efa() -> None:
 
 
 # -- Intel MPI -------------------------------------------------------------------------------------------------
-def test_intelmpi() -> None:
-    assert choose_transport("intelmpi", "auto", 1).env == {"I_MPI_FABRICS": "shm"}
-    assert choose_transport("intelmpi", "tcp", 2, iface="ens5").env == {
-        "I_MPI_FABRICS": "shm:ofi", "I_MPI_OFI_PROVIDER": "tcp", "FI_TCP_IFACE": "ens5"}
-    c = choose_transport("intelmpi", "auto", 2, efa_nodes=[True, True], fork_safe=False)
-    assert c.env == {"I_MPI_FABRICS": "shm:ofi", "I_MPI_OFI_PROVIDER": "efa"} and c.provider == "efa"
+@pytest.mark.parametrize("name", ["impi", "intelmpi"])
+def test_intel_mpi_has_its_own_variables(name: str) -> None:
+    assert choose_transport(name, "auto", 1).env == {"I_MPI_FABRICS": "shm"}
+    assert choose_transport(name, "tcp", 2, iface="ens5").env == {
+        "I_MPI_FABRICS": "shm:ofi", "I_MPI_OFI_PROVIDER": "tcp", "FI_PROVIDER": "tcp", "FI_TCP_IFACE": "ens5"}
+    c = choose_transport(name, "auto", 2, efa_nodes=[True, True], fork_safe=False)
+    assert c.env == {"I_MPI_FABRICS": "shm:ofi", "I_MPI_OFI_PROVIDER": "efa", "FI_PROVIDER": "efa"}
+    assert c.provider == "efa" and "Intel MPI shm:ofi over libfabric efa" in c.why
+    assert not [k for k in c.env if k.startswith("MPIR_CVAR_")]  # never MPICH's names
+
+
+# -- binding when nodes share cores ----------------------------------------------------------------------------
+@pytest.mark.parametrize("mpi,expected", [
+    ("openmpi", {"PRTE_MCA_hwloc_default_binding_policy": "none", "OMPI_MCA_hwloc_base_binding_policy": "none"}),
+    ("mpich", {"HYDRA_BINDING": "none"}), ("auto", {"HYDRA_BINDING": "none"}), ("impi", {"I_MPI_PIN": "0"}),
+    ("intelmpi", {"I_MPI_PIN": "0"})])
+def test_binding_off_when_cpus_are_shared(mpi: str, expected: dict[str, str]) -> None:
+    env, why = binding_env(mpi, True)
+    assert env == expected and why.startswith("off: the nodes share this machine's cores")
+    c = choose_transport(mpi, "tcp", 2, iface="eth0", cpus_shared=True)
+    assert expected.items() <= c.env.items() and "binding off (the nodes share cores)" in c.why
+    plain = choose_transport(mpi, "tcp", 2, iface="eth0")
+    assert not set(expected) & set(plain.env) and "binding" not in plain.why
+    assert binding_env(mpi, False) == ({}, "left to the MPI (the nodes do not share cores)")
+
+
+AFFINITY = ("import os; from mpi4py import MPI; w = MPI.COMM_WORLD.gather(len(os.sched_getaffinity(0)))\n"
+            "if w: print('AFF', *sorted(w), flush=True)")  # one line: launchers interleave the ranks' output
+ROOT_DIR = Path(__file__).resolve().parent.parent
+ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "PRTE_ALLOW_RUN_AS_ROOT": "1",
+            "PRTE_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+# The launchers bind (or are told to, for Hydra, which leaves ranks unbound by default) and the library pins.
+BINDERS = {
+    "openmpi5": ("openmpi", [str(ROOT_DIR / ".venv-ompi/bin/mpirun")], ROOT_DIR / ".venv-ompi/bin/python", {}),
+    "openmpi4": ("openmpi", ["/usr/bin/mpirun", "-x", "MPI4PY_LIBMPI"], ROOT_DIR / ".venv-ompi/bin/python",
+                 {"MPI4PY_LIBMPI": "/usr/lib/x86_64-linux-gnu/libmpi.so.40"}),
+    "hydra": ("mpich", [str(Path(sys.executable).parent / "mpiexec")], Path(sys.executable),
+              {"HYDRA_BINDING": "core"}),
+    "impi": ("impi", [str(ROOT_DIR / ".venv-impi/bin/mpiexec")], ROOT_DIR / ".venv-impi/bin/python", {}),
+}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to tell bound from unbound")
+@pytest.mark.parametrize("name", list(BINDERS))
+def test_binding_env_really_unbinds(name: str) -> None:
+    family, launcher, python, env = BINDERS[name]
+    if not Path(launcher[0]).exists() or not python.exists() or not Path(env.get("MPI4PY_LIBMPI", "/")).exists():
+        pytest.skip(f"{name} not installed")
+    cpus = len(os.sched_getaffinity(0))
+
+    def widths(extra: dict[str, str]) -> list[int]:
+        r = subprocess.run([*launcher, "-n", "2", str(python), "-c", AFFINITY], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, **ROOT_ENV, **env, **extra}, check=False)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        found = [ln.split()[1:] for ln in r.stdout.splitlines() if ln.startswith("AFF ")]
+        assert len(found) == 1, r.stdout[-2000:]
+        return [int(x) for x in found[0]]
+
+    assert widths({}) == [1, 1]  # bound: one CPU each
+    assert widths(binding_env(family, True)[0]) == [cpus, cpus]
 
 
 # -- the real thing: the single-node env runs MPICH ------------------------------------------------------------

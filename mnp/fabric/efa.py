@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EfaReport", "detect_efa", "efa_devices", "probe_fi_info", "AMAZON_PCI_VENDOR"]
+__all__ = ["AMAZON_PCI_VENDOR", "EfaReport", "detect_efa", "efa_devices", "probe_fi_info"]
 
 AMAZON_PCI_VENDOR = "0x1d0f"
 ENODATA = 61

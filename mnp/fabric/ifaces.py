@@ -31,8 +31,17 @@ from typing import Any
 
 from mnp.errors import HostError, SpecError
 
-__all__ = ["Iface", "CommonSubnet", "IfaceChoice", "parse_ip_addr", "parse_default_route_devs", "local_ifaces",
-           "usable", "common_subnets", "pick_iface"]
+__all__ = [
+    "CommonSubnet",
+    "Iface",
+    "IfaceChoice",
+    "common_subnets",
+    "local_ifaces",
+    "parse_default_route_devs",
+    "parse_ip_addr",
+    "pick_iface",
+    "usable",
+]
 
 _NAT_BRIDGE = re.compile(r"docker0|br-[0-9a-f]{12}|virbr\d+(-nic)?|lxcbr\d+|podman\d+")
 _VIRTUAL_PORT_KINDS = {"veth", "tun", "tap", "vxlan", "dummy", "macvtap", "ipvlan"}
@@ -94,7 +103,7 @@ def parse_ip_addr(text: str, routes_json: str | None = None) -> list[Iface]:
     except json.JSONDecodeError as e:
         raise ValueError(f"not iproute2 JSON: {e}") from None
     if not isinstance(links, list):
-        raise ValueError("not iproute2 JSON: expected a list of links")
+        raise ValueError("not iproute2 JSON: expected a list of links")  # noqa: TRY004 -- bad input, not a bad call
     default_devs = parse_default_route_devs(routes_json) if routes_json else set()
     ports: dict[str, list[bool]] = {}  # bridge -> for each port: is it virtual (veth, tap, ...)?
     for link in links:

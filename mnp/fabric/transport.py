@@ -19,11 +19,23 @@ The environment then says the same thing in each MPI family's words (facts: shar
   mtl_ofi_provider_include=efa`` (UCX cannot drive EFA: ompi 9858) with ``btl=^openib,uct`` and
   ``osc=^ucx``. Exclusions, not inclusions, for components a build may lack: Open MPI aborts when an include
   list names a component it does not have (checked with 5.0.11: ``btl=self,openib`` aborted in MPI_Init).
-- ``intelmpi``: ``I_MPI_FABRICS=shm`` on one node, else ``shm:ofi`` with ``I_MPI_OFI_PROVIDER``.
+- ``impi`` (Intel MPI; ``intelmpi`` is another name for it): ``I_MPI_FABRICS=shm`` on one node, else
+  ``shm:ofi`` with the libfabric provider named twice, ``I_MPI_OFI_PROVIDER`` (Intel MPI's) and ``FI_PROVIDER``
+  (libfabric's own, which the ``impi-rt`` wheel's libfabric reads), ``tcp`` (+ ``FI_TCP_IFACE``) or ``efa``.
+  Never MPICH's ``MPIR_CVAR_*``: Intel MPI has its own names. Checked with ``impi-rt`` 2021.18.1 from PyPI:
+  2 ranks on one node with ``I_MPI_FABRICS=shm``, and 2 isolated nodes with ``shm:ofi`` over tcp, through mnp.
 - EFA in every family: ``FI_EFA_USE_DEVICE_RDMA=1`` only when every node is known to support RDMA read (libfabric
   aborts the job if it is set on a device without it; unset, libfabric decides by device), and
   ``FI_EFA_FORK_SAFE=1 RDMAV_FORK_SAFE=1`` (Python forks: subprocess, multiprocessing; libfabric 6332) unless the
   kernel is 5.13 or newer, where copy-on-fork makes them unneeded, or the caller says otherwise.
+
+Binding (``cpus_shared``): nodes that share one machine's cores (local nodes without CPU sets of their own) each
+run a launcher or a library that binds its first rank to the first core it sees -- core 0 on every node -- so
+ranks of different nodes end up on one core (Open MPI 4 and 5 between two such nodes: ~4,000 us at 8 B instead of
+~7 us). :func:`binding_env` turns binding off in every family's words: Open MPI 5 (PRRTE)
+``PRTE_MCA_hwloc_default_binding_policy=none``, Open MPI 4 ``OMPI_MCA_hwloc_base_binding_policy=none`` (both
+are set: the family does not tell the major, and each ignores the other's), Hydra (MPICH's ``mpiexec``)
+``HYDRA_BINDING=none``, Intel MPI ``I_MPI_PIN=0`` (its library pins, also under mnp's PMI-1).
 """
 
 from __future__ import annotations
@@ -32,12 +44,42 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mnp.fabric.efa import EfaReport
 from mnp.errors import SpecError
+from mnp.fabric.efa import EfaReport
 
-__all__ = ["TransportChoice", "choose_transport", "MPI_FAMILIES", "TRANSPORTS", "fork_safety_needed"]
+__all__ = [
+    "MPI_FAMILIES",
+    "TRANSPORTS",
+    "TransportChoice",
+    "binding_env",
+    "canonical_family",
+    "choose_transport",
+    "fork_safety_needed",
+]
 
-MPI_FAMILIES = ("mpich", "openmpi", "intelmpi", "auto")
+MPI_FAMILIES = ("mpich", "openmpi", "impi", "intelmpi", "auto")
+_CANONICAL = {"auto": "mpich", "intelmpi": "impi"}
+
+# Binding off, per family (see the module docstring).
+_UNBOUND = {"openmpi": {"PRTE_MCA_hwloc_default_binding_policy": "none",
+                        "OMPI_MCA_hwloc_base_binding_policy": "none"},
+            "mpich": {"HYDRA_BINDING": "none"},
+            "impi": {"I_MPI_PIN": "0"}}
+
+
+def canonical_family(mpi: str) -> str:
+    """``auto`` -> ``mpich`` (mnp's default), ``intelmpi`` -> ``impi``; the others as they are."""
+    return _CANONICAL.get(mpi, mpi)
+
+
+def binding_env(mpi: str, cpus_shared: bool) -> tuple[dict[str, str], str]:
+    """(environment, why) for rank binding: off when the nodes share cores, else left to the MPI."""
+    if not cpus_shared:
+        return {}, "left to the MPI (the nodes do not share cores)"
+    family = canonical_family(mpi)
+    env = dict(_UNBOUND[family])
+    return env, ("off: the nodes share this machine's cores, and each would bind its first rank to core 0 "
+                 "(" + " ".join(f"{k}={v}" for k, v in env.items()) + ")")
 TRANSPORTS = ("auto", "tcp", "efa", "shm")
 
 
@@ -65,7 +107,7 @@ def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None
                      efa_nodes: Sequence[bool | EfaReport] | None = None, *, subnet: str | None = None,
                      openmpi_major: int | None = None, efa_rdma: Sequence[bool | None] | None = None,
                      fork_safe: bool | None = None, kernel_release: str | None = None,
-                     node_names: Sequence[str] | None = None) -> TransportChoice:
+                     node_names: Sequence[str] | None = None, cpus_shared: bool = False) -> TransportChoice:
     """Decide the transport from the job's ``transport`` field and what the nodes have.
 
     ``efa_nodes``: per node, whether it has usable EFA (a bool or its :class:`EfaReport`, whose ``rdma_read``
@@ -74,6 +116,7 @@ def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None
     ``sm``, 4 ``vader``; unknown (None) gets ``vader``, which 5.x accepts as an alias. ``efa_rdma``: per node
     RDMA-read support, overriding the reports. ``fork_safe``: force the EFA fork-safety variables on or off; by
     default they are set unless ``kernel_release`` is 5.13 or newer. ``node_names``: hostnames, for messages.
+    ``cpus_shared``: the nodes share one machine's cores; binding is turned off (:func:`binding_env`).
     """
     if mpi not in MPI_FAMILIES:
         raise SpecError("mpi", f"'{mpi}' is not one of " + ", ".join(f"'{m}'" for m in MPI_FAMILIES))
@@ -116,7 +159,7 @@ def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None
     env: dict[str, str] = {}
     provider: str | None = None
     pinned: str | None = None
-    family = "mpich" if mpi == "auto" else mpi
+    family = canonical_family(mpi)
     notes: list[str] = []
     if family == "mpich":
         env["MPIR_CVAR_CH4_NETMOD"] = "ofi"
@@ -126,14 +169,14 @@ def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None
             env["FI_TCP_IFACE"] = pinned = iface
         notes.append(f"MPICH ch4:ofi over libfabric {provider}" + (" (netmod idle: one node)"
                                                                      if inter == "none" else ""))
-    elif family == "intelmpi":
+    elif family == "impi":
         if inter == "none":
             env["I_MPI_FABRICS"] = "shm"
             notes.append("Intel MPI shared memory only")
         else:
             provider = "efa" if inter == "efa" else "tcp"
             env["I_MPI_FABRICS"] = "shm:ofi"
-            env["I_MPI_OFI_PROVIDER"] = provider
+            env["I_MPI_OFI_PROVIDER"] = env["FI_PROVIDER"] = provider
             if inter == "tcp" and iface:
                 env["FI_TCP_IFACE"] = pinned = iface
             notes.append(f"Intel MPI shm:ofi over libfabric {provider}")
@@ -170,4 +213,8 @@ def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None
         notes.append("no interface pinned")
     elif pinned and inter != "none":
         notes.append(f"on {pinned}")
+    unbound, _ = binding_env(family, cpus_shared)
+    if unbound:
+        env.update(unbound)
+        notes.append("binding off (the nodes share cores)")
     return TransportChoice(inter, "shm", f"{why}; " + ", ".join(notes), env, provider, pinned)

@@ -1,13 +1,19 @@
 """Which MPI a job's program uses (``mpi: auto``), and where that MPI is installed.
 
-Open MPI is ``libmpi.so.40``, MPICH ``libmpi.so.12``. A Python program is judged by its interpreter's
-environment (the MPI wheel installed there, ``<prefix>/lib``, which is what mpi4py loads); a compiled program by
-the library ``ldd`` resolves for it. The prefix is where the MPI's own launcher is looked for (``<prefix>/bin``).
-Unknown means MPICH, mnp's default.
+Open MPI is ``libmpi.so.40``. ``libmpi.so.12`` is the MPICH ABI, which two families share: MPICH itself and
+Intel MPI (the PyPI ``impi-rt`` wheel installs ``<prefix>/lib/libmpi.so.12`` just as the ``mpich`` wheel does).
+They are told apart by the library's own version string, which only Intel's carries (``Intel(R) MPI Library``,
+what ``MPI_Get_library_version`` returns): a memory-mapped search of the file, a few milliseconds for its 16 MiB.
+Intel MPI is family ``impi``: its own transport variables (``I_MPI_FABRICS``, ``I_MPI_OFI_PROVIDER``), not MPICH's.
+
+A Python program is judged by its interpreter's environment (the MPI wheel installed there, ``<prefix>/lib``,
+which is what mpi4py loads); a compiled program by the library ``ldd`` resolves for it. The prefix is where the
+MPI's own launcher is looked for (``<prefix>/bin``). Unknown means MPICH, mnp's default.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import shutil
@@ -15,18 +21,36 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MpiInfo", "detect_mpi", "launcher_major"]
+__all__ = ["INTEL_MARK", "MpiInfo", "detect_mpi", "launcher_major", "library_family"]
+
+INTEL_MARK = b"Intel(R) MPI Library"
 
 
 @dataclass(frozen=True)
 class MpiInfo:
-    family: str  # "mpich" | "openmpi"
+    family: str  # "mpich" | "openmpi" | "impi"
     why: str
     prefix: Path | None = None  # the MPI installation (its bin/ has mpirun or mpiexec)
 
 
-def _family(lib: str) -> str | None:
-    return "openmpi" if ".so.40" in lib else "mpich" if ".so.12" in lib else None
+def _is_intel(lib: Path) -> bool:
+    try:
+        with lib.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return m.find(INTEL_MARK) >= 0
+    except (OSError, ValueError):  # unreadable, or empty (mmap of 0 bytes)
+        return False
+
+
+def library_family(lib: Path) -> str | None:
+    """The MPI family of a ``libmpi`` file: ``openmpi`` (``.so.40``), ``impi`` or ``mpich`` (``.so.12``)."""
+    if ".so.40" in lib.name:
+        return "openmpi"
+    if ".so.12" in lib.name:
+        return "impi" if _is_intel(lib) else "mpich"
+    return None
+
+
+_NAMES = {"openmpi": "Open MPI", "mpich": "MPICH", "impi": "Intel MPI"}
 
 
 def _prefix(libdir: Path) -> Path:
@@ -45,26 +69,26 @@ def detect_mpi(argv: list[str], path: str | None = None) -> MpiInfo:
     if p.name.startswith("python"):
         prefix = p.parent.parent  # <prefix>/bin/python (a venv or an installation)
         for lib in sorted((prefix / "lib").glob("libmpi.so.*")):
-            fam = _family(lib.name)
+            fam = library_family(lib)
             if fam:
-                return MpiInfo(fam, f"auto: {p} has {fam}'s {lib.name} in {prefix / 'lib'}", prefix)
+                return MpiInfo(fam, f"auto: {p} has {_NAMES[fam]}'s {lib.name} in {prefix / 'lib'}", prefix)
         return MpiInfo("mpich", f"auto: no MPI library next to {p}; assuming MPICH")
     try:
-        out = subprocess.run(["ldd", exe], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["ldd", exe], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         out = ""
     m = re.search(r"(libmpi\.so\.\d+)\s*=>\s*(\S+)", out)
-    if m and _family(m.group(1)):
-        fam = _family(m.group(1))
-        assert fam is not None
-        return MpiInfo(fam, f"auto: {exe} links {m.group(2)}", _prefix(Path(m.group(2)).parent))
+    fam = library_family(Path(m.group(2))) if m else None
+    if m and fam:
+        return MpiInfo(fam, f"auto: {exe} links {_NAMES[fam]}'s {m.group(2)}", _prefix(Path(m.group(2)).parent))
     return MpiInfo("mpich", f"auto: {exe} links no known libmpi; assuming MPICH")
 
 
 def launcher_major(launcher: str) -> int | None:
     """The major version an Open MPI ``mpirun`` reports (4 and 5 take different options)."""
     try:
-        out = subprocess.run([launcher, "--version"], capture_output=True, text=True, timeout=20).stdout
+        out = subprocess.run([launcher, "--version"], capture_output=True, text=True, timeout=20,
+                             check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"Open MPI\)?\s+(\d+)\.", out)

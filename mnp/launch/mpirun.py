@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mnp.plan import JobPlan
+from mnp.errors import LaunchError
 from mnp.launch.detect import launcher_major
+from mnp.plan import JobPlan
 
-__all__ = ["LauncherCommand", "mpirun_command"]
+__all__ = ["LauncherCommand", "launcher_hosts", "mpirun_command"]
 
 _WRAPPER = ('MNP_RANK=${OMPI_COMM_WORLD_RANK:-$PMI_RANK}; MNP_LOCAL_RANK=${OMPI_COMM_WORLD_LOCAL_RANK:-'
             '$MPI_LOCALRANKID}; export MNP_RANK MNP_LOCAL_RANK; if [ -n "$MNP_IO_DIR" ]; then '
@@ -30,6 +31,9 @@ class LauncherCommand:
     argv: list[str]
     files: dict[str, str]
     env: dict[str, str]
+    #: the hostfile's name for each node -> its index: route the launcher's remote commands (``mnp-rsh HOST``)
+    #: by these first, since two nodes may share an address (see :func:`launcher_hosts`)
+    hosts: dict[str, int] = field(default_factory=dict)
 
 
 def _launcher(prefix: Path | None, names: tuple[str, ...]) -> str:
@@ -44,12 +48,47 @@ def _launcher(prefix: Path | None, names: tuple[str, ...]) -> str:
     return names[0]
 
 
+def launcher_hosts(plan: JobPlan) -> list[tuple[str, int, int]]:
+    """(name for the launcher's hostfile, slots, node index) per node, every name distinct.
+
+    Open MPI refuses a hostfile that gives one host two ``slots=`` lines ("multiple definitions of the slot
+    count", exit 250), and merging them would run the second node's ranks under the first node's launcher, with
+    its environment and its output FIFOs. So nodes that share a loopback address (``--no-isolate``: every node is
+    127.0.0.1 on this machine) get loopback addresses of their own, 127.0.0.2, 127.0.0.3, ...: all of 127/8 reaches
+    this machine, the launcher takes each for a separate host and starts a daemon there through ``mnp-rsh``, which
+    the coordinator routes by :attr:`LauncherCommand.hosts`. Checked with Open MPI 4.1.4 (Debian): hostfile
+    ``127.0.0.1 slots=1`` / ``127.0.0.2 slots=1``, one rank under a daemon started through the agent. Other shared
+    addresses (two SSH hosts that are one machine) cannot be told apart: :class:`LaunchError`.
+    """
+    taken = {n.address for n in plan.nodes}
+    seen: set[str] = set()
+    out: list[tuple[str, int, int]] = []
+    spare = 2
+    for n in plan.nodes:
+        name = n.address
+        if name in seen:
+            if not name.startswith("127."):
+                raise LaunchError(f"nodes share the address {name}: the mpirun launcher needs one per node (use "
+                                  "launcher: pmi, or one entry per host)")
+            while f"127.0.0.{spare}" in taken:
+                spare += 1
+            if spare > 254:
+                raise LaunchError("more than 253 nodes share 127.0.0.1: the mpirun launcher needs one address each")
+            name = f"127.0.0.{spare}"
+            taken.add(name)
+        seen.add(name)
+        out.append((name, n.nranks, n.index))
+    return out
+
+
 def mpirun_command(family: str, plan: JobPlan, prefix: Path | None = None) -> LauncherCommand:
     """The launcher's command line for the whole job, run on the main node."""
     command = plan.nodes[plan.main_node].command
+    named = launcher_hosts(plan)
+    hosts = {name: index for name, _, index in named}
     wrap = ["/bin/sh", "-c", _WRAPPER, "mnp-rank"]
     if family == "openmpi":
-        hostfile = "".join(f"{n.address} slots={n.nranks}\n" for n in plan.nodes)
+        hostfile = "".join(f"{name} slots={slots}\n" for name, slots, _ in named)
         mpirun = _launcher(prefix, ("mpirun", "prterun"))
         if launcher_major(mpirun) == 4:  # ORTE: --mca plm_rsh_*, --tag-output
             opts = ["--mca", "plm_rsh_agent", "{rsh}", "--mca", "plm_rsh_no_tree_spawn", "1"]
@@ -61,9 +100,9 @@ def mpirun_command(family: str, plan: JobPlan, prefix: Path | None = None) -> La
         if os.geteuid() == 0:
             env = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
                    "PRTE_ALLOW_RUN_AS_ROOT": "1", "PRTE_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-        return LauncherCommand(argv, {"hostfile": hostfile}, env)
-    hostfile = "".join(f"{n.address}:{n.nranks}\n" for n in plan.nodes)
+        return LauncherCommand(argv, {"hostfile": hostfile}, env, hosts)
+    hostfile = "".join(f"{name}:{slots}\n" for name, slots, _ in named)
     argv = [_launcher(prefix, ("mpiexec.hydra", "mpiexec")), "-f", "{hostfile}", "-n", str(plan.size),
             "-launcher", "ssh", "-launcher-exec", "{rsh}",
             "-genvnone", *wrap, *command]  # -genvnone: each node's ranks keep their node's environment
-    return LauncherCommand(argv, {"hostfile": hostfile}, {"HYDRA_LAUNCHER_AUTOFORK": "0"})
+    return LauncherCommand(argv, {"hostfile": hostfile}, {"HYDRA_LAUNCHER_AUTOFORK": "0"}, hosts)
