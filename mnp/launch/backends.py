@@ -35,6 +35,8 @@ class Backend:
     rank_nodes: dict[int, int] = field(default_factory=dict)
     #: the node whose launcher may ask for remote commands (None: no remote commands in this job)
     rexec_node: int | None = None
+    #: names the launcher calls the nodes by (its hostfile's) -> node index
+    hosts: dict[str, int] = field(default_factory=dict)
 
     def starts(self, plan: JobPlan, cwd: str) -> dict[int, Start]:
         raise NotImplementedError
@@ -66,6 +68,7 @@ class Mpirun(Backend):
     def starts(self, plan: JobPlan, cwd: str) -> dict[int, Start]:
         lc = mpirun_command(self.family, plan, self.prefix)
         self.rexec_node = plan.main_node
+        self.hosts = dict(lc.hosts)
         self.waits = {LAUNCHER: plan.main_node}
         out = {}
         for node in plan.nodes:

@@ -22,7 +22,7 @@ import shlex
 __all__ = ["DAEMONS", "check_daemon_command"]
 
 #: the programs a launcher starts on other nodes
-DAEMONS = ("prted", "orted", "hydra_pmi_proxy")
+DAEMONS = ("prted", "orted", "hydra_pmi_proxy", "hydra_bstrap_proxy")  # the last: Intel MPI's Hydra
 
 _ASSIGN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.S)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
