@@ -19,7 +19,7 @@ from mnp.spec.resolve import resolve_nodes
 
 pytestmark = pytest.mark.noroot
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "containers" / "jobdef-example.json"
+EXAMPLE = Path(__file__).resolve().parents[2] / "containers" / "jobdef-example.json"
 
 
 def example() -> dict[str, Any]:

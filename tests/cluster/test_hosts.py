@@ -11,7 +11,7 @@ from mnp.errors import UsageError
 
 pytestmark = pytest.mark.noroot
 
-HOSTFILES = Path(__file__).resolve().parent.parent / "hostfiles"
+HOSTFILES = Path(__file__).resolve().parents[2] / "hostfiles"
 
 
 def H(name: str, slots: int | None = None, max_slots: int | None = None, user: str | None = None,

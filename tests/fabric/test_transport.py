@@ -175,7 +175,7 @@ def test_binding_off_when_cpus_are_shared(mpi: str, expected: dict[str, str]) ->
 
 AFFINITY = ("import os; from mpi4py import MPI; w = MPI.COMM_WORLD.gather(len(os.sched_getaffinity(0)))\n"
             "if w: print('AFF', *sorted(w), flush=True)")  # one line: launchers interleave the ranks' output
-ROOT_DIR = Path(__file__).resolve().parent.parent
+ROOT_DIR = Path(__file__).resolve().parents[2]
 ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "PRTE_ALLOW_RUN_AS_ROOT": "1",
             "PRTE_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 # The launchers bind (or are told to, for Hydra, which leaves ranks unbound by default) and the library pins.
