@@ -276,7 +276,9 @@ class _Job:
                         [dict(hellos[i].fabric) for i in range(self.n)], hostnames, rpn,
                         iface_override=self.req.iface, known_iface="eth0" if local_ns and self.n > 1 else None,
                         main_address=addresses[self.spec.main_node],
-                        cpus_shared=bool(getattr(self.cluster, "cpus_shared", False)))
+                        # local nodes own CPUs by affinity only: an MPI's binding would step out of them
+                        cpus_shared=bool(getattr(self.cluster, "cpus_shared", False)
+                                         or getattr(self.cluster, "node_cpus", None)))
         if fabric.shm_problems and self.req.remount_shm:
             self._remount(fabric)
         self.info.update(fabric.to_info(), size=sum(rpn),

@@ -29,8 +29,10 @@ The environment then says the same thing in each MPI family's words (facts: shar
   ``FI_EFA_FORK_SAFE=1 RDMAV_FORK_SAFE=1`` (Python forks: subprocess, multiprocessing; libfabric 6332) unless the
   kernel is 5.13 or newer, where copy-on-fork makes them unneeded, or the caller says otherwise.
 
-Binding (``cpus_shared``): nodes that share one machine's cores (local nodes without CPU sets of their own) each
-run a launcher or a library that binds its first rank to the first core it sees -- core 0 on every node -- so
+Binding (``cpus_shared``): nodes that share one machine's cores -- local nodes, whose CPU sets are only their
+init's affinity, which a binding MPI replaces (measured: Open MPI 5 bound node 1's rank to CPU 0 although node 1
+owns CPU 1) -- each run a launcher or a library that binds its first rank to the first core it sees -- core 0 on
+every node -- so
 ranks of different nodes end up on one core (Open MPI 4 and 5 between two such nodes: ~4,000 us at 8 B instead of
 ~7 us). :func:`binding_env` turns binding off in every family's words: Open MPI 5 (PRRTE)
 ``PRTE_MCA_hwloc_default_binding_policy=none``, Open MPI 4 ``OMPI_MCA_hwloc_base_binding_policy=none`` (both
@@ -78,7 +80,8 @@ def binding_env(mpi: str, cpus_shared: bool) -> tuple[dict[str, str], str]:
         return {}, "left to the MPI (the nodes do not share cores)"
     family = canonical_family(mpi)
     env = dict(_UNBOUND[family])
-    return env, ("off: the nodes share this machine's cores, and each would bind its first rank to core 0 "
+    return env, ("off: the nodes are on one machine, their CPU sets are affinities an MPI's binding would step "
+                 "out of, and each node would bind its first rank to core 0 "
                  "(" + " ".join(f"{k}={v}" for k, v in env.items()) + ")")
 TRANSPORTS = ("auto", "tcp", "efa", "shm")
 
@@ -216,5 +219,5 @@ def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None
     unbound, _ = binding_env(family, cpus_shared)
     if unbound:
         env.update(unbound)
-        notes.append("binding off (the nodes share cores)")
+        notes.append("binding off (nodes on one machine)")
     return TransportChoice(inter, "shm", f"{why}; " + ", ".join(notes), env, provider, pinned)

@@ -29,14 +29,14 @@ def _ht(cpu: int) -> tuple[int, int]:
 @pytest.mark.parametrize(("cpus", "nodes", "core_of", "want"), [
     ([0, 1], 1, None, {0: [0, 1]}),
     ([0, 1], 2, None, {0: [0], 1: [1]}),
-    ([0, 1], 3, None, {0: [0], 1: [1], 2: [0]}),                      # more nodes than CPUs: i % ncpus
-    ([0, 1], 5, None, {0: [0], 1: [1], 2: [0], 3: [1], 4: [0]}),
+    ([0, 1], 3, None, {0: [0, 1], 1: [0, 1], 2: [0, 1]}),             # more nodes than CPUs: all on all
+    ([0, 1], 5, None, {i: [0, 1] for i in range(5)}),
     ([0, 1, 2], 2, None, {0: [0, 1], 1: [2]}),                        # uneven: the first node one more
     ([2, 3, 5], 2, None, {0: [2, 3], 1: [5]}),                        # only the CPUs we may use (taskset, cgroup)
     (range(8), 2, _ht, {0: [0, 4, 1, 5], 1: [2, 6, 3, 7]}),           # whole cores: siblings stay together
     (range(8), 4, _ht, {0: [0, 4], 1: [1, 5], 2: [2, 6], 3: [3, 7]}),
     (range(8), 6, _ht, {0: [0, 4], 1: [1, 5], 2: [2], 3: [6], 4: [3], 5: [7]}),  # threads, still distinct
-    (range(8), 9, _ht, {0: [0], 1: [4], 2: [1], 3: [5], 4: [2], 5: [6], 6: [3], 7: [7], 8: [0]}),
+    (range(8), 9, _ht, {i: [0, 4, 1, 5, 2, 6, 3, 7] for i in range(9)}),
     ([0, 1], 0, None, {}),
 ])
 def test_plan(cpus: list[int], nodes: int, core_of: object, want: dict[int, list[int]]) -> None:
@@ -56,7 +56,7 @@ def test_cluster_attributes() -> None:
     assert sorted(c for cpus in fits.node_cpus.values() for c in cpus) == HOST
     crowded = LocalCluster(new_job_id(), len(HOST) + 1)
     assert crowded.cpus_shared is True
-    assert crowded.node_cpus[len(HOST)] == crowded.node_cpus[0] == [HOST[0]]
+    assert all(cpus == HOST for cpus in crowded.node_cpus.values())
     plain = ProcessCluster(new_job_id(), 2)  # one machine's CPUs under every "node"
     assert plain.cpus_shared is True and plain.node_cpus == {0: HOST, 1: HOST}
     assert ProcessCluster(new_job_id(), 1).cpus_shared is False
@@ -99,10 +99,10 @@ def test_two_nodes_own_cpus_and_default_ranks(tmp_path: Path, mnp_home: Path) ->
 
 
 @pytest.mark.namespaces
-def test_more_nodes_than_cpus_round_robin(tmp_path: Path, mnp_home: Path) -> None:
+def test_more_nodes_than_cpus_share_them_all(tmp_path: Path, mnp_home: Path) -> None:
     nodes = len(HOST) + 1
     if nodes > 9:
         pytest.skip("a many-core host: the plan table covers this")
     seen = _launch(tmp_path, mnp_home, nodes)
     for node, ranks in seen.items():
-        assert [(cpus, nproc) for _, cpus, nproc in ranks] == [([HOST[node % len(HOST)]], 1)], f"node {node}"
+        assert [(cpus, nproc) for _, cpus, nproc in ranks] == [(HOST, len(HOST))] * len(HOST), f"node {node}"

@@ -165,9 +165,9 @@ def test_intel_mpi_has_its_own_variables(name: str) -> None:
     ("intelmpi", {"I_MPI_PIN": "0"})])
 def test_binding_off_when_cpus_are_shared(mpi: str, expected: dict[str, str]) -> None:
     env, why = binding_env(mpi, True)
-    assert env == expected and why.startswith("off: the nodes share this machine's cores")
+    assert env == expected and why.startswith("off: the nodes are on one machine")
     c = choose_transport(mpi, "tcp", 2, iface="eth0", cpus_shared=True)
-    assert expected.items() <= c.env.items() and "binding off (the nodes share cores)" in c.why
+    assert expected.items() <= c.env.items() and "binding off (nodes on one machine)" in c.why
     plain = choose_transport(mpi, "tcp", 2, iface="eth0")
     assert not set(expected) & set(plain.env) and "binding" not in plain.why
     assert binding_env(mpi, False) == ({}, "left to the MPI (the nodes do not share cores)")
