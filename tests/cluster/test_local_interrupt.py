@@ -259,7 +259,11 @@ def test_create_interrupted_anywhere(tmp_path: Path, mode: str) -> None:
                 p.communicate()
         where = out.strip()
         landed.append(where)
-        if p.returncode != 0 or any(w in where for w in ("ERROR", "LEFT", "LOST")) or "Traceback" in err:
+        # The verdict is the line the program printed after its checks (where the Ctrl-C landed, what was left).
+        # A SIGINT still pending when Python restores the default handlers at exit can end it with -2 after that
+        # line: no fault of create().
+        finished = bool(where) and (p.returncode == 0 or p.returncode == -signal.SIGINT)
+        if not finished or any(w in where for w in ("ERROR", "LEFT", "LOST")) or "Traceback" in err:
             problems.append(f"try {k}: exit {p.returncode}, {where}, stderr {err.strip()[-300:]!r}")
         if stale := _left({short}):
             problems.append(f"try {k} ({where}): left behind: {sorted(stale)}")
