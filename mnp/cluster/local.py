@@ -35,11 +35,13 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mnp.cluster.base import Cluster, NodeInfo, agent_command
+from mnp.cluster.cpus import plan_node_cpus, sysfs_core  # noqa: F401 - sysfs_core: re-exported
+from mnp.cluster.iproute import ip_in_namespaces, run_ip, write_all
 from mnp.cluster.nsnode import NodeProcess, fork_node, held_signals
 from mnp.errors import ClusterError
 from mnp.pids import pid_alive
@@ -59,93 +61,6 @@ def namespaces_available() -> bool:
     return os.geteuid() == 0 and bool(shutil.which("ip")) and bool(shutil.which("unshare"))
 
 
-def _why(returncode: int, stderr: str) -> str:
-    """Why a helper failed, in a few words: its last error line, or the signal that killed it."""
-    lines = stderr.strip().splitlines()
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"killed by {name}" + (f" ({lines[-1]})" if lines else "")
-    return lines[-1] if lines else f"exit code {returncode}"
-
-
-def _spawn(into: list[subprocess.Popen[Any]], argv: list[str], **kw: Any) -> subprocess.Popen[Any]:
-    """Start a helper in a session of its own and append it to ``into`` (for :func:`_reap`).
-
-    Its own session: a terminal's Ctrl-C is for mnp, which then tears down in order, not for its helpers. Signals
-    are held while it starts, so a handler that raises cannot leave a helper started but unrecorded (the helper
-    inherits that mask: it is only ever ended by SIGKILL, or by itself)."""
-    with held_signals():
-        p = subprocess.Popen(argv, start_new_session=True, **kw)
-        into.append(p)
-    return p
-
-
-def _reap(procs: list[subprocess.Popen[Any]]) -> None:
-    """Kill the helpers still running (a step cut short) and reap them all."""
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
-        for pipe in (p.stdin, p.stdout, p.stderr):
-            if pipe is not None:
-                try:
-                    pipe.close()
-                except OSError:  # unflushed input for a helper that is gone
-                    pass
-
-
-def _ip(*args: str, stdin: str | None = None, check: bool = True) -> str:
-    procs: list[subprocess.Popen[Any]] = []
-    try:
-        p = _spawn(procs, ["ip", *args], stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out, err = p.communicate(stdin)  # (a helper that ends before reading it all is not an error here)
-    finally:
-        _reap(procs)
-    if check and p.returncode != 0:
-        raise ClusterError(f"ip {' '.join(args[:3])}: {_why(p.returncode, err)}")
-    return out
-
-
-def _write_all(fd: int, data: bytes) -> bool:
-    """Write ``data`` to a pipe and close it; False when the reader had gone (EPIPE)."""
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view):]
-        return True
-    except BrokenPipeError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _ip_in_namespaces(batches: dict[str, str]) -> None:
-    """Run one ``ip -batch`` per network namespace, all at once; ClusterError naming the first that failed.
-
-    Whatever happens (an interrupt included), no helper is left running when this returns or raises."""
-    procs: list[subprocess.Popen[Any]] = []
-    try:
-        for ns, commands in batches.items():
-            p = _spawn(procs, ["ip", "-n", ns, "-batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
-            assert p.stdin is not None
-            fd = os.dup(p.stdin.fileno())
-            p.stdin.close()
-            _write_all(fd, commands.encode())  # an early end shows in its exit status and stderr, below
-        for ns, p in zip(batches, procs):
-            assert p.stderr is not None
-            err = p.stderr.read().decode(errors="replace")
-            if p.wait() != 0:
-                node = ns.rsplit("-", 1)[-1]
-                raise ClusterError(f"node{node}: network setup failed: ip -n {ns}: {_why(p.returncode, err)}")
-    finally:
-        _reap(procs)
-
-
 def _owner_alive(short: str) -> bool:
     try:
         pid = int((RUN_DIR / f"{short}.pid").read_text().split()[0])
@@ -156,7 +71,7 @@ def _owner_alive(short: str) -> bool:
 
 def _links() -> set[str]:
     names = set()
-    for line in _ip("-o", "link", "show", check=False).splitlines():
+    for line in run_ip("-o", "link", "show", check=False).splitlines():
         parts = line.split(":")
         if len(parts) >= 2:
             names.add(parts[1].strip().split("@")[0])
@@ -171,7 +86,7 @@ def _remove(short: str, namespaces: list[str], links: list[str], wait_s: float =
     Namespaces that do not exist (a ``create`` cut short) are skipped.
     """
     if namespaces:
-        for pid in _ip("-force", "-batch", "-", stdin="".join(f"netns pids {ns}\n" for ns in namespaces),
+        for pid in run_ip("-force", "-batch", "-", stdin="".join(f"netns pids {ns}\n" for ns in namespaces),
                        check=False).split():
             try:
                 os.kill(int(pid), signal.SIGKILL)
@@ -180,13 +95,13 @@ def _remove(short: str, namespaces: list[str], links: list[str], wait_s: float =
     bridges = [link for link in links if _BR.match(link)]
     batch = [f"netns del {ns}" for ns in namespaces] + [f"link del {b}" for b in bridges]
     if batch:
-        _ip("-force", "-batch", "-", stdin="\n".join(batch) + "\n", check=False)
+        run_ip("-force", "-batch", "-", stdin="\n".join(batch) + "\n", check=False)
     deadline = time.monotonic() + wait_s
     while (left := {link for link in links if os.path.exists(f"/sys/class/net/{link}")}) and \
             time.monotonic() < deadline:
         time.sleep(0.005)
     if left:
-        _ip("-force", "-batch", "-", stdin="".join(f"link del {link}\n" for link in sorted(left)), check=False)
+        run_ip("-force", "-batch", "-", stdin="".join(f"link del {link}\n" for link in sorted(left)), check=False)
     shutil.rmtree(RUN_DIR / short, ignore_errors=True)
     try:
         (RUN_DIR / f"{short}.pid").unlink()
@@ -196,7 +111,7 @@ def _remove(short: str, namespaces: list[str], links: list[str], wait_s: float =
 
 def _inventory() -> dict[str, tuple[list[str], list[str]]]:
     found: dict[str, tuple[list[str], list[str]]] = {}
-    for line in _ip("netns", "list", check=False).splitlines():
+    for line in run_ip("netns", "list", check=False).splitlines():
         name = line.split()[0] if line.split() else ""
         if m := _NS.match(name):
             found.setdefault(m.group(1), ([], []))[0].append(name)
@@ -224,7 +139,7 @@ def clean_stale() -> list[str]:
 
 def _pick_subnet(short: str) -> ipaddress.IPv4Network:
     used = []
-    for line in (_ip("-4", "-o", "addr", check=False) + _ip("-4", "route", check=False)).splitlines():
+    for line in (run_ip("-4", "-o", "addr", check=False) + run_ip("-4", "route", check=False)).splitlines():
         for word in line.split():
             try:
                 used.append(ipaddress.ip_network(word, strict=False))
@@ -236,59 +151,6 @@ def _pick_subnet(short: str) -> ipaddress.IPv4Network:
         if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
             return net
     raise ClusterError("no free 10.213.x.0/24 subnet for the local cluster")
-
-
-def sysfs_core(cpu: int) -> tuple[int, int] | None:
-    """(package, core) of a CPU from sysfs; None where the kernel does not say."""
-    topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-    try:
-        return int((topo / "physical_package_id").read_text()), int((topo / "core_id").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _cores(cpus: Collection[int], core_of: Callable[[int], tuple[int, int] | None]) -> list[list[int]]:
-    """``cpus`` grouped by physical core (hyperthreads of one core together), in package and core order; CPUs of
-    unknown topology last, each a core of its own."""
-    groups: dict[tuple[int, int, int, int], list[int]] = {}
-    for cpu in sorted(cpus):
-        core = core_of(cpu)
-        groups.setdefault((0, core[0], core[1], 0) if core else (1, 0, 0, cpu), []).append(cpu)
-    return [groups[k] for k in sorted(groups)]
-
-
-def _split(items: list[list[int]], parts: int) -> list[list[int]]:
-    """``items`` in ``parts`` contiguous runs of near-equal length (the first ones one longer), flattened."""
-    per, extra = divmod(len(items), parts)
-    runs, at = [], 0
-    for i in range(parts):
-        n = per + (i < extra)
-        runs.append([cpu for item in items[at:at + n] for cpu in item])
-        at += n
-    return runs
-
-
-def plan_node_cpus(cpus: Collection[int], num_nodes: int,
-                   core_of: Callable[[int], tuple[int, int] | None] = sysfs_core) -> dict[int, list[int]]:
-    """Which of ``cpus`` (the CPUs this process may use) each local node gets.
-
-    Whole physical cores per node, in contiguous runs, while there are enough; else distinct logical CPUs; with
-    more nodes than CPUs, every node gets all of them and the kernel spreads the load
-    (:attr:`LocalCluster.cpus_shared`). Not round robin (node ``i`` on CPU ``i % n``): nodes pinned to one CPU
-    beside nodes pinned to another made Open MPI 5's remote daemons exit 255 in 6 of 8 launches of 3 nodes x 2
-    ranks on 2 CPUs (0 of 8 with every node on every CPU). ``core_of(cpu)`` gives a CPU's (package, core).
-    """
-    cores = _cores(cpus, core_of)
-    flat = [cpu for core in cores for cpu in core]
-    if not flat or num_nodes < 1:
-        return {}
-    if num_nodes <= len(cores):
-        runs = _split(cores, num_nodes)
-    elif num_nodes <= len(flat):
-        runs = _split([[cpu] for cpu in flat], num_nodes)
-    else:
-        runs = [list(flat) for _ in range(num_nodes)]
-    return dict(enumerate(runs))
 
 
 class LocalCluster(Cluster):
@@ -353,7 +215,7 @@ class LocalCluster(Cluster):
             net = _pick_subnet(self.short)
             hosts = list(net.hosts())
             self.control_address = str(hosts[0])
-            _ip("-batch", "-", stdin=f"link add {self.bridge} address {self.mac(None)} type bridge\n"
+            run_ip("-batch", "-", stdin=f"link add {self.bridge} address {self.mac(None)} type bridge\n"
                 f"addr add {hosts[0]}/{net.prefixlen} dev {self.bridge}\nlink set {self.bridge} up\n")
         self.nodes = [NodeInfo(i, f"node{i}", str(hosts[9 + i])) for i in range(self.num_nodes)]
         self.shm_bytes = shm_bytes or 0
@@ -367,7 +229,7 @@ class LocalCluster(Cluster):
                       f"address {self.mac(n.index)} netns {self.ns(n.index)}"),
                      f"link set mv{self.short}h{n.index} master {self.bridge} up",
                      f"neigh replace {n.address} lladdr {self.mac(n.index)} dev {self.bridge} nud permanent"]
-        _ip("-batch", "-", stdin="\n".join(root) + "\n")
+        run_ip("-batch", "-", stdin="\n".join(root) + "\n")
         peers = [(self.control_address, self.mac(None))] + [(n.address, self.mac(n.index)) for n in self.nodes]
         batches = {}
         for n in self.nodes:
@@ -376,7 +238,7 @@ class LocalCluster(Cluster):
             inner += [f"neigh replace {addr} lladdr {mac} dev eth0 nud permanent" for addr, mac in peers
                       if addr != n.address]
             batches[self.ns(n.index)] = "\n".join(inner) + "\n"
-        _ip_in_namespaces(batches)
+        ip_in_namespaces(batches)
         lines = ["127.0.0.1\tlocalhost", f"{self.control_address}\tmnp-coordinator"]
         lines += [f"{n.address}\t{n.hostname}" for n in self.nodes]
         (self.dir / "hosts").write_text("\n".join(lines) + "\n")
@@ -396,7 +258,7 @@ class LocalCluster(Cluster):
             proc = self._nodes[node]
             self._agents[node] = proc  # type: ignore[assignment]
             fd, proc.handoff_fd = proc.handoff_fd, -1
-            if not _write_all(fd, json.dumps(handoff).encode() + b"\n"):
+            if not write_all(fd, json.dumps(handoff).encode() + b"\n"):
                 rc = proc.wait(1)
                 raise ClusterError(f"node{node}: its init ended before it got its handoff"
                                    + (f" (exit code {rc})" if rc is not None else ""))

@@ -29,11 +29,11 @@ from mnp import config, interrupts
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.control import messages as m
 from mnp.control.channel import CoordinatorChannel
-from mnp.coordinator import planning
 from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Transition
 from mnp.coordinator.engine import EXIT_INTERRUPTED, Failure, JobEngine, Timing
 from mnp.coordinator.events import EventSink, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
+from mnp.coordinator.planning import apply_remounts, make_cluster, node_work, shm_guess, short_nodes
 from mnp.errors import MnpError, UsageError
 from mnp.fabric.decide import FabricError, decide
 from mnp.launch.backends import backend_for, choose_mpi
@@ -203,7 +203,7 @@ class _Job:
         cluster = self.cluster = self._cluster()
         if cluster.warning:
             self.say(Note("warning", cluster.warning))
-        shm = planning.shm_guess(work, self.mpi.family, self.spec.shm_size, getattr(cluster, "node_cpus", None))
+        shm = shm_guess(work, self.mpi.family, self.spec.shm_size, getattr(cluster, "node_cpus", None))
         nodes = cluster.create(shm, lambda done, wanted: self.say(Progress("hosts ready", done, wanted)))
         self.say(Progress("hosts ready", len(nodes), self.n, final=True))
         self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
@@ -223,7 +223,7 @@ class _Job:
     def _cluster(self) -> Cluster:
         if self.req.cluster is not None:
             return self.req.cluster
-        return planning.make_cluster(self.job_id, self.n, self.hosts, self.req.ssh, self.req.isolate, self.say)
+        return make_cluster(self.job_id, self.n, self.hosts, self.req.ssh, self.req.isolate, self.say)
 
     # -- the event loop ----------------------------------------------------------------------------------------
     def _loop(self, cond: Any, progress: bool = False, poll_ms: int = 100) -> None:
@@ -266,7 +266,7 @@ class _Job:
     # -- planning ----------------------------------------------------------------------------------------------
     def _plan(self, work: list[NodeWork], nodes: list[NodeInfo]) -> tuple[JobPlan, Any]:
         hellos = self.engine.hellos
-        work = planning.node_work(work, hellos, self.hosts)
+        work = node_work(work, hellos, self.hosts)
         cpus = [hellos[i].cpus for i in range(self.n)]
         hostnames = [hellos[i].hostname for i in range(self.n)]
         addresses = [n.address for n in nodes]
@@ -301,13 +301,13 @@ class _Job:
     def _remount(self, fabric: Any) -> None:
         """--remount-shm: ask the short nodes' agents (root) to grow /dev/shm, then look again."""
         assert self.chan is not None
-        short = planning.short_nodes(fabric)
+        short = short_nodes(fabric)
         for i, need in short.items():
             self.chan.send(i, m.RemountShm(need))
         deadline = time.monotonic() + 15
         self._loop(lambda: not set(short) <= set(self.engine.remounted) and time.monotonic() < deadline
                    and self.engine.failure is None)
-        planning.apply_remounts(fabric, self.engine.remounted)
+        apply_remounts(fabric, self.engine.remounted)
 
     # -- the end -----------------------------------------------------------------------------------------------
     def _teardown(self) -> None:
