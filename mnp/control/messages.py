@@ -17,6 +17,7 @@ The exchange, in order::
                      <-------    RemountShm        (--remount-shm only)  -> ShmRemounted
                      <-------    Start             (the node's ranks, or its part for a launcher)
     Started          ------->
+                     <-------    Stdin + bytes     (mnp's stdin, to rank 0 / all / none: --stdin)
     Output + bytes   ------->                      (rank stdout/stderr, as it comes)
     Barrier          ------->    (all nodes)       PMI barrier: each node's puts ...
                      <-------    BarrierDone       ... and everyone's puts back
@@ -36,10 +37,10 @@ from typing import Literal, TypeAlias
 import msgspec
 
 __all__ = [
-    "RankSpec", "Start", "BarrierDone", "Kill", "Ping", "Shutdown", "Exec", "ExecKill", "RexecOutput", "RexecExit",
-    "RemountShm", "Hello", "Started", "Output", "Exit", "Barrier", "Abort", "Heartbeat", "Bye", "ExecOutput",
-    "ExecExit", "Rexec", "RexecKill", "ShmRemounted", "ToAgent", "ToCoordinator", "InvalidMessage", "encode",
-    "decode_to_agent", "decode_to_coordinator", "MAX_FRAME",
+    "RankSpec", "Start", "Stdin", "BarrierDone", "Kill", "Ping", "Shutdown", "Exec", "ExecKill", "RexecOutput",
+    "RexecExit", "RemountShm", "Hello", "Started", "Output", "Exit", "Barrier", "Abort", "Heartbeat", "Bye",
+    "ExecOutput", "ExecExit", "Rexec", "RexecKill", "ShmRemounted", "ToAgent", "ToCoordinator", "InvalidMessage",
+    "encode", "decode_to_agent", "decode_to_coordinator", "MAX_FRAME",
 ]
 
 #: the largest JSON frame either side decodes (a barrier's puts for thousands of ranks fit easily)
@@ -67,7 +68,9 @@ class Start(_Msg, frozen=True, tag="start"):
 
     ``daemons``: this node runs a launcher's daemons (``Exec``) instead of ranks of its own; ``rsh``: this node runs
     the launcher and gets an ``mnp-rsh`` relay; ``io_ranks``: ranks a launcher starts here, whose output comes
-    through per-rank FIFOs; ``files``: private files (the launcher's hostfile), named ``{name}`` in argv."""
+    through per-rank FIFOs; ``files``: private files (the launcher's hostfile), named ``{name}`` in argv;
+    ``stdin_ranks``: processes started here whose standard input the coordinator feeds (``Stdin``), the others
+    read /dev/null."""
 
     kvsname: str
     size: int
@@ -79,6 +82,14 @@ class Start(_Msg, frozen=True, tag="start"):
     rsh: bool = False
     daemons: bool = False
     io_ranks: list[int] = []
+    stdin_ranks: list[int] = []
+
+
+class Stdin(_Msg, frozen=True, tag="stdin"):
+    """Bytes (the data frame) for the standard input of ``ranks`` on this node; ``eof``: then close it."""
+
+    ranks: list[int]
+    eof: bool = False
 
 
 class BarrierDone(_Msg, frozen=True, tag="barrier_done"):
@@ -197,8 +208,8 @@ class ShmRemounted(_Msg, frozen=True, tag="shm_remounted"):
     error: str = ""
 
 
-ToAgent: TypeAlias = (Start | BarrierDone | Kill | Ping | Shutdown | Exec | ExecKill | RexecOutput | RexecExit
-                      | RemountShm)
+ToAgent: TypeAlias = (Start | Stdin | BarrierDone | Kill | Ping | Shutdown | Exec | ExecKill | RexecOutput
+                      | RexecExit | RemountShm)
 ToCoordinator: TypeAlias = (Hello | Started | Output | Exit | Barrier | Abort | Heartbeat | Bye | ExecOutput | ExecExit
                             | Rexec | RexecKill | ShmRemounted)
 

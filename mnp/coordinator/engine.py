@@ -102,6 +102,13 @@ class JobEngine:
         self.marks["started"] = now
         return [Send(i, s) for i, s in sorted(starts.items())]
 
+    def on_stdin(self, data: bytes, eof: bool = False) -> list[Action]:
+        """mnp's own standard input: to the processes that read it (rank 0 by default), until they are gone."""
+        if self.backend is None or self.phase != "RUNNING":
+            return []
+        return [Send(node, m.Stdin(ranks, eof), data) for node, ranks in sorted(self.backend.stdin_targets.items())
+                if node not in self.lost]
+
     def shutdown(self, now: float) -> list[Action]:
         """Whatever the phase: ask every agent to stop and say goodbye (BYE ends when all did, or after bye_s)."""
         self.phase = "BYE"

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import zmq
+
 from mnp import config, interrupts
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.control import messages as m
@@ -70,6 +72,8 @@ class LaunchRequest:
     iface: str | None = None  # the interface MPI uses between nodes (default: probed)
     remount_shm: bool = False  # grow a node's /dev/shm (root) when it is smaller than the job needs
     explain: bool = False  # report the fabric decisions before the ranks start
+    stdin: str = "none"  # which ranks read ``stdin_fd``: "0" (mpirun's habit), "all" (srun's), "none", or a rank
+    stdin_fd: int | None = None  # what they read (the CLI: its own standard input)
     info: dict[str, Any] | None = None  # carried from earlier attempts
 
     def timing(self, timeout_s: float | None) -> Timing:
@@ -141,6 +145,8 @@ class _Job:
         self.engine = JobEngine(self.n, req.timing(self.spec.timeout), self.t0)
         self.chan: CoordinatorChannel | None = None
         self.cluster: Cluster | None = None
+        self.stdin_fd: int | None = None  # mnp's stdin while the ranks that read it run
+        self._poller: zmq.Poller | None = None
 
     def run(self) -> JobResult:
         source = self.req.spec_path
@@ -169,11 +175,13 @@ class _Job:
                 plan, backend = self._plan(work, nodes)
                 if self.engine.failure is None and self.interrupt.signum is None:
                     cwd = self.spec.workdir or self.req.cwd or os.getcwd()
-                    starts = backend.starts(plan, cwd)
+                    starts = backend.starts(plan, cwd, self.req.stdin if self.req.stdin_fd is not None else "none")
                     # a launcher's remote commands name nodes by its hostfile's names first, then address, hostname
                     hosts = {h: p.index for p in plan.nodes for h in (p.address, p.hostname) if h}
                     hosts.update(backend.hosts)
                     self._act(self.engine.start(backend, starts, hosts, time.monotonic()))
+                    if backend.stdin_targets and self.req.stdin_fd is not None:
+                        self.stdin_fd = self.req.stdin_fd
                     self._loop(lambda: not self.engine.done)
                     self.timings["ranks_done_s"] = time.monotonic() - self.t0
         except KeyboardInterrupt:
@@ -238,12 +246,38 @@ class _Job:
                                   ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")))
             if not cond():
                 break
-            got = self.chan.recv(poll_ms)
+            got = self.chan.recv(self._feed_stdin(poll_ms))
             for line in self.chan.refused:
                 self._act([Report("security", line)])
             self.chan.refused.clear()
             if got is not None:
                 self._act(self.engine.on_message(got.node, got.msg, got.data, time.monotonic()))
+
+    def _feed_stdin(self, poll_ms: int) -> int:
+        """Forward what mnp's stdin has (waiting up to ``poll_ms`` for it or for a message); returns how long the
+        channel may still wait."""
+        fd = self.stdin_fd
+        if fd is None or self.engine.phase != "RUNNING":
+            return poll_ms
+        assert self.chan is not None
+        ready = dict(zmq.Poller.poll(self._stdin_poller(fd), poll_ms))
+        if fd in ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            self._act(self.engine.on_stdin(data, eof=not data))
+            if not data:
+                self.stdin_fd = None
+        return 0
+
+    def _stdin_poller(self, fd: int) -> zmq.Poller:
+        if self._poller is None:
+            assert self.chan is not None
+            self._poller = zmq.Poller()
+            self._poller.register(self.chan.sock, zmq.POLLIN)
+            self._poller.register(fd, zmq.POLLIN)
+        return self._poller
 
     def _act(self, actions: list[Action]) -> None:
         assert self.chan is not None

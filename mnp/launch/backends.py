@@ -37,9 +37,21 @@ class Backend:
     rexec_node: int | None = None
     #: names the launcher calls the nodes by (its hostfile's) -> node index
     hosts: dict[str, int] = field(default_factory=dict)
+    #: node -> the processes there whose stdin mnp feeds (see :meth:`stdin_for`)
+    stdin_targets: dict[int, list[int]] = field(default_factory=dict)
 
-    def starts(self, plan: JobPlan, cwd: str) -> dict[int, Start]:
+    def starts(self, plan: JobPlan, cwd: str, stdin: str = "none") -> dict[int, Start]:
         raise NotImplementedError
+
+    @staticmethod
+    def stdin_ranks(plan: JobPlan, stdin: str) -> list[int]:
+        """Which ranks read mnp's standard input: ``0`` (mpirun's and Hydra's habit), ``all`` (srun's), ``none``,
+        or one rank's number."""
+        if stdin == "none":
+            return []
+        if stdin == "all":
+            return list(range(plan.size))
+        return [int(stdin)] if 0 <= int(stdin) < plan.size else []
 
     def who(self, node: int, rank: int) -> str:
         return f"node {node} rank {rank}"
@@ -49,13 +61,18 @@ class DirectPmi(Backend):
     def __init__(self) -> None:
         super().__init__("pmi")
 
-    def starts(self, plan: JobPlan, cwd: str) -> dict[int, Start]:
+    def starts(self, plan: JobPlan, cwd: str, stdin: str = "none") -> dict[int, Start]:
         out = {}
+        readers = set(self.stdin_ranks(plan, stdin))
         for node in plan.nodes:
             for rank in node.ranks:
                 self.waits[rank] = self.rank_nodes[rank] = node.index
+            mine = [r for r in node.ranks if r in readers]
+            if mine:
+                self.stdin_targets[node.index] = mine
             out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, node.env,
-                                    [RankSpec(r, i, node.command) for i, r in enumerate(node.ranks)])
+                                    [RankSpec(r, i, node.command) for i, r in enumerate(node.ranks)],
+                                    stdin_ranks=mine)
         return out
 
 
@@ -65,8 +82,12 @@ class Mpirun(Backend):
         self.family = family
         self.prefix = prefix
 
-    def starts(self, plan: JobPlan, cwd: str) -> dict[int, Start]:
+    def starts(self, plan: JobPlan, cwd: str, stdin: str = "none") -> dict[int, Start]:
+        """The launcher reads mnp's stdin and hands it to its rank 0 (what mpirun and Hydra do): any ``stdin``
+        other than ``none`` feeds the launcher."""
         lc = mpirun_command(self.family, plan, self.prefix)
+        if stdin != "none":
+            self.stdin_targets = {plan.main_node: [LAUNCHER]}
         self.rexec_node = plan.main_node
         self.hosts = dict(lc.hosts)
         self.waits = {LAUNCHER: plan.main_node}
@@ -77,7 +98,7 @@ class Mpirun(Backend):
             if node.index == plan.main_node:
                 out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, {**node.env, **lc.env},
                                         [RankSpec(LAUNCHER, 0, lc.argv, pmi=False)], files=lc.files, rsh=True,
-                                        io_ranks=node.ranks)
+                                        io_ranks=node.ranks, stdin_ranks=self.stdin_targets.get(node.index, []))
             else:  # its processes are the launcher's daemons, started on request (Exec)
                 out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, node.env, [], daemons=True,
                                         io_ranks=node.ranks)

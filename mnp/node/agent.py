@@ -147,9 +147,10 @@ class Agent:
         except BlockingIOError:
             pass
 
-    def watch_fd(self, fd: int, handler: Any) -> None:
+    def watch_fd(self, fd: int, handler: Any, writable: bool = False) -> None:
+        """Call ``handler(fd)`` when ``fd`` can be read (or, ``writable``, written)."""
         self.handlers[fd] = handler
-        self.poller.register(fd, zmq.POLLIN)
+        self.poller.register(fd, zmq.POLLOUT if writable else zmq.POLLIN)
 
     def unwatch_fd(self, fd: int) -> None:
         self.handlers.pop(fd, None)
@@ -179,6 +180,8 @@ class Agent:
                 self.ps.execs.kill(a.id)
             elif isinstance(a, e.DeliverRexec) and self.ps.rsh is not None:
                 self.ps.rsh.deliver(a.msg, a.data)
+            elif isinstance(a, e.WriteStdin):
+                self.ps.write_stdin(a.ranks, a.data, a.eof)
             elif isinstance(a, e.Remount):
                 self._remount_shm(a.size)
             elif isinstance(a, e.Log):

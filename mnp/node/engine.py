@@ -24,7 +24,7 @@ from mnp.launch.daemons import check_daemon_command
 from mnp.node.pmi import PmiEvent, PmiServer
 
 __all__ = ["NodeEngine", "Send", "Spawn", "SignalAll", "PmiReply", "RunExec", "KillExec", "DeliverRexec",
-           "Remount", "Log", "NodeAction"]
+           "Remount", "WriteStdin", "Log", "NodeAction"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,13 @@ class DeliverRexec:
 
 
 @dataclass(frozen=True)
+class WriteStdin:
+    ranks: list[int]
+    data: bytes
+    eof: bool
+
+
+@dataclass(frozen=True)
 class Remount:
     size: int
 
@@ -76,7 +83,7 @@ class Log:
     text: str
 
 
-NodeAction = Send | Spawn | SignalAll | PmiReply | RunExec | KillExec | DeliverRexec | Remount | Log
+NodeAction = Send | Spawn | SignalAll | PmiReply | RunExec | KillExec | DeliverRexec | WriteStdin | Remount | Log
 
 
 @dataclass
@@ -145,6 +152,9 @@ class NodeEngine:
             return [Log(f"invalid message from the coordinator ({msg.why}); dropped")]
         if isinstance(msg, m.Start):
             return self._on_start(msg)
+        if isinstance(msg, m.Stdin):
+            mine = [r for r in msg.ranks if self.start is not None and r in self.start.stdin_ranks]
+            return [WriteStdin(mine, data or b"", msg.eof)] if mine else []
         if isinstance(msg, m.BarrierDone):
             if self.pmi is None:
                 return [Log("barrier_done before start; dropped")]

@@ -49,6 +49,14 @@ class _Proc:
 
 
 
+@dataclass
+class _Feed:
+    fd: int
+    pending: bytearray = field(default_factory=bytearray)
+    eof: bool = False
+    waiting: bool = False  # registered for "writable"
+
+
 class Processes:
     """What runs on this node for the job; ``agent`` gives the channel, the event loop and the engine."""
 
@@ -62,6 +70,7 @@ class Processes:
         self.kvsname: str | None = None
         self.pids_seen: list[int] = []
         self.node_env: dict[str, str] = {}
+        self.stdin: dict[int, _Feed] = {}  # rank -> what is still to be written to its standard input
 
     def spawn(self, msg: m.Start) -> tuple[dict[int, int], dict[int, tuple[int, str]]]:
         subst: dict[str, str] = {}
@@ -106,7 +115,9 @@ class Processes:
                        "PMI_HOSTNAME": socket.gethostname()}
                 keep = (child.fileno(),)
             try:
-                proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                feed = spec.rank in msg.stdin_ranks
+                proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, pass_fds=keep, start_new_session=True,
                                         preexec_fn=self.agent.pdeathsig)
             except OSError as err:
@@ -117,6 +128,11 @@ class Processes:
                                      f"cannot start {argv[0]!r}: {err.strerror}")
                 continue
             p = self.procs[proc.pid] = _Proc(spec.rank, proc)
+            if proc.stdin is not None:
+                fd = os.dup(proc.stdin.fileno())
+                proc.stdin.close()
+                os.set_blocking(fd, False)
+                self.stdin[spec.rank] = _Feed(fd)
             if self.agent.watchdog is not None:
                 self.agent.watchdog.add_group(proc.pid)
             self.pids_seen.append(proc.pid)
@@ -133,6 +149,41 @@ class Processes:
                 self.agent.watch_fd(fd, lambda fd, p=p: self._read_pipe(p, fd))
             pids[spec.rank] = proc.pid
         return pids, failed
+
+    def write_stdin(self, ranks: list[int], data: bytes, eof: bool) -> None:
+        """Queue bytes for these ranks' standard input (a rank that reads slowly never blocks the agent)."""
+        for rank in ranks:
+            feed = self.stdin.get(rank)
+            if feed is not None:
+                feed.pending += data
+                feed.eof = feed.eof or eof
+                self._flush(rank)
+
+    def _flush(self, rank: int) -> None:
+        feed = self.stdin[rank]
+        try:
+            while feed.pending:
+                feed.pending = feed.pending[os.write(feed.fd, feed.pending):]
+        except BlockingIOError:
+            if not feed.waiting:
+                feed.waiting = True
+                self.agent.watch_fd(feed.fd, lambda _fd, rank=rank: self._flush(rank), writable=True)
+            return
+        except OSError:  # the rank closed its stdin or is gone: what is left has no reader
+            feed.pending.clear()
+            feed.eof = True
+        if feed.waiting:
+            feed.waiting = False
+            self.agent.unwatch_fd(feed.fd)
+        if feed.eof:
+            self._close_stdin(rank)
+
+    def _close_stdin(self, rank: int) -> None:
+        feed = self.stdin.pop(rank, None)
+        if feed is not None:
+            if feed.waiting:
+                self.agent.unwatch_fd(feed.fd)
+            os.close(feed.fd)
 
     def _read_pipe(self, p: _Proc, fd: int) -> str:
         """Forward what is in a rank's pipe: "data", "again" (nothing now) or "eof" (then it is closed)."""
@@ -207,6 +258,7 @@ class Processes:
                     p.pipes.pop(fd)
                     os.close(fd)
             self._close_pmi(p)
+            self._close_stdin(p.rank)
             self.agent.act(self.agent.engine.rank_exited(p.rank, p.proc.returncode))
 
     def signal_all(self, sig: int) -> None:

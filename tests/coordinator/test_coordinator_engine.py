@@ -284,3 +284,27 @@ def test_remount_answers_are_kept_while_planning() -> None:
     e = joined()
     e.on_message(1, m.ShmRemounted(1 << 30, 1 << 30, ""), None, 0.5)
     assert e.remounted == {1: m.ShmRemounted(1 << 30, 1 << 30, "")}
+
+
+def test_stdin_goes_to_the_nodes_of_the_ranks_that_read_it() -> None:
+    e = joined()
+    b = DirectPmi()
+    starts = b.starts(_plan(), "/w", stdin="all")
+    assert [s.stdin_ranks for _, s in sorted(starts.items())] == [[0, 1], [2, 3]]
+    e.start(b, starts, {}, 0.2)
+    assert e.on_stdin(b"abc") == [Send(0, m.Stdin([0, 1]), b"abc"), Send(1, m.Stdin([2, 3]), b"abc")]
+    e.on_tick(1.0, {1: -9})  # a lost node gets nothing more
+    assert e.on_stdin(b"", eof=True) == [Send(0, m.Stdin([0, 1], True), b"")]
+
+
+def test_stdin_of_a_launcher_job_goes_to_the_launcher() -> None:
+    e = joined()
+    b = Mpirun("openmpi")
+    starts = b.starts(_plan(), "/w", stdin="0")
+    assert starts[0].stdin_ranks == [LAUNCHER] and starts[1].stdin_ranks == []
+    e.start(b, starts, {}, 0.2)
+    assert e.on_stdin(b"x") == [Send(0, m.Stdin([LAUNCHER]), b"x")]
+
+
+def test_no_stdin_before_the_ranks_run() -> None:
+    assert joined().on_stdin(b"early") == []

@@ -155,3 +155,10 @@ def test_remount_and_ping() -> None:
     n = engine()
     assert n.on_message(m.RemountShm(1 << 30), None, 0.1) == [e.Remount(1 << 30)]
     assert n.on_message(m.Ping(), None, 0.2) == [] and n.heard
+
+
+def test_stdin_is_written_only_to_ranks_started_to_read_it() -> None:
+    n = started(2, stdin_ranks=[0])
+    assert n.on_message(m.Stdin([0, 1]), b"data", 1.0) == [e.WriteStdin([0], b"data", False)]
+    assert n.on_message(m.Stdin([1]), b"data", 1.0) == []
+    assert n.on_message(m.Stdin([0], True), b"", 1.1) == [e.WriteStdin([0], b"", True)]
