@@ -293,8 +293,9 @@ def test_stdin_goes_to_the_nodes_of_the_ranks_that_read_it() -> None:
     assert [s.stdin_ranks for _, s in sorted(starts.items())] == [[0, 1], [2, 3]]
     e.start(b, starts, {}, 0.2)
     assert e.on_stdin(b"abc") == [Send(0, m.Stdin([0, 1]), b"abc"), Send(1, m.Stdin([2, 3]), b"abc")]
-    e.on_tick(1.0, {1: -9})  # a lost node gets nothing more
-    assert e.on_stdin(b"", eof=True) == [Send(0, m.Stdin([0, 1], True), b"")]
+    assert e.on_stdin(b"", eof=True) == [Send(0, m.Stdin([0, 1], True), b""), Send(1, m.Stdin([2, 3], True), b"")]
+    e.on_tick(1.0, {1: -9})  # a lost node fails the job: nothing more is fed while it stops
+    assert e.on_stdin(b"late") == []
 
 
 def test_stdin_of_a_launcher_job_goes_to_the_launcher() -> None:
