@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["RankLines", "Note", "Progress", "Event", "EventSink", "ignore"]
+__all__ = ["RankLines", "Note", "Progress", "JobCreated", "Event", "EventSink", "ignore"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,15 @@ class Note:
 
 
 @dataclass(frozen=True)
+class JobCreated:
+    """The job has its id and its record (first thing, before any node exists): ``mnp cancel ID`` works from now."""
+
+    job_id: str
+    name: str
+    dir: str
+
+
+@dataclass(frozen=True)
 class Progress:
     """``what`` done/wanted (bring-up: "hosts ready", "nodes up"); ``final`` once that step is over."""
 
@@ -38,7 +47,7 @@ class Progress:
     final: bool = False
 
 
-Event = RankLines | Note | Progress
+Event = RankLines | Note | Progress | JobCreated
 EventSink = Callable[[Event], None]
 
 

@@ -33,7 +33,7 @@ from mnp.control import messages as m
 from mnp.control.channel import CoordinatorChannel
 from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Transition
 from mnp.coordinator.engine import EXIT_INTERRUPTED, Failure, JobEngine, Timing
-from mnp.coordinator.events import EventSink, Note, Progress, ignore
+from mnp.coordinator.events import EventSink, JobCreated, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
 from mnp.coordinator.planning import apply_remounts, make_cluster, node_work, shm_guess, short_nodes
 from mnp.errors import MnpError, UsageError
@@ -155,6 +155,7 @@ class _Job:
         if self.req.attempt == 1:
             self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command,
                                            source)
+            self.say(JobCreated(self.job_id, self.spec.name, str(self.dir)))
         else:
             self.dir = Path(self.records.get(self.job_id).dir)
         logs = self.dir / "logs"
