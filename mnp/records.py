@@ -101,9 +101,16 @@ class JobRecord:
     wall_s: float | None
     info: dict[str, Any]
     transitions: list[tuple[str, float, str | None]]
+    owner_host: str | None = None  # where the coordinator runs (``mnp cancel`` signals it there only)
+    owner_pid: int | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in TERMINAL
 
     def to_json(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """The record as ``mnp status --json`` prints it: ``job_id``, as every command's JSON names a job."""
+        d = {("job_id" if k == "id" else k): getattr(self, k) for k in self.__dataclass_fields__}
         d["transitions"] = [{"state": s, "ts": ts, "reason": r} for s, ts, r in self.transitions]
         return d
 
@@ -194,10 +201,11 @@ class Records:
 
     def _record(self, row: tuple[Any, ...], with_transitions: bool = True) -> JobRecord:
         (jid, name, state, created, updated, num_nodes, command, spec_path, d, nodes, exit_code, reason, wall_s,
-         info) = row[:14]
+         info, owner_host, owner_pid) = row[:16]  # the owner columns come last (added to older databases)
         trans = []
         if with_transitions:
             trans = [tuple(t) for t in self.db.execute(
                 "SELECT state, ts, reason FROM transitions WHERE job_id=? ORDER BY rowid", (jid,))]
         return JobRecord(jid, name, state, created, updated, num_nodes, " ".join(json.loads(command)), spec_path,
-                         d, json.loads(nodes), exit_code, reason, wall_s, json.loads(info), trans)  # type: ignore[arg-type]
+                         d, json.loads(nodes), exit_code, reason, wall_s, json.loads(info), trans,  # type: ignore[arg-type]
+                         owner_host, owner_pid)

@@ -121,3 +121,20 @@ def test_existing_loose_home_is_tightened_but_a_foreign_directory_is_not(tmp_pat
     assert stat.S_IMODE(r.create("own0000001", "own", 1, ["true"], None).stat().st_mode) == 0o700
     assert stat.S_IMODE((shared / "jobs").stat().st_mode) == 0o700
     r.close()
+
+
+def test_json_says_job_id_and_the_owner(tmp_path: Path) -> None:
+    """`mnp status --json` names the job `job_id`, as every command's JSON does; the owner is what `mnp cancel`
+    signals."""
+    import os
+    import socket
+
+    r = Records(tmp_path)
+    r.create("c000000001", "own", 2, ["true"], None)
+    j = r.get("own")
+    assert j.owner_pid == os.getpid() and j.owner_host == socket.gethostname() and not j.final
+    d = j.to_json()
+    assert d["job_id"] == "c000000001" and "id" not in d
+    assert d["owner_pid"] == os.getpid() and d["transitions"][0]["state"] == "SUBMITTED"
+    r.transition("c000000001", "CANCELLED", "interrupted by SIGTERM")
+    assert r.get("own").final and [x.id for x in r.list()] == ["c000000001"]

@@ -2,7 +2,7 @@
 
 import sys as _sys
 
-if any(_word in ("launch", "node") for _word in _sys.argv[1:3]):  # a job: from here on no signal may be lost
+if any(_word in ("launch", "run", "node") for _word in _sys.argv[1:3]):  # a job: from here on no signal may be lost
     from mnp.interrupts import catch_early
 
     catch_early()

@@ -6,19 +6,16 @@ Exit statuses: the job's own exit code for ``launch``; 2 for bad input (usage, j
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
 
 from mnp import __version__
-from mnp.cli.options import node_source_options, nodes_from_options
+from mnp.cli.jobopts import JobOptions, job_options
+from mnp.cli.options import nodes_from_options
 from mnp.cli.types import Seconds
-from mnp.config import DEFAULTS
 from mnp.errors import MnpError
 
 __all__ = ["main", "cli"]
@@ -29,7 +26,9 @@ class _Group(click.Group):
     become one line, ``mnp: error: ...``, and their exit status (2 for usage and spec errors). Commands in
     ``lazy`` are imported only when asked for, so every other command starts without them."""
 
-    lazy = {"doctor": ("mnp.cli.doctor", "doctor")}
+    lazy = {"doctor": ("mnp.cli.doctor", "doctor"), "list": ("mnp.cli.jobs", "list_jobs"),
+            "status": ("mnp.cli.jobs", "status"), "logs": ("mnp.cli.jobs", "logs"),
+            "cancel": ("mnp.cli.jobs", "cancel")}
 
     @staticmethod
     def one_line(text: str) -> str:
@@ -63,6 +62,17 @@ class _Group(click.Group):
             return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
         return super().get_command(ctx, name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's first sentence, whole (wrapped, never cut off with '...')."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -82,153 +92,91 @@ class _Group(click.Group):
 @click.option("--debug", is_flag=True, envvar="MNP_DEBUG", help="Show tracebacks.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
-    """mnp: launch MPI jobs across nodes (local isolated nodes by default)."""
+    """mnp: launch MPI jobs across nodes (local isolated nodes by default).
+
+    \b
+    Examples:
+      mnp run -N 2 -n 4 python app.py
+      mnp launch -N 4 examples/hello.yaml
+      mnp logs -f hello
+    """
     ctx.obj = {"debug": debug}
 
 
-@cli.command()
-@click.argument("job_file", type=click.Path(dir_okay=False))
-@click.option("-n", "--nodes", type=click.IntRange(1, 1000), envvar="MNP_NODES",  # mnp.spec.jobspec.MAX_NODES
-              help="Number of nodes (overrides the job's 'nodes').")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end (rank output goes to stderr).")
-@click.option("--isolate/--no-isolate", default=None,
-              help="Local nodes in their own namespaces (default: when root) or as plain processes.")
-@click.option("--grace", type=Seconds(0, 86400),
-              help=f"Seconds between SIGTERM and SIGKILL when stopping ranks, at most a day (default: $MNP_GRACE, "
-                   f"else {DEFAULTS['grace']:g}).")
-@node_source_options
-@click.option("--iface", envvar="MNP_IFACE", help="Interface MPI uses between nodes (default: probed on every node).")
-@click.option("--remount-shm", is_flag=True, envvar="MNP_REMOUNT_SHM",
-              help="As root, grow a node's /dev/shm that is smaller than the job needs (instead of stopping).")
-@click.option("--explain", is_flag=True, help="Print the fabric decisions (transport, interface, /dev/shm) and why.")
-def launch(job_file: str, nodes: int | None, as_json: bool, isolate: bool | None, grace: float | None,
-           iface: str | None, remount_shm: bool, explain: bool, **where: Any) -> None:
+_LAUNCH_EXAMPLES = """\b
+Examples:
+  mnp launch job.yaml                   # the job's own nodes and ranks
+  mnp launch -N 4 job.yaml              # on 4 isolated local nodes
+  mnp launch -N 2 -n 8 --json job.yaml  # 2 nodes x 4 ranks, one JSON object at the end
+  mnp launch --hostfile hosts job.yaml  # on SSH hosts
+  mnp launch --dry-run - < job.yaml     # the job from stdin: print the plan, run nothing
+"""
+
+_RUN_EXAMPLES = """\b
+Examples:
+  mnp run -n 4 python app.py            # 4 ranks on one local node
+  mnp run -N 2 -n 4 python app.py       # 2 nodes x 2 ranks
+  mnp run -N 2 --ntasks-per-node 2 -x OMP_NUM_THREADS=1 python app.py
+  mnp run --hosts h1,h2 -np 8 --output 'out.%r' ./a.out
+  mnp run -N 3 -n 3 --dry-run python app.py
+"""
+
+
+@cli.command(epilog=_LAUNCH_EXAMPLES)
+@click.argument("job_file", type=click.Path(dir_okay=False, allow_dash=True))
+@job_options
+def launch(job_file: str, opts: JobOptions) -> None:
     """Run JOB_FILE's ranks on its nodes, stream their output, exit with the job's status.
 
-    Nodes come from --hostfile or --hosts (SSH), else from the Slurm allocation mnp runs in, else they are
-    isolated local nodes made on this machine (--nodes of them).
+    JOB_FILE is an mnp job (YAML) or an AWS Batch job definition (JSON); '-' reads it from stdin. Nodes come
+    from --hostfile or --hosts (SSH), else from the Slurm allocation mnp runs in, else they are isolated local
+    nodes made on this machine (-N of them). -N is nodes and -n ranks, as in srun and mpirun.
     """
-    from mnp.cli.render import Renderer
-    from mnp.coordinator import LaunchRequest
-    from mnp.coordinator import launch as run
-    from mnp.spec.model import load_spec
+    from mnp.cli.layout import job_from_file
+    from mnp.cli.run import check_options, start
 
-    spec = load_spec(job_file)
-    hosts, ssh = nodes_from_options(**where)
-    result = run(LaunchRequest(spec=spec, spec_path=job_file, nodes=nodes, isolate=isolate,
-                               events=Renderer(quiet_stdout=as_json), grace_s=grace, hosts=hosts, ssh=ssh,
-                               iface=iface, remount_shm=remount_shm, explain=explain))
-    _report(result, as_json)
+    check_options(opts)
+    spec, source = _read_job(job_file)
+    hosts, ssh = nodes_from_options(**opts.where)
+    start(job_from_file(spec, source, opts, len(hosts) if hosts else None, piped=job_file == "-"), opts, hosts, ssh)
 
 
-@cli.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-def list_jobs(as_json: bool, limit: int) -> None:
-    """Recent jobs, newest first."""
-    from mnp.records import Records
+def _read_job(job_file: str) -> tuple[Any, str | None]:
+    """The job file's spec, or stdin's for '-' (at most the size a job file may have)."""
+    from mnp.errors import SpecError, UsageError
+    from mnp.spec.model import load_spec, spec_from_text
+    from mnp.spec.textfile import MAX_BYTES
 
-    records = Records()
-    records.reap_orphans()
-    jobs = records.list(limit)
-    if as_json:
-        click.echo(json.dumps([_summary(j) for j in jobs]))
-        return
-    click.echo(f"{'JOB':<12}{'NAME':<20}{'STATE':<11}{'NODES':>5}  {'EXIT':>4}  {'WALL':>8}  CREATED")
-    for j in jobs:
-        wall = f"{j.wall_s:.2f}s" if j.wall_s is not None else "-"
-        code = "-" if j.exit_code is None else str(j.exit_code)
-        click.echo(f"{j.id:<12}{j.name[:19]:<20}{j.state:<11}{j.num_nodes:>5}  {code:>4}  {wall:>8}  "
-                   f"{datetime.fromtimestamp(j.created):%Y-%m-%d %H:%M:%S}")
-
-
-def _summary(j: Any) -> dict[str, Any]:
-    return {"job_id": j.id, "name": j.name, "state": j.state, "num_nodes": j.num_nodes, "exit_code": j.exit_code,
-            "reason": j.reason, "wall_s": j.wall_s, "created": j.created}
+    if job_file != "-":
+        return load_spec(job_file), job_file
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("JOB_FILE '-': stdin is a terminal; pipe a job in (mnp launch - < job.yaml)")
+    data = sys.stdin.buffer.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise SpecError("", f"cannot read job: larger than {MAX_BYTES >> 20} MiB", "<stdin>")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("", "cannot read job: not UTF-8 text", "<stdin>") from None
+    return spec_from_text(text, "<stdin>", "stdin"), None
 
 
-@cli.command()
-@click.argument("job")
-@click.option("--json", "as_json", is_flag=True)
-def status(job: str, as_json: bool) -> None:
-    """One job's state, transitions, nodes and exit."""
-    from mnp.records import Records
+@cli.command(epilog=_RUN_EXAMPLES, context_settings={"allow_interspersed_args": False})
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@job_options
+def run(command: tuple[str, ...], opts: JobOptions) -> None:
+    """Run COMMAND as an MPI job without a job file, the way mpirun and srun do.
 
-    records = Records()
-    records.reap_orphans()
-    j = records.get(job)
-    if as_json:
-        click.echo(json.dumps(j.to_json()))
-        return
-    click.echo(f"job       {j.id} ({j.name})\nstate     {j.state}\ncommand   {j.command}")
-    click.echo(f"exit      {'-' if j.exit_code is None else j.exit_code}   reason: {j.reason or '-'}")
-    if j.wall_s is not None:
-        click.echo(f"wall      {j.wall_s:.3f}s")
-    click.echo(f"dir       {j.dir}")
-    t0 = j.transitions[0][1] if j.transitions else j.created
-    for state, ts, _ in j.transitions:
-        click.echo(f"  {datetime.fromtimestamp(ts):%H:%M:%S.%f}"[:-3] + f"  +{ts - t0:7.3f}s  {state}")
-    for n in j.nodes:
-        click.echo(f"  node {n['index']}: {n['hostname']} {n['address']} ranks {n.get('ranks', '-')}")
-    mpi = j.info.get("mpi")
-    if mpi:
-        click.echo(f"mpi       {mpi['family']} via {mpi['launcher']} ({mpi['why']})")
-    tr = j.info.get("transport")
-    if tr:
-        click.echo(f"transport {tr['inter_node']} between nodes, {tr['intra_node']} within ({tr['why']})")
-    ifc = j.info.get("iface")
-    if ifc:
-        click.echo(f"iface     {ifc['name'] or 'any'} ({ifc['why']})")
-    from mnp.fabric.shm import fmt_bytes
+    -N nodes (default 1, or every host given), -n ranks in all (default: one per node), in blocks node by node.
+    Options go before COMMAND; everything from COMMAND's first word on is COMMAND's. The job is validated and
+    recorded as a job file's would be, and mnp exits with its status.
+    """
+    from mnp.cli.layout import job_from_command
+    from mnp.cli.run import check_options, start
 
-    for node, sh in sorted(j.info.get("shm", {}).items(), key=lambda kv: int(kv[0])):
-        click.echo(f"/dev/shm  node {node}: {fmt_bytes(sh['free'])} free of {fmt_bytes(sh['total'])}, "
-                   f"need {fmt_bytes(sh['need'])}{'  ' + sh['problem'] if sh.get('problem') else ''}")
-    if tr and tr.get("env"):
-        click.echo("env       " + " ".join(f"{k}={v}" for k, v in sorted(tr["env"].items())))
-
-
-@cli.command()
-@click.argument("job")
-@click.option("--node", type=int, help="Only this node's ranks.")
-@click.option("--rank", type=int, help="Only this rank.")
-@click.option("--stderr/--stdout", "errs", default=None, help="Only one stream (default: both).")
-@click.option("--attempt", type=click.IntRange(min=1), help="Output of this attempt (default: the last one).")
-def logs(job: str, node: int | None, rank: int | None, errs: bool | None, attempt: int | None) -> None:
-    """Print a job's kept rank output, prefixed like live output."""
-    import re
-
-    from mnp.errors import UsageError
-    from mnp.records import Records
-
-    j = Records().get(job)
-    pat = re.compile(r"^node(\d+)\.rank(\d+)\.(out|err)$")
-    files = []
-    where = Path(j.dir, "logs")
-    tries = sorted(int(p.name[7:]) for p in where.glob("attempt*") if p.name[7:].isdigit())
-    if tries:  # a job with retries keeps each attempt's output apart
-        pick = attempt or tries[-1]
-        if pick not in tries:
-            raise UsageError(f"--attempt: job {j.id} has attempts {', '.join(map(str, tries))}")
-        where = where / f"attempt{pick}"
-    elif attempt not in (None, 1):
-        raise UsageError(f"--attempt: job {j.id} ran once")
-    for p in where.iterdir():
-        m = pat.match(p.name)
-        if not m:
-            continue
-        nn, rr, st = int(m.group(1)), int(m.group(2)), m.group(3)
-        if (node is None or nn == node) and (rank is None or rr == rank) and \
-                (errs is None or (st == "err") == errs):
-            files.append((rr, st, nn, p))
-    if not files and (node is not None or rank is not None):
-        what = " ".join(f for f in (f"node {node}" if node is not None else "",
-                                    f"rank {rank}" if rank is not None else "") if f)
-        raise UsageError(f"job {j.id}: no output kept for {what}")
-    for rr, st, nn, p in sorted(files):
-        out = sys.stdout if st == "out" else sys.stderr
-        for line in p.read_text(errors="replace").splitlines():
-            out.write(f"[node {nn} rank {rr}] {line}\n")
+    check_options(opts)
+    hosts, ssh = nodes_from_options(**opts.where)
+    start(job_from_command(command, opts, len(hosts) if hosts else None), opts, hosts, ssh)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -251,6 +199,11 @@ def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: floa
     node ranges run unchanged. The main node (AWS_BATCH_JOB_NODE_INDEX == AWS_BATCH_JOB_MAIN_NODE_INDEX) runs the
     job and waits for the children to dial in; children run the node agent. Every node needs MNP_JOB_SECRET (the
     same value) from the job definition. The main container exits with the job's exit code.
+
+    \b
+    Example (a container's entry point):
+      mnp node -- python train.py
+      mnp node /job/job.yaml
     """
     from pathlib import Path
 
@@ -287,15 +240,9 @@ def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: floa
                                join_timeout_s=join_timeout,
                                cluster=BatchMainCluster(me.job_id, me, port), job_id=me.job_id,
                                attempt=me.attempt))
-    _report(result, as_json)
+    from mnp.cli.run import report
 
-
-def _report(result: Any, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(result.to_json()))
-    if result.state != "SUCCEEDED":
-        click.echo(f"mnp: job {result.job_id} {result.state}: {result.reason} (exit {result.exit_code})", err=True)
-    sys.exit(result.exit_code)
+    report(result, as_json)
 
 
 @cli.command(hidden=True)

@@ -9,6 +9,7 @@ or out of range, a key given twice, and a NUL byte in a command, path or environ
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -23,7 +24,7 @@ from mnp.spec.jobspec import CHOICES, ENV_NAME, JobSpec, NodeRangeSpec, safe_nam
 from mnp.spec.noderange import NodeRange
 from mnp.spec.textfile import read_text
 
-__all__ = ["JobSpec", "NodeRangeSpec", "load_spec", "parse_size", "parse_yaml", "spec_from_dict"]
+__all__ = ["JobSpec", "NodeRangeSpec", "load_spec", "parse_size", "parse_yaml", "spec_from_dict", "spec_from_text"]
 
 _SIZE = re.compile(r"\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*([KMGT]i?)?B?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
@@ -49,6 +50,39 @@ def parse_size(value: str | int) -> int:
     return int(n)
 
 
+_SHELL_OPERATORS = "|&;<>"  # unquoted in a string command: shell syntax (pipes, lists, redirections)
+_SHELL_WORDS = ("|", "||", "&&")  # a bare list word that can only mean a pipeline or a list
+
+
+def _shell_syntax(text: str) -> str | None:
+    """The first shell operator outside quotes and backslash escapes in ``text`` (``'|'``), or None."""
+    quote = ""
+    escaped = False
+    for i, c in enumerate(text):
+        if escaped:
+            escaped = False
+        elif c == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in _SHELL_OPERATORS:
+            rest = text[i:]
+            return rest[:len(rest) - len(rest.lstrip(_SHELL_OPERATORS))]  # the whole operator: '&&', '>>'
+    return None
+
+
+def _no_shell(words: list[str], text: str) -> None:
+    """mnp runs a command without a shell, so ``a | b`` would hand ``|`` to ``a`` as an argument: refuse it with
+    the way to say it (``["sh", "-c", ...]``)."""
+    op = _shell_syntax(text) if text else next((w for w in words if w in _SHELL_WORDS), None)
+    if op is not None:
+        script = printable(text or " ".join(words))
+        raise ValueError(f"{op!r} is shell syntax, and mnp runs the command without a shell; "
+                         f'write ["sh", "-c", {json.dumps(script)}]')
+
+
 def _command(value: Any) -> list[str]:
     if isinstance(value, str):
         try:
@@ -63,6 +97,7 @@ def _command(value: Any) -> list[str]:
         raise ValueError("must not be empty")
     if any("\0" in w for w in words):
         raise ValueError("must not contain a NUL byte")
+    _no_shell(words, value if isinstance(value, str) else "")
     return words
 
 
@@ -206,7 +241,12 @@ def load_spec(path: str | Path) -> JobSpec:
         text = read_text(p)
     except ValueError as e:
         raise SpecError("", f"cannot read job file: {e}", str(p)) from None
-    data = parse_yaml(text, str(p))
+    return spec_from_text(text, str(p), p.stem)
+
+
+def spec_from_text(text: str, source: str, default_name: str) -> JobSpec:
+    """Validate a job file's text (a file's, or what came on stdin): mnp YAML or a Batch job definition."""
+    data = parse_yaml(text, source)
     if is_batch_jobdef(data):  # an AWS Batch job definition, taken unchanged
-        return load_batch_jobdef(data, str(p), default_name=p.stem)
-    return spec_from_dict(data, str(p), default_name=p.stem)
+        return load_batch_jobdef(data, source, default_name=default_name)
+    return spec_from_dict(data, source, default_name=default_name)

@@ -149,7 +149,7 @@ CASES = [
       "node_ranges: node(s) 2-3 are not covered by any range"),
     J("range past --nodes", "command: x\nnode_ranges: [{target_nodes: '0:5'}]\n",
       "node_ranges[0].target_nodes: '0:5' names nodes past the last node (2)", "--nodes", "3"),
-    J("shm on 2 nodes", "command: x\ntransport: shm\n", "transport: 'shm' works within one node only", "-n", "2"),
+    J("shm on 2 nodes", "command: x\ntransport: shm\n", "transport: 'shm' works within one node only", "-N", "2"),
     # -- job files: the document
     J("a list", "- a\n- b\n", "a job file must be a YAML map of fields"),
     J("a scalar", "hello\n", "a job file must be a YAML map of fields"),

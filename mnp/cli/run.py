@@ -1,0 +1,96 @@
+"""What ``mnp launch`` and ``mnp run`` do once they have a job: a dry run, or the launch itself -- the job's id
+on stderr first, its events rendered, its result reported, the process's exit status the job's."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from mnp.cli.jobopts import JobOptions
+from mnp.cli.render import RankFiles, Renderer, check_pattern
+
+if TYPE_CHECKING:
+    from mnp.cli.layout import Job
+    from mnp.cluster.hosts import HostSpec
+    from mnp.cluster.ssh import SshOptions
+
+__all__ = ["check_options", "report", "start"]
+
+
+def check_options(opts: JobOptions) -> None:
+    """What can be checked of the options alone (before a job file is read)."""
+    if opts.output is not None:
+        check_pattern(opts.output, "--output")
+    if opts.error is not None:
+        check_pattern(opts.error, "--error")
+
+
+def _stdin_fd() -> int | None:
+    """mnp's standard input, when it has one to hand on."""
+    try:
+        return sys.stdin.fileno() if sys.stdin is not None and not sys.stdin.closed else None
+    except (OSError, ValueError):  # replaced by something without a descriptor (an embedding program)
+        return None
+
+
+def _host_names(job_id: str) -> Callable[[int], str]:
+    """node -> its host name, read from the job's record once the nodes are up (``%h``)."""
+    names: dict[int, str] = {}
+
+    def host(node: int) -> str:
+        if node not in names:
+            from mnp.records import Records
+
+            records = Records()
+            try:
+                names.update({n["index"]: n["hostname"] for n in records.get(job_id).nodes})
+            finally:
+                records.close()
+        return names.get(node, f"node{node}")
+
+    return host
+
+
+def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOptions | None) -> NoReturn:
+    """Run ``job`` (or, with ``--dry-run``, print its plan) and exit with its exit status."""
+    for note in job.notes:
+        click.echo(f"mnp: {note}", err=True)
+    if opts.dry_run:
+        from mnp.cli import dryrun
+
+        plan = dryrun.plan(job, hosts, opts.isolate)
+        click.echo(json.dumps(plan) if opts.as_json else dryrun.render(plan))
+        sys.exit(0)
+    from mnp import config
+    from mnp.coordinator import LaunchRequest, launch
+    from mnp.records import new_job_id
+
+    for name in ("heartbeat", "dead_after", "join_timeout"):  # a bad $MNP_<NAME> is the only line printed
+        config.setting(name, None)
+    grace = config.setting("grace", opts.grace)
+    job_id = new_job_id()
+    files = RankFiles(opts.output, opts.error, job_id, _host_names(job_id)) if opts.output or opts.error else None
+    ranks = f"{job.ranks} rank(s)" if job.ranks is not None else "ranks per node from each node's CPUs or slots"
+    render = Renderer(quiet_stdout=opts.as_json, label=opts.label if opts.label is not None else job.ranks != 1,
+                      timestamp=opts.timestamp, files=files, started=f"{job.nodes} node(s), {ranks}")
+    try:
+        result = launch(LaunchRequest(spec=job.spec, spec_path=job.source, nodes=job.nodes, isolate=opts.isolate,
+                                      events=render, grace_s=grace, hosts=hosts, ssh=ssh, iface=opts.iface,
+                                      remount_shm=opts.remount_shm, explain=opts.explain, job_id=job_id,
+                                      stdin=job.stdin, stdin_fd=_stdin_fd() if job.stdin != "none" else None))
+    finally:
+        render.close()
+    report(result, opts.as_json)
+
+
+def report(result: Any, as_json: bool) -> NoReturn:
+    """The job's result: one JSON object (``--json``), a line on stderr unless it succeeded, its exit status."""
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    if result.state != "SUCCEEDED":
+        click.echo(f"mnp: job {result.job_id} {result.state}: {result.reason} (exit {result.exit_code})", err=True)
+    sys.exit(result.exit_code)
