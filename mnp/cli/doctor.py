@@ -27,17 +27,32 @@ __all__ = ["doctor"]
               help="The job's transport: is it possible on these nodes?")
 @click.option("--isolate/--no-isolate", default=None,
               help="Local nodes in their own namespaces (default: when root) or as plain processes.")
+@click.option("--python", "python", metavar="PATH",
+              help="The job's interpreter: the probe runs with its MPI (e.g. .venv-ompi/bin/python for Open MPI).")
+@click.option("--mpi", type=click.Choice(["auto", "mpich", "openmpi", "impi"]), default="auto", show_default=True,
+              help="The job's MPI family (auto: the interpreter's).")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
+              help="The job's environment for the probe (transport settings: FI_*, OMPI_MCA_*...). Repeatable.")
 @node_source_options
 def doctor(nodes: int | None, as_json: bool, ranks_per_node: int | None, transport: str, isolate: bool | None,
-           **where: Any) -> None:
-    """Check the nodes before a job runs: reachability, clocks, MPI, /dev/shm, interfaces, transport, latency.
+           python: str | None, mpi: str, env: tuple[str, ...], **where: Any) -> None:
+    """Check the nodes before a job runs: reachability, clocks, MPI, CPUs, /dev/shm, interfaces, transport, the
+    path every pair takes, and its latency against that path's band.
 
-    Exit 0 when a launch should work, 1 when it would fail (slow pairs only warn).
+    Exit 0 when a launch should work, 1 when it would fail (slow pairs within their band only warn).
     """
     from mnp.doctor import DoctorRequest, render, run_doctor
+    from mnp.errors import UsageError
 
+    pairs = {}
+    for item in env:
+        key, eq, value = item.partition("=")
+        if not eq or not key or not key.replace("_", "a").isalnum():
+            raise UsageError(f"--env: '{item}' is not KEY=VALUE")
+        pairs[key] = value
     hosts, ssh = nodes_from_options(**where)
     report = run_doctor(DoctorRequest(nodes=nodes, hosts=hosts, ssh=ssh, isolate=isolate,
-                                      ranks_per_node=ranks_per_node, transport=transport))
+                                      ranks_per_node=ranks_per_node, transport=transport, python=python, mpi=mpi,
+                                      env=pairs))
     click.echo(json.dumps(report.to_json()) if as_json else render(report))
     sys.exit(report.exit_code)

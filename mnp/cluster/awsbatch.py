@@ -11,6 +11,12 @@ through the environment (``AWS_BATCH_JOB_NODE_INDEX``, ``AWS_BATCH_JOB_MAIN_NODE
   reconnects, 0.1 s up to 5 s) until the deadline. It exits when the main node says so, or when the main node
   falls silent (``--dead-after``, default 15 s) -- the orphaned children Batch itself leaves running.
 
+Every node lists its interfaces when it joins (``report_ifaces``: the main node's agent through the provider's
+``probe_ifaces``, each child's in :func:`run_child`), so the interface MPI uses between nodes is chosen from the
+subnets every node shares and pinned in each MPI family's words -- never left to the MPI, which on a subnet without
+a default route picked ``lo`` and every rank died in ``MPI_Init`` (MPICH: ``OFI call tinjectdata failed (default
+nic=lo: Invalid argument)``).
+
 Nothing secret is in the image: the job's CURVE keys are derived on every node from ``MNP_JOB_SECRET``, which the
 job definition passes in (``secrets`` from Secrets Manager, or ``environment``).
 """
@@ -110,6 +116,8 @@ def batch_node(environ: Mapping[str, str]) -> BatchNode:
 class BatchMainCluster(Cluster):
     """The main node's view: children start themselves and dial in; this node's own agent is started here."""
 
+    probe_ifaces = True  # Batch made the network, not mnp: every node lists its interfaces (children: run_child)
+
     def __init__(self, job_id: str, node: BatchNode, port: int = DEFAULT_PORT, bind: str | None = None) -> None:
         super().__init__(job_id, node.num_nodes)
         self.node = node
@@ -179,7 +187,8 @@ def run_child(node: BatchNode, port: int, join_timeout: float, dead_after: float
     keys = keys_from_secret(node.secret, node.num_nodes)
     handoff = {**keys.agent_handoff(node.index), "endpoint": f"tcp://{node.main_address}:{port}",
                "node": node.index, "heartbeat_s": heartbeat, "dead_s": dead_after,
-               "first_contact_s": join_timeout, "dialed": node.main_address, "command": command}
+               "first_contact_s": join_timeout, "dialed": node.main_address, "command": command,
+               "report_ifaces": True}
     sys.stderr.write(f"mnp node {node.index}: child of job {node.job_id}; dialling main node {node.main} at "
                      f"{node.main_address}:{port}\n")
     return Agent(handoff).run()

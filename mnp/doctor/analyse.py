@@ -5,14 +5,17 @@ The fabric verdicts (``interfaces``, ``transport``, ``shm``) are not decided her
 turned into checks. When ``decide`` refuses -- no interface every node shares (a :class:`~mnp.errors.HostError`),
 or a transport the nodes cannot do (a :class:`~mnp.errors.SpecError` on ``transport``) -- that part fails and the
 rest is decided again without it (no interface facts: MPI picks; transport ``auto``), so every part gets a verdict.
+
+The probe's pairs are judged by :mod:`mnp.doctor.paths`: the path each took (``paths``) and its latency against
+that path's band (``latency``). ``cpus`` warns when the job's ranks would outnumber a node's (or a machine's) CPUs.
 """
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
-from mnp.doctor.probe_data import SLOW_FACTOR, slow_pairs
+from mnp.doctor.paths import judge_pairs, latency_check, paths_check
+from mnp.doctor.probe_data import SLOW_FACTOR
 from mnp.doctor.report import Check, one_line
 from mnp.errors import HostError, SpecError
 from mnp.fabric.decide import FabricPlan, decide
@@ -48,9 +51,11 @@ def analyse(probe: dict[str, Any], *, ranks_per_node: int | None = None, transpo
     libs = [str(f.get("mpi", "?")) for f in nodes]
     ranks = [ranks_per_node or (slots[i] if slots and i < len(slots) and slots[i] else None) or
              int(f.get("cpus") or 1) for i, f in enumerate(nodes)]
-    iface, chosen, shm = _fabric(nodes, label, mpi_family(libs[0]), transport, job_shm, ranks, main_address)
-    return [_clock(probe, label, skew_limit_s), _same("mpi", libs, "MPI library"), _versions(nodes), shm, iface,
-            chosen, _latency(probe, slow_factor), _connect(probe, label, slow_connect_ms, n)]
+    plan, refused = _decide(nodes, mpi_family(libs[0]), transport, job_shm, ranks, main_address)
+    iface, chosen = _fabric(plan, refused, nodes, label, transport)
+    return [_clock(probe, label, skew_limit_s), _same("mpi", libs, "MPI library"), _versions(nodes),
+            _cpus(plan, nodes, ranks), _shm(plan, label, ranks), iface, chosen,
+            *_pairs(probe, plan, slow_factor), _connect(probe, label, slow_connect_ms, n)]
 
 
 # -- fabric: mnp.fabric.decide's verdicts ---------------------------------------------------------------------------
@@ -77,10 +82,9 @@ def _decide(nodes: list[dict[str, Any]], family: str, transport: str, job_shm: i
             facts = [{k: v for k, v in f.items() if k != "ifaces"} for f in facts]  # as if not probed
 
 
-def _fabric(nodes: list[dict[str, Any]], label: list[str], family: str, transport: str, job_shm: int | None,
-            ranks: list[int], main_address: str | None) -> tuple[Check, Check, Check]:
-    """The ``interfaces``, ``transport`` and ``shm`` checks."""
-    plan, refused = _decide(nodes, family, transport, job_shm, ranks, main_address)
+def _fabric(plan: FabricPlan, refused: dict[str, str], nodes: list[dict[str, Any]], label: list[str],
+            transport: str) -> tuple[Check, Check]:
+    """The ``interfaces`` and ``transport`` checks."""
     unread = [(i, f.get("ifaces_error", "sent no interface list")) for i, f in enumerate(nodes) if "ifaces" not in f]
     if unread and len(nodes) > 1:  # decide() would leave the choice to MPI; the doctor says why it could not look
         iface = Check("interfaces", False, f"{label[unread[0][0]]}: {unread[0][1]}")
@@ -97,7 +101,31 @@ def _fabric(nodes: list[dict[str, Any]], label: list[str], family: str, transpor
         chosen = Check("transport", True, f"{where}: {t.why}",
                        data={"asked": transport, "inter_node": t.inter_node, "intra_node": t.intra_node,
                              "provider": t.provider, "env": t.env})
-    return iface, chosen, _shm(plan, label, ranks)
+    return iface, chosen
+
+
+def _cpus(plan: FabricPlan, nodes: list[dict[str, Any]], ranks: list[int]) -> Check:
+    over = [v for _, v in sorted(plan.oversubscribed.items())]
+    data = {"ranks": ranks, "cpus": [f.get("cpus") for f in nodes], "oversubscribed": over}
+    if over:
+        more = f" (and {len(over) - 1} more)" if len(over) > 1 else ""
+        return Check("cpus", False, over[0] + more, warn=True, data=data)
+    cpus = "/".join(str(f.get("cpus", "?")) for f in nodes[:8]) + ("/..." if len(nodes) > 8 else "")
+    counts = "/".join(map(str, sorted(set(ranks))))
+    return Check("cpus", True, f"a CPU for every rank: {counts} rank(s) per node, CPUs per node {cpus}", data=data)
+
+
+def _pairs(probe: dict[str, Any], plan: FabricPlan, factor: float) -> tuple[Check, Check]:
+    """The ``paths`` and ``latency`` checks, on the probe's pairs against the bands of their paths."""
+    from mnp.fabric.bands import bands
+
+    try:
+        table = bands()
+    except ValueError as e:
+        bad = Check("latency", False, one_line(str(e)))
+        return Check("paths", False, "not judged: " + bad.detail), bad
+    rows = judge_pairs(probe, plan.transport.inter_node, plan.iface, table)
+    return paths_check(rows), latency_check(rows, probe.get("latency_us") or [], factor, probe.get("remeasured"))
 
 
 def _shm(plan: FabricPlan, label: list[str], ranks: list[int]) -> Check:
@@ -154,26 +182,6 @@ def _versions(nodes: list[dict[str, Any]]) -> Check:
     if len(set(mnps)) > 1:
         return Check("versions", False, f"mnp differs: {_grouped(mnps)}")
     return Check("versions", True, f"Python {pys[0]}, mnp {mnps[0]} on every node")
-
-
-def _latency(probe: dict[str, Any], factor: float) -> Check:
-    matrix = probe.get("latency_us") or []
-    values = [v for i, row in enumerate(matrix) for j, v in enumerate(row) if j > i and v is not None]
-    if not values:
-        return Check("latency", True, "one node: no pairs to measure", warn=True)
-    med = statistics.median(values)
-    slow = slow_pairs(matrix, factor)
-    again = probe.get("remeasured") or []
-    note = f" ({len(again)} measured twice)" if again else ""
-    data = {"median_us": med, "slow": [list(s) for s in slow], "remeasured": again}
-    if slow:
-        listed = ", ".join(f"{i}-{j} {v:.1f} us" for i, j, v in sorted(slow, key=lambda s: -s[2])[:4])
-        return Check("latency", False, f"{len(slow)} of {len(values)} pair(s) slower than {factor:g}x the median "
-                     f"{med:.1f} us{note}: node {listed}" + (", ..." if len(slow) > 4 else ""), warn=True, data=data)
-    worst = max(((i, j, v) for i, row in enumerate(matrix) for j, v in enumerate(row) if j > i and v is not None),
-                key=lambda s: s[2])
-    return Check("latency", True, f"median {med:.1f} us half round trip over {len(values)} pair(s); slowest "
-                 f"node {worst[0]}-{worst[1]} {worst[2]:.1f} us{note}", warn=True, data=data)
 
 
 def _connect(probe: dict[str, Any], label: list[str], limit_ms: float, n: int) -> Check:

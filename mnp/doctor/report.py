@@ -54,7 +54,7 @@ class DoctorReport:
                   **(clock[i] if i < len(clock) else {})} for i, facts in enumerate(p.get("nodes", []))]
         return {"ok": self.ok, "job_id": self.job_id, "wall_s": round(self.wall_s, 3), "nodes": nodes,
                 "checks": [c.to_json() for c in self.checks], "latency_us": p.get("latency_us"),
-                "first_ms": p.get("first_ms"), "remeasured": p.get("remeasured")}
+                "first_ms": p.get("first_ms"), "remeasured": p.get("remeasured"), "pairs": p.get("pairs")}
 
 
 def one_line(text: str) -> str:

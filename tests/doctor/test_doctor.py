@@ -60,16 +60,20 @@ def test_three_local_nodes(mnp_home: Path, no_leftovers: None) -> None:
         assert n["efa"]["usable"] is False and n["shm_total"] > 0
     m = report["latency_us"]
     assert len(m) == 3 and all(len(row) == 3 for row in m)
+    assert m[0][0] > 0 and m[1][1] is None and m[2][2] is None  # node 0's two ranks: the shared-memory pair
     for i in range(3):
-        assert m[i][i] is None
         for j in range(3):
             if i != j:
                 assert m[i][j] > 0 and m[i][j] == m[j][i]
                 assert report["first_ms"][i][j] > 0
     c = checks(report)
-    assert set(c) == {"reachability", "clock", "mpi", "versions", "shm", "interfaces", "transport", "latency",
-                      "connect"}
+    assert set(c) == {"reachability", "clock", "mpi", "versions", "cpus", "shm", "interfaces", "transport", "paths",
+                      "latency", "connect"}
     assert all(x["ok"] or x["warn"] for x in c.values())
+    paths = {tuple(p["nodes"]): p for p in c["paths"]["data"]["pairs"]}
+    assert paths[0, 0]["expected"] == "shm" and paths[0, 0]["observed"] == "shm"
+    assert all(paths[k]["expected"] == "tcp-host" and paths[k]["observed"] == "tcp:eth0" for k in [(0, 1), (0, 2),
+                                                                                                 (1, 2)])
     assert c["transport"]["data"]["inter_node"] == "tcp" and c["transport"]["data"]["env"]["FI_PROVIDER"] == "tcp"
     assert c["interfaces"]["data"]["name"] == "eth0"
     assert c["reachability"]["data"]["measured_over"]["inter_node"] == "tcp"
@@ -92,7 +96,9 @@ def test_efa_asked_on_nodes_without_it(mnp_home: Path, no_leftovers: None) -> No
     assert "latency, half round trip (us):" in lines
     table = lines[lines.index("latency, half round trip (us):") + 1:]
     assert table[0].split() == ["0", "1"]
-    assert table[1].split()[:3] == ["0", "node0", "-"] and float(table[1].split()[3]) > 0
+    row0 = table[1].split()  # node 0: its shared-memory pair on the diagonal, then node 0-1
+    assert row0[:2] == ["0", "node0"] and float(row0[2]) > 0 and float(row0[3]) > 0
+    assert table[2].split()[:4] == ["1", "node1", row0[3], "-"]
     assert lines[-1] == "result: FAIL: a launch would fail (transport)"
 
 
@@ -163,12 +169,16 @@ def test_analysis_of_a_real_probe(mnp_home: Path, no_leftovers: None) -> None:
     assert p.returncode == 0, p.stdout + p.stderr
     report = json.loads(p.stdout)
     probe = probe_of(report, mnp_home)
-    assert probe["size"] == 2 and len(probe["latency_us"]) == 2
+    assert probe["size"] == 3 and len(probe["latency_us"]) == 2  # 2 nodes; node 0 runs 2 ranks
     shm_total = probe["nodes"][0]["shm_total"]
     assert shm_total == shm_need(ranks, "mpich", None)  # the probe's /dev/shm was made the size the job's would be
 
     by = {c.name: c for c in analyse(probe, ranks_per_node=ranks)}
-    assert all(c.ok for c in by.values()), [c.detail for c in by.values() if not c.ok]
+    assert all(c.ok for c in by.values() if c.name != "cpus"), [c.detail for c in by.values() if not c.ok]
+    cpus = probe["nodes"][0]["cpus"]
+    assert by["cpus"].ok == (cpus >= ranks) and by["cpus"].warn  # more ranks than CPUs: a warning, not a failure
+    if cpus < ranks:
+        assert by["cpus"].detail.startswith(f"node 0 (node0): {ranks} ranks on {cpus} CPU(s): oversubscribed")
 
     by = {c.name: c for c in analyse(probe, ranks_per_node=ranks, job_shm=2 * shm_total)}
     assert not by["shm"].ok and by["shm"].detail.startswith(
