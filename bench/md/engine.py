@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 
 from bench.md.system import LAMMPS_IN_LJ_EPAIR, Params, lattice, rf_self_energy, velocities
+from bench.osu.facts import machine, transport_of
 
-RUNS: dict[str, Callable[[Params], dict[str, Any]]] = {}
+RUNS: dict[str, Callable[..., dict[str, Any]]] = {}
+StepProgress = Callable[[int, int], None]  # (steps done, steps)
 SECTIONS = ("neighbour search", "domain decomp.", "force", "comm. coord.", "wait + comm. E", "update", "rest")
 
 
-def registered(name: str) -> Callable[[Callable[[Params], dict[str, Any]]], Callable[[Params], dict[str, Any]]]:
-    def put(fn: Callable[[Params], dict[str, Any]]) -> Callable[[Params], dict[str, Any]]:
+def registered(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    def put(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         RUNS[name] = fn
         return fn
     return put
@@ -134,8 +136,9 @@ class Engine:
 
 
 @registered("md")
-def run_md(p: Params) -> dict[str, Any]:
-    """Run the system; the record (complete on rank 0, None elsewhere)."""
+def run_md(p: Params, progress: StepProgress | None = None) -> dict[str, Any]:
+    """Run the system; the record (complete on rank 0, None elsewhere). ``progress(done, steps)`` about 20 times
+    a run, on every rank, between steps (its time counts as "rest")."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
@@ -147,10 +150,13 @@ def run_md(p: Params) -> dict[str, Any]:
     init_s = time.perf_counter() - t_init
     comm.Barrier()
     t0 = time.perf_counter()
+    every = max(p.steps // 20, 1)
     for s in range(1, p.steps + 1):
         eng.step(s)
         if s % p.nstcalcenergy == 0 or s == p.steps:
             thermo.append(eng.energies(s))
+        if progress and (s % every == 0 or s == p.steps):
+            progress(s, p.steps)
     wall = time.perf_counter() - t0
     eng.t["rest"] = max(wall - sum(eng.t.values()), 0.0)
     per_rank = comm.gather({"wall_s": wall, "host": socket.gethostname(), "atoms": eng.nlocal,
@@ -158,7 +164,9 @@ def run_md(p: Params) -> dict[str, Any]:
     if comm.Get_rank() != 0:
         return {}
     assert per_rank is not None
-    return record(p, comm.Get_size(), eng.dom.dims, per_rank, thermo, init_s)
+    rec = record(p, comm.Get_size(), eng.dom.dims, per_rank, thermo, init_s)
+    rec["mpi_library"] = " ".join(MPI.Get_library_version().splitlines()[0].split())
+    return rec
 
 
 def record(p: Params, size: int, dims: list[int], per_rank: list[dict[str, Any]], thermo: list[dict[str, float]],
@@ -178,6 +186,7 @@ def record(p: Params, size: int, dims: list[int], per_rank: list[dict[str, Any]]
         "k_rf": p.k_rf if p.rf else 0.0, "c_rf": p.c_rf if p.rf else 0.0, "lj_shift": p.lj_shift,
         "ranks": size, "nodes": len({r["host"] for r in per_rank}), "hosts": sorted({r["host"] for r in per_rank}),
         "decomposition": dims, "fi_provider": os.environ.get("FI_PROVIDER"),
+        "transport": transport_of(len({r["host"] for r in per_rank}), dict(os.environ)), "machine": machine(),
         "init_s": init_s, "wall_s": wall, "steps_per_s": steps_s, "atom_steps_per_s": steps_s * p.natoms,
         "ns_per_day": ns_day, "hour_per_ns": 24.0 / ns_day, "ns_unit": "1 ns := 1000 tau (tau taken as 1 ps)",
         "timings_mean_s": mean, "comm_share": comm_s / wall, "per_rank": per_rank,

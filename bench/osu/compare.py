@@ -1,79 +1,57 @@
-"""Latency across the network against shared memory, as ratios, through real ``mnp launch`` runs.
+"""Latency across the network against shared memory, as ratios, through real mnp jobs on local nodes.
 
-    python -m bench.osu.compare [-m [MIN:]MAX] [-i ITER] [-x WARMUP] [--path mpi4py|numba] [--reps N]
-    python -m bench.osu.compare --paths [...]     # numba against mpi4py on both jobs
+    python -m bench.osu.compare [-m [MIN:]MAX] [-i ITER] [-x WARMUP] [--path c|numba|mpi4py] [--reps N]
+    python -m bench.osu.compare --paths [...]     # numba and mpi4py against each other, on both placements
 
-Runs ``bench/osu-latency-shm.yaml`` (1 node x 2 ranks) and ``bench/osu-latency.yaml`` (2 nodes x 1 rank, tcp)
-with ``mnp launch --json``, the options appended to each job's command, alternating, ``--reps`` times; takes the
-median of each size over the repetitions and prints network/shm per size. Ratios only: this machine is shared
-and noisy, absolute microseconds from it mean little. ``--paths`` runs each job with both call paths and prints
-mpi4py/numba per size and the difference in microseconds per message (half round trip): what the Python
-interpreter in the timing loop costs.
+Runs osu latency on 1 node x 2 ranks (shared memory) and on 2 nodes x 1 rank (the network), ``--reps`` jobs
+each (:func:`bench.osu.runs.run_osu`), and prints network/shm per size from the medians, with the ratio's range
+(the min and max of each side) beside it. ``--paths``: mpi4py/numba per size and the difference in microseconds
+per message. ``mnp bench fabric`` does all of it, with bandwidth, MD and a report.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import tempfile
-from pathlib import Path
-from typing import Any
 
-from bench.jobs import ROOT, launch_job
-from bench.osu.report import parse_json_lines
+from bench.jobs import Nodes
+from bench.osu.runs import OsuFigures, OsuRequest, run_osu
 
-SHM_JOB, NET_JOB = ROOT / "bench" / "osu-latency-shm.yaml", ROOT / "bench" / "osu-latency.yaml"
-
-
-def launch(job: Path, extra: list[str], tmp: Path) -> dict[str, Any]:
-    """Run ``job`` with ``extra`` appended to its command; its OSU-JSON record plus the job's id."""
-    return launch_job(job, extra, tmp, parse_json_lines, "OSU-JSON")
-
-
-def medians(runs: list[dict[str, Any]]) -> dict[int, float]:
-    """Per size, the median value over repeated runs."""
-    return {s: statistics.median(r["values"][r["sizes"].index(s)] for r in runs) for s in runs[0]["sizes"]}
+SHM, NET = Nodes(1, 2, "shm"), Nodes(2, 1, "tcp")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.osu.compare", description="Latency across the network against "
-                                 "shared memory (ratios), or numba against mpi4py, through mnp launch.")
+    ap = argparse.ArgumentParser(prog="python -m bench.osu.compare", description="osu latency across the network "
+                                 "against shared memory (ratios), or numba against mpi4py, as mnp jobs.")
     ap.add_argument("-m", dest="sizes", metavar="[MIN:]MAX")
-    ap.add_argument("-i", dest="iterations", metavar="ITER")
-    ap.add_argument("-x", dest="warmup", metavar="WARMUP")
-    ap.add_argument("--path", choices=("mpi4py", "numba"), default="mpi4py")
-    ap.add_argument("--paths", action="store_true", help="compare numba with mpi4py instead (both jobs)")
-    ap.add_argument("--reps", type=int, default=1, help="repetitions, alternating; medians per size (1)")
+    ap.add_argument("-i", dest="iterations", type=int, metavar="ITER")
+    ap.add_argument("-x", dest="warmup", type=int, metavar="WARMUP")
+    ap.add_argument("--path", choices=("numba", "mpi4py"), default="numba")
+    ap.add_argument("--paths", action="store_true", help="compare mpi4py with numba instead (both placements)")
+    ap.add_argument("--reps", type=int, default=3, help="jobs per figure; medians with min and max (3)")
     a = ap.parse_args(argv)
-    common = [f for flag, v in (("-m", a.sizes), ("-i", a.iterations), ("-x", a.warmup)) if v for f in (flag, v)]
-    runs = ([("shm", SHM_JOB, p) for p in ("mpi4py", "numba")] + [("net", NET_JOB, p) for p in ("mpi4py", "numba")]
-            if a.paths else [("shm", SHM_JOB, a.path), ("net", NET_JOB, a.path)])
-    got: dict[tuple[str, str], list[dict[str, Any]]] = {(where, p): [] for where, _, p in runs}
-    with tempfile.TemporaryDirectory(prefix="osu-compare-") as tmp:
-        for _ in range(a.reps):
-            for where, job, p in runs:
-                got[where, p].append(launch(job, [*common, "--path", p], Path(tmp)))
-    med = {k: medians(v) for k, v in got.items()}
-    provider = got[next(k for k in got if k[0] == "net")][0]["env"].get("fi_provider") or "net"
-    ids = " ".join(r["job_id"] for v in got.values() for r in v)
+
+    def run(where: Nodes, path: str) -> OsuFigures:
+        return run_osu(OsuRequest("latency", where, path, a.sizes, a.iterations, a.warmup, reps=a.reps))
+
     if a.paths:
-        print(f"# osu latency, call paths: mpi4py/numba and mpi4py - numba (us per message), median of "
-              f"{a.reps} run(s); jobs {ids}")
-        print(f"{'# Size':<10}{'shm ratio':>20}{'shm diff(us)':>20}{provider + ' ratio':>20}"
-              f"{provider + ' diff(us)':>20}")
-        for s in med["shm", "mpi4py"]:
-            cols = []
-            for where in ("shm", "net"):
-                py, nb = med[where, "mpi4py"][s], med[where, "numba"][s]
-                cols += [f"{py / nb:20.2f}", f"{py - nb:20.2f}"]
-            print(f"{s:<10d}{''.join(cols)}")
-    else:
-        print(f"# osu latency, network ({provider}, {NET_JOB.name}) / shared memory ({SHM_JOB.name}), call path "
-              f"{a.path}, median of {a.reps} run(s); ratios only; jobs {ids}")
-        print(f"{'# Size':<16}{provider + '/shm':>14}")
-        for s, shm in med["shm", a.path].items():
-            print(f"{s:<10d}{med['net', a.path][s] / shm:20.2f}")
+        got = {(w, p): run(where, p) for w, where in (("shm", SHM), ("tcp", NET)) for p in ("mpi4py", "numba")}
+        print(f"# osu latency, mpi4py/numba and mpi4py - numba (us per message), medians of {a.reps} job(s)")
+        print(f"{'# Size':<10}{'shm ratio':>14}{'shm diff(us)':>14}{'tcp ratio':>14}{'tcp diff(us)':>14}")
+        ref = got["shm", "numba"]
+        for k, s in enumerate(ref.sizes):
+            cols = ""
+            for w in ("shm", "tcp"):
+                py, nb = got[w, "mpi4py"].figures[k].median, got[w, "numba"].figures[k].median
+                cols += f"{py / nb:14.2f}{py - nb:14.2f}"
+            print(f"{s:<10d}{cols}")
+        return 0
+    shm, net = run(SHM, a.path), run(NET, a.path)
+    print(f"# osu latency, network ({net.transport}, 2 nodes x 1 rank) / shared memory (1 node x 2 ranks), call "
+          f"path {a.path}, medians of {a.reps} job(s); range: slowest and fastest pairing of the runs")
+    print(f"{'# Size':<10}{net.transport + '/shm':>14}{'range':>18}")
+    for s, n, m in zip(shm.sizes, net.figures, shm.figures):
+        print(f"{s:<10d}{n.median / m.median:14.2f}{f'{n.min / m.max:.2f}-{n.max / m.min:.2f}':>18}")
     return 0
 
 

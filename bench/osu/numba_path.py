@@ -70,7 +70,7 @@ def bind(MPI: Any, comm: Any) -> SimpleNamespace:
         fns["comm_size"](c, out.ctypes.data)
         fns["comm_rank"](c, out.ctypes.data + 4)
         if (int(out[0]), int(out[1])) == (comm.Get_size(), comm.Get_rank()):
-            return SimpleNamespace(path=path, comm=c, byte=MPI._handleof(MPI.BYTE), float=MPI._handleof(MPI.FLOAT),
+            return SimpleNamespace(path=path, comm=c, char=MPI._handleof(MPI.CHAR),
                                    sum=MPI._handleof(MPI.SUM), request_size=MPI._sizeof(MPI.Request),
                                    status_size=MPI._sizeof(MPI.Status), **fns)
         tried.append(f"{path}: size/rank {out.tolist()} != {comm.Get_size()}/{comm.Get_rank()}")
@@ -86,18 +86,18 @@ def build_kernels(api: SimpleNamespace) -> SimpleNamespace:
     waitall, allreduce_c, barrier, wtime = api.waitall, api.allreduce, api.barrier, api.wtime
 
     @njit
-    def pingpong(buf, size, first, peer, iters, warmup, comm, dtype, status):  # type: ignore[no-untyped-def]
-        p, st = buf.ctypes.data, status.ctypes.data
+    def pingpong(sbuf, rbuf, size, first, peer, iters, warmup, comm, dtype, status):  # type: ignore[no-untyped-def]
+        sp, rp, st = sbuf.ctypes.data, rbuf.ctypes.data, status.ctypes.data
         err, t0 = 0, 0.0
         for i in range(iters + warmup):
             if i == warmup:
                 t0 = wtime()
             if first:
-                err |= send(p, size, dtype, peer, TAG, comm)
-                err |= recv(p, size, dtype, peer, TAG, comm, st)
+                err |= send(sp, size, dtype, peer, TAG, comm)
+                err |= recv(rp, size, dtype, peer, TAG, comm, st)
             else:
-                err |= recv(p, size, dtype, peer, TAG, comm, st)
-                err |= send(p, size, dtype, peer, TAG, comm)
+                err |= recv(rp, size, dtype, peer, TAG, comm, st)
+                err |= send(sp, size, dtype, peer, TAG, comm)
         return wtime() - t0, err
 
     @njit
@@ -188,36 +188,37 @@ class NumbaPath:
         t0 = time.perf_counter()
         one = np.zeros(8, np.uint8)
         if benchmark == "latency":
-            self.pingpong(one, 0, True, 0, 0, 0)
+            self.pingpong(one, one, 0, True, 0, 0, 0)
         elif benchmark == "bw":
             self.bw(one, one, 0, True, 0, 0, 0, 1)
         elif benchmark == "bibw":
             self.bibw(one, one, 0, 0, 0, 0, 1)
         elif benchmark == "allreduce":
-            self.allreduce(np.zeros(1, np.float32), np.zeros(1, np.float32), 0, 0, 0)
+            self.allreduce(one, one, 0, 0, 0)
         self.jit_s += time.perf_counter() - t0
 
-    def pingpong(self, buf: np.ndarray, size: int, first: bool, peer: int, iters: int, warmup: int) -> float:
+    def pingpong(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, first: bool, peer: int, iters: int,
+                 warmup: int) -> float:
         a = self.api
-        return self._check("ping-pong", self.k.pingpong(buf, size, first, peer, iters, warmup, a.comm, a.byte,
+        return self._check("ping-pong", self.k.pingpong(sbuf, rbuf, size, first, peer, iters, warmup, a.comm, a.char,
                                                         self.status))
 
     def bw(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, sender: bool, peer: int, iters: int, warmup: int,
            window: int) -> float:
         reqs, statuses = self._arrays(window)
         return self._check("bw", self.k.bw(sbuf, rbuf, size, sender, peer, iters, warmup, window, reqs, statuses,
-                                           self.api.comm, self.api.byte))
+                                           self.api.comm, self.api.char))
 
     def bibw(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, peer: int, iters: int, warmup: int,
              window: int) -> float:
         reqs, statuses = self._arrays(2 * window)
         stag, rtag = (TAG_DATA, TAG_BACK) if self.comm.Get_rank() < peer else (TAG_BACK, TAG_DATA)
         return self._check("bibw", self.k.bibw(sbuf, rbuf, size, peer, stag, rtag, iters, warmup, window, reqs,
-                                               statuses, self.api.comm, self.api.byte))
+                                               statuses, self.api.comm, self.api.char))
 
     def allreduce(self, sbuf: np.ndarray, rbuf: np.ndarray, count: int, iters: int, warmup: int) -> float:
         a = self.api
-        return self._check("allreduce", self.k.allreduce(sbuf, rbuf, count, iters, warmup, a.comm, a.float, a.sum))
+        return self._check("allreduce", self.k.allreduce(sbuf, rbuf, count, iters, warmup, a.comm, a.char, a.sum))
 
     def info(self) -> dict[str, Any]:
         import mpi4py

@@ -1,10 +1,10 @@
 """Call paths: :func:`make_path` picks one, and the ``mpi4py`` one lives here.
 
 A call path (the :class:`~bench.osu.callpath.CallPath` interface) runs the timed loop and returns seconds. Two
-exist: ``mpi4py`` here (buffer-based ``Send``/``Recv``/``Isend``/``Irecv``/``Allreduce`` on NumPy arrays, buffer
-specifications built once per size, outside the loop) and ``numba`` (``numba_path.py``: the same loops compiled
-with ``@njit``, calling the C MPI functions directly). Both implement ``callpath``'s interface and tags; only this
-module knows both, so neither imports the other.
+exist: ``mpi4py`` here (buffer-based ``Send``/``Recv``/``Isend``/``Irecv``/``Allreduce`` on NumPy arrays of
+``MPI_CHAR``, OMB's default datatype; buffer specifications built once per size, outside the loop) and ``numba``
+(``numba_path.py``: the same loops compiled with ``@njit``, calling the C MPI functions directly). Both implement
+``callpath``'s interface and tags; only this module knows both, so neither imports the other.
 """
 
 from __future__ import annotations
@@ -41,25 +41,26 @@ class Mpi4pyPath:
     def prepare(self, benchmark: str) -> None:
         """Nothing to compile."""
 
-    def pingpong(self, buf: np.ndarray, size: int, first: bool, peer: int, iters: int, warmup: int) -> float:
-        msg = [buf, size, self.MPI.BYTE]
+    def pingpong(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, first: bool, peer: int, iters: int,
+                 warmup: int) -> float:
+        smsg, rmsg = [sbuf, size, self.MPI.CHAR], [rbuf, size, self.MPI.CHAR]
         send, recv, wtime = self.comm.Send, self.comm.Recv, self.MPI.Wtime
         t0 = 0.0
         for i in range(iters + warmup):
             if i == warmup:
                 t0 = wtime()
             if first:
-                send(msg, peer, TAG)
-                recv(msg, peer, TAG)
+                send(smsg, peer, TAG)
+                recv(rmsg, peer, TAG)
             else:
-                recv(msg, peer, TAG)
-                send(msg, peer, TAG)
+                recv(rmsg, peer, TAG)
+                send(smsg, peer, TAG)
         return float(wtime() - t0)
 
     def bw(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, sender: bool, peer: int, iters: int, warmup: int,
            window: int) -> float:
         MPI, comm = self.MPI, self.comm
-        smsg, rmsg, ack = [sbuf, size, MPI.BYTE], [rbuf, size, MPI.BYTE], [rbuf, 1, MPI.BYTE]
+        smsg, rmsg, ack = [sbuf, size, MPI.CHAR], [rbuf, size, MPI.CHAR], [rbuf, 1, MPI.CHAR]
         isend, irecv, waitall, wtime = comm.Isend, comm.Irecv, MPI.Request.Waitall, MPI.Wtime
         reqs: list[Any] = [None] * window
         t0 = 0.0
@@ -81,7 +82,7 @@ class Mpi4pyPath:
     def bibw(self, sbuf: np.ndarray, rbuf: np.ndarray, size: int, peer: int, iters: int, warmup: int,
              window: int) -> float:
         MPI, comm = self.MPI, self.comm
-        smsg, rmsg = [sbuf, size, MPI.BYTE], [rbuf, size, MPI.BYTE]
+        smsg, rmsg = [sbuf, size, MPI.CHAR], [rbuf, size, MPI.CHAR]
         isend, irecv, waitall, wtime = comm.Isend, comm.Irecv, MPI.Request.Waitall, MPI.Wtime
         # The lower rank sends on TAG_DATA and receives on TAG_BACK; the other the reverse.
         stag, rtag = (TAG_DATA, TAG_BACK) if comm.Get_rank() < peer else (TAG_BACK, TAG_DATA)
@@ -101,7 +102,7 @@ class Mpi4pyPath:
 
     def allreduce(self, sbuf: np.ndarray, rbuf: np.ndarray, count: int, iters: int, warmup: int) -> float:
         MPI, comm = self.MPI, self.comm
-        smsg, rmsg = [sbuf, count, MPI.FLOAT], [rbuf, count, MPI.FLOAT]
+        smsg, rmsg = [sbuf, count, MPI.CHAR], [rbuf, count, MPI.CHAR]
         allreduce, barrier, wtime, op = comm.Allreduce, comm.Barrier, MPI.Wtime, MPI.SUM
         total = 0.0
         for i in range(iters + warmup):

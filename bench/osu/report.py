@@ -1,9 +1,14 @@
-"""OSU's text table and the machine-readable ``OSU-JSON {...}`` line, and reading that line back.
+"""OMB 7.4's text, exactly, then mnp's own comment block; and the JSON record of one run.
 
-Text: ``# OSU MPI <title> v7.4`` naming this as mnp's Python port and the call path, one ``#`` line of
-environment, the column header, then rows ``%-10d%20.2f`` (with ``-f``: min, max ``%20.2f`` and iterations
-``%12d``). JSON: one line, ``OSU-JSON `` then a compact object with the records as columns (sizes, values,
-iterations, warm-up, min/max for collectives) and the environment.
+Text, as OMB 7.4 built with its default configuration prints it (FIELD_WIDTH 18, FLOAT_PRECISION 2): an empty
+line, ``# OSU MPI <title> v7.4``, ``# Datatype: MPI_CHAR.``, the column header ``%-10s%18s``, then one row per
+size ``%-10d%18.2f`` (with ``-f``: min and max ``%18.2f`` and iterations ``%12d``). Nothing of mnp's goes into
+those lines: where the figures came from follows in a block of ``# mnp:`` comment lines after the table, which
+tools that read OMB output skip as they skip OMB's own comments.
+
+JSON (``--json``): one object per run, the rows as columns (``sizes``, ``values``, ``iterations``, ``warmup``;
+``rank_min``/``rank_max`` for collectives: the fastest and slowest rank's average) and ``env``
+(:mod:`bench.osu.facts`).
 """
 
 from __future__ import annotations
@@ -11,42 +16,64 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench.osu.suite import OSU_VERSION, Result, Spec
+from bench.osu.suite import DATATYPE, OSU_VERSION, Result, Spec
 
-JSON_MARK = "OSU-JSON "
+FIELD = 18  # OMB's configure.ac: AC_DEFINE([FIELD_WIDTH], [18])
+
+
+def omb_header(spec: Spec, full: bool = False) -> list[str]:
+    """The lines OMB prints before the first row."""
+    header = f"{'# Size':<10}{spec.column:>{FIELD}}"
+    if full:
+        header += f"{'Min Latency(us)':>{FIELD}}{'Max Latency(us)':>{FIELD}}{'Iterations':>12}"
+    return ["", f"# OSU MPI {spec.title} v{OSU_VERSION}", f"# Datatype: {DATATYPE}.", header]
+
+
+def omb_row(size: int, value: float, full: bool = False, lo: float | None = None, hi: float | None = None,
+            iterations: int = 0) -> str:
+    row = f"{size:<10d}{value:{FIELD}.2f}"
+    if full:
+        row += f"{lo or 0.0:{FIELD}.2f}{hi or 0.0:{FIELD}.2f}{iterations:12d}"
+    return row
+
+
+def with_stats(result: Result, full: bool) -> bool:
+    return full and any(r.min is not None for r in result.rows)
 
 
 def text_lines(result: Result, spec: Spec, full: bool = False) -> list[str]:
-    env = result.env
-    lines = [f"# OSU MPI {spec.title} v{OSU_VERSION} (mnp Python port: bench.osu, call path {result.path})",
-             (f"# {env.get('mpi_library')}, FI_PROVIDER={env.get('fi_provider')}, {env.get('nodes')} node(s), "
-              f"{env.get('ranks')} ranks")]
-    with_stats = full and any(r.min is not None for r in result.rows)
-    header = f"{'# Size':<16}{spec.column}"
-    if with_stats:
-        header += f"{'Min Latency(us)':>20}{'Max Latency(us)':>20}{'Iterations':>12}"
-    lines.append(header)
-    for r in result.rows:
-        row = f"{r.size:<10d}{r.value:20.2f}"
-        if with_stats:
-            row += f"{r.min:20.2f}{r.max:20.2f}{r.iterations:12d}"
-        lines.append(row)
+    """OMB's lines for one run, then the ``# mnp:`` block."""
+    f = with_stats(result, full)
+    return [*omb_header(spec, f), *(omb_row(r.size, r.value, f, r.min, r.max, r.iterations) for r in result.rows),
+            *meta_lines(result.env, result.path)]
+
+
+def meta_lines(env: dict[str, Any], path: str, jobs: list[str] | None = None) -> list[str]:
+    """Where the figures came from, as comment lines after OMB's table."""
+    jobs = jobs if jobs is not None else [j for j in [env.get("mnp_job_id")] if j]
+    where = f"{env.get('nodes')} node(s), {env.get('ranks')} ranks"
+    lines = [f"# mnp: port bench.osu, call path {path}; {env.get('mpi_library')}",
+             f"# mnp: transport {env.get('transport')} ({where})" +
+             (f", interface {env['iface']}" if env.get("iface") and env.get("transport") != "shm" else "") +
+             (f"; jobs {' '.join(jobs)}" if jobs else "")]
+    if env.get("cpu"):
+        lines.append(f"# mnp: {env['cpu']}, {env.get('cpus')} CPU(s), kernel {env.get('kernel')}, "
+                     f"THP {env.get('thp')}")
     return lines
 
 
-def json_line(result: Result, spec: Spec) -> str:
+def record(result: Result, spec: Spec) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "osu_version": OSU_VERSION, "port": "mnp bench.osu", "benchmark": result.benchmark, "path": result.path,
-        "unit": result.unit, "column": spec.column, "sizes": [r.size for r in result.rows],
-        "values": [round(r.value, 4) for r in result.rows], "iterations": [r.iterations for r in result.rows],
-        "warmup": [r.warmup for r in result.rows]}
+        "unit": result.unit, "column": spec.column, "title": spec.title, "datatype": DATATYPE,
+        "sizes": [r.size for r in result.rows], "values": [r.value for r in result.rows],
+        "iterations": [r.iterations for r in result.rows], "warmup": [r.warmup for r in result.rows]}
     if any(r.min is not None for r in result.rows):
-        rec["min"] = [round(r.min or 0.0, 4) for r in result.rows]
-        rec["max"] = [round(r.max or 0.0, 4) for r in result.rows]
+        rec["rank_min"] = [r.min for r in result.rows]
+        rec["rank_max"] = [r.max for r in result.rows]
     rec["env"] = result.env
-    return JSON_MARK + json.dumps(rec, separators=(",", ":"))
+    return rec
 
 
-def parse_json_lines(text: str) -> list[dict[str, Any]]:
-    """Every OSU-JSON record in ``text`` (e.g. mnp's output, where lines start with ``[node 0 rank 0] ``)."""
-    return [json.loads(line.split(JSON_MARK, 1)[1]) for line in text.splitlines() if JSON_MARK in line]
+def json_text(result: Result, spec: Spec) -> str:
+    return json.dumps(record(result, spec), separators=(",", ":"))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OSU_VERSION = "7.4"
+DATATYPE = "MPI_CHAR"  # OMB 7.4's default datatype (-T), the only one this port runs
 LARGE_MESSAGE = 8192  # sizes above this use the "large" iteration and warm-up counts
 PATHS = ("mpi4py", "numba")
 
@@ -67,8 +68,9 @@ class Spec:
     run: Callable[..., list[Row]]
 
     def sizes(self, opts: Options) -> list[int]:
-        return list(message_sizes(self.min_size if opts.min_size is None else max(opts.min_size, self.min_size),
-                                  self.max_size if opts.max_size is None else opts.max_size))
+        """OMB 7.4's sizes: doubling from the minimum; a size of zero elements is skipped (``-m 0:`` starts at 1)."""
+        lo = self.min_size if opts.min_size is None else max(opts.min_size, self.min_size)
+        return [n for n in message_sizes(lo, self.max_size if opts.max_size is None else opts.max_size) if n > 0]
 
     def counts(self, size: int, opts: Options) -> tuple[int, int]:
         """(iterations, warm-up) for one size: OSU's small/large defaults unless -i / -x gave them."""
@@ -77,16 +79,34 @@ class Spec:
                 warm if opts.warmup is None else opts.warmup)
 
 
-BENCHMARKS: dict[str, Spec] = {}
+MiB = 1 << 20
+Runner = Callable[..., list[Row]]
+RUNNERS: dict[str, Runner] = {}  # filled by bench.osu.benchmarks (NumPy), apart from the specs (no NumPy)
 
 
-def benchmark(name: str, *, title: str, column: str, unit: str, min_size: int, max_size: int,
-              small: tuple[int, int], large: tuple[int, int],
-              ranks: int | None = None) -> Callable[[Callable[..., list[Row]]], Callable[..., list[Row]]]:
-    """Register ``fn(comm, path, spec, opts) -> list[Row]`` as benchmark ``name``."""
+def _spec(name: str, title: str, column: str, unit: str, min_size: int, max_size: int, small: tuple[int, int],
+          large: tuple[int, int], ranks: int | None = None) -> Spec:
+    return Spec(name, title, column, unit, min_size, max_size, small, large, ranks,
+                lambda *a: RUNNERS[name](*a))
 
-    def register(fn: Callable[..., list[Row]]) -> Callable[..., list[Row]]:
-        BENCHMARKS[name] = Spec(name, title, column, unit, min_size, max_size, small, large, ranks, fn)
+
+# OMB 7.4's benchmarks: title, column, sizes, (iterations, warm-up) up to 8 KiB and above, ranks.
+BENCHMARKS: dict[str, Spec] = {s.name: s for s in (
+    _spec("latency", "Latency Test", "Avg Latency(us)", "us", 0, 4 * MiB, (10000, 100), (1000, 10), 2),
+    _spec("bw", "Bandwidth Test", "Bandwidth (MB/s)", "MB/s", 1, 4 * MiB, (100, 10), (20, 2), 2),
+    _spec("bibw", "Bi-Directional Bandwidth Test", "Bandwidth (MB/s)", "MB/s", 1, 4 * MiB, (100, 10), (20, 2), 2),
+    _spec("allreduce", "Allreduce Latency Test", "Avg Latency(us)", "us", 1, 1 * MiB, (1000, 100), (100, 10)),
+)}
+
+
+def benchmark(name: str) -> Callable[[Runner], Runner]:
+    """Register ``fn(comm, path, spec, opts, progress) -> list[Row]`` as the code of benchmark ``name`` (its spec
+    is in ``BENCHMARKS``); ``progress(done, total, size)`` is called on every rank after each size."""
+    if name not in BENCHMARKS:
+        raise KeyError(f"no benchmark spec {name!r}")
+
+    def register(fn: Runner) -> Runner:
+        RUNNERS[name] = fn
         return fn
 
     return register
@@ -100,14 +120,15 @@ def message_sizes(lo: int, hi: int) -> Iterator[int]:
         n = n * 2 if n else 1
 
 
-def parse_size_range(text: str) -> tuple[int | None, int]:
-    """``-m`` argument: ``MAX`` or ``MIN:MAX`` in bytes (``MIN:`` alone is not OSU's syntax)."""
-    lo, sep, hi = text.rpartition(":")
+def parse_size_range(text: str) -> tuple[int | None, int | None]:
+    """``-m`` argument as OMB reads it: ``MAX``, ``MIN:MAX``, ``MIN:`` or ``:MAX``, in bytes (None: the default)."""
+    lo, sep, hi = text.partition(":")
     try:
-        mx = int(hi)
-        mn = int(lo) if sep else None
+        mn = int(lo) if sep and lo else None
+        mx = int(hi) if sep and hi else (int(lo) if not sep else None)
     except ValueError:
         raise ValueError(f"-m: expected [MIN:]MAX in bytes, got {text!r}") from None
-    if mx < 0 or (mn is not None and not 0 <= mn <= mx):
-        raise ValueError(f"-m: expected 0 <= MIN <= MAX, got {text!r}")
+    if (mn is None and mx is None) or (mx is not None and mx < 0) or \
+            (mn is not None and (mn < 0 or (mx is not None and mn > mx))):
+        raise ValueError(f"-m: expected [MIN:]MAX with 0 <= MIN <= MAX, got {text!r}")
     return mn, mx

@@ -28,7 +28,7 @@ class _Group(click.Group):
 
     lazy = {"doctor": ("mnp.cli.doctor", "doctor"), "list": ("mnp.cli.jobs", "list_jobs"),
             "status": ("mnp.cli.jobs", "status"), "logs": ("mnp.cli.jobs", "logs"),
-            "cancel": ("mnp.cli.jobs", "cancel")}
+            "cancel": ("mnp.cli.jobs", "cancel"), "bench": ("mnp.cli.bench", "bench")}
 
     @staticmethod
     def one_line(text: str) -> str:

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import launch_module, rank0_record
+from conftest import rank0_record, run_mnp, write_job
 
 pytestmark = pytest.mark.namespaces
 
@@ -25,7 +25,10 @@ RF_LATTICE = -0.17354499606857       # reaction field, q = +-0.5, eps_r 1, eps_r
 
 def _launch(tmp_path: Path, home: Path, name: str, nodes: int, rpn: int, args: list[str],
             transport: str = "tcp") -> subprocess.CompletedProcess[str]:
-    return launch_module(tmp_path, home, "bench.md", name, nodes, rpn, args, transport, env={"OMP_NUM_THREADS": "1"})
+    job = write_job(tmp_path / f"{name}.yaml", name=name, nodes=nodes, ranks_per_node=rpn,
+                    command=["python", "-m", "bench.md", *args], env={"OMP_NUM_THREADS": "1"}, mpi="mpich",
+                    transport=transport, timeout=120)
+    return run_mnp(["launch", "--label", str(job)], home)  # one rank too: every line labelled
 
 
 def _record(p: subprocess.CompletedProcess[str]) -> tuple[list[str], dict]:
