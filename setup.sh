@@ -22,6 +22,21 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Slurm (Debian's 22.05: slurmctld, slurmd, the client commands) and munge: the tests and bench/launch.py --slurm
+# build a real Slurm cluster of namespace nodes from them (tests/slurmnodes.py), with their own configuration,
+# munge key and state directory; the system's services are not configured or used.
+slurm_debs=(slurmctld slurmd slurm-client munge)
+missing=()
+for p in "${slurm_debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Slurm's Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 py=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"

@@ -13,6 +13,12 @@ t(32)/t(4) <= 3) and the agents' peak resident memory per node from the job reco
 the mpi4py hello (each rank starts a Python interpreter and imports mpi4py: on a 2-core machine that cost grows
 with N whatever the launcher does) and with the C hello built by CMake against the same MPICH (where what grows
 with N is mostly the launcher's own work).
+
+Slurm mode (``--slurm 8`` or ``--slurm 8,32``; needs Slurm's Debian packages, which setup.sh installs) builds a real
+Slurm cluster of namespace nodes (tests/slurmnodes.py: slurmctld, slurmd, munged), holds an allocation of N nodes
+(``salloc --no-shell``) and, inside it, times ``mnp launch`` (agents through srun, 1 rank per node) against
+``srun --mpi=pmi2`` running the same hello, in alternating runs, for the mpi4py and the C hello; it prints the
+medians and the ratio (target: <= 1.5 at 8 nodes, <= 1.0 at 32).
 """
 
 from __future__ import annotations
@@ -89,14 +95,82 @@ def time_hydra(tmp: Path, nodes: int, rpn: int, command: list[str] | None = None
     return time.perf_counter() - t0
 
 
+PMI2 = Path("/usr/lib/x86_64-linux-gnu/slurm-wlm/mpi_pmi2.so")
+
+
+def _timed(argv: list[str], env: dict[str, str], ranks: int, marker: str) -> float:
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    wall = time.perf_counter() - t0
+    said = p.stdout + p.stderr
+    if p.returncode != 0 or said.count(marker) < ranks:
+        raise SystemExit(f"{argv[0]} failed ({p.returncode}): {said[-2000:]}")
+    return wall
+
+
+def slurm_mode(counts: list[int], reps: int) -> None:
+    """mnp launch inside a Slurm allocation against srun --mpi=pmi2, same hello, alternating runs."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from slurmnodes import SlurmNodes, slurm_installed
+
+    if not slurm_installed():
+        raise SystemExit("--slurm: Slurm is not installed (setup.sh installs slurmctld, slurmd, slurm-client, munge)")
+    if not PMI2.exists():
+        raise SystemExit(f"--slurm: this Slurm has no pmi2 plugin ({PMI2}): srun --mpi=pmi2 cannot be compared")
+    cluster = SlurmNodes(max(counts)).start()
+    try:
+        work = cluster.dir / "work"  # the nodes have their own /tmp: everything they run from lives here
+        commands = (("mpi4py hello", HELLO, "hello from rank"), ("C hello (CMake, MPICH)", build_c_hello(work),
+                                                                   "C-HELLO"))
+        for n in counts:
+            got = cluster.run(["salloc", "--no-shell", "-N", str(n)])
+            job_id = next((w for w in got.stderr.split() if w.isdigit()), None)
+            if got.returncode != 0 or job_id is None:
+                raise SystemExit(f"salloc failed: {got.stderr}")
+            fields = dict(w.split("=", 1) for w in cluster.run(["scontrol", "-o", "show", "job", job_id]).stdout.split()
+                          if "=" in w)
+            env = {**cluster.env, "SLURM_JOB_ID": job_id, "SLURM_JOB_NODELIST": fields["NodeList"],
+                   "SLURM_JOB_NUM_NODES": str(n), "MNP_HOME": str(work / "home")}
+            try:
+                for label, command, marker in commands:
+                    job = work / f"hello-{n}.yaml"
+                    job.write_text(json.dumps({"name": "bench-hello", "ranks_per_node": 1, "command": command,
+                                               "mpi": "mpich", "transport": "tcp"}))
+                    mnp = [sys.executable, "-m", "mnp", "launch", "--json", str(job)]
+                    srun = ["srun", "--mpi=pmi2", f"-N{n}", f"-n{n}", "--ntasks-per-node=1", *command]
+                    srun_env = {**env, **TRANSPORT}
+                    _timed(mnp, env, n, marker)  # warm both
+                    _timed(srun, srun_env, n, marker)
+                    ours, theirs = [], []
+                    for _ in range(reps):
+                        ours.append(_timed(mnp, env, n, marker))
+                        theirs.append(_timed(srun, srun_env, n, marker))
+                    m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
+                    print(f"# Slurm allocation of {n} nodes x 1 rank, {label}, {reps} alternating runs each "
+                          f"(allocation {job_id}, Slurm 22.05 namespace nodes)")
+                    print(f"mnp launch (srun agents)  median {m_ours:6.3f} s  (min {min(ours):.3f}, "
+                          f"max {max(ours):.3f})")
+                    print(f"srun --mpi=pmi2           median {m_theirs:6.3f} s  (min {min(theirs):.3f}, "
+                          f"max {max(theirs):.3f})")
+                    print(f"ratio mnp/srun = {m_ours / m_theirs:.2f}  (target <= {1.5 if n <= 8 else 1.0})\n")
+            finally:
+                cluster.run(["scancel", job_id])
+    finally:
+        cluster.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--scale", default="4,8,16,32")
+    ap.add_argument("--slurm", metavar="N[,N...]", help="Slurm mode only: mnp launch vs srun --mpi=pmi2 on N nodes")
     args = ap.parse_args()
     if not namespaces_available():
         raise SystemExit("bench/launch.py needs root (isolated local nodes)")
     clean_stale()
+    if args.slurm:
+        slurm_mode([int(x) for x in args.slurm.split(",")], args.reps)
+        return
     with tempfile.TemporaryDirectory(prefix="mnp-bench-") as d:
         tmp = Path(d)
         time_mnp(tmp, 4, 2)  # warm the page cache for both

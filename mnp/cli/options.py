@@ -41,6 +41,8 @@ _NODE_SOURCE = [
                  help="Python on the hosts that has mnp (default: this interpreter's path)."),
     click.option("--insecure-no-host-key-check", is_flag=True,
                  help="INSECURE: accept any SSH host key (man-in-the-middle goes unnoticed)."),
+    click.option("--via", type=click.Choice(["srun", "ssh"]), envvar="MNP_VIA",
+                 help="How agents start on hosts: srun (default inside a Slurm allocation) or ssh."),
 ]
 
 
@@ -54,16 +56,21 @@ def node_source_options(f: Any) -> Any:
 def nodes_from_options(hostfile: str | None, hosts_opt: str | None, local: bool, ssh_user: str | None,
                        ssh_port: int | None, ssh_key: str | None, known_hosts: str | None, ssh_config: str | None,
                        connect_timeout: float, fanout: int, remote_python: str | None,
-                       insecure_no_host_key_check: bool) -> tuple[list[HostSpec] | None, SshOptions | None]:
+                       insecure_no_host_key_check: bool, via: str | None = None,
+                       ) -> tuple[list[HostSpec] | None, SshOptions | None]:
     """(hosts, SSH options) from those options; (None, None) means local nodes."""
+    from mnp.cluster.hosts import choose_via
+
     hosts = _hosts(hostfile, hosts_opt, local)
+    how = choose_via(via, hosts is not None and hostfile is None and hosts_opt is None, os.environ)
     if hosts is None:
         return None, None
     from mnp.cluster.ssh import SshOptions
 
     return hosts, SshOptions(user=ssh_user, port=ssh_port, key_file=ssh_key, connect_timeout=connect_timeout,
                              known_hosts=known_hosts, config_file=ssh_config, fanout=fanout,
-                             insecure_no_host_key_check=insecure_no_host_key_check, remote_python=remote_python)
+                             insecure_no_host_key_check=insecure_no_host_key_check, remote_python=remote_python,
+                             via=how)
 
 
 def _hosts(hostfile: str | None, hosts_opt: str | None, local: bool) -> list[HostSpec] | None:

@@ -33,7 +33,7 @@ import hostlist
 from mnp.errors import UsageError
 from mnp.spec.textfile import read_text
 
-__all__ = ["HostSpec", "load_hostfile", "parse_hostfile", "parse_hosts_option", "slurm_hosts"]
+__all__ = ["HostSpec", "choose_via", "load_hostfile", "parse_hostfile", "parse_hosts_option", "slurm_hosts"]
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9_])?$")
 _IPV6 = re.compile(r"^[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?$")
@@ -252,3 +252,19 @@ def slurm_hosts(environ: Mapping[str, str]) -> list[HostSpec] | None:
             slots = list(counts)
             break
     return [HostSpec(name, n) for name, n in zip(names, slots)]
+
+
+def choose_via(via: str | None, from_allocation: bool, environ: Mapping[str, str]) -> str:
+    """How agents start on the hosts: ``srun`` by default when the hosts are the Slurm allocation's (and
+    ``SLURM_JOB_ID`` is set), else ``ssh``. ``--via srun`` anywhere else is a usage error."""
+    in_job = bool(environ.get("SLURM_JOB_ID", "").strip())
+    if via == "srun" and not from_allocation:
+        raise UsageError("--via srun: srun starts agents on the Slurm allocation's nodes only; not with --hosts, "
+                         "--hostfile or --local, nor outside an allocation" if in_job else
+                         "--via srun: not inside a Slurm allocation (SLURM_JOB_ID is not set): run mnp under salloc "
+                         "or sbatch, or use --via ssh")
+    if via == "srun" and not in_job:
+        raise UsageError("--via srun: SLURM_JOB_NODELIST is set but SLURM_JOB_ID is not: not a usable allocation")
+    if via is None:
+        return "srun" if from_allocation and in_job else "ssh"
+    return via

@@ -1,8 +1,9 @@
 """SSH clusters: nodes from a hostfile, ``--hosts`` or a Slurm allocation, agents started over SSH (paramiko).
 
-Bring-up dials every host in parallel (at most ``fanout`` at once) with a connect timeout, never prompts, honours
-``~/.ssh/config`` (HostName, User, Port, IdentityFile), and verifies host keys against known_hosts unless the user
-passes the option whose name says it is insecure. Each host is then checked in one round trip (the remote Python,
+Bring-up dials every host in parallel (at most ``fanout`` at once) with a connect timeout, never prompts, and
+reaches each host as its ssh_config says, read by OpenSSH itself (:mod:`mnp.cluster.sshconfig`; dialling, host keys
+and proxies in :mod:`mnp.cluster.sshdial`); host keys are verified unless the user passes the option whose name
+says it is insecure. Each host is then checked in one round trip (the remote Python,
 its version, mnp and MPI), and every failure is named per host: unreachable, refused, authentication failed,
 unknown or changed host key, mnp or MPI missing, Python version mismatch.
 
@@ -21,11 +22,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.cluster.hosts import HostSpec
+from mnp.cluster.sshdial import Dialer, DialOptions
 from mnp.errors import ClusterError, HostError
 
 __all__ = ["SshCluster", "SshOptions"]
@@ -40,35 +41,18 @@ _PREFLIGHT = (
 )
 
 
-def _quiet_paramiko() -> None:
-    """paramiko's transport threads log failures with tracebacks; with no logging set up, Python's last-resort
-    handler prints them on stderr, beside our one-line error. A NullHandler on its logger keeps them out of sight
-    (a user who configures logging, e.g. for --debug, still gets them)."""
-    import logging
-
-    log = logging.getLogger("paramiko")
-    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
-        log.addHandler(logging.NullHandler())
-
-
-def _no_ssh_answer(e: Exception) -> bool:
-    """Whether paramiko failed because the peer never spoke SSH: its banner did not come in time (the transport
-    thread gave up), or the negotiation was still waiting when ``connect`` moved on and found no session."""
-    text = str(e)
-    return "protocol banner" in text or "No existing session" in text or "Negotiation failed" in text
-
-
 @dataclass(frozen=True)
 class SshOptions:
     user: str | None = None
     port: int | None = None
     key_file: str | None = None
-    connect_timeout: float = 10.0
-    known_hosts: str | None = None  # default: ~/.ssh/known_hosts (and the system's)
-    config_file: str | None = None  # default: ~/.ssh/config
+    connect_timeout: float | None = None  # None: ssh_config's ConnectTimeout, else 10 s
+    known_hosts: str | None = None  # default: ssh_config's UserKnownHostsFile (~/.ssh/known_hosts), and the global ones
+    config_file: str | None = None  # default: ~/.ssh/config and the system's
     insecure_no_host_key_check: bool = False
     remote_python: str | None = None  # default: this interpreter's path
     fanout: int = 32
+    via: str = "ssh"  # how agents start on the hosts: "ssh", or "srun" inside a Slurm allocation
 
 
 @dataclass
@@ -78,6 +62,8 @@ class _Host:
     channel: Any = None
     info: dict[str, Any] | None = None
     address: str = ""
+    direct: bool = True  # False behind a ProxyJump or ProxyCommand: the address comes from the agent's hello
+    timeout: float = 10.0  # its connect timeout (--connect-timeout, else ssh_config's ConnectTimeout, else 10 s)
     stderr_thread: threading.Thread | None = None
 
 
@@ -87,6 +73,8 @@ class SshCluster(Cluster):
         self.opts = opts
         self.hosts = [_Host(h) for h in hosts]
         self.python = opts.remote_python or sys.executable
+        self.dialer = Dialer(DialOptions(opts.user, opts.port, opts.key_file, opts.connect_timeout, opts.known_hosts,
+                                         opts.config_file, opts.insecure_no_host_key_check))
 
     # -- bring-up ----------------------------------------------------------------------------------------------
     def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
@@ -116,87 +104,53 @@ class SshCluster(Cluster):
             more = f" (and {len(errors) - 1} more host(s): {', '.join(e.host for e in errors[1:4])})" \
                 if len(errors) > 1 else ""
             raise HostError(errors[0].host, errors[0].problem + more)
-        first = self.hosts[0].client.get_transport()
-        self.control_address = first.sock.getsockname()[0]  # the address the hosts reach us at
+        self.control_address = os.environ.get("MNP_BIND_ADDRESS") or self._local_address()
         self.nodes = [NodeInfo(i, h.info["hostname"] if h.info else h.spec.name, h.address)
                       for i, h in enumerate(self.hosts)]
         return self.nodes
 
-    def _ssh_config(self, name: str) -> dict[str, Any]:
-        import paramiko
-
-        path = Path(self.opts.config_file or Path.home() / ".ssh" / "config")
-        if not path.exists():
-            return {}
-        return dict(paramiko.SSHConfig.from_path(str(path)).lookup(name))
+    def _local_address(self) -> str:
+        """The address the hosts reach us at: ours on the first direct connection, else on the way to the first
+        host (agents dial the coordinator directly, also behind a ProxyJump: MNP_BIND_ADDRESS chooses it)."""
+        for h in self.hosts:
+            sock = h.client.get_transport().sock
+            if isinstance(sock, socket.socket):
+                return str(sock.getsockname()[0])
+        for h in self.hosts:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # no packet is sent
+                    s.connect((h.address or h.spec.name, 9))
+                    return str(s.getsockname()[0])
+            except OSError:
+                continue
+        raise ClusterError("no address of this host the nodes can reach is known (all are behind a proxy): set "
+                           "MNP_BIND_ADDRESS")
 
     def _connect(self, h: _Host) -> None:
-        import paramiko
-
-        _quiet_paramiko()
-        cfg = self._ssh_config(h.spec.name)
-        hostname = cfg.get("hostname", h.spec.name)
-        user = h.spec.user or self.opts.user or cfg.get("user") or os.environ.get("USER") or "root"
-        port = h.spec.port or self.opts.port or int(cfg.get("port", 22))
-        keys: list[str] | None = [self.opts.key_file] if self.opts.key_file else \
-            [str(k) for k in cfg.get("identityfile", [])] or None
-        client = paramiko.SSHClient()
-        if self.opts.insecure_no_host_key_check:
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        else:
-            client.load_system_host_keys()
-            known = Path(self.opts.known_hosts) if self.opts.known_hosts else Path.home() / ".ssh" / "known_hosts"
-            if known.exists():
-                client.load_host_keys(str(known))
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        t = self.opts.connect_timeout
-        name = h.spec.name
-        try:
-            connect: dict[str, Any] = {"port": port, "username": user, "key_filename": keys, "timeout": t,
-                                       "banner_timeout": t, "auth_timeout": t, "channel_timeout": t,
-                                       "allow_agent": keys is None, "look_for_keys": keys is None}
-            client.connect(hostname, **connect)  # key_filename: a str or a list of them
-        except paramiko.BadHostKeyException:
-            client.close()
-            raise HostError(name, "host key CHANGED since it was recorded in known_hosts (a reinstalled host, or "
-                            "someone in between): check it, then update known_hosts") from None
-        except paramiko.AuthenticationException:
-            client.close()
-            raise HostError(name, f"authentication failed for user {user!r} (no accepted key"
-                            f"{': ' + keys[0] if keys else ''})") from None
-        except paramiko.SSHException as e:
-            client.close()
-            if "not found in known_hosts" in str(e):
-                raise HostError(name, "unknown host key: not in known_hosts (add it with ssh-keyscan after checking "
-                                "it, or pass --insecure-no-host-key-check)") from None
-            if _no_ssh_answer(e):
-                raise HostError(name, f"port {port} accepted the connection but no SSH server answered within "
-                                f"{t:g}s (sshd hung or overloaded, or another service on that port)") from None
-            raise HostError(name, f"SSH failed: {e}") from None
-        except paramiko.ssh_exception.NoValidConnectionsError as e:
-            client.close()
-            refused = any(getattr(x, "errno", None) == 111 for x in e.errors.values())
-            raise HostError(name, f"connection refused on port {port} (is sshd running?)" if refused
-                            else f"unreachable on port {port}: {e}") from None
-        except socket.gaierror:
-            client.close()
-            raise HostError(name, "unknown host name (it does not resolve)") from None
-        except TimeoutError:
-            client.close()
-            raise HostError(name, f"unreachable: no answer on port {port} within {t:g}s") from None
-        except OSError as e:
-            client.close()
-            raise HostError(name, f"unreachable: {e.strerror or e}") from None
-        transport = client.get_transport()
-        assert transport is not None
-        transport.set_keepalive(5)
+        client, cfg = self.dialer.dial(h.spec.name, h.spec.user, h.spec.port)
         h.client = client
-        h.address = transport.getpeername()[0]
+        h.timeout = self.dialer.timeout(cfg)
+        sock = client.get_transport().sock
+        h.direct = isinstance(sock, socket.socket)
+        h.address = str(sock.getpeername()[0]) if h.direct else self._address_of(cfg.hostname)
+
+    @staticmethod
+    def _address_of(name: str) -> str:
+        try:
+            return str(socket.getaddrinfo(name, None, socket.AF_INET)[0][4][0])
+        except (OSError, UnicodeError, IndexError):
+            return ""  # resolves only behind the proxy: the agent's hello says
+
+    def joined(self, hellos: dict[int, dict[str, Any]]) -> list[NodeInfo]:
+        """Hosts behind a proxy get the address their agent saw itself at."""
+        self.nodes = [n if self.hosts[n.index].direct else
+                      NodeInfo(n.index, n.hostname, hellos.get(n.index, {}).get("address") or n.address)
+                      for n in self.nodes]
+        return self.nodes
 
     def _run(self, h: _Host, command: str) -> tuple[int, str, str]:
-        t = self.opts.connect_timeout
         try:
-            _, out, err = h.client.exec_command(command, timeout=max(t, 30))
+            _, out, err = h.client.exec_command(command, timeout=max(h.timeout, 30))
             o, e = out.read().decode(errors="replace"), err.read().decode(errors="replace")
             return out.channel.recv_exit_status(), o, e
         except (OSError, EOFError) as e:
@@ -229,7 +183,7 @@ class SshCluster(Cluster):
 
         for i, h in enumerate(self.hosts):
             transport = h.client.get_transport()
-            chan = transport.open_session(timeout=self.opts.connect_timeout)
+            chan = transport.open_session(timeout=h.timeout)
             chan.exec_command(f"exec {shlex.quote(self.python)} -m mnp.node.agent")
             chan.sendall(json.dumps({**handoffs[i], "watch_stdin": True}).encode() + b"\n")
             h.channel = chan
@@ -265,5 +219,6 @@ class SshCluster(Cluster):
                 time.sleep(0.02)
             if h.client is not None:
                 h.client.close()
+        self.dialer.close()
         if any(h.channel is not None and not h.channel.exit_status_ready() for h in self.hosts):
             raise ClusterError("some agents did not exit within 10 s after their SSH session was closed")

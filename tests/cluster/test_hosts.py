@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mnp.cluster.hosts import HostSpec, load_hostfile, parse_hostfile, parse_hosts_option, slurm_hosts
+from mnp.cluster.hosts import HostSpec, choose_via, load_hostfile, parse_hostfile, parse_hosts_option, slurm_hosts
 from mnp.errors import UsageError
 
 pytestmark = pytest.mark.noroot
@@ -401,3 +401,31 @@ def test_slurm_reads_any_mapping() -> None:
     from types import MappingProxyType
     env = MappingProxyType({"SLURM_JOB_NODELIST": "n[1-2]", "SLURM_TASKS_PER_NODE": "3(x2)"})
     assert slurm_hosts(env) == [H("n1", 3), H("n2", 3)]
+
+
+# --- how agents start: --via ------------------------------------------------------------------------------------
+
+JOB = {"SLURM_JOB_ID": "12", "SLURM_JOB_NODELIST": "n[1-2]"}
+
+
+@pytest.mark.parametrize("via, from_allocation, env, want", [
+    (None, True, JOB, "srun"),  # inside an allocation: srun by default
+    (None, False, JOB, "ssh"),  # --hosts/--hostfile inside an allocation: SSH
+    (None, False, {}, "ssh"),
+    (None, True, {"SLURM_JOB_NODELIST": "n[1-2]"}, "ssh"),  # a node list without a job id: no srun
+    ("ssh", True, JOB, "ssh"),
+    ("srun", True, JOB, "srun"),
+])
+def test_choose_via(via: str | None, from_allocation: bool, env: dict[str, str], want: str) -> None:
+    assert choose_via(via, from_allocation, env) == want
+
+
+@pytest.mark.parametrize("from_allocation, env, message", [
+    (False, {}, "--via srun: not inside a Slurm allocation (SLURM_JOB_ID is not set)"),
+    (False, JOB, "--via srun: srun starts agents on the Slurm allocation's nodes only"),
+    (True, {"SLURM_JOB_NODELIST": "n1"}, "--via srun: SLURM_JOB_NODELIST is set but SLURM_JOB_ID is not"),
+])
+def test_via_srun_errors(from_allocation: bool, env: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError) as e:
+        choose_via("srun", from_allocation, env)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)

@@ -65,10 +65,11 @@ def test_failing_rank_exit_code_over_ssh(hosts: SshNodes, tmp_path: Path, mnp_ho
     assert "node 1 rank 1 exited with code 9" in p.stderr
 
 
-def test_slurm_allocation_is_used(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> None:
+def test_slurm_allocation_is_used_over_ssh_when_asked(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> None:
+    """--via ssh: the allocation's nodes (from its variables), reached over SSH (srun is the default: test_slurm)."""
     env = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "node[0-1]", "SLURM_NTASKS_PER_NODE": "2",
            "SLURM_JOB_NUM_NODES": "2"}
-    p = _launch(hosts, tmp_path, mnp_home, [], env=env)
+    p = _launch(hosts, tmp_path, mnp_home, ["--via", "ssh"], env=env)
     assert p.returncode == 0, p.stderr
     assert "Slurm allocation's 2 node(s)" in p.stderr
     assert p.stdout.count("ENV {") == 4
@@ -148,6 +149,7 @@ def test_silent_sshd_is_one_line_within_the_connect_timeout(hosts: SshNodes, tmp
     *progress, last = p.stderr.strip().splitlines()
     assert last == (f"mnp: error: {silent}: port 22 accepted the connection but no SSH server answered within 4s "
                     "(sshd hung or overloaded, or another service on that port)"), p.stderr
+    progress = [line for line in progress if not line.startswith("mnp: job ")]  # the job's id line comes first
     assert all(line in ("mnp: hosts ready 0/2", "mnp: hosts ready 1/2") for line in progress), p.stderr
     assert took < 4 + 3.5, took  # CLI start-up and the good host's preflight included; 2x the timeout is 8
 
