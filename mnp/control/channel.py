@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from mnp.control.messages import InvalidMessage, ToAgent, ToCoordinator, decode_to_agent, decode_to_coordinator, encode
@@ -64,13 +64,19 @@ class _NodeKeys:
         return key in self.node_of
 
 
-class _Authenticator(ThreadAuthenticator):
-    """pyzmq's ZAP thread, with the user id of a connection set to its node index."""
+def _authenticator(ctx: zmq.Context[Any], nodes: _NodeKeys) -> Any:
+    """pyzmq's ZAP thread, with the user id of a connection set to its node index. Imported here: it brings
+    asyncio, which no agent needs (agents start on every node, and their start-up is launch time)."""
+    from zmq.auth.thread import ThreadAuthenticator
 
-    nodes: _NodeKeys
+    class Authenticator(ThreadAuthenticator):
+        def curve_user_id(self, client_public_key: bytes) -> str:
+            return str(nodes.node_of[z85.encode(client_public_key)])
 
-    def curve_user_id(self, client_public_key: bytes) -> str:
-        return str(self.nodes.node_of[z85.encode(client_public_key)])
+    auth = Authenticator(ctx)
+    auth.start()
+    auth.configure_curve_callback("*", nodes)
+    return auth
 
 
 @dataclass(frozen=True)
@@ -87,10 +93,7 @@ class CoordinatorChannel:
 
     def __init__(self, keys: JobKeys, bind_address: str, port: int = 0) -> None:
         self.ctx = zmq.Context()
-        self._auth = _Authenticator(self.ctx)
-        self._auth.nodes = _NodeKeys(keys)
-        self._auth.start()
-        self._auth.configure_curve_callback("*", self._auth.nodes)
+        self._auth = _authenticator(self.ctx, _NodeKeys(keys))
         s = self.ctx.socket(zmq.ROUTER)
         s.curve_server = True
         s.curve_secretkey = keys.server_secret
