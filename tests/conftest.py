@@ -69,7 +69,8 @@ def leftovers() -> list[str]:
     for p in psutil.process_iter(["pid", "cmdline", "name"]):
         cmd = " ".join(p.info["cmdline"] or [])
         name = p.info["name"] or ""
-        if p.info["pid"] != me and ("mnp agent" in cmd or "mnp.node.agent" in cmd or str(JOBS) in cmd or
+        if p.info["pid"] != me and ("mnp agent" in cmd or "mnp.node.agent" in cmd or "mnp.cluster.srun_task" in cmd
+                                    or str(JOBS) in cmd or
                                     name.startswith(("mnp-agent", "mnp-keep"))):
             found.append(f"process {p.info['pid']} ({name}): {cmd[:80]}")
     return found

@@ -33,8 +33,8 @@ _NODE_SOURCE = [
                  help="known_hosts file (default ~/.ssh/known_hosts)."),
     click.option("--ssh-config", type=click.Path(dir_okay=False), envvar="MNP_SSH_CONFIG",
                  help="ssh_config file (default ~/.ssh/config)."),
-    click.option("--connect-timeout", type=Seconds(0.1, 3600), default=10.0, show_default=True,
-                 envvar="MNP_CONNECT_TIMEOUT", help="Seconds to wait for each SSH host."),
+    click.option("--connect-timeout", type=Seconds(0.1, 3600), envvar="MNP_CONNECT_TIMEOUT",
+                 help="Seconds to wait for each SSH host (default: ssh_config's ConnectTimeout, else 10)."),
     click.option("--fanout", type=click.IntRange(min=1), default=32, show_default=True,
                  help="SSH hosts dialled at once."),
     click.option("--remote-python", envvar="MNP_REMOTE_PYTHON",
@@ -55,7 +55,7 @@ def node_source_options(f: Any) -> Any:
 
 def nodes_from_options(hostfile: str | None, hosts_opt: str | None, local: bool, ssh_user: str | None,
                        ssh_port: int | None, ssh_key: str | None, known_hosts: str | None, ssh_config: str | None,
-                       connect_timeout: float, fanout: int, remote_python: str | None,
+                       connect_timeout: float | None, fanout: int, remote_python: str | None,
                        insecure_no_host_key_check: bool, via: str | None = None,
                        ) -> tuple[list[HostSpec] | None, SshOptions | None]:
     """(hosts, SSH options) from those options; (None, None) means local nodes."""
