@@ -67,7 +67,7 @@ _JOB = [
     click.option("-J", "--job-name", "name", help="The job's name (default: the job file's, or the program's)."),
     click.option("--timeout", type=Seconds(0, _MAX_TIMEOUT), metavar="SECONDS",
                  help="Seconds for the whole job, then SIGTERM, grace, SIGKILL and exit 124 (overrides 'timeout')."),
-    click.option("--mpi", type=click.Choice(["mpich", "openmpi", "auto"]),
+    click.option("--mpi", type=click.Choice(["mpich", "openmpi", "impi", "auto"]),
                  help="MPI family of the program (default: the job's, else detected from the program)."),
     click.option("--transport", type=click.Choice(["auto", "tcp", "efa", "shm"]),
                  help="Transport between ranks (default: the job's, else auto: shm within a node, EFA or TCP "

@@ -128,6 +128,10 @@ def choose_mpi(mpi: str, launcher: str, command: list[str], source: str | None =
 
     found = detect_mpi(command)
     family = mpi if mpi != "auto" else found.family
+    names = {"openmpi": "Open MPI", "mpich": "MPICH", "impi": "Intel MPI", "intelmpi": "Intel MPI"}
+    if mpi != "auto" and found.found and names.get(mpi) != names.get(found.family):
+        raise SpecError("mpi", f"{mpi}, but the program uses {names[found.family]} "
+                        f"({found.why.removeprefix('auto: ')}): set mpi: {found.family} or auto", source)
     why = found.why if mpi == "auto" else f"set in the job (mpi: {mpi})"
     prefix = found.prefix if found.family == family else None
     chosen = launcher if launcher != "auto" else ("mpirun" if family == "openmpi" else "pmi")

@@ -6,7 +6,9 @@ They are told apart by the library's own version string, which only Intel's carr
 what ``MPI_Get_library_version`` returns): a memory-mapped search of the file, a few milliseconds for its 16 MiB.
 Intel MPI is family ``impi``: its own transport variables (``I_MPI_FABRICS``, ``I_MPI_OFI_PROVIDER``), not MPICH's.
 
-A Python program is judged by its interpreter's environment (the MPI wheel installed there, ``<prefix>/lib``,
+The program is found behind the wrappers people put in front of it (``env``, ``stdbuf``, ``numactl``, ``time``,
+``timeout``, ``nice``, ``taskset``, ``chrt``, ``nohup``, ``setsid``, ``sh -c "..."``: :func:`program_of`). A Python
+program is judged by its interpreter's environment (the MPI wheel installed there, ``<prefix>/lib``,
 which is what mpi4py loads); a compiled program by the library ``ldd`` resolves for it. The prefix is where the
 MPI's own launcher is looked for (``<prefix>/bin``). Unknown means MPICH, mnp's default.
 """
@@ -21,7 +23,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["INTEL_MARK", "MpiInfo", "detect_mpi", "launcher_major", "library_family"]
+__all__ = ["INTEL_MARK", "MpiInfo", "detect_mpi", "launcher_major", "library_family", "program_of"]
 
 INTEL_MARK = b"Intel(R) MPI Library"
 
@@ -31,6 +33,56 @@ class MpiInfo:
     family: str  # "mpich" | "openmpi" | "impi"
     why: str
     prefix: Path | None = None  # the MPI installation (its bin/ has mpirun or mpiexec)
+    found: bool = False  # a libmpi was found (not the MPICH default for want of one)
+
+
+# wrapper -> (its options that take a value, how many positional words come before the command)
+_WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
+    "env": (frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"}), 0),
+    "stdbuf": (frozenset({"-i", "-o", "-e"}), 0),
+    "numactl": (frozenset({"-N", "-m", "-C", "-p", "-i", "-c", "-P"}), 0),
+    "time": (frozenset({"-f", "--format", "-o", "--output"}), 0),
+    "timeout": (frozenset({"-s", "--signal", "-k", "--kill-after"}), 1),
+    "nice": (frozenset({"-n", "--adjustment"}), 0),
+    "ionice": (frozenset({"-c", "-n", "-p", "-t"}), 0),
+    "taskset": (frozenset(), 1),  # taskset MASK cmd | taskset -c LIST cmd (-c is a flag; LIST is the positional)
+    "chrt": (frozenset(), 1),
+    "nohup": (frozenset(), 0),
+    "setsid": (frozenset(), 0),
+}
+
+
+def program_of(argv: list[str]) -> list[str]:
+    """The command behind the wrappers in front of it (``env FOO=1 stdbuf -oL python app.py`` -> ``python
+    app.py``; ``sh -c "python app.py"`` -> ``python app.py``)."""
+    import shlex
+
+    words = list(argv)
+    for _ in range(8):  # wrappers of wrappers, bounded
+        if not words:
+            return words
+        name = os.path.basename(words[0])
+        if name in ("sh", "bash", "dash") and len(words) >= 3 and words[1] == "-c":
+            try:
+                inner = shlex.split(words[2])
+            except ValueError:
+                return words
+            cut = next((i for i, w in enumerate(inner) if w in ("|", "||", "&&", ";", "&")), len(inner))
+            words = inner[:cut]
+            continue
+        if name not in _WRAPPERS:
+            return words
+        takes_value, positional = _WRAPPERS[name]
+        i = 1
+        while i < len(words) and words[i].startswith("-") and words[i] != "--":
+            i += 2 if words[i] in takes_value else 1
+        if i < len(words) and words[i] == "--":
+            i += 1
+        if name == "env":
+            while i < len(words) and "=" in words[i] and not words[i].startswith("="):
+                i += 1
+        words = words[i + positional:]
+    return words
 
 
 def _is_intel(lib: Path) -> bool:
@@ -62,6 +114,7 @@ def _prefix(libdir: Path) -> Path:
 
 
 def detect_mpi(argv: list[str], path: str | None = None) -> MpiInfo:
+    argv = program_of(argv)
     exe = shutil.which(argv[0], path=path or os.environ.get("PATH")) if argv else None
     if exe is None:
         return MpiInfo("mpich", f"auto: {argv[0] if argv else '?'} not found here; assuming MPICH")
@@ -71,16 +124,18 @@ def detect_mpi(argv: list[str], path: str | None = None) -> MpiInfo:
         for lib in sorted((prefix / "lib").glob("libmpi.so.*")):
             fam = library_family(lib)
             if fam:
-                return MpiInfo(fam, f"auto: {p} has {_NAMES[fam]}'s {lib.name} in {prefix / 'lib'}", prefix)
+                return MpiInfo(fam, f"auto: {p} has {_NAMES[fam]}'s {lib.name} in {prefix / 'lib'}", prefix, True)
         return MpiInfo("mpich", f"auto: no MPI library next to {p}; assuming MPICH")
     try:
-        out = subprocess.run(["ldd", exe], capture_output=True, text=True, timeout=10, check=False).stdout
+        out = subprocess.run(["ldd", exe], capture_output=True, text=True, timeout=10, check=False,
+                             stdin=subprocess.DEVNULL, start_new_session=True).stdout  # Ctrl-C is mnp's alone
     except (OSError, subprocess.TimeoutExpired):
         out = ""
     m = re.search(r"(libmpi\.so\.\d+)\s*=>\s*(\S+)", out)
     fam = library_family(Path(m.group(2))) if m else None
     if m and fam:
-        return MpiInfo(fam, f"auto: {exe} links {_NAMES[fam]}'s {m.group(2)}", _prefix(Path(m.group(2)).parent))
+        return MpiInfo(fam, f"auto: {exe} links {_NAMES[fam]}'s {m.group(2)}", _prefix(Path(m.group(2)).parent),
+                       True)
     return MpiInfo("mpich", f"auto: {exe} links no known libmpi; assuming MPICH")
 
 

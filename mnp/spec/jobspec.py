@@ -37,7 +37,7 @@ NAME_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z"
 ENV_NAME = r"\A[A-Za-z_][A-Za-z0-9_]*\Z"
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "mpi": ("mpich", "openmpi", "auto"),
+    "mpi": ("mpich", "openmpi", "impi", "auto"),
     "launcher": ("auto", "pmi", "mpirun"),
     "transport": ("auto", "tcp", "efa", "shm"),
     "action": ("retry", "exit"),
@@ -71,7 +71,7 @@ class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ranks_per_node: _Count | None = None
     command: list[str] | None = None
     env: dict[str, str] = {}
-    mpi: Literal["mpich", "openmpi", "auto"] = "auto"
+    mpi: Literal["mpich", "openmpi", "impi", "auto"] = "auto"
     launcher: Literal["auto", "pmi", "mpirun"] = "auto"
     shm_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_SHM)] | None = None
     transport: Literal["auto", "tcp", "efa", "shm"] = "auto"

@@ -108,7 +108,7 @@ CASES = [
     J("env bad name", "command: x\nenv: {1A: v}\n", "env: '1A' is not a valid environment variable name"),
     J("env value NUL", 'command: x\nenv: {A: "a\\0b"}\n', "env.A: must not contain a NUL byte"),
     J("env value list", "command: x\nenv: {A: [1]}\n", "env: value of A must be a string or a number"),
-    J("mpi", "command: x\nmpi: intel\n", "mpi: 'intel' is not one of 'mpich', 'openmpi', 'auto'"),
+    J("mpi", "command: x\nmpi: intel\n", "mpi: 'intel' is not one of 'mpich', 'openmpi', 'impi', 'auto'"),
     J("launcher", "command: x\nlauncher: srun\n", "launcher: 'srun' is not one of"),
     J("transport", "command: x\ntransport: ib\n", "transport: 'ib' is not one of"),
     J("shm_size word", "command: x\nshm_size: lots\n", "shm_size: 'lots' is not a size"),

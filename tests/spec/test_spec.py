@@ -47,7 +47,7 @@ BAD = [
     ({"command": {"a": 1}}, "command", "string or a list"),
     ({"command": "x", "env": {"1BAD": "v"}}, "env", "not a valid environment variable name"),
     ({"command": "x", "env": ["A=1"]}, "env", "map"),
-    ({"command": "x", "mpi": "intel"}, "mpi", "'intel' is not one of 'mpich', 'openmpi', 'auto'"),
+    ({"command": "x", "mpi": "intel"}, "mpi", "'intel' is not one of 'mpich', 'openmpi', 'impi', 'auto'"),
     ({"command": "x", "transport": "ib"}, "transport", ""),
     ({"command": "x", "shm_size": "lots"}, "shm_size", "not a size"),
     ({"command": "x", "timeout": 0}, "timeout", "must be more than 0, got 0"),
