@@ -12,18 +12,22 @@ to ranks that are asleep.
 Around its timed round trips a pair's initiator reads its node's packet counters
 (:func:`mnp.fabric.bands.read_counters`), so the analysis can say which path the messages really took.
 
-The responder echoes its own ``time.time()`` in the 8 bytes, so the pairs with node 0 double as an NTP-like
-exchange: node j's offset is ``t_j - (t_send + t_recv) / 2`` from its round trip with the smallest delay.
-Pairs slower than :data:`~mnp.doctor.probe_data.SLOW_FACTOR` x the median, or than the ceiling of the band their
-path could at best be in (:mod:`mnp.fabric.bands`), are measured once more and keep the faster result, so a burst
-of load elsewhere on a shared machine is not reported as a slow link.
+The initiator sends 8 bytes; the responder answers with 16: its own ``time.time()`` and the CPU it runs on
+(``sched_getcpu``). So the pairs with node 0 double as an NTP-like exchange (node j's offset is
+``t_j - (t_send + t_recv) / 2`` from its round trip with the smallest delay), and a pair whose two ranks took turns
+on one CPU -- ranks of different nodes bound to the same core, or other work crowding them together -- is known by
+the round trips in which both were on the same CPU (``same_cpu``): its figure measures the scheduler.
+Pairs slower than :data:`~mnp.doctor.probe_data.SLOW_FACTOR` x the median, or whose fastest tenth of round trips
+is over the ceiling of the band their path could at best be in (:mod:`mnp.fabric.bands`), are measured once more
+and keep the faster result, so a burst of load elsewhere on a shared machine is not reported as a slow link.
 
 Rank 0 prints one line, ``MNP-PROBE <json>``: ``nodes`` (each node's leader's facts, by node), ``ranks`` (every
 rank's node, CPUs and machine), ``clock`` (per node: offset from node 0 and the round trip it was read from, in
 seconds), ``latency_us`` (node by node, half round trip, median of the timed round trips; the diagonal is the
-shared-memory pair of node 0, ``null`` where not measured), ``pairs`` (each measurement: nodes, ranks, us, round
-trips, counter deltas), ``first_ms`` (each pair's first message, connection set-up included) and ``remeasured``
-(``[i, j, first result]``). mpi4py is imported in :func:`main`.
+shared-memory pair of node 0, ``null`` where not measured), ``pairs`` (each measurement: nodes, ranks, median and
+10th-percentile half round trip, round trips, same-CPU round trips, counter deltas), ``first_ms`` (each pair's
+first message, connection set-up included) and ``remeasured`` (``[i, j, first result]``). mpi4py is imported in
+:func:`main`.
 """
 
 from __future__ import annotations
@@ -88,7 +92,8 @@ def _initiate(comm: Any, peer: int, budget_s: float) -> dict[str, Any]:
 
     from mnp.fabric.bands import read_counters
 
-    out, back = array("d", [0.0]), array("d", [0.0])
+    out, back = array("d", [0.0]), array("d", [0.0, -1.0])
+    cpu = _cpu_reader()
     first = time.perf_counter()
     for k in range(WARMUP):
         comm.Send(out, peer, PING)
@@ -97,6 +102,7 @@ def _initiate(comm: Any, peer: int, budget_s: float) -> dict[str, Any]:
             first = time.perf_counter() - first
     trips: list[float] = []
     best = (float("inf"), 0.0)  # (round trip, offset) of the fastest exchange
+    same_cpu = 0  # round trips in which both ranks were on one CPU (same machine: CPU numbers compare)
     before = read_counters()
     deadline = time.perf_counter() + budget_s
     while len(trips) < MAX_TRIPS and (len(trips) < MIN_TRIPS or time.perf_counter() < deadline):
@@ -106,6 +112,7 @@ def _initiate(comm: Any, peer: int, budget_s: float) -> dict[str, Any]:
         comm.Recv(back, peer, PING)
         p1, t1 = time.perf_counter(), time.time()
         trips.append(p1 - p0)
+        same_cpu += back[1] >= 0 and cpu() == back[1]
         if t1 - t0 < best[0]:
             best = (t1 - t0, back[0] - (t0 + t1) / 2)
     after = read_counters()
@@ -113,8 +120,20 @@ def _initiate(comm: Any, peer: int, budget_s: float) -> dict[str, Any]:
     n = len(trips)
     trips.sort()
     deltas = {k: v - before[k] for k, v in after.items() if k in before and v - before[k] > 0}
-    return {"us": trips[n // 2] / 2 * 1e6, "first_s": first, "offset_s": best[1], "rtt_s": best[0], "trips": n,
-            "deltas": deltas}
+    return {"us": trips[n // 2] / 2 * 1e6, "p10_us": trips[n // 10] / 2 * 1e6, "first_s": first,
+            "offset_s": best[1], "rtt_s": best[0], "trips": n, "same_cpu": same_cpu, "deltas": deltas}
+
+
+def _cpu_reader() -> Any:
+    """``sched_getcpu`` from the C library (the CPU this thread runs on now), or one that answers -1."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sched_getcpu
+        fn.restype = ctypes.c_int
+        return fn
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return lambda: -1
 
 
 def _respond(comm: Any, peer: int) -> None:
@@ -122,12 +141,13 @@ def _respond(comm: Any, peer: int) -> None:
 
     from mpi4py import MPI
 
-    buf, mine, status = array("d", [0.0]), array("d", [0.0]), MPI.Status()
+    buf, mine, status = array("d", [0.0]), array("d", [0.0, -1.0]), MPI.Status()
+    cpu = _cpu_reader()
     while True:
         comm.Recv(buf, peer, MPI.ANY_TAG, status)
         if status.Get_tag() == STOP:
             return
-        mine[0] = time.time()
+        mine[0], mine[1] = time.time(), cpu()
         comm.Send(mine, peer, PING)
 
 
@@ -194,7 +214,7 @@ def _too_slow(pairs: dict[Pair, dict[str, Any]], every: list[dict[str, Any]]) ->
         else:
             limit = min(ceil["tcp"], ceil["efa"])
         a, b = sorted((index[fi["node"]], index[fj["node"]]))
-        if r["us"] > limit or (a, b) in slow:
+        if r["p10_us"] > limit or (a, b) in slow:
             out.append((i, j))
     return out
 
@@ -247,8 +267,8 @@ def _output(every: list[dict[str, Any]], measured: dict[Pair, dict[str, Any]], f
         latency[a][b] = latency[b][a] = round(r["us"], 3)
         if a == 0 and b != 0:
             offsets[b] = {"offset_s": r["offset_s"], "rtt_s": r["rtt_s"]}
-        pairs.append({"nodes": [a, b], "ranks": [i, j], "us": round(r["us"], 3), "trips": r["trips"],
-                      "deltas": r["deltas"]})
+        pairs.append({"nodes": [a, b], "ranks": [i, j], "us": round(r["us"], 3), "p10_us": round(r["p10_us"], 3),
+                      "trips": r["trips"], "same_cpu": r["same_cpu"], "deltas": r["deltas"]})
     for (i, j), s in firsts.items():
         a, b = index[every[i]["node"]], index[every[j]["node"]]
         first_ms[a][b] = first_ms[b][a] = round((first_ms[a][b] or 0.0) + s * 1e3, 3)

@@ -164,6 +164,7 @@ class FabricPlan:
     shm: dict[int, dict[str, Any]] = field(default_factory=dict)
     binding: str = "left to the MPI (the nodes do not share cores)"
     oversubscribed: dict[int, str] = field(default_factory=dict)  # node -> one line (see oversubscription())
+    bands: dict[str, str] = field(default_factory=dict)  # "within a node" / "between nodes" -> expected cost
 
     @property
     def shm_problems(self) -> list[str]:
@@ -190,13 +191,17 @@ class FabricPlan:
                               "provider": getattr(t, "provider", None), "env": t.env},
                 "iface": {"name": self.iface, "why": self.iface_why}, "binding": self.binding,
                 "shm": {str(k): v for k, v in self.shm.items()},
-                "oversubscribed": {str(k): v for k, v in self.oversubscribed.items()}}
+                "oversubscribed": {str(k): v for k, v in self.oversubscribed.items()}, "bands": self.bands}
 
     def explain(self) -> str:
         t = self.transport
         lines = [f"transport: {t.inter_node} between nodes, {t.intra_node} within a node -- {t.why}",
                  f"interface: {self.iface or 'any'} -- {self.iface_why}",
                  f"binding: {self.binding}"]
+        if self.bands:
+            lines.append("expected 8 B latency, half round trip: " + "; ".join(f"{k}: {v}" for k, v in
+                                                                             self.bands.items())
+                         + " (mnp doctor measures it)")
         for node, s in sorted(self.shm.items()):
             state = s["problem"] or (f"warning: {s['warning']}" if s.get("warning") else "ok")
             lines.append(f"/dev/shm node {node}: {fmt_bytes(s['free'])} free of {fmt_bytes(s['total'])}, "
@@ -251,4 +256,23 @@ def decide(family: str, transport: str, job_shm: int | None, facts: list[dict[st
         shm[i] = {"total": total, "free": free, "need": need.need, "mpi": need.mpi, "job": need.job,
                   "declared": need.declared, "parts": need.parts(), "problem": problem, "warning": warning}
     return FabricPlan(t, iface, why, shm, binding_env(family, cpus_shared)[1],
-                      oversubscription(ranks_per_node, facts, hostnames, node_cpus))
+                      oversubscription(ranks_per_node, facts, hostnames, node_cpus),
+                      _expected_bands(t.inter_node, facts, ranks_per_node))
+
+
+def _expected_bands(inter_node: str, facts: list[dict[str, Any]], ranks_per_node: list[int]) -> dict[str, str]:
+    """What each path of this job should cost (:mod:`mnp.fabric.bands`), for --explain and the record."""
+    from mnp.fabric.bands import bands, expected_path
+
+    try:
+        table = bands()
+    except ValueError as e:
+        return {"bands": str(e)}
+    out = {}
+    if any(r > 1 for r in ranks_per_node):
+        out["within a node"] = table["shm"].describe()
+    if len(facts) > 1:
+        boots = {f.get("boot_id") for f in facts}
+        one_machine = len(boots) == 1 and None not in boots
+        out["between nodes"] = table[expected_path(False, one_machine, inter_node)].describe()
+    return out

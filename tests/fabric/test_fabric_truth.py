@@ -61,6 +61,12 @@ def test_plan_carries_the_warnings_for_launch_to_show() -> None:
     assert f"warning: {plan.warnings[-1]}" in plan.explain().splitlines()
     assert plan.to_info()["oversubscribed"] == {"0": plan.warnings[-1]}
     assert decide("mpich", "tcp", None, [_facts(2, "a"), _facts(2, "b")], ["n0", "n1"], [2, 2]).warnings == []
+    # what each path should cost, for --explain: nodes on two machines (boot ids a, b) talk TCP between machines
+    assert plan.bands == {"within a node": BANDS["shm"].describe(), "between nodes": BANDS["tcp"].describe()}
+    assert any(ln.startswith("expected 8 B latency, half round trip: within a node: shm band (<= 20 us")
+               for ln in plan.explain().splitlines())
+    one = decide("mpich", "tcp", None, [_facts(1, "m", "0"), _facts(1, "m", "1")], ["n0", "n1"], [1, 1])
+    assert one.bands == {"between nodes": BANDS["tcp-host"].describe()}  # one machine; one rank a node: no shm
 
 
 def test_node_facts_name_cpus_and_machine() -> None:
