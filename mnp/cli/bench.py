@@ -112,6 +112,13 @@ def osu(benchmark: str, path: str, sizes: str | None, iterations: int | None, wa
 
     Point to point (latency, bw, bibw) runs 2 ranks: on one node with --transport shm, else one on each of two
     nodes. allreduce: --nodes (2) x --ranks-per-node (1; 2 with shm).
+
+    \b
+    Examples:
+      mnp bench osu latency --transport shm          # both ranks on one node: shared memory
+      mnp bench osu latency --path c -m 1048576      # the C reference, two nodes
+      mnp bench osu bw --json --reps 5
+      mnp bench osu allreduce -n 4 --ranks-per-node 2 -f
     """
     from bench.osu.runs import OsuRequest, run_osu
     from bench.osu.suite import parse_size_range
@@ -146,7 +153,7 @@ def _c_binary(place: Any) -> Path:
 @bench.command()
 @click.option("--cells", type=click.IntRange(1, 200), default=20, show_default=True,
               help="fcc cells per side, 4 atoms each (20: LAMMPS in.lj's 32,000 atoms).")
-@click.option("--steps", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=200, show_default=True, help="MD steps per run.")
 @click.option("--rf", is_flag=True, help="Charges and reaction-field electrostatics.")
 @_placement
 def md(cells: int, steps: int, rf: bool, nodes: int | None, ranks_per_node: int | None, transport: str, reps: int,
@@ -154,6 +161,11 @@ def md(cells: int, steps: int, rf: bool, nodes: int | None, ranks_per_node: int 
     """The GROMACS-like MD run: ns/day and steps/s (median, min, max over --reps jobs).
 
     Default: 1 node x 2 ranks over shared memory; --nodes 2 --ranks-per-node 1 for the same ranks across nodes.
+
+    \b
+    Examples:
+      mnp bench md                                   # LAMMPS in.lj's 32,000 atoms, 1 node x 2 ranks
+      mnp bench md -n 2 --ranks-per-node 1 --json    # the same ranks across two nodes
     """
     from bench.md.runs import MdRequest, run_md
 
@@ -175,8 +187,9 @@ def md(cells: int, steps: int, rf: bool, nodes: int | None, ranks_per_node: int 
               help="Largest OSU message size in bytes.")
 @click.option("-i", "iterations", type=click.IntRange(min=1), help="OSU timed iterations per size (default OMB's).")
 @click.option("--md-ranks", default="1,2", show_default=True, help="MD rank counts, comma-separated.")
-@click.option("--md-cells", type=click.IntRange(1, 200), default=12, show_default=True)
-@click.option("--md-steps", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--md-cells", type=click.IntRange(1, 200), default=12, show_default=True,
+              help="MD system: fcc cells per side, 4 atoms each.")
+@click.option("--md-steps", type=click.IntRange(1), default=100, show_default=True, help="MD steps per run.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write report.html and PNG plots here.")
 @click.option("--reps", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Separate jobs per figure: each figure is their median, with min and max.")
@@ -188,7 +201,13 @@ def fabric(nodes: int, paths: str, max_size: int, iterations: int | None, md_ran
            md_steps: int, report_dir: str | None, reps: int, as_json: bool, isolate: bool | None,
            **where: Any) -> None:
     """Shared memory within a node against the network between nodes: OSU latency and bandwidth per call path,
-    and MD ns/day against ranks (within one node, and the same ranks across nodes)."""
+    and MD ns/day against ranks (within one node, and the same ranks across nodes).
+
+    \b
+    Examples:
+      mnp bench fabric --report fabric-report        # report.html with latency, bandwidth and MD plots
+      mnp bench fabric --hostfile hosts --paths numba,mpi4py --json
+    """
     from bench.fabric import FabricRequest, run_fabric
 
     want = [p.strip() for p in paths.split(",") if p.strip()]
