@@ -15,7 +15,7 @@ def text_lines(r: dict[str, Any]) -> list[str]:
     out = [(f"MD: {r['atoms']} atoms, fcc rho* {r['density']} {r['cells']}^3 cells, r_c {r['rc']} (LJ shifted to "
             f"zero{rf}), buffered Verlet list: skin {r['skin']}, nstlist {r['nstlist']}"),
            (f"    {r['ranks']} rank(s) on {r['nodes']} node(s), domain decomposition {d[0]}x{d[1]}x{d[2]}, "
-            f"velocity Verlet dt {r['dt_tau']} tau, {r['steps']} steps, FI_PROVIDER={r['fi_provider']}"),
+            f"velocity Verlet dt {r['dt_tau']} tau, {r['steps']} steps, transport {r.get('transport')}"),
            (f"Step-0 E_pair/atom, LJ unshifted (LAMMPS in.lj's E_pair): {r['e0_lj_unshifted_per_atom']:.7f}"
             f"   (in.lj: {r['lammps_in_lj_epair']:.7f})"),
            f"{'Step':>8} {'Temp':>10} {'LJ(shift)':>12} {'RF':>12} {'Potential':>12} {'Total':>12}   (per atom)"]

@@ -57,6 +57,8 @@ def test_one_rank_perfect_lattice_energy_and_drift(tmp_path: Path, mnp_home: Pat
     body, r = _record(_launch(tmp_path, mnp_home, "md-1", 1, 1, ["--cells", "6", "--steps", "50"]))
     _check_common(body, r, 1, 1)
     assert r["atoms"] == 864 and r["decomposition"] == [1, 1, 1] and r["steps"] == 50
+    # one node: the path is shared memory, whatever FI_PROVIDER mnp set for the network (the job asked for tcp)
+    assert r["transport"] == "shm" and "transport shm" in body[1] and "FI_PROVIDER" not in body[1]
 
 
 def test_two_nodes_same_energies_and_trajectory(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
