@@ -108,3 +108,27 @@ def test_usage_errors_exit_2_before_any_job(mnp_home: Path) -> None:
         p = run_mnp(["bench", *args], mnp_home)
         assert p.returncode == 2 and said in p.stderr, (args, p.stderr)
         assert not (mnp_home / "mnp.db").exists() or "SUBMITTED" not in run_mnp(["list"], mnp_home).stdout
+
+
+@pytest.mark.namespaces
+def test_compare_modules_run_both_placements(mnp_home: Path, no_leftovers: None) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "MNP_HOME": str(mnp_home)}
+    p = subprocess.run([sys.executable, "-m", "bench.osu.compare", "-m", "8", "-i", "200", "-x", "20", "--reps", "1"],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT, env=env, check=False)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("# osu latency, network (tcp, 2 nodes x 1 rank) / shared memory (1 node x 2 ranks)")
+    rows = [ln.split() for ln in lines[2:]]
+    assert [int(r[0]) for r in rows] == [1, 2, 4, 8] and all(float(r[1]) > 0 for r in rows)
+    p = subprocess.run([sys.executable, "-m", "bench.md.compare", "--cells", "6", "--steps", "20", "--reps", "1"],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT, env=env, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "(same system: yes)" in p.stdout
+    rec = json.loads(p.stdout.split("MD-COMPARE-JSON ", 1)[1])
+    assert rec["shm"]["nodes"] == 1 and rec["net"]["nodes"] == 2 and rec["ratio_steps_per_s_net_over_shm"] > 0
