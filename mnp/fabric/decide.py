@@ -247,7 +247,7 @@ def decide(family: str, transport: str, job_shm: int | None, facts: list[dict[st
     reports = [_efa(f.get("efa")) for f in facts]
     t = choose_transport(family, transport, n, iface=iface, efa_nodes=reports, subnet=subnet,
                          kernel_release=facts[0].get("kernel") if facts else None, node_names=hostnames,
-                         cpus_shared=cpus_shared)
+                         cpus_shared=cpus_shared, one_rank_per_node=bool(ranks_per_node) and max(ranks_per_node) == 1)
     shm = {}
     for i, f in enumerate(facts):
         need = shm_budget(ranks_per_node[i], family, job_shm)

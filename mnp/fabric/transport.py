@@ -19,6 +19,16 @@ The environment then says the same thing in each MPI family's words (facts: shar
   mtl_ofi_provider_include=efa`` (UCX cannot drive EFA: ompi 9858) with ``btl=^openib,uct`` and
   ``osc=^ucx``. Exclusions, not inclusions, for components a build may lack: Open MPI aborts when an include
   list names a component it does not have (checked with 5.0.11: ``btl=self,openib`` aborted in MPI_Init).
+  With one rank on every node (no traffic for shared memory) TCP goes through libfabric instead:
+  ``pml=^ucx mtl=ofi mtl_ofi_provider_include=tcp`` + ``FI_TCP_IFACE``, the ob1 settings kept: the cm PML
+  (priority 30) wins over ob1 (20) where the ofi MTL finds libfabric's tcp provider, and ob1 is chosen where it
+  does not (checked: an unknown provider name falls back to ob1 and runs). Measured through ``mnp launch`` between
+  two local nodes (bench/mpi_compare.py's C pingpong and osu_bw-style window): Open MPI 5 ob1 8.3-8.6 us and
+  2,330-2,390 MB/s at 1 MiB, cm/ofi 6.8-7.2 us and 3,000-3,530 MB/s (MPICH ch4:ofi: 7.7-8.2 us, 3,440-3,510
+  MB/s); Open MPI 4 (Debian, libfabric 1.17) ob1 7.1-7.9 us and 2,330-2,440 MB/s, cm/ofi 10.2-11.3 us and
+  2,930-3,330 MB/s. ob1's own knobs (``btl_tcp_max_send_size``, ``eager_limit``, socket buffers, 2 links) changed
+  nothing. Not with more ranks a node: cm sends node-local messages through the tcp provider too, over loopback
+  (``mnp doctor`` shows it: "TCP over lo where shared memory was expected").
 - ``impi`` (Intel MPI; ``intelmpi`` is another name for it): ``I_MPI_FABRICS=shm`` on one node, else
   ``shm:ofi`` with the libfabric provider named twice, ``I_MPI_OFI_PROVIDER`` (Intel MPI's) and ``FI_PROVIDER``
   (libfabric's own, which the ``impi-rt`` wheel's libfabric reads), ``tcp`` (+ ``FI_TCP_IFACE``) or ``efa``.
@@ -110,7 +120,8 @@ def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None
                      efa_nodes: Sequence[bool | EfaReport] | None = None, *, subnet: str | None = None,
                      openmpi_major: int | None = None, efa_rdma: Sequence[bool | None] | None = None,
                      fork_safe: bool | None = None, kernel_release: str | None = None,
-                     node_names: Sequence[str] | None = None, cpus_shared: bool = False) -> TransportChoice:
+                     node_names: Sequence[str] | None = None, cpus_shared: bool = False,
+                     one_rank_per_node: bool = False) -> TransportChoice:
     """Decide the transport from the job's ``transport`` field and what the nodes have.
 
     ``efa_nodes``: per node, whether it has usable EFA (a bool or its :class:`EfaReport`, whose ``rdma_read``
@@ -120,6 +131,8 @@ def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None
     RDMA-read support, overriding the reports. ``fork_safe``: force the EFA fork-safety variables on or off; by
     default they are set unless ``kernel_release`` is 5.13 or newer. ``node_names``: hostnames, for messages.
     ``cpus_shared``: the nodes share one machine's cores; binding is turned off (:func:`binding_env`).
+    ``one_rank_per_node``: no rank shares a node, so no traffic needs shared memory (Open MPI over TCP then goes
+    through libfabric's tcp provider: see the module docstring).
     """
     if mpi not in MPI_FAMILIES:
         raise SpecError("mpi", f"'{mpi}' is not one of " + ", ".join(f"'{m}'" for m in MPI_FAMILIES))
@@ -198,7 +211,14 @@ def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None
             env.update({"OMPI_MCA_pml": "ob1", "OMPI_MCA_btl": f"tcp,self,{sm}", "OMPI_MCA_osc": "^ucx"})
             if where:
                 env["OMPI_MCA_btl_tcp_if_include"] = env["OMPI_MCA_oob_tcp_if_include"] = pinned = where
-            notes.append(f"Open MPI ob1 with btl tcp,self,{sm}")
+            if one_rank_per_node and iface:  # cm/ofi over libfabric tcp, ob1 if the build lacks it
+                provider = "tcp"
+                env.update({"OMPI_MCA_pml": "^ucx", "OMPI_MCA_mtl": "ofi", "OMPI_MCA_mtl_ofi_provider_include": "tcp",
+                            "FI_TCP_IFACE": iface})
+                notes.append(f"Open MPI cm/ofi over libfabric tcp (one rank a node; ob1 with btl tcp,self,{sm} "
+                             "where the build has no ofi MTL)")
+            else:
+                notes.append(f"Open MPI ob1 with btl tcp,self,{sm}")
         else:
             env.update({"OMPI_MCA_pml": "ob1", "OMPI_MCA_btl": f"self,{sm}", "OMPI_MCA_osc": "^ucx"})
             notes.append(f"Open MPI ob1 with btl self,{sm}")

@@ -161,3 +161,25 @@ def test_startup_hint_for_ranks_that_died_in_mpi_init(tmp_path: Path, mnp_home: 
     assert ", transport tcp, libfabric provider tcp; " in hint and given in hint
     assert "MPIR_CVAR_CH4_NETMOD=ofi" in hint
     assert startup_hint(info, "Traceback (most recent call last):\nZeroDivisionError: division by zero\n") is None
+
+
+OMPI_PY = Path(__file__).resolve().parents[2] / ".venv-ompi" / "bin" / "python"
+
+
+@pytest.mark.namespaces
+@pytest.mark.skipif(not OMPI_PY.exists(), reason=".venv-ompi not set up: ./setup.sh")
+@pytest.mark.parametrize("rpn,extra,pml", [(1, {}, "cm"), (2, {}, "ob1"),
+                                           (1, {"OMPI_MCA_mtl_ofi_provider_include": "nosuchprovider"}, "ob1")])
+def test_open_mpi_pml_that_really_ran(tmp_path: Path, mnp_home: Path, no_leftovers: None, rpn: int,
+                                      extra: dict[str, str], pml: str) -> None:
+    """Open MPI 5 between two nodes: one rank a node runs cm over libfabric tcp, two a node ob1 (shared memory
+    within the node), and where the ofi MTL finds no such provider ob1 takes over and the job still runs."""
+    job = write_job(tmp_path / "ompi.yaml", nodes=2, ranks_per_node=rpn, transport="tcp", timeout=120,
+                    env={"OMPI_MCA_pml_base_verbose": "10", **extra},
+                    command=[str(OMPI_PY), "-c", "from mpi4py import MPI; print('SUM', MPI.COMM_WORLD.allreduce(1))"])
+    p = run_mnp(["launch", str(job)], mnp_home)
+    assert p.returncode == 0, p.stderr[-3000:]
+    chosen = {ln.split("select: component ", 1)[1].split()[0] for ln in (p.stdout + p.stderr).splitlines()
+              if "select: component" in ln and ln.rstrip().endswith(" selected")}  # Open MPI's verbose lines
+    assert chosen == {pml}, p.stderr[-3000:]
+    assert p.stdout.count(f"SUM {2 * rpn}") == 2 * rpn

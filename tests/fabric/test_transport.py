@@ -132,6 +132,21 @@ def test_openmpi_unknown_major_uses_the_name_both_accept() -> None:
     assert choose_transport("openmpi", "shm", 1).env["OMPI_MCA_btl"] == "self,vader"
 
 
+def test_openmpi_tcp_one_rank_a_node_goes_through_libfabric() -> None:
+    c = choose_transport("openmpi", "tcp", 2, iface="eth0", openmpi_major=5, one_rank_per_node=True)
+    assert c.env["OMPI_MCA_pml"] == "^ucx" and c.env["OMPI_MCA_mtl"] == "ofi"
+    assert c.env["OMPI_MCA_mtl_ofi_provider_include"] == "tcp" and c.env["FI_TCP_IFACE"] == "eth0"
+    # ob1's settings stay, for a build whose ofi MTL does not find libfabric's tcp provider
+    assert c.env["OMPI_MCA_btl"] == "tcp,self,sm" and c.env["OMPI_MCA_btl_tcp_if_include"] == "eth0"
+    assert c.env["OMPI_MCA_oob_tcp_if_include"] == "eth0" and c.provider == "tcp"
+    assert "Open MPI cm/ofi over libfabric tcp (one rank a node" in c.why
+    # a subnet only (interface names differ): no FI_TCP_IFACE to give libfabric, so ob1 with the CIDR
+    c = choose_transport("openmpi", "tcp", 2, subnet="10.0.0.0/24", one_rank_per_node=True)
+    assert c.env["OMPI_MCA_pml"] == "ob1" and "OMPI_MCA_mtl" not in c.env and c.provider is None
+    # more than one rank a node: ob1, so that node-local messages use shared memory
+    assert choose_transport("openmpi", "tcp", 2, iface="eth0").env["OMPI_MCA_pml"] == "ob1"
+
+
 def test_openmpi_one_node() -> None:
     assert choose_transport("openmpi", "shm", 1, iface="eth0", openmpi_major=5).env == {
         "OMPI_MCA_pml": "ob1", "OMPI_MCA_btl": "self,sm", "OMPI_MCA_osc": "^ucx"}
