@@ -206,7 +206,7 @@ class FabricPlan:
             state = s["problem"] or (f"warning: {s['warning']}" if s.get("warning") else "ok")
             lines.append(f"/dev/shm node {node}: {fmt_bytes(s['free'])} free of {fmt_bytes(s['total'])}, "
                          f"need {fmt_bytes(s['need'])} ({s['parts']}): {state}")
-        lines += [f"warning: {w}" for _, w in sorted(self.oversubscribed.items())]
+        lines += [f"cpus: {w}" for _, w in sorted(self.oversubscribed.items())]
         if t.env:
             lines.append("environment: " + " ".join(f"{k}={v}" for k, v in sorted(t.env.items())))
         return "\n".join(lines)

@@ -58,7 +58,7 @@ def test_plan_carries_the_warnings_for_launch_to_show() -> None:
     assert plan.oversubscribed == {0: plan.warnings[-1]}
     assert plan.warnings[-1].startswith("node 0 (n0): 2 ranks on 1 CPU(s): oversubscribed")
     assert plan.warnings[:-1] == plan.shm_warnings and len(plan.shm_warnings) == 1
-    assert f"warning: {plan.warnings[-1]}" in plan.explain().splitlines()
+    assert f"cpus: {plan.warnings[-1]}" in plan.explain().splitlines()
     assert plan.to_info()["oversubscribed"] == {"0": plan.warnings[-1]}
     assert decide("mpich", "tcp", None, [_facts(2, "a"), _facts(2, "b")], ["n0", "n1"], [2, 2]).warnings == []
     # what each path should cost, for --explain: nodes on two machines (boot ids a, b) talk TCP between machines
@@ -131,13 +131,14 @@ def test_counters_see_packets_on_loopback() -> None:
 
 @pytest.mark.namespaces
 def test_oversubscribed_launch_says_so(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
-    """A job with one more rank per node than a local node's CPUs: --explain shows the one-line warning."""
+    """A job with one more rank per node than a local node's CPUs: --explain shows the one line (and the launch
+    shows it as a warning once the coordinator prints FabricPlan.warnings)."""
     cpus = len(plan_node_cpus(os.sched_getaffinity(0), 2)[0])
     job = write_job(tmp_path / "over.yaml", nodes=2, ranks_per_node=cpus + 1, transport="tcp", command="true")
     p = run_mnp(["launch", "--explain", str(job)], mnp_home)
     assert p.returncode == 0, p.stderr
     line = f"node 0 (node0): {cpus + 1} ranks on {cpus} CPU(s): oversubscribed"
-    assert any(ln.startswith("mnp: warning: " + line) for ln in p.stderr.splitlines()), p.stderr
+    assert any(ln.startswith("mnp: cpus: " + line) for ln in p.stderr.splitlines()), p.stderr
 
 
 @pytest.mark.namespaces
