@@ -4,6 +4,7 @@
 - :mod:`mnp.doctor.probe`: the probe program, run as a rank (``python -m mnp.doctor.probe``);
 - :mod:`mnp.doctor.probe_data`: its output line, as both sides read it;
 - :mod:`mnp.doctor.analyse`: facts in, checks out (the fabric's through :func:`mnp.fabric.decide.decide`);
+- :mod:`mnp.doctor.paths`: each pair's path (from packet counters) and latency against its path's band;
 - :mod:`mnp.doctor.report`: the checks, the report and its text form.
 
 The command (:mod:`mnp.cli.doctor`) parses, calls :func:`run_doctor` and prints; nothing here prints or sees Click.
