@@ -18,8 +18,9 @@ Each pair the probe measured (:mod:`mnp.doctor.probe`) is judged on its own evid
 
 A pair whose two ranks had fewer than two CPUs between them on one machine (node 0's shared-memory pair on a node
 of one CPU), or were on the same CPU in at least half of its round trips (ranks of different nodes bound to one
-core, or other work crowding them onto one), measured the scheduler, not the path: its latency is not judged, and
-the check says so.
+core, or other work crowding them onto one), may have measured the scheduler, not the path: when it is over its
+band its latency is not judged, and the check says so. (Within its band it is judged: sharing a CPU only slows a
+pair, so the path is at least that fast.)
 """
 
 from __future__ import annotations
@@ -44,7 +45,13 @@ class PairRow:
     p10: float  # 10th percentile: what is judged against the band
     band: Band
     path: PathVerdict
-    crowded: str | None  # why the latency is not judged (its ranks shared a CPU), else None
+    crowded: str | None  # its ranks shared a CPU (why), else None
+
+    @property
+    def judged(self) -> bool:
+        """Crowding only slows a pair: a crowded pair within its band still shows the path is that fast; over
+        it, the figure may be the scheduler's, and is not judged."""
+        return self.crowded is None or self.p10 <= self.band.ceiling
 
     @property
     def name(self) -> str:
@@ -121,11 +128,13 @@ def latency_check(rows: list[PairRow], matrix: list[list[float | None]], factor:
     pairs whose ranks shared a CPU are named, not judged."""
     again = remeasured or []
     note = f" ({len(again)} measured twice)" if again else ""
-    judged = [r for r in rows if r.crowded is None]
-    crowded = [r for r in rows if r.crowded is not None]
-    skipped = "; not judged: " + ", ".join(f"{r.name} ({r.crowded}, {_us(r.us)})" for r in crowded) if crowded else ""
+    judged = [r for r in rows if r.judged]
+    crowded = [r for r in rows if not r.judged]
+    skipped = "; not judged: " + ", ".join(f"{r.name} ({r.crowded}, {_us(r.us)})" for r in crowded[:2]) + \
+        (f", and {len(crowded) - 2} more pair(s) whose ranks shared a CPU" if len(crowded) > 2 else "") \
+        if crowded else ""
     data: dict[str, Any] = {"pairs": [{"nodes": [r.a, r.b], "us": r.us, "p10_us": r.p10, "band": r.band.path,
-                                       "ceiling_us": r.band.ceiling, "judged": r.crowded is None,
+                                       "ceiling_us": r.band.ceiling, "judged": r.judged,
                                        "slow": r.slow} for r in rows], "remeasured": again}
     if not rows:
         return Check("latency", True, "one node, one rank: no pairs to measure", warn=True, data=data)
