@@ -140,7 +140,14 @@ class SlurmNodes:
         os.close(fd)
         if not json.loads(data or b"{}").get("go"):
             return 0
+        # The node's own /tmp hides the host's; a checkout that lives under /tmp (CI's clone may) is bound back.
+        repo = Path(__file__).resolve().parents[1]
+        old_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY) if repo.is_relative_to("/tmp") else None
         _mount("node-tmp", "/tmp", "tmpfs", 0, "mode=1777")
+        if old_tmp is not None:
+            repo.mkdir(parents=True, exist_ok=True)
+            _mount(f"/proc/self/fd/{old_tmp}/{repo.relative_to('/tmp')}", str(repo), None, MS_BIND)
+            os.close(old_tmp)
         _mount("node-run", "/run", "tmpfs", 0, "mode=755")
         _mount(str(self.dir / "etc" / "hosts"), "/etc/hosts", None, MS_BIND)
         log = os.open(self.dir / "log" / f"slurmd.node{node}.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
