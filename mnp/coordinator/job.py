@@ -174,7 +174,9 @@ class _Job:
             nodes = self._bring_up(work)
             if self.engine.phase == "PLANNING":
                 plan, backend = self._plan(work, nodes)
-                if self.engine.failure is None and self.interrupt.signum is None:
+                if self.interrupt.signum is not None:  # came while planning: the job is cancelled, not run
+                    raise KeyboardInterrupt
+                if self.engine.failure is None:
                     cwd = self.spec.workdir or self.req.cwd or os.getcwd()
                     starts = backend.starts(plan, cwd, self.req.stdin if self.req.stdin_fd is not None else "none")
                     # a launcher's remote commands name nodes by its hostfile's names first, then address, hostname
