@@ -163,8 +163,10 @@ def launch(home: Path, tmp: Path, name: str, command: list[str], nodes: int, rpn
     return lines, json.loads(st.stdout)
 
 
-def micro(fam: Family, exe: Path, home: Path, tmp: Path, lat_iters: int = 5000, bw_iters: int = 10) -> dict:
-    lines, rec = launch(home, tmp, f"cmp-{fam.name}", [str(exe), str(lat_iters), str(bw_iters)], 2, 1)
+def micro(fam: Family, exe: Path, home: Path, tmp: Path, lat_iters: int = 5000, bw_iters: int = 10,
+          timeout: int = 600) -> dict:
+    lines, rec = launch(home, tmp, f"cmp-{fam.name}", [str(exe), str(lat_iters), str(bw_iters)], 2, 1,
+                        timeout=timeout)
     got = [json.loads(ln.split("MPICMP ", 1)[1]) for ln in lines if ln.startswith("MPICMP ")]
     if len(got) != 1:
         raise RuntimeError(f"{fam.name}: no MPICMP line in rank 0's output: {lines[-5:]}")
@@ -206,18 +208,20 @@ tau-t = 0.1
 ref-t = 300
 gen-vel = yes
 gen-temp = 300
+gen-seed = 173529
 nstcalcenergy = 100
 nstenergy = 0
 nstlog = 0
 """
 
 
-def lammps(home: Path, tmp: Path, nodes: int, rpn: int, steps: int = 500) -> dict:
+def lammps(home: Path, tmp: Path, nodes: int, rpn: int, steps: int = 500, timeout: int = 600) -> dict:
     """LAMMPS in.lj: timesteps/s from ``Loop time of T on N procs for S steps``, and step 0's E_pair."""
     inp = tmp / "in.lj"
     inp.write_text(IN_LJ.format(steps=steps))
     lines, _ = launch(home, tmp, f"lammps-{nodes}x{rpn}", [shutil.which("lmp") or "lmp", "-in", str(inp),
-                                                           "-log", "none", "-nocite"], nodes, rpn, workdir=tmp)
+                                                           "-log", "none", "-nocite"], nodes, rpn, workdir=tmp,
+                      timeout=timeout)
     text = "\n".join(lines)
     m = re.search(r"Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps", text)
     if not m:
@@ -244,11 +248,12 @@ def gromacs_system(tmp: Path, box_nm: float = 4.0, steps: int = 5000) -> Path:
     return tmp / "topol.tpr"
 
 
-def gromacs(home: Path, tmp: Path, tpr: Path, nodes: int, rpn: int) -> dict:
+def gromacs(home: Path, tmp: Path, tpr: Path, nodes: int, rpn: int, timeout: int = 600) -> dict:
     """``gmx_mpi mdrun``: ns/day from the log's ``Performance:`` line (timed over the second half: -resethway)."""
     name = f"gmx-{nodes}x{rpn}"
     launch(home, tmp, name, [shutil.which("gmx_mpi") or "gmx_mpi", "mdrun", "-s", str(tpr), "-deffnm", name,
-                             "-ntomp", "1", "-pin", "off", "-noconfout", "-resethway"], nodes, rpn, workdir=tmp)
+                             "-ntomp", "1", "-pin", "off", "-noconfout", "-resethway"], nodes, rpn, workdir=tmp,
+           timeout=timeout)
     log = (tmp / f"{name}.log").read_text(errors="replace")
     m = re.search(r"^Performance:\s+([\d.]+)", log, re.M)
     if not m:

@@ -43,7 +43,7 @@ def test_each_family_between_two_nodes(tmp_path: Path, mnp_home: Path, no_leftov
     if not fam.needs.exists():
         pytest.skip(f"{fam.needs} not installed (./setup.sh)")
     exe = mc.build(fam, tmp_path)
-    r = mc.micro(fam, exe, mnp_home, tmp_path, lat_iters=300, bw_iters=1)
+    r = mc.micro(fam, exe, mnp_home, tmp_path, lat_iters=300, bw_iters=1, timeout=120)
     family, launcher, lib = EXPECT[name]
     assert (r["family"], r["launcher"]) == (family, launcher)  # mnp detected the family from the binary
     assert r["library"].startswith(lib), r
@@ -54,7 +54,7 @@ def test_each_family_between_two_nodes(tmp_path: Path, mnp_home: Path, no_leftov
 @pytest.mark.skipif(not shutil.which("lmp"), reason="Debian's lammps is not installed (apt-get install lammps)")
 def test_lammps_across_two_nodes(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
     """in.lj through mnp on 2 nodes x 1 rank: step 0's E_pair is LAMMPS's published -6.7733681 per atom."""
-    r = mc.lammps(mnp_home, tmp_path, 2, 1, steps=20)
+    r = mc.lammps(mnp_home, tmp_path, 2, 1, steps=20, timeout=120)
     assert r["procs"] == 2 and r["epair0"] == -6.7733681 and r["steps_per_s"] > 0
 
 
@@ -62,8 +62,8 @@ def test_lammps_across_two_nodes(tmp_path: Path, mnp_home: Path, no_leftovers: N
 @pytest.mark.skipif(not (shutil.which("gmx_mpi") and shutil.which("gmx")),
                     reason="Debian's gromacs is not installed (apt-get install gromacs)")
 def test_gromacs_across_two_nodes(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
-    tpr = mc.gromacs_system(tmp_path, box_nm=3.0, steps=200)
-    r = mc.gromacs(mnp_home, tmp_path, tpr, 2, 1)
+    tpr = mc.gromacs_system(tmp_path, box_nm=4.0, steps=200)
+    r = mc.gromacs(mnp_home, tmp_path, tpr, 2, 1, timeout=120)
     assert r["ns_per_day"] > 0
     log = (tmp_path / "gmx-2x1.log").read_text()
     assert "Initializing Domain Decomposition on 2 ranks" in log  # one domain a node: it spanned both
