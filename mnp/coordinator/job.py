@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import zmq
-
 from mnp import config, interrupts
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.control import messages as m
@@ -35,7 +33,8 @@ from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, 
 from mnp.coordinator.engine import EXIT_INTERRUPTED, Failure, JobEngine, Timing
 from mnp.coordinator.events import EventSink, JobCreated, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
-from mnp.coordinator.planning import apply_remounts, make_cluster, node_work, shm_guess, short_nodes
+from mnp.coordinator.planning import apply_remounts, make_cluster, node_work, shm_guess, short_nodes, startup_hint_of
+from mnp.coordinator.stdin import StdinFeed
 from mnp.errors import MnpError, UsageError
 from mnp.fabric.decide import FabricError, decide
 from mnp.launch.backends import backend_for, choose_mpi
@@ -145,8 +144,7 @@ class _Job:
         self.engine = JobEngine(self.n, req.timing(self.spec.timeout), self.t0)
         self.chan: CoordinatorChannel | None = None
         self.cluster: Cluster | None = None
-        self.stdin_fd: int | None = None  # mnp's stdin while the ranks that read it run
-        self._poller: zmq.Poller | None = None
+        self.stdin: StdinFeed | None = None  # mnp's stdin while the ranks that read it run
 
     def run(self) -> JobResult:
         source = self.req.spec_path
@@ -184,7 +182,8 @@ class _Job:
                     hosts.update(backend.hosts)
                     self._act(self.engine.start(backend, starts, hosts, time.monotonic()))
                     if backend.stdin_targets and self.req.stdin_fd is not None:
-                        self.stdin_fd = self.req.stdin_fd
+                        assert self.chan is not None
+                        self.stdin = StdinFeed(self.req.stdin_fd, self.chan.sock)
                     self._loop(lambda: not self.engine.done)
                     self.timings["ranks_done_s"] = time.monotonic() - self.t0
         except KeyboardInterrupt:
@@ -249,38 +248,17 @@ class _Job:
                                   ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")))
             if not cond():
                 break
-            got = self.chan.recv(self._feed_stdin(poll_ms))
+            if self.stdin is not None and self.engine.phase == "RUNNING":
+                data = self.stdin.read(poll_ms)
+                if data is not None:
+                    self._act(self.engine.on_stdin(data, eof=not data))
+                poll_ms = 0
+            got = self.chan.recv(poll_ms)
             for line in self.chan.refused:
                 self._act([Report("security", line)])
             self.chan.refused.clear()
             if got is not None:
                 self._act(self.engine.on_message(got.node, got.msg, got.data, time.monotonic()))
-
-    def _feed_stdin(self, poll_ms: int) -> int:
-        """Forward what mnp's stdin has (waiting up to ``poll_ms`` for it or for a message); returns how long the
-        channel may still wait."""
-        fd = self.stdin_fd
-        if fd is None or self.engine.phase != "RUNNING":
-            return poll_ms
-        assert self.chan is not None
-        ready = dict(zmq.Poller.poll(self._stdin_poller(fd), poll_ms))
-        if fd in ready:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            self._act(self.engine.on_stdin(data, eof=not data))
-            if not data:
-                self.stdin_fd = None
-        return 0
-
-    def _stdin_poller(self, fd: int) -> zmq.Poller:
-        if self._poller is None:
-            assert self.chan is not None
-            self._poller = zmq.Poller()
-            self._poller.register(self.chan.sock, zmq.POLLIN)
-            self._poller.register(fd, zmq.POLLIN)
-        return self._poller
 
     def _act(self, actions: list[Action]) -> None:
         assert self.chan is not None
@@ -361,25 +339,12 @@ class _Job:
         self.timings["teardown_s"] = time.monotonic() - self.t0
         self.sink.close()
 
-    def _startup_hint(self, node: int, rank: int) -> str | None:
-        from mnp.coordinator.output import log_name
-        from mnp.fabric.decide import startup_hint
-
-        logs = self.sink.log_dir
-        names = [log_name(node, rank, "stderr")] if rank >= 0 else [p.name for p in logs.glob("*.err")]
-        try:
-            tail = "".join((logs / n).read_bytes()[-8192:].decode(errors="replace") for n in names
-                           if (logs / n).exists())
-        except OSError:
-            return None
-        return startup_hint(self.info, tail, dict(self.spec.env))
-
     def _finish(self, nodes: list[NodeInfo]) -> JobResult:
         wall = time.monotonic() - self.t0
         state, code, reason = self.engine.outcome()
         f = self.engine.failure
         if state == "FAILED" and f is not None and f.node is not None and f.rank is not None:
-            hint = self._startup_hint(f.node, f.rank)
+            hint = startup_hint_of(self.sink.log_dir, f.node, f.rank, self.info, dict(self.spec.env))
             if hint:  # ranks that died in MPI start-up: say which interface and provider they were given
                 reason = f"{reason} ({hint})"
         node_list = [{"index": n.index, "hostname": n.hostname, "address": n.address} for n in nodes]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mnp.control import messages as m
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from mnp.cluster.hosts import HostSpec
     from mnp.cluster.ssh import SshOptions
 
-__all__ = ["make_cluster", "shm_guess", "node_work", "short_nodes", "apply_remounts"]
+__all__ = ["make_cluster", "shm_guess", "node_work", "short_nodes", "apply_remounts", "startup_hint_of"]
 
 
 def make_cluster(job_id: str, n: int, hosts: list[HostSpec] | None, ssh: SshOptions | None, isolate: bool | None,
@@ -74,3 +75,17 @@ def apply_remounts(fabric: Any, remounted: dict[int, m.ShmRemounted]) -> None:
             s["problem"] += f" (remount failed: {got.error})"
         elif not s["problem"]:
             s["remounted"] = True
+
+
+def startup_hint_of(logs: Path, node: int, rank: int, info: dict[str, Any], job_env: dict[str, str]) -> str | None:
+    """For a rank (or, ``rank`` -1, a launcher) that failed: if its stderr shows an MPI start-up failure, what
+    interface and provider its ranks were given (:func:`mnp.fabric.decide.startup_hint`)."""
+    from mnp.coordinator.output import log_name
+    from mnp.fabric.decide import startup_hint
+
+    names = [log_name(node, rank, "stderr")] if rank >= 0 else [p.name for p in logs.glob("*.err")]
+    try:
+        tail = "".join((logs / n).read_bytes()[-8192:].decode(errors="replace") for n in names if (logs / n).exists())
+    except OSError:
+        return None
+    return startup_hint(info, tail, job_env)
