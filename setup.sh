@@ -11,28 +11,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-debs=(iproute2 util-linux openssh-server openssh-client procps cmake gcc make openmpi-bin libopenmpi-dev lammps gromacs)
+# Slurm (Debian's 22.05: slurmctld, slurmd, the client commands) and munge: the tests and bench/launch.py --slurm
+# build a real Slurm cluster of namespace nodes from them (tests/slurmnodes.py), with their own configuration,
+# munge key and state directory; the system's services are not configured or used.
+debs=(iproute2 util-linux openssh-server openssh-client procps cmake gcc make openmpi-bin libopenmpi-dev lammps gromacs
+      slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-# Slurm (Debian's 22.05: slurmctld, slurmd, the client commands) and munge: the tests and bench/launch.py --slurm
-# build a real Slurm cluster of namespace nodes from them (tests/slurmnodes.py), with their own configuration,
-# munge key and state directory; the system's services are not configured or used.
-slurm_debs=(slurmctld slurmd slurm-client munge)
-missing=()
-for p in "${slurm_debs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing Slurm's Debian packages: ${missing[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

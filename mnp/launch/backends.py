@@ -124,13 +124,12 @@ class MpiChoice:
 def choose_mpi(mpi: str, launcher: str, command: list[str], source: str | None = None) -> MpiChoice:
     """The job's MPI family (``mpi: auto`` looks at the program) and the back-end that starts it."""
     from mnp.errors import SpecError
-    from mnp.launch.detect import detect_mpi
+    from mnp.launch.detect import FAMILY_NAMES, detect_mpi
 
     found = detect_mpi(command)
     family = mpi if mpi != "auto" else found.family
-    names = {"openmpi": "Open MPI", "mpich": "MPICH", "impi": "Intel MPI", "intelmpi": "Intel MPI"}
-    if mpi != "auto" and found.found and names.get(mpi) != names.get(found.family):
-        raise SpecError("mpi", f"{mpi}, but the program uses {names[found.family]} "
+    if mpi != "auto" and found.found and mpi != found.family:
+        raise SpecError("mpi", f"{mpi}, but the program uses {FAMILY_NAMES[found.family]} "
                         f"({found.why.removeprefix('auto: ')}): set mpi: {found.family} or auto", source)
     why = found.why if mpi == "auto" else f"set in the job (mpi: {mpi})"
     prefix = found.prefix if found.family == family else None

@@ -23,7 +23,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["INTEL_MARK", "MpiInfo", "detect_mpi", "launcher_major", "library_family", "program_of"]
+__all__ = ["FAMILY_NAMES", "INTEL_MARK", "MpiInfo", "detect_mpi", "launcher_major", "library_family", "program_of"]
 
 INTEL_MARK = b"Intel(R) MPI Library"
 
@@ -102,7 +102,7 @@ def library_family(lib: Path) -> str | None:
     return None
 
 
-_NAMES = {"openmpi": "Open MPI", "mpich": "MPICH", "impi": "Intel MPI"}
+FAMILY_NAMES = {"openmpi": "Open MPI", "mpich": "MPICH", "impi": "Intel MPI"}
 
 
 def _prefix(libdir: Path) -> Path:
@@ -124,7 +124,7 @@ def detect_mpi(argv: list[str], path: str | None = None) -> MpiInfo:
         for lib in sorted((prefix / "lib").glob("libmpi.so.*")):
             fam = library_family(lib)
             if fam:
-                return MpiInfo(fam, f"auto: {p} has {_NAMES[fam]}'s {lib.name} in {prefix / 'lib'}", prefix, True)
+                return MpiInfo(fam, f"auto: {p} has {FAMILY_NAMES[fam]}'s {lib.name} in {prefix / 'lib'}", prefix, True)
         return MpiInfo("mpich", f"auto: no MPI library next to {p}; assuming MPICH")
     try:
         out = subprocess.run(["ldd", exe], capture_output=True, text=True, timeout=10, check=False,
@@ -134,7 +134,7 @@ def detect_mpi(argv: list[str], path: str | None = None) -> MpiInfo:
     m = re.search(r"(libmpi\.so\.\d+)\s*=>\s*(\S+)", out)
     fam = library_family(Path(m.group(2))) if m else None
     if m and fam:
-        return MpiInfo(fam, f"auto: {exe} links {_NAMES[fam]}'s {m.group(2)}", _prefix(Path(m.group(2)).parent),
+        return MpiInfo(fam, f"auto: {exe} links {FAMILY_NAMES[fam]}'s {m.group(2)}", _prefix(Path(m.group(2)).parent),
                        True)
     return MpiInfo("mpich", f"auto: {exe} links no known libmpi; assuming MPICH")
 
