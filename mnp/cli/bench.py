@@ -92,7 +92,14 @@ def _placement(f: Any) -> Any:
 
 @click.group()
 def bench() -> None:
-    """Benchmarks as mnp jobs: OSU micro-benchmarks, MD, and the whole fabric comparison."""
+    """Benchmarks as mnp jobs: OSU micro-benchmarks, MD, and the whole fabric comparison.
+
+    \b
+    Examples:
+      mnp bench osu latency                          # OMB-format latency, shared memory within one node
+      mnp bench md -n 2 --ranks-per-node 1           # the MD run across two nodes
+      mnp bench fabric --report fabric-report        # shm against the network, with plots
+    """
 
 
 @bench.command()

@@ -40,6 +40,12 @@ def doctor(nodes: int | None, as_json: bool, ranks_per_node: int | None, transpo
     path every pair takes, and its latency against that path's band.
 
     Exit 0 when a launch should work, 1 when it would fail (slow pairs within their band only warn).
+
+    \b
+    Examples:
+      mnp doctor                                     # two local nodes
+      mnp doctor --hostfile hosts --json             # every host in the file, as one JSON object
+      mnp doctor -n 4 --python .venv-ompi/bin/python # the probe with Open MPI's ranks
     """
     from mnp.doctor import DoctorRequest, render, run_doctor
     from mnp.errors import UsageError

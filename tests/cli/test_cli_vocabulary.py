@@ -78,14 +78,8 @@ def test_every_option_has_help(name: str) -> None:
     assert not missing, f"mnp {name}: options without help: {missing}"
 
 
-# commands whose modules other people keep: their help has no example block yet (strict: remove once it has)
-_NO_EXAMPLE_YET = {"doctor": "mnp/cli/doctor.py", "bench": "mnp/cli/bench.py"}
-
-
 @pytest.mark.noroot
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    strict=True, reason=f"{_NO_EXAMPLE_YET[n]}: its docstring needs an Example block"))
-    if n in _NO_EXAMPLE_YET else n for n in _commands()])
+@pytest.mark.parametrize("name", _commands())
 def test_every_command_shows_an_example(name: str, tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, [name, "--help"], prog_name="mnp", env={"MNP_HOME": str(tmp_path)})
     assert r.exit_code == 0, r.output
