@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mnp.errors import LaunchError
+from mnp.errors import LaunchError, UsageError
 from mnp.launch.detect import launcher_major
 from mnp.plan import JobPlan
 
@@ -34,6 +34,14 @@ class LauncherCommand:
     #: the hostfile's name for each node -> its index: route the launcher's remote commands (``mnp-rsh HOST``)
     #: by these first, since two nodes may share an address (see :func:`launcher_hosts`)
     hosts: dict[str, int] = field(default_factory=dict)
+
+
+# Measured here: Open MPI 5.0.11 (the PyPI wheel), two nodes on 127.0.0.1 through an ssh stand-in, btl tcp or
+# ofi: MPI_Init completes, the first barrier never does (its btl/tcp will not pair a peer with an address this
+# host holds: open-mpi/ompi#12259). Open MPI 4.1 (Debian) runs the same hostfile.
+_SHARED_ADDRESS = ("mpi openmpi: Open MPI 5 cannot connect ranks of different nodes that share one IP address "
+                   "(--no-isolate nodes are all this machine): its first message would hang; run as root for "
+                   "isolated nodes, or put the ranks on one node (-N 1 -n RANKS)")
 
 
 def _launcher(prefix: Path | None, names: tuple[str, ...]) -> str:
@@ -93,6 +101,8 @@ def mpirun_command(family: str, plan: JobPlan, prefix: Path | None = None) -> La
         if launcher_major(mpirun) == 4:  # ORTE: --mca plm_rsh_*, --tag-output
             opts = ["--mca", "plm_rsh_agent", "{rsh}", "--mca", "plm_rsh_no_tree_spawn", "1"]
         else:  # PRRTE (Open MPI 5): --prtemca plm_ssh_*
+            if any(name != plan.nodes[index].address for name, _, index in named):
+                raise UsageError(_SHARED_ADDRESS)
             opts = ["--prtemca", "plm_ssh_agent", "{rsh}", "--prtemca", "plm_ssh_no_tree_spawn", "1"]
         argv = [mpirun, "--hostfile", "{hostfile}", "-np", str(plan.size), "--map-by", "slot", *opts, *wrap,
                 *command]

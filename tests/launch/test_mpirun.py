@@ -185,3 +185,35 @@ def test_c_program_built_with_each_mpicc(tmp_path: Path, mnp_home: Path, no_left
     assert all(lib in ln for ln in lines), lines
     assert {ln.split("node=")[1].split()[0] for ln in lines} == {"0", "1"}
     assert shutil.which("ldd")
+
+
+@pytest.mark.noroot
+@pytest.mark.skipif(not (ROOT / ".venv-ompi" / "bin" / "mpirun").exists(), reason=".venv-ompi's Open MPI 5")
+def test_open_mpi_5_refuses_nodes_sharing_an_address() -> None:
+    """Open MPI 5's btl/tcp never pairs a peer with an address this host holds, so two --no-isolate nodes (both
+    127.0.0.1) hang at their first message: refused before anything starts. Open MPI 4 and distinct addresses
+    are not."""
+    from mnp.errors import UsageError
+
+    prefix = ROOT / ".venv-ompi"
+    with pytest.raises(UsageError, match="Open MPI 5 cannot connect ranks of different nodes that share one IP"):
+        mpirun_command("openmpi", _plan(["127.0.0.1", "127.0.0.1"], [1, 1]), prefix)
+    assert mpirun_command("openmpi", _plan(["10.0.0.1", "10.0.0.2"], [1, 1]), prefix).hosts == {
+        "10.0.0.1": 0, "10.0.0.2": 1}
+    assert mpirun_command("openmpi", _plan(["127.0.0.1"], [2]), prefix).files["hostfile"] == "127.0.0.1 slots=2\n"
+
+
+@pytest.mark.skipif(not OMPI_PY.exists(), reason=".venv-ompi's mpi4py")
+def test_open_mpi_5_no_isolate_two_nodes_is_one_line_exit_2(tmp_path: Path, mnp_home: Path,
+                                                            no_leftovers: None) -> None:
+    """Before: a 2-node --no-isolate Open MPI 5 pingpong hung until killed ("Socket closed")."""
+    job = write_job(tmp_path / "pp.yaml", ranks_per_node=1, command=[str(OMPI_PY), str(JOBS / "pingpong.py")])
+    p = run_mnp(["launch", "-N", "2", "--no-isolate", str(job)], mnp_home, timeout=60)
+    assert p.returncode == 2, p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("mnp: error:")]
+    assert len(errors) == 1 and "Open MPI 5 cannot connect ranks" in errors[0], p.stderr
+    assert "Traceback" not in p.stderr
+    st = json.loads(run_mnp(["status", "--json", "pp"], mnp_home).stdout)
+    assert st["state"] == "FAILED" and "share one IP address" in st["reason"]
+    one = run_mnp(["launch", "-N", "1", "-n", "2", "--no-isolate", str(job)], mnp_home, timeout=120)
+    assert one.returncode == 0 and "LATENCY_US" in one.stdout, one.stderr
