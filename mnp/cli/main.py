@@ -138,7 +138,9 @@ def launch(job_file: str, opts: JobOptions) -> None:
     check_options(opts)
     spec, source = _read_job(job_file)
     hosts, ssh = nodes_from_options(**opts.where)
-    start(job_from_file(spec, source, opts, len(hosts) if hosts else None, piped=job_file == "-"), opts, hosts, ssh)
+    # an array's children share the hosts out by the job's node count, instead of one job on every host
+    count = len(hosts) if hosts and opts.array is None and spec.array is None else None
+    start(job_from_file(spec, source, opts, count, piped=job_file == "-"), opts, hosts, ssh)
 
 
 def _read_job(job_file: str) -> tuple[Any, str | None]:
@@ -176,7 +178,7 @@ def run(command: tuple[str, ...], opts: JobOptions) -> None:
 
     check_options(opts)
     hosts, ssh = nodes_from_options(**opts.where)
-    start(job_from_command(command, opts, len(hosts) if hosts else None), opts, hosts, ssh)
+    start(job_from_command(command, opts, len(hosts) if hosts and opts.array is None else None), opts, hosts, ssh)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
