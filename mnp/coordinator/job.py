@@ -231,6 +231,7 @@ class _Job:
         cluster.start_agents({i: {**keys.agent_handoff(i), "endpoint": chan.endpoint, "node": i,
                                   "job_id": self.job_id, "heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
                                   "report_ifaces": cluster.probe_ifaces} for i in range(self.n)})
+        self.engine.why_missing = {i: why for i in range(self.n) if (why := cluster.join_hint(i))}
         self._loop(lambda: self.engine.phase == "JOINING", progress=True)
         self.say(Progress("nodes up", len(self.engine.hellos), self.n, final=True))
         self.timings["bringup_s"] = time.monotonic() - self.t0
