@@ -187,9 +187,11 @@ class Records:
 
     def adopt(self, job_id: str) -> Path:
         """A job created by another process (an array's parent) is run by this one from now: it owns the record
-        (``mnp cancel`` signals it, a crash of it is reaped). Returns the job's directory."""
-        self.db.execute("UPDATE jobs SET owner_host=?, owner_pid=? WHERE id=?",
-                        (socket.gethostname(), os.getpid(), job_id))
+        (``mnp cancel`` signals it, a crash of it is reaped). ``created`` becomes the time it was taken, no earlier
+        than its process: ``mnp cancel`` signals only a process that is not younger than the job's record.
+        Returns the job's directory."""
+        self.db.execute("UPDATE jobs SET owner_host=?, owner_pid=?, created=MAX(created, ?) WHERE id=?",
+                        (socket.gethostname(), os.getpid(), time.time(), job_id))
         return Path(self.get(job_id).dir)
 
     def alert(self, job_id: str, alert: dict[str, Any]) -> None:
