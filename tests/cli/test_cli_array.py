@@ -192,3 +192,32 @@ def test_sigterm_cancels_running_and_unstarted_children(tmp_path: Path, mnp_home
     assert [k["state"] for k in rec["children"]] == ["CANCELLED"] * 4
     assert "RUNNING" in [t["state"] for t in rec["children"][0]["transitions"]]
     assert [t["state"] for t in rec["children"][3]["transitions"]] == ["SUBMITTED", "CANCELLED"]
+
+
+def test_hosts_are_shared_out_so_concurrent_children_never_share_one(tmp_path: Path, mnp_home: Path,
+                                                                     no_leftovers: None) -> None:
+    """4 SSH hosts, children of 2 nodes: 2 groups of hosts, so at most 2 children at once (though 4 are allowed),
+    each on a group of its own."""
+    from sshnodes import SshNodes
+
+    (tmp_path / "ssh").mkdir()
+    hosts = SshNodes(4, tmp_path / "ssh").start()
+    try:
+        hf = tmp_path / "hostfile"
+        hf.write_text("".join(f"{a}\n" for a in hosts.addresses))
+        p = run_mnp(["run", *hosts.ssh_args(), "--hostfile", str(hf), "-N", "2", "--array", "4",
+                     "--max-concurrency", "4", "-J", "shared", "--transport", "tcp", "sh", "-c",
+                     "echo ON $MNP_ARRAY_INDEX $(hostname); sleep 0.5"], mnp_home, timeout=300)
+        assert p.returncode == 0, p.stderr
+        kids = _status(mnp_home, "shared")["children"]
+        groups = [sorted(n["address"] for n in k["nodes"]) for k in kids]
+        assert all(g in (sorted(hosts.addresses[:2]), sorted(hosts.addresses[2:])) for g in groups), groups
+        spans = [(_ts(k, "RUNNABLE"), _end(k)) for k in kids]
+        for i, (s1, e1) in enumerate(spans):
+            for j, (s2, e2) in enumerate(spans[i + 1:], i + 1):
+                if s1 < e2 and s2 < e1:  # ran at the same time: never on the same host
+                    assert set(groups[i]).isdisjoint(groups[j]), (spans, groups)
+        assert sorted(int(ln.split("ON ", 1)[1].split()[0]) for ln in p.stdout.splitlines() if "ON " in ln) == \
+            sorted(list(range(4)) * 2)
+    finally:
+        hosts.stop()
