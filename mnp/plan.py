@@ -97,5 +97,5 @@ def assign_ranks(job_id: str, work: list[NodeWork], cpus: list[int], hostnames: 
             **node_env(job_id, w.index, len(work), main_node, addresses[main_node], attempt),
         }
         nodes.append(NodePlan(w.index, hostnames[w.index], addresses[w.index], w.command, env, ranks))
-    kvsname = f"mnp_{job_id}_{attempt}_{os.getpid()}"
+    kvsname = f"mnp_{job_id.replace(':', '_')}_{attempt}_{os.getpid()}"
     return JobPlan(job_id, kvsname, main_node, nodes, process_mapping([n.nranks for n in nodes]), attempt)

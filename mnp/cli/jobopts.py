@@ -23,6 +23,7 @@ __all__ = ["JobOptions", "job_options", "MAX_RANKS", "MAX_RANKS_PER_NODE"]
 MAX_RANKS_PER_NODE = 4096  # mnp.spec.jobspec.MAX_RANKS_PER_NODE (not imported: --help stays quick)
 MAX_RANKS = MAX_NODES_OPTION * MAX_RANKS_PER_NODE
 _MAX_TIMEOUT = 365 * 24 * 3600  # mnp.spec.jobspec.MAX_TIMEOUT
+_MAX_ARRAY = 10_000  # mnp.spec.jobspec.MAX_ARRAY
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ class JobOptions:
     isolate: bool | None = None
     iface: str | None = None
     remount_shm: bool = False
+    array: int | None = None
+    max_concurrency: int | None = None
+    depends_on: tuple[str, ...] = ()
+    transit_timeout: float | None = None
+    on_stuck: str | None = None
+    notify: str | None = None
     where: dict[str, Any] = field(default_factory=dict)  # node-source options, for nodes_from_options
 
 
@@ -99,6 +106,22 @@ _JOB = [
                  help="Local nodes in their own namespaces (default: when root) or as plain processes."),
     click.option("--iface", envvar="MNP_IFACE", help="Interface MPI uses between nodes (default: probed on every "
                                                      "node)."),
+    click.option("--array", type=click.IntRange(1, _MAX_ARRAY), metavar="N",
+                 help="Run the job N times as children JOB:0..N-1, each with MNP_ARRAY_INDEX and "
+                      "AWS_BATCH_JOB_ARRAY_INDEX (an AWS Batch array job; overrides the job's 'array')."),
+    click.option("--max-concurrency", type=click.IntRange(1, _MAX_ARRAY), metavar="K",
+                 help="Array children running at once, at most (default: all, or as many as the hosts hold)."),
+    click.option("--depends-on", "depends_on", multiple=True, metavar="JOB[:N_TO_N|:SEQUENTIAL]",
+                 help="Wait in PENDING until JOB succeeded (an id, prefix or name; repeat for more). N_TO_N: child "
+                      "i waits for JOB's child i; SEQUENTIAL (alone or after JOB): child i waits for child i-1."),
+    click.option("--transit-timeout", type=Seconds(0.001, _MAX_TIMEOUT), metavar="SECONDS",
+                 help="Seconds from submission to RUNNING after which the job is stuck: one alert line, kept in "
+                      "its record (overrides 'transit_timeout'; default: none)."),
+    click.option("--on-stuck", type=click.Choice(["wait", "fail"]),
+                 help="What a stuck job does: wait on (default), or fail with the alert as its reason."),
+    click.option("--notify", metavar="CMD", envvar="MNP_NOTIFY",
+                 help="Shell command run with each stuck-in-transit alert as JSON on its stdin (killed after "
+                      "$MNP_NOTIFY_TIMEOUT, default 10 s; its failure never fails the job)."),
     click.option("--remount-shm", is_flag=True, envvar="MNP_REMOUNT_SHM",
                  help="As root, grow a node's /dev/shm that is smaller than the job needs (instead of stopping)."),
 ]

@@ -36,18 +36,20 @@ _LOG = re.compile(r"^node(\d+)\.(?:rank(\d+)|launcher)\.(out|err)$")
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of jobs (keys: see README, JSON output).")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Jobs shown at most.")
-def list_jobs(as_json: bool, limit: int) -> None:
-    """Recent jobs, newest first.
+@click.option("--stuck", is_flag=True, help="Only jobs that got a stuck-in-transit alert (array children too).")
+def list_jobs(as_json: bool, limit: int, stuck: bool) -> None:
+    """Recent jobs, newest first (an array's children: mnp status JOB).
 
     \b
     Example:
       mnp list --limit 5
+      mnp list --stuck
     """
     from mnp.records import Records
 
     records = Records()
     records.reap_orphans()
-    jobs = records.list(limit)
+    jobs = records.list(limit, stuck=stuck)
     if as_json:
         click.echo(json.dumps([_summary(j) for j in jobs]))
         return
@@ -55,13 +57,33 @@ def list_jobs(as_json: bool, limit: int) -> None:
     for j in jobs:
         wall = f"{j.wall_s:.2f}s" if j.wall_s is not None else "-"
         code = "-" if j.exit_code is None else str(j.exit_code)
+        array = j.info.get("array")
+        extra = f"  array of {array['size']}" if array else ""
+        if stuck and j.alerts:
+            extra += f"  stuck: {j.alerts[-1]['state']} {j.alerts[-1]['waited_s']:.0f}s"
         click.echo(f"{j.id:<12}{j.name[:19]:<20}{j.state:<11}{j.num_nodes:>5}  {code:>4}  {wall:>8}  "
-                   f"{datetime.fromtimestamp(j.created):%Y-%m-%d %H:%M:%S}")
+                   f"{datetime.fromtimestamp(j.created):%Y-%m-%d %H:%M:%S}{extra}")
 
 
 def _summary(j: JobRecord) -> dict[str, Any]:
     return {"job_id": j.id, "name": j.name, "state": j.state, "num_nodes": j.num_nodes, "exit_code": j.exit_code,
-            "reason": j.reason, "wall_s": j.wall_s, "created": j.created}
+            "reason": j.reason, "wall_s": j.wall_s, "created": j.created, "stuck": bool(j.alerts),
+            "alerts": j.alerts, "array_size": (j.info.get("array") or {}).get("size"), "parent": j.parent}
+
+
+def _show_children(kids: list[JobRecord]) -> None:
+    from collections import Counter
+
+    from mnp.records import state_times
+
+    counts = Counter(k.state for k in kids)
+    click.echo(f"children  {len(kids)}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for k in kids:
+        times = state_times(k.transitions, None if not k.final else k.updated)
+        ran = times.get("RUNNING")
+        took = f"ran {ran:.2f}s" if ran is not None else "-"
+        code = "-" if k.exit_code is None else str(k.exit_code)
+        click.echo(f"  {k.id:<16}{k.state:<11}exit {code:>3}  {took:<12}{k.reason or ''}"[:160])
 
 
 @click.command()
@@ -82,17 +104,36 @@ def status(job: str, as_json: bool) -> None:
     records = Records()
     records.reap_orphans()
     j = records.get(job)
+    kids = records.children(j.id)
     if as_json:
-        click.echo(json.dumps(j.to_json()))
+        d = j.to_json()
+        if kids:
+            d["children"] = [k.to_json() for k in kids]
+        click.echo(json.dumps(d))
         return
     click.echo(f"job       {j.id} ({j.name})\nstate     {j.state}\ncommand   {j.command}")
+    if j.parent is not None:
+        click.echo(f"array     child {j.array_index} of {j.parent}")
     click.echo(f"exit      {'-' if j.exit_code is None else j.exit_code}   reason: {j.reason or '-'}")
     if j.wall_s is not None:
         click.echo(f"wall      {j.wall_s:.3f}s")
     click.echo(f"dir       {j.dir}")
     t0 = j.transitions[0][1] if j.transitions else j.created
-    for state, ts, _ in j.transitions:
-        click.echo(f"  {datetime.fromtimestamp(ts):%H:%M:%S.%f}"[:-3] + f"  +{ts - t0:7.3f}s  {state}")
+    for (state, ts, why), nxt in zip(j.transitions, [*j.transitions[1:], None]):
+        stay = f"{(nxt[1] if nxt else time.time()) - ts:9.3f}s" if nxt or not j.final else " " * 10
+        click.echo(f"  {datetime.fromtimestamp(ts):%H:%M:%S.%f}"[:-3] + f"  +{ts - t0:7.3f}s  {state:<10} {stay}"
+                   + (f"  {why}" if why and state not in ("FAILED", "CANCELLED", "SUCCEEDED") else ""))
+    from mnp.records import state_times
+
+    times = state_times(j.transitions, None if not j.final else j.updated)
+    if times:
+        click.echo("in state  " + ", ".join(f"{s} {t:.3f}s" for s, t in times.items()))
+    for alert in j.alerts:
+        click.echo(f"stuck     {alert['line']}")
+    if j.info.get("depends_on"):
+        click.echo("depends   " + ", ".join(j.info["depends_on"]))
+    if kids:
+        _show_children(kids)
     for n in j.nodes:
         click.echo(f"  node {n['index']}: {n['hostname']} {n['address']} ranks {n.get('ranks', '-')}")
     mpi = j.info.get("mpi")

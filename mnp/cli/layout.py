@@ -36,7 +36,8 @@ __all__ = ["Job", "job_from_command", "job_from_file", "split_ranks"]
 # a spec field set from an option -> the option, as errors name it
 _OPTION_OF = {"name": "-J/--job-name", "timeout": "--timeout", "mpi": "--mpi", "transport": "--transport",
               "shm_size": "--shm-size", "env": "-x/--export", "command": "COMMAND", "nodes": "-N/--nodes",
-              "main_node": "-N/--nodes"}
+              "main_node": "-N/--nodes", "array": "--array/--max-concurrency",
+              "transit_timeout": "--transit-timeout", "on_stuck": "--on-stuck"}
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def _exports(words: tuple[str, ...]) -> dict[str, str]:
 def _overrides(opts: JobOptions) -> dict[str, Any]:
     """The spec fields the options set (validated), by field name."""
     raw: dict[str, Any] = {k: v for k, v in (("name", opts.name), ("timeout", opts.timeout), ("mpi", opts.mpi),
-                                             ("transport", opts.transport), ("shm_size", opts.shm_size))
+                                             ("transport", opts.transport), ("shm_size", opts.shm_size),
+                                             ("transit_timeout", opts.transit_timeout), ("on_stuck", opts.on_stuck))
                            if v is not None}
     env = _exports(opts.export)
     if env:
@@ -191,6 +193,7 @@ def job_from_file(spec: JobSpec, source: str | None, opts: JobOptions, hosts: in
         ranges = [msgspec.structs.replace(r, env={**r.env, **over["env"]}) for r in spec.node_ranges]
         over = {**over, "env": {**spec.env, **over["env"]}, "node_ranges": ranges}
     spec = msgspec.structs.replace(spec, **over)
+    spec = _with_array(spec, opts)
     nodes = _node_count(opts, hosts or spec.nodes)
     spec = _resized(spec, nodes, source)
     notes = []
@@ -237,4 +240,20 @@ def job_from_command(command: tuple[str, ...], opts: JobOptions, hosts: int | No
     except SpecError as e:
         raise _option_error(e) from None
     spec = _with_counts(spec, _counts(opts, nodes) or [1] * nodes)
-    return _finish(spec, None, nodes, hosts, [], opts)
+    return _finish(_with_array(spec, opts), None, nodes, hosts, [], opts)
+
+
+def _with_array(spec: JobSpec, opts: JobOptions) -> JobSpec:
+    """``--array`` and ``--max-concurrency`` over the job's ``array``."""
+    import msgspec
+
+    from mnp.spec.jobspec import ArraySpec
+
+    if opts.array is None and opts.max_concurrency is None:
+        return spec
+    if opts.array is None and spec.array is None:
+        raise UsageError("--max-concurrency: only for an array job (give --array N)")
+    size = opts.array if opts.array is not None else spec.array.size  # type: ignore[union-attr]
+    most = opts.max_concurrency if opts.max_concurrency is not None else \
+        spec.array.max_concurrency if spec.array is not None else None
+    return msgspec.structs.replace(spec, array=ArraySpec(size, most))

@@ -138,7 +138,9 @@ def launch(job_file: str, opts: JobOptions) -> None:
     check_options(opts)
     spec, source = _read_job(job_file)
     hosts, ssh = nodes_from_options(**opts.where)
-    start(job_from_file(spec, source, opts, len(hosts) if hosts else None, piped=job_file == "-"), opts, hosts, ssh)
+    # an array's children share the hosts out by the job's node count, instead of one job on every host
+    count = len(hosts) if hosts and opts.array is None and spec.array is None else None
+    start(job_from_file(spec, source, opts, count, piped=job_file == "-"), opts, hosts, ssh)
 
 
 def _read_job(job_file: str) -> tuple[Any, str | None]:
@@ -176,7 +178,7 @@ def run(command: tuple[str, ...], opts: JobOptions) -> None:
 
     check_options(opts)
     hosts, ssh = nodes_from_options(**opts.where)
-    start(job_from_command(command, opts, len(hosts) if hosts else None), opts, hosts, ssh)
+    start(job_from_command(command, opts, len(hosts) if hosts and opts.array is None else None), opts, hosts, ssh)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -190,8 +192,13 @@ def run(command: tuple[str, ...], opts: JobOptions) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Main node: print one JSON object at the end.")
 @click.option("--grace", type=Seconds(0, 86400), default=5.0, show_default=True, envvar="MNP_GRACE",
               help="Seconds between SIGTERM and SIGKILL when stopping ranks (at most a day).")
+@click.option("--transit-timeout", type=Seconds(0.001, 365 * 86400), metavar="SECONDS",
+              help="Main node: seconds to RUNNING after which the job is stuck (one alert; overrides the job's).")
+@click.option("--on-stuck", type=click.Choice(["wait", "fail"]), help="Main node: what a stuck job does.")
+@click.option("--notify", metavar="CMD", envvar="MNP_NOTIFY",
+              help="Main node: shell command given each stuck-in-transit alert as JSON on its stdin.")
 def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: float, as_json: bool,
-         grace: float) -> None:
+         grace: float, transit_timeout: float | None, on_stuck: str | None, notify: str | None) -> None:
     """Entry point of an AWS Batch multi-node container: `mnp node JOB_FILE` or `mnp node [--] COMMAND...`.
 
     Either every node gets the same JOB_FILE (an mnp job or a Batch job definition; also MNP_JOB_FILE), or each
@@ -233,13 +240,15 @@ def node(args: tuple[str, ...], port: int, join_timeout: float, dead_after: floa
         spec = spec_from_dict({"name": "batch", "command": command, "nodes": me.num_nodes, "main_node": me.main})
     else:
         spec = load_spec(job_file).with_main_node(me.main)  # type: ignore[arg-type]
+    stuck = {k: v for k, v in (("transit_timeout", transit_timeout), ("on_stuck", on_stuck)) if v is not None}
+    spec = spec.with_fields(**stuck) if stuck else spec
     click.echo(f"mnp node {me.index}: main node of job {me.job_id} (attempt {me.attempt}); waiting for "
                f"{me.num_nodes - 1} child node(s) on port {port}", err=True)
     result = run(LaunchRequest(spec=spec, spec_path=None if command else job_file, nodes=me.num_nodes,
                                events=Renderer(quiet_stdout=as_json), grace_s=grace, dead_s=dead_after,
                                join_timeout_s=join_timeout,
                                cluster=BatchMainCluster(me.job_id, me, port), job_id=me.job_id,
-                               attempt=me.attempt))
+                               attempt=me.attempt, notify=notify))
     from mnp.cli.run import report
 
     report(result, as_json)

@@ -75,11 +75,14 @@ class RankFiles:
 class Renderer:
     """``quiet_stdout``: rank stdout goes to our stderr (``--json`` keeps stdout for the one JSON object).
     ``label``: the ``[node N rank R]`` prefix; ``timestamp``: the time each line arrived, before it. ``started``:
-    what the line that announces the job's id says after it (None: no such line)."""
+    what the line that announces the job's id says after it (None: no such line). ``tag``: put before every line
+    (an array child's ``[3] ``)."""
 
     def __init__(self, quiet_stdout: bool = False, progress_after: float = 1.0, label: bool = True,
-                 timestamp: bool = False, files: RankFiles | None = None, started: str | None = None) -> None:
+                 timestamp: bool = False, files: RankFiles | None = None, started: str | None = None,
+                 tag: str = "") -> None:
         self.started = started
+        self.tag = tag
         self.out = sys.stderr if quiet_stdout else sys.stdout
         self.after = progress_after
         self.label = label
@@ -104,14 +107,15 @@ class Renderer:
     def note(self, kind: str, text: str) -> None:
         self._end_line()
         word = {"warning": "warning: ", "security": "refused: "}.get(kind, "")
-        sys.stderr.write(f"mnp: {word}{text}\n")
+        sys.stderr.write(f"mnp: {self.tag}{word}{text}\n")
         sys.stderr.flush()
 
     def prefix(self, ev: RankLines) -> str:
         stamp = f"{datetime.now():%H:%M:%S.%f}"[:-3] + " " if self.timestamp else ""
         if not self.label:
-            return stamp
-        return stamp + (f"[node {ev.node} rank {ev.rank}] " if ev.rank >= 0 else f"[node {ev.node} launcher] ")
+            return stamp + self.tag
+        who = f"[node {ev.node} rank {ev.rank}] " if ev.rank >= 0 else f"[node {ev.node} launcher] "
+        return stamp + self.tag + who
 
     def _lines(self, ev: RankLines) -> None:
         target: IO[str] | None = None
@@ -152,7 +156,7 @@ class Renderer:
     def _write(self, ev: Progress, now: float) -> None:
         self.shown[ev.what], self.last_t = (ev.done, ev.wanted), now
         more = f" ({ev.detail})" if ev.detail and ev.done < ev.wanted else ""
-        line = f"mnp: {ev.what} {ev.done}/{ev.wanted}{more}"
+        line = f"mnp: {self.tag}{ev.what} {ev.done}/{ev.wanted}{more}"
         if self.tty:
             sys.stderr.write(f"\r{line}\033[K")
             self.open_line = True

@@ -72,7 +72,10 @@ def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOpti
     for name in ("heartbeat", "dead_after", "join_timeout"):  # a bad $MNP_<NAME> is the only line printed
         config.setting(name, None)
     grace = config.setting("grace", opts.grace)
+    config.setting("notify_timeout", None)
     job_id = new_job_id()
+    if job.spec.array is not None:
+        _start_array(job, opts, hosts, ssh, grace, job_id)
     files = RankFiles(opts.output, opts.error, job_id, _host_names(job_id)) if opts.output or opts.error else None
     ranks = f"{job.ranks} rank(s)" if job.ranks is not None else "ranks per node from each node's CPUs or slots"
     render = Renderer(quiet_stdout=opts.as_json, label=opts.label if opts.label is not None else job.ranks != 1,
@@ -81,10 +84,47 @@ def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOpti
         result = launch(LaunchRequest(spec=job.spec, spec_path=job.source, nodes=job.nodes, isolate=opts.isolate,
                                       events=render, grace_s=grace, hosts=hosts, ssh=ssh, iface=opts.iface,
                                       remount_shm=opts.remount_shm, explain=opts.explain, job_id=job_id,
-                                      stdin=job.stdin, stdin_fd=_stdin_fd() if job.stdin != "none" else None))
+                                      stdin=job.stdin, stdin_fd=_stdin_fd() if job.stdin != "none" else None,
+                                      depends_on=list(opts.depends_on), notify=opts.notify))
     finally:
         render.close()
     report(result, opts.as_json)
+
+
+def _start_array(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOptions | None, grace: float,
+                 job_id: str) -> NoReturn:
+    """``--array``: the children run side by side, each line tagged with its index; a summary at the end."""
+    from mnp.coordinator import LaunchRequest
+    from mnp.coordinator.array import launch_array
+
+    assert job.spec.array is not None
+    ranks = f"{job.ranks} rank(s)" if job.ranks is not None else "ranks per node from each node's CPUs or slots"
+    most = job.spec.array.max_concurrency
+
+    def child_events(child_id: str) -> Renderer:
+        files = RankFiles(opts.output, opts.error, child_id, _host_names(child_id)) \
+            if opts.output or opts.error else None
+        return Renderer(quiet_stdout=opts.as_json, label=opts.label if opts.label is not None else job.ranks != 1,
+                        timestamp=opts.timestamp, files=files, tag=f"[{child_id.rpartition(':')[2]}] ",
+                        started=f"{job.nodes} node(s), {ranks}")
+
+    render = Renderer(quiet_stdout=opts.as_json, started=f"array of {job.spec.array.size} children, "
+                                                         f"{most or 'all'} at once, {job.nodes} node(s) each")
+    result = launch_array(LaunchRequest(spec=job.spec, spec_path=job.source, nodes=job.nodes, isolate=opts.isolate,
+                                        events=render, grace_s=grace, hosts=hosts, ssh=ssh, iface=opts.iface,
+                                        remount_shm=opts.remount_shm, explain=opts.explain, job_id=job_id,
+                                        stdin="none", depends_on=list(opts.depends_on), notify=opts.notify),
+                          job.spec.array.size, most, child_events)
+    ok, bad = result.indexes("SUCCEEDED"), [c for c in result.children if c["state"] != "SUCCEEDED"]
+    line = f"mnp: array {result.job_id} {result.state}: {len(ok)} of {len(result.children)} succeeded"
+    if bad:
+        line += "; " + ", ".join(f"{c['index']} {c['state']}" + (f" (exit {c['exit_code']})"
+                                                                    if c["exit_code"] is not None else "")
+                                 for c in bad[:20]) + (f", {len(bad) - 20} more" if len(bad) > 20 else "")
+    if opts.as_json:
+        click.echo(json.dumps(result.to_json()))
+    click.echo(line, err=True)
+    sys.exit(result.exit_code)
 
 
 def report(result: Any, as_json: bool) -> NoReturn:

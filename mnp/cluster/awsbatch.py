@@ -127,6 +127,10 @@ class BatchMainCluster(Cluster):
             self.warning = ("no cluster interface found on the main node: the coordinator listens on every "
                             "interface (set MNP_BIND_ADDRESS to the address children dial)")
 
+    def join_hint(self, node: int) -> str | None:
+        return (f"its container has not dialled {self.control_address}:{self.control_port}: not started by Batch "
+                "yet, or the port is blocked, or its MNP_JOB_SECRET differs")
+
     def keys(self) -> Any:
         from mnp.control.channel import keys_from_secret
 

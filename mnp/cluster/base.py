@@ -37,6 +37,10 @@ class Cluster:
     #: whether agents should list their interfaces (False where the provider made the network itself)
     probe_ifaces: bool = True
 
+    def join_hint(self, node: int) -> str | None:
+        """What the provider knows of why ``node``'s agent has not joined yet (a stuck-in-transit alert says it)."""
+        return None
+
     def __init__(self, job_id: str, num_nodes: int) -> None:
         self.job_id = job_id
         self.num_nodes = num_nodes

@@ -137,6 +137,16 @@ def clean_stale() -> list[str]:
     return removed
 
 
+def _short(job_id: str) -> str:
+    """Six hex digits naming the job's namespaces and links: its id's own (mnp's ids are hex), else a digest of
+    it (an array child ``<job>:<index>`` must not share its parent's or a sibling's)."""
+    if re.fullmatch(r"[0-9a-f]{6}", job_id[:6]) and ":" not in job_id:
+        return job_id[:6]
+    import hashlib
+
+    return hashlib.sha256(job_id.encode()).hexdigest()[:6]
+
+
 def _pick_subnet(short: str) -> ipaddress.IPv4Network:
     used = []
     for line in (run_ip("-4", "-o", "addr", check=False) + run_ip("-4", "route", check=False)).splitlines():
@@ -174,7 +184,7 @@ class LocalCluster(Cluster):
         super().__init__(job_id, num_nodes)
         if num_nodes > MAX_LOCAL_NODES:
             raise ClusterError(f"the local cluster makes at most {MAX_LOCAL_NODES} nodes (asked for {num_nodes})")
-        self.short = job_id[:6]
+        self.short = _short(job_id)
         self.bridge = f"mnpb-{self.short}"
         self.dir = RUN_DIR / self.short
         self.shm_bytes = 0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mnp.control import messages as m
 
-__all__ = ["Send", "ShowOutput", "RankDone", "Transition", "Report", "Action"]
+__all__ = ["Send", "ShowOutput", "RankDone", "Transition", "Report", "Stuck", "Action"]
 
 
 @dataclass(frozen=True)
@@ -40,4 +40,12 @@ class Report:
     text: str
 
 
-Action = Send | ShowOutput | RankDone | Transition | Report
+@dataclass(frozen=True)
+class Stuck:
+    """The job is stuck in transit (:mod:`mnp.coordinator.transit`): in ``state``, waiting for ``waiting_for``."""
+
+    state: str
+    waiting_for: list[str]
+
+
+Action = Send | ShowOutput | RankDone | Transition | Report | Stuck

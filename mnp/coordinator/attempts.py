@@ -7,13 +7,18 @@ any node is created.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
-from mnp.coordinator.events import Note
+from mnp.coordinator.alerts import Alerts
+from mnp.coordinator.events import JobCreated, Note
 from mnp.coordinator.job import Interrupt, JobResult, LaunchRequest, run_attempt
+from mnp.coordinator.pending import resolve_dependencies, wait_for
+from mnp.coordinator.transit import TransitWatch
 from mnp.errors import UsageError
-from mnp.records import Records
+from mnp.records import Records, new_job_id
+from mnp.spec.depends import Dependency
 from mnp.spec.retry import retry_strategy
 
 __all__ = ["launch"]
@@ -28,10 +33,19 @@ def launch(req: LaunchRequest) -> JobResult:
         req.events(Note("info", f"job {job_id} was left unfinished by a coordinator that is gone: marked FAILED"))
     strategy = retry_strategy(req.spec)
     history: list[dict[str, Any]] = []
+    deps = resolve_dependencies(records, [*req.spec.depends_on, *req.depends_on], None)
+    alerts = Alerts(TransitWatch(req.spec.transit_timeout, time.monotonic(), time.time(), req.spec.on_stuck),
+                    req.notify, req.events)
     try:
         with Interrupt() as interrupt:
+            if deps:
+                req = replace(req, job_id=req.job_id or new_job_id())
+                ended = _pending(req, records, deps, alerts, interrupt)
+                if ended is not None:
+                    return ended
+                req = replace(req, adopt=True, info={"depends_on": [str(x) for x in deps]})
             while True:
-                result = run_attempt(req, records, interrupt)
+                result = run_attempt(req, records, interrupt, alerts)
                 if result.state != "FAILED" or not result.retryable or \
                         not strategy.should_retry(result.exit_code, result.reason, req.attempt):
                     records.transition(result.job_id, result.state, result.reason)
@@ -42,4 +56,29 @@ def launch(req: LaunchRequest) -> JobResult:
                 records.transition(result.job_id, "RUNNABLE", f"attempt {req.attempt + 1}: after {result.reason}")
                 req = replace(req, attempt=req.attempt + 1, job_id=result.job_id, info={"attempts": history})
     finally:
+        alerts.close()
         records.close()
+
+
+def _pending(req: LaunchRequest, records: Records, deps: list[Dependency], alerts: Alerts,
+             interrupt: Interrupt) -> JobResult | None:
+    """The job recorded and PENDING until its dependencies succeeded (None: run it now), or its end without
+    running (a dependency failed, a signal, stuck with ``on_stuck: fail``)."""
+    from mnp.plan import resolve_nodes
+
+    assert req.job_id is not None
+    nodes = req.nodes or (len(req.hosts) if req.hosts else None)
+    spec = req.spec.with_nodes(nodes) if nodes else req.spec
+    work = resolve_nodes(spec, req.spec_path)  # spec errors before the record, as for any job
+    t0 = time.monotonic()
+    d = records.create(req.job_id, spec.name, spec.nodes, spec.command or work[0].command, req.spec_path)
+    records.update(req.job_id, info={"depends_on": [str(x) for x in deps]})
+    req.events(JobCreated(req.job_id, spec.name, str(d)))
+    failure = wait_for(records, req.job_id, spec.name, [x.job for x in deps], alerts, lambda: interrupt.signum)
+    if failure is None:
+        return None
+    state = "CANCELLED" if failure.cancelled else "FAILED"
+    wall = time.monotonic() - t0
+    records.update(req.job_id, exit_code=failure.exit_code, wall_s=wall)
+    records.transition(req.job_id, state, failure.reason)
+    return JobResult(req.job_id, state, failure.exit_code, failure.reason, wall, [], str(d))

@@ -10,7 +10,9 @@ line to the user. Phases::
                                                                                         shutdown() --> BYE
 
 The first failure wins: it fixes the exit code and reason, and every rank on every node is told to stop (SIGTERM,
-SIGKILL after ``grace_s``). A node that is lost (its agent exited, or it fell silent for ``dead_s``) takes its
+SIGKILL after ``grace_s``). Before the job is RUNNING, ``transit`` (a :class:`~mnp.coordinator.transit.
+TransitWatch`) may fire once: a :class:`Stuck` action naming the state and the nodes not joined (RUNNABLE) or not
+started (STARTING). A node that is lost (its agent exited, or it fell silent for ``dead_s``) takes its
 ranks with it: they are counted as ended at once, so the job ends as soon as the other nodes have stopped theirs.
 
 What a peer may send is checked here, by role: messages come tagged with the node their CURVE key belongs to, a
@@ -26,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnp.control import messages as m
-from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Transition
+from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Stuck, Transition
 from mnp.coordinator.rexec import RemoteExecs
+from mnp.coordinator.transit import TransitWatch
 from mnp.launch.backends import Backend
 
 __all__ = ["JobEngine", "Timing", "Failure",
@@ -78,6 +81,8 @@ class JobEngine:
     remounted: dict[int, m.ShmRemounted] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)  # phase name -> time it was reached
+    transit: TransitWatch | None = None  # the stuck-in-transit clock (None: not watched)
+    why_missing: dict[int, str] = field(default_factory=dict)  # node -> what the provider knows of its delay
 
     def __post_init__(self) -> None:
         self.t0 = self.now
@@ -142,6 +147,8 @@ class JobEngine:
             self.fail(Failure(EXIT_NODE_LOST, f"node(s) {', '.join(map(str, missing))} did not join within "
                               f"{self.timing.join_timeout_s:g}s ({len(self.hellos)}/{self.n} joined: "
                               f"{', '.join(map(str, sorted(self.hellos))) or 'none'})"))
+        if self.failure is None and self.transit is not None and self.transit.due(now):
+            out.append(self._stuck())
         if self.failure is None and self.phase == "RUNNING":
             silent = [i for i, t in self.last_heard.items() if now - t > self.timing.dead_s and i not in self.lost]
             if silent:
@@ -157,6 +164,18 @@ class JobEngine:
         if self.phase == "RUNNING" and not self.waiting:
             self.phase = "DONE"
         return out
+
+    def _stuck(self) -> Stuck:
+        if self.phase == "JOINING":
+            missing = self.missing()
+            return Stuck("RUNNABLE", [f"node {i} to join" + (f" ({self.why_missing[i]})" if i in self.why_missing
+                                                             else " (its agent has not dialled in)")
+                                      for i in missing[:16]] + ([f"{len(missing) - 16} more node(s)"]
+                                                                if len(missing) > 16 else []))
+        unstarted = [i for i in range(self.n) if i not in self.started and i not in self.lost]
+        if self.phase == "PLANNING":
+            return Stuck("STARTING", ["the ranks' plan (transport, /dev/shm) to be made"])
+        return Stuck("STARTING", [f"node {i} to start its ranks" for i in unstarted[:16]])
 
     def _check_stop(self, now: float) -> None:
         if self.signum is not None:
@@ -218,6 +237,8 @@ class JobEngine:
         self.started.add(node)
         if len(self.started) == self.n and self.failure is None:
             self.marks["running"] = self.now
+            if self.transit is not None:
+                self.transit.running()
             return [Transition("RUNNING")]
         return []
 

@@ -29,12 +29,14 @@ from mnp import config, interrupts
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.control import messages as m
 from mnp.control.channel import CoordinatorChannel
-from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Transition
+from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Stuck, Transition
+from mnp.coordinator.alerts import Alerts
 from mnp.coordinator.engine import EXIT_INTERRUPTED, Failure, JobEngine, Timing
 from mnp.coordinator.events import EventSink, JobCreated, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
 from mnp.coordinator.planning import apply_remounts, make_cluster, node_work, shm_guess, short_nodes, startup_hint_of
 from mnp.coordinator.stdin import StdinFeed
+from mnp.coordinator.transit import EXIT_STUCK
 from mnp.errors import MnpError, UsageError
 from mnp.fabric.decide import FabricError, decide
 from mnp.launch.backends import backend_for, choose_mpi
@@ -74,6 +76,9 @@ class LaunchRequest:
     stdin: str = "none"  # which ranks read ``stdin_fd``: "0" (mpirun's habit), "all" (srun's), "none", or a rank
     stdin_fd: int | None = None  # what they read (the CLI: its own standard input)
     info: dict[str, Any] | None = None  # carried from earlier attempts
+    depends_on: list[str] = field(default_factory=list)  # --depends-on, as named (besides the job's depends_on)
+    notify: str | None = None  # a shell command given each stuck-in-transit alert as JSON on its stdin
+    adopt: bool = False  # the record exists already (made PENDING, or by an array's parent): this process runs it
 
     def timing(self, timeout_s: float | None) -> Timing:
         return Timing(heartbeat_s=config.setting("heartbeat", self.heartbeat_s),
@@ -126,8 +131,9 @@ class Interrupt:
 
 
 class _Job:
-    def __init__(self, req: LaunchRequest, records: Records, interrupt: Interrupt) -> None:
+    def __init__(self, req: LaunchRequest, records: Records, interrupt: Interrupt, alerts: Alerts) -> None:
         self.req = req
+        self.alerts = alerts
         nodes = req.nodes or (len(req.hosts) if req.hosts else None)
         if req.hosts and req.nodes and req.nodes > len(req.hosts):
             raise UsageError(f"--nodes: {req.nodes} nodes asked for, but only {len(req.hosts)} host(s) given")
@@ -141,7 +147,7 @@ class _Job:
         self.info: dict[str, Any] = dict(req.info or {})
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {}
-        self.engine = JobEngine(self.n, req.timing(self.spec.timeout), self.t0)
+        self.engine = JobEngine(self.n, req.timing(self.spec.timeout), self.t0, transit=alerts.watch)
         self.chan: CoordinatorChannel | None = None
         self.cluster: Cluster | None = None
         self.stdin: StdinFeed | None = None  # mnp's stdin while the ranks that read it run
@@ -150,7 +156,9 @@ class _Job:
         source = self.req.spec_path
         work = resolve_nodes(self.spec, source)
         self.mpi = choose_mpi(self.spec.mpi, self.spec.launcher, work[self.spec.main_node].command, source)
-        if self.req.attempt == 1:
+        if self.req.attempt == 1 and self.req.adopt:
+            self.dir = self.records.adopt(self.job_id)
+        elif self.req.attempt == 1:
             self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command,
                                            source)
             self.say(JobCreated(self.job_id, self.spec.name, str(self.dir)))
@@ -223,6 +231,7 @@ class _Job:
         cluster.start_agents({i: {**keys.agent_handoff(i), "endpoint": chan.endpoint, "node": i,
                                   "job_id": self.job_id, "heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
                                   "report_ifaces": cluster.probe_ifaces} for i in range(self.n)})
+        self.engine.why_missing = {i: why for i in range(self.n) if (why := cluster.join_hint(i))}
         self._loop(lambda: self.engine.phase == "JOINING", progress=True)
         self.say(Progress("nodes up", len(self.engine.hellos), self.n, final=True))
         self.timings["bringup_s"] = time.monotonic() - self.t0
@@ -239,6 +248,7 @@ class _Job:
     def _loop(self, cond: Any, progress: bool = False, poll_ms: int = 100) -> None:
         assert self.chan is not None and self.cluster is not None
         while cond():
+            self.alerts.poll()
             if self.interrupt.signum is not None:
                 self.engine.interrupt(self.interrupt.signum)
             self._act(self.engine.on_tick(time.monotonic(), self.cluster.lost()))
@@ -273,6 +283,10 @@ class _Job:
                 if a.state == "RUNNING":
                     self.timings["running_s"] = time.monotonic() - self.t0
                 self.records.transition(self.job_id, a.state)
+            elif isinstance(a, Stuck):
+                alert = self.alerts.raise_alert(self.records, self.job_id, self.spec.name, a.state, a.waiting_for)
+                if self.alerts.watch.on_stuck == "fail":
+                    self.engine.fail(Failure(EXIT_STUCK, alert["line"], retryable=False))
             elif isinstance(a, Report):
                 self.say(Note(a.kind, a.text))
                 if a.kind == "security":
@@ -358,6 +372,6 @@ def _hello_dict(h: m.Hello) -> dict[str, Any]:
     return {"hostname": h.hostname, "cpus": h.cpus, "address": h.address, "dialed": h.dialed, "command": h.command}
 
 
-def run_attempt(req: LaunchRequest, records: Records, interrupt: Interrupt) -> JobResult:
+def run_attempt(req: LaunchRequest, records: Records, interrupt: Interrupt, alerts: Alerts) -> JobResult:
     """One attempt of a job, start to teardown."""
-    return _Job(req, records, interrupt).run()
+    return _Job(req, records, interrupt, alerts).run()

@@ -25,6 +25,8 @@ __all__ = [
     "NAME_PATTERN",
     "JobSpec",
     "NodeRangeSpec",
+    "ArraySpec",
+    "MAX_ARRAY",
     "safe_name",
 ]
 
@@ -41,6 +43,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "launcher": ("auto", "pmi", "mpirun"),
     "transport": ("auto", "tcp", "efa", "shm"),
     "action": ("retry", "exit"),
+    "on_stuck": ("wait", "fail"),
 }
 
 def safe_name(raw: str) -> str:
@@ -50,6 +53,15 @@ def safe_name(raw: str) -> str:
 
 
 _Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_RANKS_PER_NODE)]
+MAX_ARRAY = 10_000  # children of an array job (Batch's limit)
+
+
+class ArraySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """``array``: run the job ``size`` times (Batch's ``arrayProperties.size``), at most ``max_concurrency`` at
+    once (None: as many as the nodes allow)."""
+
+    size: Annotated[int, msgspec.Meta(ge=1, le=MAX_ARRAY)]
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=MAX_ARRAY)] | None = None
 
 
 class NodeRangeSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -79,12 +91,20 @@ class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     workdir: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     retry: RetryStrategy | None = None
     node_ranges: Annotated[list[NodeRangeSpec], msgspec.Meta(max_length=MAX_RANGES)] = []
+    array: ArraySpec | None = None
+    depends_on: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=300)]],
+                          msgspec.Meta(max_length=20)] = []
+    transit_timeout: Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT)] | None = None
+    on_stuck: Literal["wait", "fail"] = "wait"
 
     def with_nodes(self, nodes: int) -> JobSpec:
         """This job on ``nodes`` nodes (``--nodes``). Raises SpecError outside 1..MAX_NODES."""
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
             raise SpecError("nodes", f"must be from 1 to {MAX_NODES}, got {nodes!r}")
         return msgspec.structs.replace(self, nodes=nodes)
+
+    def with_fields(self, **fields: object) -> JobSpec:
+        return msgspec.structs.replace(self, **fields)
 
     def with_main_node(self, main_node: int) -> JobSpec:
         return msgspec.structs.replace(self, main_node=main_node)

@@ -20,6 +20,7 @@ import yaml
 from mnp.errors import SpecError
 from mnp.spec.batchdef import is_batch_jobdef, load_batch_jobdef
 from mnp.spec.decode import YAML, convert, printable
+from mnp.spec.depends import parse_dependency
 from mnp.spec.jobspec import CHOICES, ENV_NAME, JobSpec, NodeRangeSpec, safe_name
 from mnp.spec.noderange import NodeRange
 from mnp.spec.textfile import read_text
@@ -175,6 +176,11 @@ def spec_from_dict(data: Any, source: str | None = None, default_name: str | Non
     except _FieldError as e:
         raise SpecError(e.field, e.problem, source) from None
     spec = convert(data, JobSpec, source=source, words=YAML, dec_hook=_dec_hook, choices=CHOICES)
+    for i, dep in enumerate(spec.depends_on):
+        try:
+            parse_dependency(dep)
+        except ValueError as e:
+            raise SpecError(f"depends_on[{i}]", str(e), source) from None
     if spec.command is None and not any(r.command for r in spec.node_ranges):
         raise SpecError("command", "a job needs a command (at the top level or in node_ranges)", source)
     return spec

@@ -310,3 +310,38 @@ def test_interface_probed_and_pinned_without_a_default_route(tmp_path: Path, no_
     assert info["iface"]["why"].startswith(f"eth0 ({subnet}.0/24): holds {sim.cluster.nodes[0].address}")
     env = info["transport"]["env"]
     assert {k: env.get(k) for k in _PINS[family]} == _PINS[family]
+
+
+@pytest.mark.parametrize("on_stuck", ["wait", "fail"])
+def test_child_never_joins_job_stuck_in_runnable_alerts(tmp_path: Path, on_stuck: str, no_leftovers: None) -> None:
+    """A Batch main node whose child never starts: past transit_timeout one alert line names RUNNABLE and the
+    node, the record keeps it (mnp list --stuck), --notify gets it as JSON; on_stuck decides what follows."""
+    job = write_job(tmp_path / "job.yaml", ranks_per_node=1, command="true", transit_timeout=2, on_stuck=on_stuck)
+    sink = tmp_path / "alert.json"
+    notify = f"cat > {sink}"
+    sim = BatchSim(tmp_path, 3, main=0, start={0, 1},
+                   args=["--json", "--join-timeout", "12" if on_stuck == "wait" else "60", "--notify", notify,
+                         str(job)])
+    try:
+        code = sim.wait(0, 90)
+        log = sim.log(0)
+        stuck_lines = [ln for ln in log.splitlines() if ln.startswith("mnp: warning: job a1b2c3d4-batch stuck in")]
+        assert len(stuck_lines) == 1, log
+        assert "node 2 to join (its container has not dialled" in stuck_lines[0]
+        alert = json.loads(sink.read_text())
+        assert alert["job_id"] == "a1b2c3d4-batch" and alert["state"] == "RUNNABLE" and alert["waited_s"] >= 2
+        assert alert["waiting_for"][0].startswith("node 2 to join") and alert["on_stuck"] == on_stuck
+        result = json.loads(next(ln for ln in log.splitlines() if ln.startswith("{")))
+        if on_stuck == "fail":  # failed at the alert, long before the 60 s join deadline
+            assert code == 124 and result["state"] == "FAILED", log
+            assert result["reason"] == alert["line"]
+        else:  # waited on, until the join deadline
+            assert code == 255 and "node(s) 2 did not join within 12s" in result["reason"], log
+        listed = run_mnp(["list", "--stuck", "--json"], tmp_path / "home0")
+        assert listed.returncode == 0, listed.stderr
+        rows = json.loads(listed.stdout)
+        assert [r["job_id"] for r in rows] == ["a1b2c3d4-batch"] and rows[0]["alerts"][0]["state"] == "RUNNABLE"
+        status = run_mnp(["status", "a1b2c3d4-batch"], tmp_path / "home0")
+        assert "stuck     job a1b2c3d4-batch stuck in RUNNABLE" in status.stdout
+    finally:
+        sim.stop()
