@@ -21,6 +21,7 @@ DEFAULTS: dict[str, float] = {
     "dead_after": 15.0,  # seconds of silence after which a node (or, for an agent, the coordinator) is lost
     "join_timeout": 120.0,  # seconds for every agent to say hello
     "port": 8740,  # the coordinator's port where nodes dial in (AWS Batch)
+    "telemetry_interval": 1.0,  # seconds between samples of the job's processes on each node (0: off)
 }
 
 T = TypeVar("T")

@@ -72,6 +72,9 @@ def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOpti
     for name in ("heartbeat", "dead_after", "join_timeout"):  # a bad $MNP_<NAME> is the only line printed
         config.setting(name, None)
     grace = config.setting("grace", opts.grace)
+    from mnp.node.telemetry import telemetry_interval
+
+    telemetry_interval()  # so is a bad $MNP_TELEMETRY_INTERVAL
     job_id = new_job_id()
     files = RankFiles(opts.output, opts.error, job_id, _host_names(job_id)) if opts.output or opts.error else None
     ranks = f"{job.ranks} rank(s)" if job.ranks is not None else "ranks per node from each node's CPUs or slots"

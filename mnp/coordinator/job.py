@@ -35,9 +35,11 @@ from mnp.coordinator.events import EventSink, JobCreated, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
 from mnp.coordinator.planning import apply_remounts, make_cluster, node_work, shm_guess, short_nodes, startup_hint_of
 from mnp.coordinator.stdin import StdinFeed
+from mnp.coordinator.telemetry import telemetry_info
 from mnp.errors import MnpError, UsageError
 from mnp.fabric.decide import FabricError, decide
 from mnp.launch.backends import backend_for, choose_mpi
+from mnp.node.telemetry import telemetry_interval
 from mnp.plan import JobPlan, NodeWork, assign_ranks, ranks_per_node, resolve_nodes
 from mnp.records import Records, new_job_id
 
@@ -74,6 +76,7 @@ class LaunchRequest:
     stdin: str = "none"  # which ranks read ``stdin_fd``: "0" (mpirun's habit), "all" (srun's), "none", or a rank
     stdin_fd: int | None = None  # what they read (the CLI: its own standard input)
     info: dict[str, Any] | None = None  # carried from earlier attempts
+    telemetry_s: float | None = None  # seconds between samples on each node; None: $MNP_TELEMETRY_INTERVAL, else 1
 
     def timing(self, timeout_s: float | None) -> Timing:
         return Timing(heartbeat_s=config.setting("heartbeat", self.heartbeat_s),
@@ -145,6 +148,7 @@ class _Job:
         self.chan: CoordinatorChannel | None = None
         self.cluster: Cluster | None = None
         self.stdin: StdinFeed | None = None  # mnp's stdin while the ranks that read it run
+        self.telemetry_s = req.telemetry_s if req.telemetry_s is not None else telemetry_interval()
 
     def run(self) -> JobResult:
         source = self.req.spec_path
@@ -222,7 +226,8 @@ class _Job:
         t = self.engine.timing
         cluster.start_agents({i: {**keys.agent_handoff(i), "endpoint": chan.endpoint, "node": i,
                                   "job_id": self.job_id, "heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
-                                  "report_ifaces": cluster.probe_ifaces} for i in range(self.n)})
+                                  "report_ifaces": cluster.probe_ifaces, "telemetry_s": self.telemetry_s,
+                                  "shm_private": cluster.shm_private} for i in range(self.n)})
         self._loop(lambda: self.engine.phase == "JOINING", progress=True)
         self.say(Progress("nodes up", len(self.engine.hellos), self.n, final=True))
         self.timings["bringup_s"] = time.monotonic() - self.t0
@@ -349,6 +354,12 @@ class _Job:
                 reason = f"{reason} ({hint})"
         node_list = [{"index": n.index, "hostname": n.hostname, "address": n.address} for n in nodes]
         self.info.update(timings={k: round(v, 4) for k, v in self.timings.items()}, **self.engine.bye_info())
+        tel = telemetry_info(self.engine.telemetry, self.telemetry_s, self.cluster is not None and
+                             self.cluster.shm_private, self.info.get("shm", {}))
+        if tel is not None:
+            self.info["telemetry"] = tel
+            if tel.get("advice"):
+                self.say(Note("advice", tel["advice"]))
         self.records.update(self.job_id, exit_code=code, wall_s=wall, info=self.info)
         return JobResult(self.job_id, state, code, reason, wall, node_list, str(self.dir), self.timings,
                          retryable=f is not None and f.retryable)
