@@ -26,7 +26,8 @@ coordinator, or None while nothing of the job runs here. What is counted, and wh
 
 One pass costs one read of ``/proc/PID/stat`` per process visible (to find the agent's descendants), then
 ``stat`` and ``statm`` of each of the job's processes, and one ``statvfs`` (or one listing of /dev/shm). The
-figure is measured per sample and kept in the record (``sample_ms``).
+CPU time of each pass (this thread's, so the figure does not grow with the machine's load) is sent with the
+sample and kept in the record (``sample_ms``).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class Sampler:
     def sample(self) -> Sample:
         """One pass over the job's processes and /dev/shm."""
         psutil = self._psutil
-        t0 = time.perf_counter()
+        t0 = time.thread_time()  # the pass's own CPU time: what it costs the node, whatever the load
         try:
             procs = self.root.children(recursive=True)
         except psutil.Error:
@@ -182,4 +183,4 @@ class Sampler:
             shm = shm_used(self.shm_path) if self.shm_private else job_shm_files(self.shm_path, self.shm_before)
         except OSError:
             shm = 0
-        return Sample(seen, self.done_cpu + live_cpu, rss, shm, time.perf_counter() - t0)
+        return Sample(seen, self.done_cpu + live_cpu, rss, shm, time.thread_time() - t0)
