@@ -45,6 +45,7 @@ from mnp.errors import UsageError
 __all__ = ["Sampler", "Sample", "telemetry_interval", "shm_used", "job_shm_files"]
 
 _SHM = "/dev/shm"
+_IDLE_S = 0.2  # how soon a pass that found nothing of the job is repeated (nothing is sent meanwhile)
 
 
 def _interval(text: str, name: str) -> float:
@@ -135,13 +136,14 @@ class Sampler:
 
     def poll(self, now: float) -> m.Telemetry | None:
         """A message when a sample is due (every ``interval`` seconds of ``now``, a monotonic clock) and something
-        of the job runs here; else None."""
+        of the job runs here; else None. Messages are always at least ``interval`` apart."""
         if now < self.next_due:
             return None
         self.next_due = now + self.interval
         s = self.sample()
         prev, self.prev = self.prev, (now, s.cpu_s)
-        if s.procs == 0:
+        if s.procs == 0:  # nothing runs yet (or any more): look again soon, so a short job's start is not missed
+            self.next_due = now + min(self.interval, _IDLE_S)
             return None
         pct = 0.0
         if prev is not None and now > prev[0]:

@@ -77,9 +77,11 @@ def test_poll_is_paced_and_quiet_without_processes(tmp_path: Path, child: subpro
     _step(child, "one")  # 0.5 s of CPU burnt in between
     second = s.poll(102.0)
     assert isinstance(second, m.Telemetry) and second.cpu_pct > 0 and second.cpu_s >= 0.5
+    assert s.poll(103.9) is None
     _step(child, "")
     child.wait(30)
-    assert s.poll(104.0) is None  # nothing of the job runs: nothing sent
+    assert s.poll(104.0) is None  # nothing of the job runs: nothing sent ...
+    assert s.next_due == pytest.approx(104.2)  # ... and it looks again soon
 
 
 def test_excluded_pids_are_not_counted(tmp_path: Path, child: subprocess.Popen[str]) -> None:
