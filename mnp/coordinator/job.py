@@ -264,6 +264,8 @@ class _Job:
             self.chan.refused.clear()
             if got is not None:
                 self._act(self.engine.on_message(got.node, got.msg, got.data, time.monotonic()))
+            if self.engine.telemetry.write_due(time.monotonic() - self.engine.t0):
+                self._record_telemetry()  # while it runs, `mnp status` shows the peaks so far
 
     def _act(self, actions: list[Action]) -> None:
         assert self.chan is not None
@@ -354,15 +356,23 @@ class _Job:
                 reason = f"{reason} ({hint})"
         node_list = [{"index": n.index, "hostname": n.hostname, "address": n.address} for n in nodes]
         self.info.update(timings={k: round(v, 4) for k, v in self.timings.items()}, **self.engine.bye_info())
+        tel = self._record_telemetry(write=False)
+        if tel is not None and tel.get("advice"):
+            self.say(Note("advice", tel["advice"]))
+        self.records.update(self.job_id, exit_code=code, wall_s=wall, info=self.info)
+        return JobResult(self.job_id, state, code, reason, wall, node_list, str(self.dir), self.timings,
+                         retryable=f is not None and f.retryable)
+
+
+    def _record_telemetry(self, write: bool = True) -> dict[str, Any] | None:
+        """``info.telemetry`` from what the nodes sent so far (None: telemetry off); ``write``: to the record now."""
         tel = telemetry_info(self.engine.telemetry, self.telemetry_s, self.cluster is not None and
                              self.cluster.shm_private, self.info.get("shm", {}))
         if tel is not None:
             self.info["telemetry"] = tel
-            if tel.get("advice"):
-                self.say(Note("advice", tel["advice"]))
-        self.records.update(self.job_id, exit_code=code, wall_s=wall, info=self.info)
-        return JobResult(self.job_id, state, code, reason, wall, node_list, str(self.dir), self.timings,
-                         retryable=f is not None and f.retryable)
+            if write:
+                self.records.update(self.job_id, info=self.info)
+        return tel
 
 
 def _hello_dict(h: m.Hello) -> dict[str, Any]:

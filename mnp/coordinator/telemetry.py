@@ -7,7 +7,9 @@ at most :data:`MAX_POINTS` points ``[t, cpu_pct, rss, shm]`` (``t``: seconds sin
 job). A long job's series is halved when full, each pair of points merged into one that keeps the larger of each
 figure and the earlier time, so a peak is never averaged away and the whole run stays covered.
 
-A node may send at most one sample a second: one that comes sooner after the previous is dropped (counted in
+While the job runs the record gets what came so far every :data:`LIVE_WRITE_S` seconds (``mnp status`` of a
+running job shows it); the end of each attempt writes it last, with the advice. A node may send at most one
+sample a second: one that comes sooner after the previous is dropped (counted in
 ``dropped``), so a misbehaving node cannot grow the coordinator's work.
 """
 
@@ -27,6 +29,7 @@ NEAR_FULL = 0.9  # a /dev/shm peak at or above this share of its size: too small
 FAR_BELOW = 0.1  # a peak below this share of an explicit shm_size ...
 BIG_SHM = 256 << 20  # ... larger than this: far too big
 MiB = 1 << 20
+LIVE_WRITE_S = 5.0  # while a job runs, its record gets the telemetry so far at most this often
 
 
 @dataclass
@@ -93,9 +96,22 @@ class TelemetryBook:
     """Every node's telemetry for one job (kept by the coordinator's engine)."""
 
     nodes: dict[int, NodeTelemetry] = field(default_factory=dict)
+    changed_at: float | None = None  # ``t`` of the first sample not yet written to the record
+    written_at: float = -1e9
 
     def add(self, node: int, t: float, s: m.Telemetry) -> bool:
-        return self.nodes.setdefault(node, NodeTelemetry()).add(t, s)
+        took = self.nodes.setdefault(node, NodeTelemetry()).add(t, s)
+        if took and self.changed_at is None:
+            self.changed_at = t
+        return took
+
+    def write_due(self, t: float, every: float = LIVE_WRITE_S) -> bool:
+        """Whether the record should get what came in (while the job runs: at most every ``every`` seconds, and
+        only when something came); True marks it written."""
+        if self.changed_at is None or t - self.written_at < every:
+            return False
+        self.changed_at, self.written_at = None, t
+        return True
 
     def to_info(self, interval_s: float, shm_counted: str) -> dict[str, Any]:
         """``info.telemetry`` of the job's record (nodes by their index as a string, as JSON keys are)."""

@@ -82,3 +82,34 @@ def test_telemetry_off_and_a_bad_interval(tmp_path: Path, mnp_home: Path, no_lef
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [
         "mnp: error: MNP_TELEMETRY_INTERVAL: '0.5' must be 0 (telemetry off) or at least 1 second"], bad.stderr
+
+
+def test_status_of_a_running_job_shows_the_peaks_so_far(tmp_path: Path, mnp_home: Path,
+                                                        no_leftovers: None) -> None:
+    import os
+    import subprocess
+    import time
+
+    job = write_job(tmp_path / "long.yaml", name="long", nodes=1, ranks_per_node=1, command=_hog(16, 4, 12))
+    env = {**os.environ, "MNP_HOME": str(mnp_home)}
+    env.pop("MNP_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "launch", str(job)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        job_id = proc.stderr.readline().split()[2]
+        deadline = time.monotonic() + 60
+        rec: dict[str, Any] = {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            rec = _record(mnp_home, job_id)
+            if "telemetry" in rec["info"]:
+                break
+            time.sleep(0.5)
+        assert rec.get("state") == "RUNNING" and "telemetry" in rec["info"], rec
+        t = rec["info"]["telemetry"]["nodes"]["0"]
+        assert t["samples"] >= 1 and 16 * MiB <= t["peak_rss"] and 4 * MiB <= t["peak_shm"] < 8 * MiB
+        lines = run_mnp(["status", job_id], mnp_home).stdout
+        assert "  node 0: cpu peak " in lines
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err

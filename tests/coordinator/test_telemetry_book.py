@@ -152,3 +152,14 @@ def test_the_engine_keeps_each_nodes_samples_by_its_own_clock() -> None:
     assert [p[0] for p in n1["series"]] == [1.0, 2.0]
     assert e.on_message(5, _t(1), None, 103.0)[0].kind == "security"  # type: ignore[attr-defined]
     assert 5 not in e.telemetry.nodes
+
+
+def test_the_record_gets_new_samples_at_most_every_few_seconds() -> None:
+    book = TelemetryBook()
+    assert not book.write_due(0.0)  # nothing came
+    book.add(0, 1.0, _t(1))
+    assert book.write_due(1.0)
+    book.add(0, 2.0, _t(2))
+    assert not book.write_due(2.0, every=5)  # too soon after the last write
+    assert book.write_due(6.0, every=5)
+    assert not book.write_due(20.0, every=5)  # written, and nothing new since
