@@ -363,7 +363,6 @@ class _Job:
         return JobResult(self.job_id, state, code, reason, wall, node_list, str(self.dir), self.timings,
                          retryable=f is not None and f.retryable)
 
-
     def _record_telemetry(self, write: bool = True) -> dict[str, Any] | None:
         """``info.telemetry`` from what the nodes sent so far (None: telemetry off); ``write``: to the record now."""
         tel = telemetry_info(self.engine.telemetry, self.telemetry_s, self.cluster is not None and

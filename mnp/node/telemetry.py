@@ -132,7 +132,10 @@ class Sampler:
             return None  # a bad variable on a node that was not told: no telemetry rather than no node
         if not math.isfinite(interval) or interval <= 0:
             return None
-        return cls(max(1.0, interval), bool(handoff.get("shm_private")), exclude=exclude)
+        try:
+            return cls(max(1.0, interval), bool(handoff.get("shm_private")), exclude=exclude)
+        except ImportError:  # a node's Python without psutil runs the job all the same, unsampled
+            return None
 
     def poll(self, now: float) -> m.Telemetry | None:
         """A message when a sample is due (every ``interval`` seconds of ``now``, a monotonic clock) and something
@@ -156,7 +159,7 @@ class Sampler:
         t0 = time.thread_time()  # the pass's own CPU time: what it costs the node, whatever the load
         try:
             procs = self.root.children(recursive=True)
-        except psutil.Error:
+        except (psutil.Error, OSError):  # telemetry never takes the agent down
             procs = []
         live_cpu, rss, seen = 0.0, 0, 0
         direct: dict[tuple[int, float], float] = {}
