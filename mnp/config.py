@@ -22,6 +22,7 @@ DEFAULTS: dict[str, float] = {
     "join_timeout": 120.0,  # seconds for every agent to say hello
     "port": 8740,  # the coordinator's port where nodes dial in (AWS Batch)
     "notify_timeout": 10.0,  # seconds a --notify command may run before it is killed
+    "telemetry_interval": 1.0,  # seconds between samples of the job's processes on each node (0: off)
 }
 
 T = TypeVar("T")

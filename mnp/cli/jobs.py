@@ -152,6 +152,10 @@ def status(job: str, as_json: bool) -> None:
                    f"need {fmt_bytes(sh['need'])}{'  ' + sh['problem'] if sh.get('problem') else ''}")
     if tr and tr.get("env"):
         click.echo("env       " + " ".join(f"{k}={v}" for k, v in sorted(tr["env"].items())))
+    from mnp.coordinator.telemetry import status_lines
+
+    for line in status_lines(j.info.get("telemetry"), j.info.get("shm")):
+        click.echo(line)
 
 
 def _attempts(logs_dir: Path) -> list[int]:

@@ -106,7 +106,7 @@ class Renderer:
 
     def note(self, kind: str, text: str) -> None:
         self._end_line()
-        word = {"warning": "warning: ", "security": "refused: "}.get(kind, "")
+        word = {"warning": "warning: ", "security": "refused: ", "advice": "advice: "}.get(kind, "")
         sys.stderr.write(f"mnp: {self.tag}{word}{text}\n")
         sys.stderr.flush()
 

@@ -73,6 +73,9 @@ def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOpti
         config.setting(name, None)
     grace = config.setting("grace", opts.grace)
     config.setting("notify_timeout", None)
+    from mnp.node.telemetry import telemetry_interval
+
+    telemetry_interval()  # so is a bad $MNP_TELEMETRY_INTERVAL
     job_id = new_job_id()
     if job.spec.array is not None:
         _start_array(job, opts, hosts, ssh, grace, job_id)

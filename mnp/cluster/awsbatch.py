@@ -117,6 +117,7 @@ class BatchMainCluster(Cluster):
     """The main node's view: children start themselves and dial in; this node's own agent is started here."""
 
     probe_ifaces = True  # Batch made the network, not mnp: every node lists its interfaces (children: run_child)
+    shm_private = True  # each container has its own /dev/shm (sharedMemorySize)
 
     def __init__(self, job_id: str, node: BatchNode, port: int = DEFAULT_PORT, bind: str | None = None) -> None:
         super().__init__(job_id, node.num_nodes)
@@ -192,7 +193,7 @@ def run_child(node: BatchNode, port: int, join_timeout: float, dead_after: float
     handoff = {**keys.agent_handoff(node.index), "endpoint": f"tcp://{node.main_address}:{port}",
                "node": node.index, "heartbeat_s": heartbeat, "dead_s": dead_after,
                "first_contact_s": join_timeout, "dialed": node.main_address, "command": command,
-               "report_ifaces": True}
+               "report_ifaces": True, "shm_private": True}
     sys.stderr.write(f"mnp node {node.index}: child of job {node.job_id}; dialling main node {node.main} at "
                      f"{node.main_address}:{port}\n")
     return Agent(handoff).run()

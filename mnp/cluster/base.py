@@ -36,6 +36,8 @@ class Cluster:
     warning: str | None = None
     #: whether agents should list their interfaces (False where the provider made the network itself)
     probe_ifaces: bool = True
+    #: whether each node has a /dev/shm of its own (telemetry then counts all of it, else only the job's files)
+    shm_private: bool = False
 
     def join_hint(self, node: int) -> str | None:
         """What the provider knows of why ``node``'s agent has not joined yet (a stuck-in-transit alert says it)."""

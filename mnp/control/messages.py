@@ -28,11 +28,12 @@ The exchange, in order::
     ExecOutput/Exit  ------->    RexecOutput/Exit -> (main node)
                      <-------    Shutdown
     Bye              ------->
+    Telemetry        ------->                      (every MNP_TELEMETRY_INTERVAL s while the node's processes run)
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 
@@ -41,6 +42,7 @@ __all__ = [
     "RexecExit", "RemountShm", "Hello", "Started", "Output", "Exit", "Barrier", "Abort", "Heartbeat", "Bye",
     "ExecOutput", "ExecExit", "Rexec", "RexecKill", "ShmRemounted", "ToAgent", "ToCoordinator", "InvalidMessage",
     "encode", "decode_to_agent", "decode_to_coordinator", "MAX_FRAME",
+    "Telemetry",
 ]
 
 #: the largest JSON frame either side decodes (a barrier's puts for thousands of ranks fit easily)
@@ -208,10 +210,23 @@ class ShmRemounted(_Msg, frozen=True, tag="shm_remounted"):
     error: str = ""
 
 
+class Telemetry(_Msg, frozen=True, tag="telemetry"):
+    """One sample of the job's processes on this node (:mod:`mnp.node.telemetry` says what each figure counts):
+    ``cpu_pct`` (100 = one core busy) over the last interval, ``cpu_s`` used so far, ``rss`` resident private
+    bytes, ``shm`` bytes used in /dev/shm, ``procs`` processes seen, ``cost_s`` what the sample pass took."""
+
+    cpu_pct: Annotated[float, msgspec.Meta(ge=0, le=1e6)]
+    cpu_s: Annotated[float, msgspec.Meta(ge=0, le=1e12)]
+    rss: Annotated[int, msgspec.Meta(ge=0)]
+    shm: Annotated[int, msgspec.Meta(ge=0)]
+    procs: Annotated[int, msgspec.Meta(ge=0)]
+    cost_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
+
+
 ToAgent: TypeAlias = (Start | Stdin | BarrierDone | Kill | Ping | Shutdown | Exec | ExecKill | RexecOutput
                       | RexecExit | RemountShm)
 ToCoordinator: TypeAlias = (Hello | Started | Output | Exit | Barrier | Abort | Heartbeat | Bye | ExecOutput | ExecExit
-                            | Rexec | RexecKill | ShmRemounted)
+                            | Rexec | RexecKill | ShmRemounted | Telemetry)
 
 
 class InvalidMessage(msgspec.Struct, frozen=True):

@@ -30,6 +30,7 @@ from typing import Any
 from mnp.control import messages as m
 from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Stuck, Transition
 from mnp.coordinator.rexec import RemoteExecs
+from mnp.coordinator.telemetry import TelemetryBook
 from mnp.coordinator.transit import TransitWatch
 from mnp.launch.backends import Backend
 
@@ -83,6 +84,7 @@ class JobEngine:
     marks: dict[str, float] = field(default_factory=dict)  # phase name -> time it was reached
     transit: TransitWatch | None = None  # the stuck-in-transit clock (None: not watched)
     why_missing: dict[int, str] = field(default_factory=dict)  # node -> what the provider knows of its delay
+    telemetry: TelemetryBook = field(default_factory=TelemetryBook)  # each node's samples: peaks, a short series
 
     def __post_init__(self) -> None:
         self.t0 = self.now
@@ -292,6 +294,10 @@ class JobEngine:
     def _on_shm_remounted(self, node: int, msg: m.ShmRemounted, data: bytes | None) -> list[Action]:
         if self.phase == "PLANNING":
             self.remounted[node] = msg
+        return []
+
+    def _on_telemetry(self, node: int, msg: m.Telemetry, data: bytes | None) -> list[Action]:
+        self.telemetry.add(node, self.last_heard[node] - self.t0, msg)  # when it arrived
         return []
 
     def _on_bye(self, node: int, msg: m.Bye, data: bytes | None) -> list[Action]:

@@ -21,7 +21,8 @@ class RankLines:
 
 @dataclass(frozen=True)
 class Note:
-    """One line for the user. ``kind``: info, warning, security (a refused peer message), explain (--explain)."""
+    """One line for the user. ``kind``: info, warning, security (a refused peer message), explain (--explain),
+    advice (the end of a job: what its telemetry suggests)."""
 
     kind: str
     text: str

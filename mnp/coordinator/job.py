@@ -36,10 +36,12 @@ from mnp.coordinator.events import EventSink, JobCreated, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
 from mnp.coordinator.planning import apply_remounts, make_cluster, node_work, shm_guess, short_nodes, startup_hint_of
 from mnp.coordinator.stdin import StdinFeed
+from mnp.coordinator.telemetry import telemetry_info
 from mnp.coordinator.transit import EXIT_STUCK
 from mnp.errors import MnpError, UsageError
 from mnp.fabric.decide import FabricError, decide
 from mnp.launch.backends import backend_for, choose_mpi
+from mnp.node.telemetry import telemetry_interval
 from mnp.plan import JobPlan, NodeWork, assign_ranks, ranks_per_node, resolve_nodes
 from mnp.records import Records, new_job_id
 
@@ -79,6 +81,7 @@ class LaunchRequest:
     depends_on: list[str] = field(default_factory=list)  # --depends-on, as named (besides the job's depends_on)
     notify: str | None = None  # a shell command given each stuck-in-transit alert as JSON on its stdin
     adopt: bool = False  # the record exists already (made PENDING, or by an array's parent): this process runs it
+    telemetry_s: float | None = None  # seconds between samples on each node; None: $MNP_TELEMETRY_INTERVAL, else 1
 
     def timing(self, timeout_s: float | None) -> Timing:
         return Timing(heartbeat_s=config.setting("heartbeat", self.heartbeat_s),
@@ -151,6 +154,7 @@ class _Job:
         self.chan: CoordinatorChannel | None = None
         self.cluster: Cluster | None = None
         self.stdin: StdinFeed | None = None  # mnp's stdin while the ranks that read it run
+        self.telemetry_s = req.telemetry_s if req.telemetry_s is not None else telemetry_interval()
 
     def run(self) -> JobResult:
         source = self.req.spec_path
@@ -230,7 +234,8 @@ class _Job:
         t = self.engine.timing
         cluster.start_agents({i: {**keys.agent_handoff(i), "endpoint": chan.endpoint, "node": i,
                                   "job_id": self.job_id, "heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
-                                  "report_ifaces": cluster.probe_ifaces} for i in range(self.n)})
+                                  "report_ifaces": cluster.probe_ifaces, "telemetry_s": self.telemetry_s,
+                                  "shm_private": cluster.shm_private} for i in range(self.n)})
         self.engine.why_missing = {i: why for i in range(self.n) if (why := cluster.join_hint(i))}
         self._loop(lambda: self.engine.phase == "JOINING", progress=True)
         self.say(Progress("nodes up", len(self.engine.hellos), self.n, final=True))
@@ -269,6 +274,8 @@ class _Job:
             self.chan.refused.clear()
             if got is not None:
                 self._act(self.engine.on_message(got.node, got.msg, got.data, time.monotonic()))
+            if self.engine.telemetry.write_due(time.monotonic() - self.engine.t0):
+                self._record_telemetry()  # while it runs, `mnp status` shows the peaks so far
 
     def _act(self, actions: list[Action]) -> None:
         assert self.chan is not None
@@ -363,9 +370,22 @@ class _Job:
                 reason = f"{reason} ({hint})"
         node_list = [{"index": n.index, "hostname": n.hostname, "address": n.address} for n in nodes]
         self.info.update(timings={k: round(v, 4) for k, v in self.timings.items()}, **self.engine.bye_info())
+        tel = self._record_telemetry(write=False)
+        if tel is not None and tel.get("advice"):
+            self.say(Note("advice", tel["advice"]))
         self.records.update(self.job_id, exit_code=code, wall_s=wall, info=self.info)
         return JobResult(self.job_id, state, code, reason, wall, node_list, str(self.dir), self.timings,
                          retryable=f is not None and f.retryable)
+
+    def _record_telemetry(self, write: bool = True) -> dict[str, Any] | None:
+        """``info.telemetry`` from what the nodes sent so far (None: telemetry off); ``write``: to the record now."""
+        tel = telemetry_info(self.engine.telemetry, self.telemetry_s, self.cluster is not None and
+                             self.cluster.shm_private, self.info.get("shm", {}))
+        if tel is not None:
+            self.info["telemetry"] = tel
+            if write:
+                self.records.update(self.job_id, info=self.info)
+        return tel
 
 
 def _hello_dict(h: m.Hello) -> dict[str, Any]:

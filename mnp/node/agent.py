@@ -33,6 +33,7 @@ from mnp.fabric.decide import node_facts
 from mnp.fabric.shm import shm_free
 from mnp.node import engine as e
 from mnp.node.processes import SECRET_VARS, Processes, rank_environment
+from mnp.node.telemetry import Sampler
 from mnp.node.watchdog import Watchdog, die_with_parent
 
 __all__ = ["main", "Agent", "rank_environment", "SECRET_VARS"]
@@ -72,6 +73,8 @@ class Agent:
             self.watchdog = None
             log.warning("mnp agent %d: no watchdog (%s): ranks would outlive a killed agent", self.node, err)
         self.pdeathsig = die_with_parent()
+        # CPU, memory and /dev/shm of the job's processes, once a second (None: telemetry off)
+        self.sampler = Sampler.from_handoff(handoff, exclude=[self.watchdog.pid] if self.watchdog else [])
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a closed stderr (SSH gone) is no reason to die
@@ -104,6 +107,8 @@ class Agent:
         self.hello()
         while not self.engine.finished:
             self.act(self.engine.on_tick(time.monotonic()))
+            if self.sampler is not None and (sample := self.sampler.poll(time.monotonic())) is not None:
+                self.send(sample)
             while self.signals:
                 self.act(self.engine.on_signal(self.signals.pop()))
             for sock, _ in self.poller.poll(timeout=int(min(self.engine.heartbeat_s, 0.5) * 1000)):
