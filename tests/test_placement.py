@@ -213,3 +213,55 @@ def test_decision_says_who_binds_and_lists_ranks() -> None:
 
 def test_cpu_list() -> None:
     assert cpu_list([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8" and cpu_list([]) == ""
+
+
+@pytest.mark.parametrize("family,major,over,policy,overload,expect", [
+    ("openmpi", 4, "block", None, False, ["--map-by", "slot"]),
+    ("openmpi", 5, "cyclic", None, False, ["--map-by", "node"]),
+    ("openmpi", 4, "block", Policy("socket", within="cyclic"), False, ["--map-by", "socket", "--bind-to", "socket"]),
+    ("openmpi", 5, "block", Policy("socket", within="cyclic"), False, ["--map-by", "package", "--bind-to", "package"]),
+    ("openmpi", 5, "block", Policy("core"), True, ["--map-by", "slot", "--bind-to", "core:overload-allowed"]),
+    ("openmpi", 5, "cyclic", Policy("none"), False, ["--map-by", "node", "--bind-to", "none"]),
+    ("mpich", None, "block", None, False, []),
+    ("mpich", None, "block", Policy("core"), False, ["-bind-to", "core", "-map-by", "core"]),
+    ("mpich", None, "block", Policy("socket", within="cyclic"), False, ["-bind-to", "socket", "-map-by", "socket"]),
+])
+def test_launcher_flags(family: str, major: int | None, over: str, policy: Policy | None, overload: bool,
+                        expect: list[str]) -> None:
+    from mnp.launch.mpirun import binding_flags
+
+    assert binding_flags(family, major, over, policy, overload) == expect
+
+
+def test_launchers_refuse_what_they_cannot_lay_out() -> None:
+    from mnp.errors import SpecError
+    from mnp.launch.mpirun import binding_flags, mpirun_command
+    from mnp.plan import JobPlan, NodePlan
+
+    with pytest.raises(SpecError) as e:
+        binding_flags("mpich", None, "cyclic", None)
+    assert e.value.field == "map_by" and "launcher: pmi" in e.value.problem
+    nodes = [NodePlan(0, "n0", "10.0.0.1", ["a"], {}, [0, 2]), NodePlan(1, "n1", "10.0.0.2", ["a"], {}, [1])]
+    with pytest.raises(SpecError) as e:
+        mpirun_command("openmpi", JobPlan("j", "k", 0, nodes, "m"), over_nodes="cyclic")
+    assert e.value.field == "map_by" and "same number of ranks" in e.value.problem
+
+
+def test_wrapper_env_names_each_bound_rank() -> None:
+    from mnp.launch.mpirun import mpirun_command
+    from mnp.plan import JobPlan, NodePlan
+
+    nodes = [NodePlan(0, "n0", "10.0.0.1", ["a"], {}, [0, 1]), NodePlan(1, "n1", "10.0.0.2", ["a"], {}, [2, 3])]
+    lc = mpirun_command("mpich", JobPlan("j", "k", 0, nodes, "m"), bind_cpus={0: (0,), 1: (1, 3), 3: (5,)})
+    assert lc.node_env(nodes[0]) == {"MNP_CPUS_0": "0", "MNP_CPUS_1": "1,3"}
+    assert lc.node_env(nodes[1]) == {"MNP_CPUS_3": "5"}
+    assert "taskset -c" in " ".join(lc.argv) and "-bind-to" not in lc.argv
+
+
+def test_who_is_given_launcher_flags() -> None:
+    apart = node_cpus([_facts("0-3", "x"), _facts("0-3", "y")])
+    together = node_cpus([_facts("0", "m"), _facts("1", "m")])
+    assert decide_binding("none", "auto", "openmpi", "mpirun", apart, [[0], [1]], shared=False).launcher_binds
+    assert not decide_binding("none", "auto", "openmpi", "mpirun", together, [[0], [1]], shared=True).launcher_binds
+    assert not decide_binding("core", "auto", "openmpi", "mpirun", together, [[0], [1]], shared=True).launcher_binds
+    assert not decide_binding("auto", "auto", "impi", "pmi", apart, [[0], [1]], shared=False).launcher_binds

@@ -29,6 +29,13 @@ class Binding:
     by: str  # "mnp" (agent or rank wrapper) | "mpi" (the launcher's flags, or Intel MPI's library) | "none"
     why: str  # one line: what, by whom, and why
     lines: list[str] = field(default_factory=list)  # node -> rank -> CPUs
+    shared: bool = False  # the nodes share a machine's CPUs: the MPI's own binding stays off, never told
+
+    @property
+    def launcher_binds(self) -> bool:
+        """Whether an mpirun/mpiexec launcher is given binding flags (nodes of different machines, a policy that
+        is not left to the MPI's library)."""
+        return not self.shared and not self.policy.left_to_mpi and self.by in ("mpi", "none")
 
     @property
     def bind_cpus(self) -> dict[int, tuple[int, ...]]:
@@ -100,4 +107,4 @@ def decide_binding(bind_to: str, map_by: str, family: str, launcher: str, nodes:
             why += ("; the MPI's own binding is off (a node's CPUs here are its affinity, which the MPI's binding "
                     "would step out of)")
     lines = placement.lines(ranks, [n.cpus for n in nodes]) if by == "mnp" else []
-    return Binding(policy, placement, by, why, lines)
+    return Binding(policy, placement, by, why, lines, shared)

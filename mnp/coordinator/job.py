@@ -329,8 +329,7 @@ class _Job:
         policy = binding.policy
         backend.over_nodes = policy.nodes
         backend.bind_cpus = binding.bind_cpus
-        if binding.by == "mpi" or (binding.by == "none" and not policy.left_to_mpi
-                                   and not binding.placement.shared and self.mpi.launcher == "mpirun"):
+        if binding.launcher_binds and self.mpi.launcher == "mpirun":
             # the MPI's launcher binds (nodes of different machines); Open MPI's default binds nothing on a node
             # with more ranks than cores: then nothing anywhere
             backend.mpi_policy = replace(policy, bind="none") if binding.placement.unbound_nodes else policy
