@@ -59,12 +59,13 @@ def _binding(job: Job, family: str, launcher: str, owned: list[list[int]] | None
 
 def plan(job: Job, hosts: list[HostSpec] | None, isolate: bool | None) -> dict[str, Any]:
     """The plan as data (``--dry-run --json`` prints it as it is)."""
-    from mnp.launch.backends import choose_mpi
+    from mnp.launch.backends import check_layout, choose_mpi
     from mnp.spec.resolve import resolve_nodes
 
     spec = job.spec
     work = resolve_nodes(spec, job.source)
     mpi = choose_mpi(spec.mpi, spec.launcher, work[spec.main_node].command, job.source)
+    check_layout(mpi, spec.map_by, job.source)
     from mnp.placement import rank_nodes, resolve
 
     where = _where(hosts, isolate)

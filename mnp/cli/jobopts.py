@@ -84,8 +84,8 @@ _JOB = [
                  help="Bind each rank to a core, to its socket (numa, package: the same here), or not at all "
                       "(srun's --cpu-bind cores|sockets|none too); within each node's own CPUs. Default: what the "
                       "MPI does (Open MPI: core for up to 2 ranks, else socket; MPICH/Hydra: none)."),
-    click.option("--map-by", "--distribution", "map_by", type=click.Choice(_MAP), metavar="slot|core|socket|node|"
-                                                                                           "block|cyclic[:block|cyclic]",
+    click.option("--map-by", "--distribution", "map_by", type=click.Choice(_MAP),
+                 metavar="slot|core|socket|node|block|cyclic",
                  help="Rank placement: over nodes in blocks (slot, core, socket, block) or round robin (node, "
                       "cyclic); within a node in core order (slot, core) or round robin over sockets (socket, "
                       "block, cyclic); srun's two-level NODES:WITHIN as written."),

@@ -38,7 +38,7 @@ from mnp.coordinator.planning import apply_remounts, make_cluster, node_work, sh
 from mnp.coordinator.stdin import StdinFeed
 from mnp.errors import MnpError, UsageError
 from mnp.fabric.decide import FabricError, decide
-from mnp.launch.backends import backend_for, choose_mpi
+from mnp.launch.backends import backend_for, check_layout, choose_mpi
 from mnp.placement import resolve
 from mnp.plan import JobPlan, NodeWork, assign_ranks, ranks_per_node, resolve_nodes
 from mnp.records import Records, new_job_id
@@ -152,6 +152,7 @@ class _Job:
         source = self.req.spec_path
         work = resolve_nodes(self.spec, source)
         self.mpi = choose_mpi(self.spec.mpi, self.spec.launcher, work[self.spec.main_node].command, source)
+        check_layout(self.mpi, self.spec.map_by, source)
         if self.req.attempt == 1:
             self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command,
                                            source)

@@ -21,7 +21,7 @@ from mnp.launch.mpirun import mpirun_command
 from mnp.placement import Policy
 from mnp.plan import JobPlan
 
-__all__ = ["LAUNCHER", "Backend", "DirectPmi", "Mpirun", "backend_for", "MpiChoice", "choose_mpi"]
+__all__ = ["LAUNCHER", "Backend", "DirectPmi", "Mpirun", "backend_for", "MpiChoice", "check_layout", "choose_mpi"]
 
 LAUNCHER = -1  # the "rank" number of an mpirun/mpiexec process in the agents' bookkeeping
 
@@ -135,6 +135,17 @@ class MpiChoice:
     why: str
     prefix: Path | None
     launcher: str  # pmi | mpirun
+
+
+def check_layout(mpi: MpiChoice, map_by: str, source: str | None = None) -> None:
+    """Refuse, before any node is made, a rank layout the job's launcher cannot follow: round robin over nodes
+    with Hydra's ``mpiexec`` (:func:`mnp.launch.mpirun.binding_flags`)."""
+    from mnp.errors import SpecError
+    from mnp.placement import MAP_SPELLINGS
+
+    if mpi.launcher == "mpirun" and mpi.family != "openmpi" and (MAP_SPELLINGS.get(map_by) or ("",))[0] == "cyclic":
+        raise SpecError("map_by", f"{map_by}: Hydra's mpiexec cannot deal ranks round robin over nodes here (its "
+                        "hosts are filled in turn): use launcher: pmi, or block (slot) mapping", source)
 
 
 def choose_mpi(mpi: str, launcher: str, command: list[str], source: str | None = None) -> MpiChoice:

@@ -184,3 +184,14 @@ def test_bad_job_fields_name_the_field(tmp_path: Path, mnp_home: Path, field: st
     p = run_mnp(["launch", str(job)], mnp_home)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and f"{field}: " in lines[0] and "Traceback" not in p.stderr, p.stderr
+
+
+def test_hydra_cannot_deal_ranks_round_robin(tmp_path: Path, mnp_home: Path) -> None:
+    """Refused before any node is made, one line naming the field, no record."""
+    job = write_job(tmp_path / "j.yaml", command=[sys.executable, "-c", "pass"], nodes=2, ranks_per_node=2,
+                    launcher="mpirun", mpi="mpich", map_by="node")
+    p = run_mnp(["launch", str(job)], mnp_home)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "map_by: node: Hydra's mpiexec cannot" in lines[0], p.stderr
+    assert "launcher: pmi" in lines[0]
+    assert json.loads(run_mnp(["list", "--json"], mnp_home).stdout) == []
