@@ -300,14 +300,13 @@ class _Job:
                         main_address=addresses[self.spec.main_node], cpus_shared=shared)
         if fabric.shm_problems and self.req.remount_shm:
             self._remount(fabric)
-        over_nodes = resolve(self.spec.bind_to, self.spec.map_by, self.mpi.family, sum(rpn)).nodes
+        policy = resolve(self.spec.bind_to, self.spec.map_by, self.mpi.family, sum(rpn))
+        # ranks mnp binds are not pinned again by Intel MPI's library, its own way (the job's env still wins)
+        unpin = {"I_MPI_PIN": "0"} if self.mpi.family == "impi" and policy.bind != "none" else {}
         plan = assign_ranks(self.job_id, work, cpus, hostnames, addresses, self.spec.main_node,
-                            {**fabric.transport.env}, attempt=self.req.attempt, over_nodes=over_nodes)
+                            {**fabric.transport.env, **unpin}, attempt=self.req.attempt, over_nodes=policy.nodes)
         binding = decide_binding(self.spec.bind_to, self.spec.map_by, self.mpi.family, self.mpi.launcher, owned,
                                  [p.ranks for p in plan.nodes], shared)
-        if binding.by == "mnp" and self.mpi.family == "impi":  # else Intel MPI pins them again, its own way
-            for p in plan.nodes:
-                p.env["I_MPI_PIN"] = "0"
         fabric.binding = binding.why
         self.info.update(fabric.to_info(), size=sum(rpn), binding=binding.to_info(),
                          mpi={"family": self.mpi.family, "why": self.mpi.why, "launcher": self.mpi.launcher})

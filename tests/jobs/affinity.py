@@ -1,9 +1,13 @@
 """Print where this rank runs, as one JSON line: its rank and node, the CPUs it may use, its node's CPUs (the
-affinity of the node's init, pid 1 in the node's PID namespace) and each of its CPUs' core siblings."""
+affinity of the node's init, pid 1 in the node's PID namespace) and each of its CPUs' core siblings. With
+AFFINITY_MPI set, after MPI_Init."""
 
 import json
 import os
 from pathlib import Path
+
+if os.environ.get("AFFINITY_MPI"):  # MPI_Init first: a library that pins ranks would have done it by now
+    from mpi4py import MPI  # noqa: F401
 
 
 def siblings(cpu: int) -> list[int]:

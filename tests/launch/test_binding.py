@@ -21,6 +21,7 @@ from mnp.placement import Policy, cpu_list
 
 AFFINITY = ROOT / "tests" / "jobs" / "affinity.py"
 OMPI_PY = ROOT / ".venv-ompi" / "bin" / "python"
+IMPI_PY = ROOT / ".venv-impi" / "bin" / "python"
 needs_ompi = pytest.mark.skipif(not OMPI_PY.exists(), reason=".venv-ompi (Open MPI wheel) not set up: ./setup.sh")
 
 
@@ -91,6 +92,25 @@ def test_core_against_none_on_one_node(mnp_home: Path, no_leftovers: None) -> No
     assert all(_one_core(rec) for rec in core.values()) and not set(core[0]["cpus"]) & set(core[1]["cpus"]), core
     none = _ranks(_run(mnp_home, ["--bind-to", "none"], nodes=1, ranks=2).stdout)
     assert none[0]["cpus"] == none[1]["cpus"] == none[0]["node_cpus"] and len(none[0]["cpus"]) >= 2, none
+
+
+@pytest.mark.namespaces
+@pytest.mark.parametrize("python", [pytest.param(Path(sys.executable), id="mpich"),
+                                    pytest.param(IMPI_PY, id="impi")])
+def test_binding_survives_mpi_init(mnp_home: Path, no_leftovers: None, python: Path) -> None:
+    """Ranks bound by the agent, looked at after MPI_Init: MPICH leaves them so, and Intel MPI, which pins ranks
+    in its library, is told not to (each rank keeps its socket: here the node's whole package)."""
+    if not python.exists():
+        pytest.skip(f"{python} not set up")
+    for bind in ("core", "socket"):
+        p = _run(mnp_home, ["--bind-to", bind, "-x", "AFFINITY_MPI=1"], python=str(python), nodes=1, ranks=2)
+        recs = _ranks(p.stdout)
+        assert sorted(recs) == [0, 1] and _explained(p.stderr) == {r: cpu_list(x["cpus"]) for r, x in recs.items()}
+        if bind == "socket":
+            packages = {int(Path(f"/sys/devices/system/cpu/cpu{c}/topology/physical_package_id").read_text())
+                        for c in recs[0]["node_cpus"]}
+            if len(packages) == 1:
+                assert all(x["cpus"] == x["node_cpus"] for x in recs.values()), recs
 
 
 @pytest.mark.namespaces
