@@ -79,6 +79,11 @@ def test_two_nodes_two_ranks(mnp_home: Path, no_leftovers: None, bind: str, mapp
                       for a in recs for b in recs)
     warnings = [x for x in p.stderr.splitlines() if x.startswith("mnp: warning: binding: ")]
     assert len(warnings) == (1 if shared_core else 0), p.stderr
+    job = re.search(r"mnp: job (\w+)", p.stderr).group(1)  # type: ignore[union-attr]
+    status = run_mnp(["status", job], mnp_home).stdout
+    assert f"binding   core, mapped {mapping}:cyclic" in status, status  # srun's block and cyclic: cyclic within
+    kept = json.loads(run_mnp(["status", "--json", job], mnp_home).stdout)["info"]["binding"]
+    assert kept["ranks"] == {str(r): cpu_list(rec["cpus"]) for r, rec in recs.items()} and kept["by"] == "mnp"
 
 
 @pytest.mark.namespaces
