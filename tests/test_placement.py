@@ -206,7 +206,8 @@ def test_decision_says_who_binds_and_lists_ranks() -> None:
     assert wrapper.by == "mnp" and "taskset" in wrapper.why
     apart = node_cpus([_facts("0-3", "x"), _facts("0-3", "y")])
     mpi = decide_binding("auto", "auto", "openmpi", "mpirun", apart, [[0], [1]], shared=False)
-    assert mpi.by == "mpi" and not mpi.bind_cpus and "Open MPI's launcher" in mpi.why and mpi.lines == []
+    assert mpi.by == "mpi" and not mpi.bind_cpus and "Open MPI's launcher" in mpi.why
+    assert mpi.lines == ["node 0 (CPUs 0-3): rank 0->0", "node 1 (CPUs 0-3): rank 1->0"]  # what it should choose
     hydra = decide_binding("auto", "auto", "mpich", "pmi", apart, [[0], [1]], shared=False)
     assert hydra.by == "none" and "Hydra's default" in hydra.why
 

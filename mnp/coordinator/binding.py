@@ -94,7 +94,8 @@ def decide_binding(bind_to: str, map_by: str, family: str, launcher: str, nodes:
         by, why = "none", f"none -- {policy.why}: each rank may use all of its node's CPUs"
     elif launcher == "mpirun" and not shared:
         by = "mpi"
-        why = f"{policy.bind}, mapped {policy.map_by} -- {policy.why}; applied by {name}'s launcher on each node"
+        why = (f"{policy.bind}, mapped {policy.map_by} -- {policy.why}; applied by {name}'s launcher on each node "
+               "(the CPUs below are what it should choose)")
     else:
         by = "mnp"
         how = "taskset in each rank's wrapper" if launcher == "mpirun" else "the agent's sched_setaffinity"
@@ -106,5 +107,6 @@ def decide_binding(bind_to: str, map_by: str, family: str, launcher: str, nodes:
         if shared:
             why += ("; the MPI's own binding is off (a node's CPUs here are its affinity, which the MPI's binding "
                     "would step out of)")
-    lines = placement.lines(ranks, [n.cpus for n in nodes]) if by == "mnp" else []
+    lines = placement.lines(ranks, [n.cpus for n in nodes]) if by in ("mnp", "mpi") and not policy.left_to_mpi \
+        else []
     return Binding(policy, placement, by, why, lines, shared)
