@@ -7,7 +7,8 @@ Two steps, because one input is only known once the nodes are up:
    covered -- giving each node its command, env and ``ranks_per_node`` (``None`` where the job leaves it to
    the node's CPU count). Errors here are spec errors: exit 2, before any node is created.
 2. :func:`assign_ranks` (after every agent said hello): fix ranks per node, number the ranks in blocks node by
-   node (MPICH's block ``PMI_process_mapping``), and build each node's environment contract.
+   node or round robin (``map_by``; MPICH's ``PMI_process_mapping`` says which), and build each node's
+   environment contract. Which CPUs each rank is bound to is :mod:`mnp.placement`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from mnp.node.pmi import process_mapping
+from mnp.placement import mapping_of, rank_nodes
 from mnp.spec.resolve import NodeWork, resolve_nodes
 
 __all__ = ["NodeWork", "NodePlan", "JobPlan", "resolve_nodes", "assign_ranks", "node_env", "ranks_per_node"]
@@ -83,13 +84,13 @@ def ranks_per_node(work: list[NodeWork], cpus: list[int]) -> list[int]:
 
 
 def assign_ranks(job_id: str, work: list[NodeWork], cpus: list[int], hostnames: list[str], addresses: list[str],
-                 main_node: int, transport_env: dict[str, str], attempt: int = 1) -> JobPlan:
-    """Fix ranks per node (the node's CPU count where the job left it open) and build each node's plan."""
+                 main_node: int, transport_env: dict[str, str], attempt: int = 1, over_nodes: str = "block",
+                 ) -> JobPlan:
+    """Fix ranks per node (the node's CPU count where the job left it open) and build each node's plan; the ranks
+    are numbered node by node (``over_nodes`` block) or dealt round robin (cyclic, :func:`mnp.placement.rank_nodes`)."""
     nodes = []
-    next_rank = 0
-    for w, count in zip(work, ranks_per_node(work, cpus)):
-        ranks = list(range(next_rank, next_rank + count))
-        next_rank += count
+    layout = rank_nodes(ranks_per_node(work, cpus), over_nodes)
+    for w, ranks in zip(work, layout):
         env = {
             "PYTHONUNBUFFERED": "1",
             **transport_env,
@@ -98,4 +99,4 @@ def assign_ranks(job_id: str, work: list[NodeWork], cpus: list[int], hostnames: 
         }
         nodes.append(NodePlan(w.index, hostnames[w.index], addresses[w.index], w.command, env, ranks))
     kvsname = f"mnp_{job_id.replace(':', '_')}_{attempt}_{os.getpid()}"
-    return JobPlan(job_id, kvsname, main_node, nodes, process_mapping([n.nranks for n in nodes]), attempt)
+    return JobPlan(job_id, kvsname, main_node, nodes, mapping_of(layout), attempt)

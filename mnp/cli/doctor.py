@@ -33,9 +33,12 @@ __all__ = ["doctor"]
               help="The job's MPI family (auto: the interpreter's).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
               help="The job's environment for the probe (transport settings: FI_*, OMPI_MCA_*...). Repeatable.")
+@click.option("--matrix", "matrix_file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the whole latency matrix to FILE: JSON if it ends in .json, else CSV (the text "
+                   "report shows a summary and the slowest pairs above 16 nodes).")
 @node_source_options
 def doctor(nodes: int | None, as_json: bool, ranks_per_node: int | None, transport: str, isolate: bool | None,
-           python: str | None, mpi: str, env: tuple[str, ...], **where: Any) -> None:
+           python: str | None, mpi: str, env: tuple[str, ...], matrix_file: str | None, **where: Any) -> None:
     """Check the nodes before a job runs: reachability, clocks, MPI, CPUs, /dev/shm, interfaces, transport, the
     path every pair takes, and its latency against that path's band.
 
@@ -60,5 +63,25 @@ def doctor(nodes: int | None, as_json: bool, ranks_per_node: int | None, transpo
     report = run_doctor(DoctorRequest(nodes=nodes, hosts=hosts, ssh=ssh, isolate=isolate,
                                       ranks_per_node=ranks_per_node, transport=transport, python=python, mpi=mpi,
                                       env=pairs))
+    if matrix_file is not None:
+        _write_matrix(report, matrix_file)
     click.echo(json.dumps(report.to_json()) if as_json else render(report))
     sys.exit(report.exit_code)
+
+
+def _write_matrix(report: Any, path: str) -> None:
+    """``--matrix FILE``: the whole matrix, JSON or CSV by the file's name (nothing when the probe did not run)."""
+    from mnp.doctor.matrix import matrix_csv, matrix_json
+    from mnp.errors import UsageError
+
+    probe = report.probe or {}
+    if not probe.get("latency_us"):
+        click.echo(f"mnp: no latency matrix to write to {path} (the probe measured none)", err=True)
+        return
+    text = json.dumps(matrix_json(probe, report.latency_pairs)) + "\n" if path.endswith(".json") else \
+        matrix_csv(probe)
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise UsageError(f"--matrix: cannot write {path}: {e.strerror}") from None

@@ -26,45 +26,77 @@ def _where(hosts: list[HostSpec] | None, isolate: bool | None) -> str:
     return "local isolated" if isolate is not False and namespaces_available() else "local processes"
 
 
-def _local_cpus(n: int, where: str) -> list[int]:
-    cpus = os.sched_getaffinity(0)
+def _local_cpus(n: int, where: str) -> list[list[int]]:
+    """The CPUs each local node would own: its share of this machine's (isolated nodes), else all of them."""
+    cpus = sorted(os.sched_getaffinity(0))
     if where != "local isolated":
-        return [len(cpus)] * n
+        return [cpus] * n
     from mnp.cluster.cpus import plan_node_cpus
 
     share = plan_node_cpus(cpus, n)
-    return [len(share.get(i, cpus)) for i in range(n)]
+    return [share.get(i, cpus) for i in range(n)]
+
+
+def _binding(job: Job, family: str, launcher: str, owned: list[list[int]] | None,
+             ranks: list[list[int] | None]) -> dict[str, Any]:
+    """The binding a launch would choose (local nodes: each rank's CPUs; hosts: decided when they answer)."""
+    from mnp.coordinator.binding import decide_binding
+    from mnp.placement import NodeCpus, resolve
+
+    spec = job.spec
+    if owned is None or any(r is None for r in ranks):
+        policy = resolve(spec.bind_to, spec.map_by, family, sum(len(r or []) for r in ranks))
+        why = f"none -- {policy.why}" if policy.bind == "none" else \
+            f"{policy.bind}, mapped {policy.map_by} -- {policy.why}; each rank's CPUs are decided when the hosts answer"
+        return {"bind_to": policy.bind, "map_by": policy.map_by, "by": None, "ranks": None, "why": why}
+    from mnp.cluster.cpus import sysfs_core
+
+    topo = {c: core for c in sorted({c for cpus in owned for c in cpus}) if (core := sysfs_core(c)) is not None}
+    nodes = [NodeCpus(tuple(cpus), {c: topo[c] for c in cpus if c in topo}, "this machine") for cpus in owned]
+    chosen = decide_binding(spec.bind_to, spec.map_by, family, launcher, nodes, [r or [] for r in ranks], True)
+    return {**chosen.to_info(), "lines": chosen.lines}
 
 
 def plan(job: Job, hosts: list[HostSpec] | None, isolate: bool | None) -> dict[str, Any]:
     """The plan as data (``--dry-run --json`` prints it as it is)."""
-    from mnp.launch.backends import choose_mpi
+    from mnp.launch.backends import check_layout, choose_mpi
     from mnp.spec.resolve import resolve_nodes
 
     spec = job.spec
     work = resolve_nodes(spec, job.source)
     mpi = choose_mpi(spec.mpi, spec.launcher, work[spec.main_node].command, job.source)
+    check_layout(mpi, spec.map_by, job.source)
+    from mnp.placement import rank_nodes, resolve
+
     where = _where(hosts, isolate)
-    cpus = _local_cpus(job.nodes, where) if hosts is None else [None] * job.nodes
-    nodes, first = [], 0
-    for w in work:
-        count = w.ranks_per_node or (hosts[w.index].slots if hosts else cpus[w.index])
-        ranks = list(range(first, first + count)) if count else None
-        first += count or 0
+    owned = _local_cpus(job.nodes, where) if hosts is None else None
+    counts = [w.ranks_per_node or (hosts[w.index].slots if hosts else len(owned[w.index]) if owned else None)
+              for w in work]
+    first = sum(c or 0 for c in counts)
+    known = all(counts)
+    over = resolve(spec.bind_to, spec.map_by, mpi.family, first).nodes
+    layout: list[list[int] | None] = list(rank_nodes([c or 0 for c in counts], over)) if known else \
+        [list(range(sum(c or 0 for c in counts[:i]), sum(c or 0 for c in counts[:i + 1]))) if c else None
+         for i, c in enumerate(counts)]
+    nodes = []
+    for w, count, ranks in zip(work, counts, layout):
         nodes.append({"index": w.index, "host": hosts[w.index].target if hosts else f"node{w.index}",
                       "ranks": ranks, "ranks_from": "job" if w.ranks_per_node else "slots" if hosts and count
                       else "cpus", "command": w.command, "env": w.env})
-    known = all(n["ranks"] is not None for n in nodes)
     return {"dry_run": True, "name": spec.name, "num_nodes": job.nodes, "main_node": spec.main_node,
             "ranks": first if known else None, "where": where, "mpi": mpi.family, "launcher": mpi.launcher,
             "mpi_why": mpi.why, "transport": spec.transport, "shm_size": spec.shm_size, "timeout": spec.timeout,
-            "nodes": nodes}
+            "binding": _binding(job, mpi.family, mpi.launcher, owned, layout), "nodes": nodes}
 
 
 def _span(ranks: list[int] | None) -> str:
     if ranks is None:
         return "the host's CPUs"
-    return f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {ranks[0]}-{ranks[-1]}"
+    if len(ranks) == 1:
+        return f"rank {ranks[0]}"
+    if ranks == list(range(ranks[0], ranks[-1] + 1)):
+        return f"ranks {ranks[0]}-{ranks[-1]}"
+    return "ranks " + ",".join(map(str, ranks[:6])) + (",..." if len(ranks) > 6 else "")
 
 
 def render(p: dict[str, Any]) -> str:
@@ -82,6 +114,9 @@ def render(p: dict[str, Any]) -> str:
              f"ranks      {ranks}",
              f"mpi        {p['mpi']} via {p['launcher']} ({p['mpi_why']})",
              f"transport  {transport}",
+             f"binding    {p['binding']['why']}",
+             *[f"           {line}" for line in p["binding"].get("lines", [])],
+             *[f"           warning: {w}" for w in p["binding"].get("wrapped", [])],
              f"shm_size   {fmt_bytes(p['shm_size']) if p['shm_size'] else 'what MPI needs (at least 64 MiB)'}",
              f"timeout    {p['timeout']:g} s" if p["timeout"] else "timeout    none"]
     common = p["nodes"][0]["env"] if all(n["env"] == p["nodes"][0]["env"] for n in p["nodes"]) else None

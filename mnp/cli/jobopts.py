@@ -24,6 +24,10 @@ MAX_RANKS_PER_NODE = 4096  # mnp.spec.jobspec.MAX_RANKS_PER_NODE (not imported: 
 MAX_RANKS = MAX_NODES_OPTION * MAX_RANKS_PER_NODE
 _MAX_TIMEOUT = 365 * 24 * 3600  # mnp.spec.jobspec.MAX_TIMEOUT
 _MAX_ARRAY = 10_000  # mnp.spec.jobspec.MAX_ARRAY
+# mnp.spec.jobspec.CHOICES (a test keeps them equal)
+_BIND = ("auto", "none", "core", "cores", "socket", "sockets", "package", "numa")
+_MAP = ("auto", "slot", "core", "socket", "package", "numa", "node", "block", "cyclic", "block:block", "block:cyclic",
+        "cyclic:block", "cyclic:cyclic")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class JobOptions:
     mpi: str | None = None
     transport: str | None = None
     shm_size: str | None = None
+    bind_to: str | None = None
+    map_by: str | None = None
     stdin: str | None = None
     label: bool | None = None
     timestamp: bool = False
@@ -81,6 +87,15 @@ _JOB = [
                       "between)."),
     click.option("--shm-size", metavar="SIZE", help="/dev/shm size on each node, e.g. 512Mi or 2Gi (overrides "
                                                     "'shm_size')."),
+    click.option("--bind-to", "--cpu-bind", "bind_to", type=click.Choice(_BIND), metavar="core|socket|none",
+                 help="Bind each rank to a core, to its socket (numa, package: the same here), or not at all "
+                      "(srun's --cpu-bind cores|sockets|none too); within each node's own CPUs. Default: what the "
+                      "MPI does (Open MPI: core for up to 2 ranks, else socket; MPICH/Hydra: none)."),
+    click.option("--map-by", "--distribution", "map_by", type=click.Choice(_MAP),
+                 metavar="slot|core|socket|node|block|cyclic",
+                 help="Rank placement: over nodes in blocks (slot, core, socket, block) or round robin (node, "
+                      "cyclic); within a node in core order (slot, core) or round robin over sockets (socket, "
+                      "block, cyclic); srun's two-level NODES:WITHIN as written."),
     click.option("--stdin", metavar="0|RANK|all|none",
                  help="Which ranks read mnp's standard input: rank 0 (default, as mpirun), another rank, all (as "
                       "srun), or none."),

@@ -145,6 +145,12 @@ def status(job: str, as_json: bool) -> None:
     ifc = j.info.get("iface")
     if ifc:
         click.echo(f"iface     {ifc['name'] or 'any'} ({ifc['why']})")
+    bound = j.info.get("binding")
+    if isinstance(bound, dict):  # older records kept a line of text
+        ranks = bound.get("ranks") or {}
+        cpus = " ".join(f"{r}->{c}" for r, c in list(ranks.items())[:16] if c is not None)
+        more = f" ... ({len(ranks) - 16} more)" if len(ranks) > 16 else ""
+        click.echo(f"binding   {bound.get('why', '')}" + (f"; rank {cpus}{more}" if cpus else ""))
     from mnp.fabric.shm import fmt_bytes
 
     for node, sh in sorted(j.info.get("shm", {}).items(), key=lambda kv: int(kv[0])):

@@ -35,9 +35,9 @@ __all__ = ["Job", "job_from_command", "job_from_file", "split_ranks"]
 
 # a spec field set from an option -> the option, as errors name it
 _OPTION_OF = {"name": "-J/--job-name", "timeout": "--timeout", "mpi": "--mpi", "transport": "--transport",
-              "shm_size": "--shm-size", "env": "-x/--export", "command": "COMMAND", "nodes": "-N/--nodes",
-              "main_node": "-N/--nodes", "array": "--array/--max-concurrency",
-              "transit_timeout": "--transit-timeout", "on_stuck": "--on-stuck"}
+              "shm_size": "--shm-size", "bind_to": "--bind-to", "map_by": "--map-by", "env": "-x/--export",
+              "command": "COMMAND", "nodes": "-N/--nodes", "main_node": "-N/--nodes",
+              "array": "--array/--max-concurrency", "transit_timeout": "--transit-timeout", "on_stuck": "--on-stuck"}
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,8 @@ def _overrides(opts: JobOptions) -> dict[str, Any]:
     """The spec fields the options set (validated), by field name."""
     raw: dict[str, Any] = {k: v for k, v in (("name", opts.name), ("timeout", opts.timeout), ("mpi", opts.mpi),
                                              ("transport", opts.transport), ("shm_size", opts.shm_size),
-                                             ("transit_timeout", opts.transit_timeout), ("on_stuck", opts.on_stuck))
+                                             ("transit_timeout", opts.transit_timeout), ("on_stuck", opts.on_stuck),
+                                             ("bind_to", opts.bind_to), ("map_by", opts.map_by))
                            if v is not None}
     env = _exports(opts.export)
     if env:

@@ -57,12 +57,14 @@ class _Msg(msgspec.Struct, frozen=True, tag_field="t", forbid_unknown_fields=Tru
 
 # -- coordinator -> agent -------------------------------------------------------------------------------------------
 class RankSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One process the agent starts: a rank (served PMI-1) or, with ``pmi=False``, a launcher."""
+    """One process the agent starts: a rank (served PMI-1) or, with ``pmi=False``, a launcher. ``cpus``: the CPUs
+    it is bound to (:mod:`mnp.placement`; None: the node's whole set)."""
 
     rank: int
     local_rank: int
     argv: list[str]
     pmi: bool = True
+    cpus: list[int] | None = None
 
 
 class Start(_Msg, frozen=True, tag="start"):

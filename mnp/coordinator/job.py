@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from mnp.control import messages as m
 from mnp.control.channel import CoordinatorChannel
 from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Stuck, Transition
 from mnp.coordinator.alerts import Alerts
+from mnp.coordinator.binding import Binding, decide_binding, node_cpus, one_machine
 from mnp.coordinator.engine import EXIT_INTERRUPTED, Failure, JobEngine, Timing
 from mnp.coordinator.events import EventSink, JobCreated, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
@@ -40,8 +41,9 @@ from mnp.coordinator.telemetry import telemetry_info
 from mnp.coordinator.transit import EXIT_STUCK
 from mnp.errors import MnpError, UsageError
 from mnp.fabric.decide import FabricError, decide
-from mnp.launch.backends import backend_for, choose_mpi
+from mnp.launch.backends import backend_for, check_layout, choose_mpi
 from mnp.node.telemetry import telemetry_interval
+from mnp.placement import resolve
 from mnp.plan import JobPlan, NodeWork, assign_ranks, ranks_per_node, resolve_nodes
 from mnp.records import Records, new_job_id
 
@@ -160,6 +162,7 @@ class _Job:
         source = self.req.spec_path
         work = resolve_nodes(self.spec, source)
         self.mpi = choose_mpi(self.spec.mpi, self.spec.launcher, work[self.spec.main_node].command, source)
+        check_layout(self.mpi, self.spec.map_by, source)
         if self.req.attempt == 1 and self.req.adopt:
             self.dir = self.records.adopt(self.job_id)
         elif self.req.attempt == 1:
@@ -306,33 +309,53 @@ class _Job:
         cpus = [hellos[i].cpus for i in range(self.n)]
         hostnames = [hellos[i].hostname for i in range(self.n)]
         addresses = [n.address for n in nodes]
+        facts = [dict(hellos[i].fabric) for i in range(self.n)]
         rpn = ranks_per_node(work, cpus)
         local_ns = self.hosts is None and self.req.cluster is None and addresses[0] != "127.0.0.1"
-        fabric = decide(self.mpi.family, self.spec.transport, self.spec.shm_size,
-                        [dict(hellos[i].fabric) for i in range(self.n)], hostnames, rpn,
+        owned = node_cpus(facts)
+        # local nodes own CPUs by affinity only (so do nodes of one machine): an MPI's binding would step out of them
+        shared = bool(getattr(self.cluster, "cpus_shared", False) or getattr(self.cluster, "node_cpus", None)
+                      or one_machine(owned))
+        fabric = decide(self.mpi.family, self.spec.transport, self.spec.shm_size, facts, hostnames, rpn,
                         iface_override=self.req.iface, known_iface="eth0" if local_ns and self.n > 1 else None,
-                        main_address=addresses[self.spec.main_node],
-                        # local nodes own CPUs by affinity only: an MPI's binding would step out of them
-                        cpus_shared=bool(getattr(self.cluster, "cpus_shared", False)
-                                         or getattr(self.cluster, "node_cpus", None)))
+                        main_address=addresses[self.spec.main_node], cpus_shared=shared)
         if fabric.shm_problems and self.req.remount_shm:
             self._remount(fabric)
-        self.info.update(fabric.to_info(), size=sum(rpn),
+        policy = resolve(self.spec.bind_to, self.spec.map_by, self.mpi.family, sum(rpn))
+        # ranks mnp binds are not pinned again by Intel MPI's library, its own way (the job's env still wins)
+        unpin = {"I_MPI_PIN": "0"} if self.mpi.family == "impi" and policy.bind != "none" else {}
+        plan = assign_ranks(self.job_id, work, cpus, hostnames, addresses, self.spec.main_node,
+                            {**fabric.transport.env, **unpin}, attempt=self.req.attempt, over_nodes=policy.nodes)
+        binding = decide_binding(self.spec.bind_to, self.spec.map_by, self.mpi.family, self.mpi.launcher, owned,
+                                 [p.ranks for p in plan.nodes], shared)
+        fabric.binding = binding.why
+        self.info.update(fabric.to_info(), size=sum(rpn), binding=binding.to_info(),
                          mpi={"family": self.mpi.family, "why": self.mpi.why, "launcher": self.mpi.launcher})
         self.records.update(self.job_id, info=self.info)
         if self.req.explain:
-            for line in fabric.explain().splitlines():
+            for line in fabric.explain().splitlines() + [f"binding {x}" for x in binding.lines]:
                 self.say(Note("explain", line))
-        for warning in fabric.warnings:  # thin /dev/shm margins, oversubscribed nodes
-            self.say(Note("warning", warning))
+        for warning in fabric.warnings + ([binding.warning] if binding.warning else []):
+            self.say(Note("warning", warning))  # thin /dev/shm margins, oversubscribed nodes, ranks sharing cores
         if fabric.shm_problems:
             more = f" (and {len(fabric.shm_problems) - 1} more node(s))" if len(fabric.shm_problems) > 1 else ""
             raise FabricError(fabric.shm_problems[0] + more)
-        plan = assign_ranks(self.job_id, work, cpus, hostnames, addresses, self.spec.main_node,
-                            fabric.transport.env, attempt=self.req.attempt)
         self.records.update(self.job_id, nodes=[{"index": p.index, "hostname": p.hostname, "address": p.address,
                                                  "ranks": p.ranks} for p in plan.nodes])
-        return plan, backend_for(self.mpi.launcher, self.mpi.family, self.mpi.prefix)
+        return plan, self._backend(binding)
+
+    def _backend(self, binding: Binding) -> Any:
+        """The launch back-end, told how ranks are laid out and who binds them."""
+        backend = backend_for(self.mpi.launcher, self.mpi.family, self.mpi.prefix)
+        policy = binding.policy
+        backend.over_nodes = policy.nodes
+        backend.bind_cpus = binding.bind_cpus
+        if binding.launcher_binds and self.mpi.launcher == "mpirun":
+            # the MPI's launcher binds (nodes of different machines); Open MPI's default binds nothing on a node
+            # with more ranks than cores: then nothing anywhere
+            backend.mpi_policy = replace(policy, bind="none") if binding.placement.unbound_nodes else policy
+            backend.overload = bool(binding.placement.wrapped)
+        return backend
 
     def _remount(self, fabric: Any) -> None:
         """--remount-shm: ask the short nodes' agents (root) to grow /dev/shm, then look again."""

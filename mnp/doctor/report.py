@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnp.doctor.matrix import GRID_MAX_NODES, latency_text
+
 __all__ = ["Check", "DoctorReport", "one_line", "render"]
 
 
@@ -47,6 +49,12 @@ class DoctorReport:
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
 
+    @property
+    def latency_pairs(self) -> list[dict[str, Any]]:
+        """The latency check's pairs (nodes, us, fastest tenth, band, ceiling, judged), where it has them."""
+        c = self.check("latency")
+        return list(c.data.get("pairs") or []) if c is not None else []
+
     def to_json(self) -> dict[str, Any]:
         p = self.probe or {}
         clock = p.get("clock") or []
@@ -62,8 +70,9 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def render(report: DoctorReport) -> str:
-    """One line per check (OK / FAIL / WARN), then the latency matrix in microseconds."""
+def render(report: DoctorReport, grid_max: int = GRID_MAX_NODES) -> str:
+    """One line per check (OK / FAIL / WARN), then the latency matrix in microseconds: whole up to ``grid_max``
+    nodes, else its summary and the slowest pairs (:mod:`mnp.doctor.matrix`)."""
     lines = []
     probe = report.probe or {}
     if report.job_id:
@@ -73,17 +82,7 @@ def render(report: DoctorReport) -> str:
     for c in report.checks:
         mark = "OK" if c.ok else ("WARN" if c.warn else "FAIL")
         lines.append(f"{mark:<5} {c.name:<{width}}  {c.detail}")
-    matrix = probe.get("latency_us") or []
-    if len(matrix) > 1:
-        names = [str(f.get("hostname", "?"))[:12] for f in probe.get("nodes", [])]
-        names += ["?"] * (len(matrix) - len(names))
-        cells = [["-" if v is None else f"{v:.1f}" for v in row] for row in matrix]
-        w = max(6, *(len(x) for row in cells for x in row))
-        lab = max(len(f"{i} {nm}") for i, nm in enumerate(names))
-        lines.append("latency, half round trip (us):")
-        lines.append(" " * lab + "".join(f" {i:>{w}}" for i in range(len(matrix))))
-        for i, row in enumerate(cells):
-            lines.append(f"{f'{i} {names[i]}':<{lab}}" + "".join(f" {x:>{w}}" for x in row))
+    lines += latency_text(probe, report.latency_pairs, grid_max)
     failed = [c.name for c in report.checks if not c.ok and not c.warn]
     lines.append("result: OK: a launch should work" if report.ok else
                  f"result: FAIL: a launch would fail ({', '.join(failed)})")

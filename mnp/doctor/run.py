@@ -72,7 +72,10 @@ def run_doctor(req: DoctorRequest) -> DoctorReport:
     # node): auto picks it; the asked transport is judged from the nodes' facts.
     fields: dict[str, Any] = {"name": "mnp-doctor", "command": [python, "-m", "mnp.doctor.probe"], "ranks_per_node": 1,
                               "transport": req.transport if req.transport in ("auto", "tcp") else "auto",
-                              "nodes": n, "timeout": req.timeout_s, "mpi": req.mpi, "env": _probe_env(req, python)}
+                              "nodes": n, "timeout": req.timeout_s, "mpi": req.mpi, "env": _probe_env(req, python),
+                              # unbound: the probe measures paths; where ranks of two nodes do share a CPU (an MPI's
+                              # binding the job's env turns on) it finds that out itself, from sched_getcpu
+                              "bind_to": "none"}
     if req.ranks_per_node != 1 and n == 1:  # a second rank on node 0: the shared-memory path of the job's ranks
         fields["ranks_per_node"] = 2
     elif req.ranks_per_node != 1:

@@ -51,7 +51,7 @@ def node_facts(report_ifaces: bool) -> dict[str, Any]:
         cpus = list(range(os.cpu_count() or 1))
     facts: dict[str, Any] = {"shm_total": total, "shm_free": free, "kernel": os.uname().release,
                              "efa": detect_efa().to_dict(), "cpus": len(cpus), "cpu_list": cpu_list(cpus),
-                             "boot_id": _boot_id()}
+                             "cores": _cores(cpus), "boot_id": _boot_id()}
     if report_ifaces:
         try:
             from mnp.fabric.ifaces import local_ifaces
@@ -60,6 +60,13 @@ def node_facts(report_ifaces: bool) -> dict[str, Any]:
         except MnpError as e:
             facts["ifaces_error"] = str(e)
     return facts
+
+
+def _cores(cpus: list[int]) -> list[list[int]]:
+    """[cpu, package, core] of each CPU whose topology the kernel gives (for :mod:`mnp.placement`)."""
+    from mnp.cluster.cpus import sysfs_core
+
+    return [[cpu, *core] for cpu in cpus if (core := sysfs_core(cpu)) is not None]
 
 
 def _boot_id() -> str | None:

@@ -239,5 +239,5 @@ def choose_transport(mpi: str, transport: str, num_nodes: int, iface: str | None
     unbound, _ = binding_env(family, cpus_shared)
     if unbound:
         env.update(unbound)
-        notes.append("binding off (nodes on one machine)")
+        notes.append("the MPI's own binding off (nodes on one machine)")
     return TransportChoice(inter, "shm", f"{why}; " + ", ".join(notes), env, provider, pinned)

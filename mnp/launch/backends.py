@@ -18,9 +18,10 @@ from pathlib import Path
 
 from mnp.control.messages import RankSpec, Start
 from mnp.launch.mpirun import mpirun_command
+from mnp.placement import Policy
 from mnp.plan import JobPlan
 
-__all__ = ["LAUNCHER", "Backend", "DirectPmi", "Mpirun", "backend_for", "MpiChoice", "choose_mpi"]
+__all__ = ["LAUNCHER", "Backend", "DirectPmi", "Mpirun", "backend_for", "MpiChoice", "check_layout", "choose_mpi"]
 
 LAUNCHER = -1  # the "rank" number of an mpirun/mpiexec process in the agents' bookkeeping
 
@@ -39,6 +40,14 @@ class Backend:
     hosts: dict[str, int] = field(default_factory=dict)
     #: node -> the processes there whose stdin mnp feeds (see :meth:`stdin_for`)
     stdin_targets: dict[int, list[int]] = field(default_factory=dict)
+    #: rank -> the CPUs mnp binds it to (:mod:`mnp.coordinator.binding`; empty: mnp binds nothing)
+    bind_cpus: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    #: the binding the MPI's own launcher is told to apply (None: its binding is left as the environment says)
+    mpi_policy: Policy | None = None
+    #: ranks over nodes: "block" or "cyclic" (the plan's numbering; a launcher must be told the same)
+    over_nodes: str = "block"
+    #: the launcher may bind more ranks than cores to one core (Open MPI's overload-allowed)
+    overload: bool = False
 
     def starts(self, plan: JobPlan, cwd: str, stdin: str = "none") -> dict[int, Start]:
         raise NotImplementedError
@@ -71,7 +80,8 @@ class DirectPmi(Backend):
             if mine:
                 self.stdin_targets[node.index] = mine
             out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, node.env,
-                                    [RankSpec(r, i, node.command) for i, r in enumerate(node.ranks)],
+                                    [RankSpec(r, i, node.command, cpus=_cpus(self.bind_cpus.get(r)))
+                                     for i, r in enumerate(node.ranks)],
                                     stdin_ranks=mine)
         return out
 
@@ -85,7 +95,8 @@ class Mpirun(Backend):
     def starts(self, plan: JobPlan, cwd: str, stdin: str = "none") -> dict[int, Start]:
         """The launcher reads mnp's stdin and hands it to its rank 0 (what mpirun and Hydra do): any ``stdin``
         other than ``none`` feeds the launcher."""
-        lc = mpirun_command(self.family, plan, self.prefix)
+        lc = mpirun_command(self.family, plan, self.prefix, over_nodes=self.over_nodes, policy=self.mpi_policy,
+                            overload=self.overload, bind_cpus=self.bind_cpus)
         if stdin != "none":
             self.stdin_targets = {plan.main_node: [LAUNCHER]}
         self.rexec_node = plan.main_node
@@ -96,17 +107,22 @@ class Mpirun(Backend):
             for rank in node.ranks:
                 self.rank_nodes[rank] = node.index
             if node.index == plan.main_node:
-                out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, {**node.env, **lc.env},
+                out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd,
+                                        {**node.env, **lc.env, **lc.node_env(node)},
                                         [RankSpec(LAUNCHER, 0, lc.argv, pmi=False)], files=lc.files, rsh=True,
                                         io_ranks=node.ranks, stdin_ranks=self.stdin_targets.get(node.index, []))
             else:  # its processes are the launcher's daemons, started on request (Exec)
-                out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, node.env, [], daemons=True,
-                                        io_ranks=node.ranks)
+                out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, {**node.env, **lc.node_env(node)},
+                                        [], daemons=True, io_ranks=node.ranks)
         self.rank_nodes[LAUNCHER] = plan.main_node
         return out
 
     def who(self, node: int, rank: int) -> str:
         return f"node {node} launcher ({'mpirun' if self.family == 'openmpi' else 'mpiexec'})"
+
+
+def _cpus(cpus: tuple[int, ...] | None) -> list[int] | None:
+    return list(cpus) if cpus else None
 
 
 def backend_for(launcher: str, family: str, prefix: Path | None = None) -> Backend:
@@ -119,6 +135,17 @@ class MpiChoice:
     why: str
     prefix: Path | None
     launcher: str  # pmi | mpirun
+
+
+def check_layout(mpi: MpiChoice, map_by: str, source: str | None = None) -> None:
+    """Refuse, before any node is made, a rank layout the job's launcher cannot follow: round robin over nodes
+    with Hydra's ``mpiexec`` (:func:`mnp.launch.mpirun.binding_flags`)."""
+    from mnp.errors import SpecError
+    from mnp.placement import MAP_SPELLINGS
+
+    if mpi.launcher == "mpirun" and mpi.family != "openmpi" and (MAP_SPELLINGS.get(map_by) or ("",))[0] == "cyclic":
+        raise SpecError("map_by", f"{map_by}: Hydra's mpiexec cannot deal ranks round robin over nodes here (its "
+                        "hosts are filled in turn): use launcher: pmi, or block (slot) mapping", source)
 
 
 def choose_mpi(mpi: str, launcher: str, command: list[str], source: str | None = None) -> MpiChoice:

@@ -15,14 +15,19 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mnp.errors import LaunchError, UsageError
+from mnp.errors import LaunchError, SpecError, UsageError
 from mnp.launch.detect import launcher_major
-from mnp.plan import JobPlan
+from mnp.placement import Policy, cpu_list
+from mnp.plan import JobPlan, NodePlan
 
-__all__ = ["LauncherCommand", "launcher_hosts", "mpirun_command"]
+__all__ = ["LauncherCommand", "binding_flags", "launcher_hosts", "mpirun_command"]
 
 _WRAPPER = ('MNP_RANK=${OMPI_COMM_WORLD_RANK:-$PMI_RANK}; MNP_LOCAL_RANK=${OMPI_COMM_WORLD_LOCAL_RANK:-'
-            '$MPI_LOCALRANKID}; export MNP_RANK MNP_LOCAL_RANK; if [ -n "$MNP_IO_DIR" ]; then '
+            '$MPI_LOCALRANKID}; export MNP_RANK MNP_LOCAL_RANK; '
+            r'case "$MNP_RANK" in *[!0-9]*|"") c= ;; *) eval "c=\${MNP_CPUS_$MNP_RANK:-}" ;; esac; '
+            'if [ -n "$c" ]; then if command -v taskset >/dev/null 2>&1; then set -- taskset -c "$c" "$@"; '
+            'else echo "mnp: taskset not found: rank $MNP_RANK not bound to CPUs $c" >&2; fi; fi; '
+            'if [ -n "$MNP_IO_DIR" ]; then '
             'exec "$@" >"$MNP_IO_DIR/$MNP_RANK.stdout" 2>"$MNP_IO_DIR/$MNP_RANK.stderr"; fi; exec "$@"')
 
 
@@ -34,6 +39,12 @@ class LauncherCommand:
     #: the hostfile's name for each node -> its index: route the launcher's remote commands (``mnp-rsh HOST``)
     #: by these first, since two nodes may share an address (see :func:`launcher_hosts`)
     hosts: dict[str, int] = field(default_factory=dict)
+    #: rank -> the CPUs the rank's wrapper binds it to (``taskset``), handed to its node as ``MNP_CPUS_<rank>``
+    bind_cpus: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    def node_env(self, node: NodePlan) -> dict[str, str]:
+        """What this node's environment adds for its ranks' wrappers: each bound rank's CPUs."""
+        return {f"MNP_CPUS_{r}": cpu_list(self.bind_cpus[r]) for r in node.ranks if self.bind_cpus.get(r)}
 
 
 # Measured here: Open MPI 5.0.11 (the PyPI wheel), two nodes on 127.0.0.1 through an ssh stand-in, btl tcp or
@@ -89,8 +100,39 @@ def launcher_hosts(plan: JobPlan) -> list[tuple[str, int, int]]:
     return out
 
 
-def mpirun_command(family: str, plan: JobPlan, prefix: Path | None = None) -> LauncherCommand:
-    """The launcher's command line for the whole job, run on the main node."""
+def binding_flags(family: str, major: int | None, over_nodes: str, policy: Policy | None,
+                  overload: bool = False) -> list[str]:
+    """The launcher's own mapping and binding options: ranks over nodes as mnp numbered them (Open MPI ``--map-by
+    slot`` fills each host's slots in turn, ``node`` deals round robin) and, with a ``policy``, where it binds
+    them (Open MPI 4 says ``socket``, 5 ``package``; Hydra ``-bind-to``/``-map-by``). Without a policy the
+    launcher's binding is left to the environment (off on nodes that share a machine)."""
+    if family == "openmpi":
+        socket = "socket" if major == 4 else "package"
+        if over_nodes == "cyclic":
+            mapping = "node"
+        else:
+            mapping = socket if policy is not None and policy.within == "cyclic" else "slot"
+        flags = ["--map-by", mapping]
+        if policy is not None:
+            bind = {"core": "core", "socket": socket}.get(policy.bind, "none")
+            flags += ["--bind-to", bind + (":overload-allowed" if overload and bind == "core" else "")]
+        return flags
+    if over_nodes == "cyclic":
+        raise SpecError("map_by", "Hydra's mpiexec cannot deal ranks round robin over nodes here (its hosts are "
+                        "filled in turn): use launcher: pmi, or block (slot) mapping")
+    if policy is None:
+        return []
+    return ["-bind-to", policy.bind, "-map-by", "socket" if policy.within == "cyclic" else "core"]
+
+
+def mpirun_command(family: str, plan: JobPlan, prefix: Path | None = None, *, over_nodes: str = "block",
+                   policy: Policy | None = None, overload: bool = False,
+                   bind_cpus: dict[int, tuple[int, ...]] | None = None) -> LauncherCommand:
+    """The launcher's command line for the whole job, run on the main node. ``policy``: the MPI binds (nodes of
+    different machines); ``bind_cpus``: mnp binds these ranks in their wrappers (:mod:`mnp.coordinator.binding`)."""
+    if over_nodes == "cyclic" and len({n.nranks for n in plan.nodes}) > 1:
+        raise SpecError("map_by", "round robin over nodes with mpirun needs the same number of ranks on every node "
+                        f"(these have {', '.join(str(n.nranks) for n in plan.nodes)}): use launcher: pmi or block")
     command = plan.nodes[plan.main_node].command
     named = launcher_hosts(plan)
     hosts = {name: index for name, _, index in named}
@@ -98,21 +140,23 @@ def mpirun_command(family: str, plan: JobPlan, prefix: Path | None = None) -> La
     if family == "openmpi":
         hostfile = "".join(f"{name} slots={slots}\n" for name, slots, _ in named)
         mpirun = _launcher(prefix, ("mpirun", "prterun"))
-        if launcher_major(mpirun) == 4:  # ORTE: --mca plm_rsh_*, --tag-output
+        major = launcher_major(mpirun)
+        if major == 4:  # ORTE: --mca plm_rsh_*, --tag-output
             opts = ["--mca", "plm_rsh_agent", "{rsh}", "--mca", "plm_rsh_no_tree_spawn", "1"]
         else:  # PRRTE (Open MPI 5): --prtemca plm_ssh_*
             if any(name != plan.nodes[index].address for name, _, index in named):
                 raise UsageError(_SHARED_ADDRESS)
             opts = ["--prtemca", "plm_ssh_agent", "{rsh}", "--prtemca", "plm_ssh_no_tree_spawn", "1"]
-        argv = [mpirun, "--hostfile", "{hostfile}", "-np", str(plan.size), "--map-by", "slot", *opts, *wrap,
-                *command]
+        argv = [mpirun, "--hostfile", "{hostfile}", "-np", str(plan.size),
+                *binding_flags(family, major, over_nodes, policy, overload), *opts, *wrap, *command]
         env = {}
         if os.geteuid() == 0:
             env = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
                    "PRTE_ALLOW_RUN_AS_ROOT": "1", "PRTE_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-        return LauncherCommand(argv, {"hostfile": hostfile}, env, hosts)
+        return LauncherCommand(argv, {"hostfile": hostfile}, env, hosts, dict(bind_cpus or {}))
     hostfile = "".join(f"{name}:{slots}\n" for name, slots, _ in named)
     argv = [_launcher(prefix, ("mpiexec.hydra", "mpiexec")), "-f", "{hostfile}", "-n", str(plan.size),
-            "-launcher", "ssh", "-launcher-exec", "{rsh}",
+            "-launcher", "ssh", "-launcher-exec", "{rsh}", *binding_flags(family, None, over_nodes, policy),
             "-genvnone", *wrap, *command]  # -genvnone: each node's ranks keep their node's environment
-    return LauncherCommand(argv, {"hostfile": hostfile}, {"HYDRA_LAUNCHER_AUTOFORK": "0"}, hosts)
+    return LauncherCommand(argv, {"hostfile": hostfile}, {"HYDRA_LAUNCHER_AUTOFORK": "0"}, hosts,
+                           dict(bind_cpus or {}))

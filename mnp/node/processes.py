@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -119,7 +120,7 @@ class Processes:
                 proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
                                         stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, pass_fds=keep, start_new_session=True,
-                                        preexec_fn=self.agent.pdeathsig)
+                                        preexec_fn=self._preexec(spec.cpus))
             except OSError as err:
                 for s in (child, parent):
                     if s is not None:
@@ -149,6 +150,20 @@ class Processes:
                 self.agent.watch_fd(fd, lambda fd, p=p: self._read_pipe(p, fd))
             pids[spec.rank] = proc.pid
         return pids, failed
+
+    def _preexec(self, cpus: list[int] | None) -> Callable[[], None]:
+        """What runs in the child before exec: the parent-death signal, and the rank's binding -- the CPUs it was
+        given that this node may use (none of them: it keeps the node's set)."""
+        mine = sorted(set(cpus or ()) & os.sched_getaffinity(0))
+        die = self.agent.pdeathsig
+        if not mine:
+            return die
+
+        def bind() -> None:
+            die()
+            os.sched_setaffinity(0, mine)
+
+        return bind
 
     def write_stdin(self, ranks: list[int], data: bytes, eof: bool) -> None:
         """Queue bytes for these ranks' standard input (a rank that reads slowly never blocks the agent)."""

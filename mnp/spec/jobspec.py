@@ -44,7 +44,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "transport": ("auto", "tcp", "efa", "shm"),
     "action": ("retry", "exit"),
     "on_stuck": ("wait", "fail"),
+    # mnp.placement.BIND_SPELLINGS / MAP_SPELLINGS (the mpirun and srun spellings; a test keeps them equal)
+    "bind_to": ("auto", "none", "core", "cores", "socket", "sockets", "package", "numa"),
+    "map_by": ("auto", "slot", "core", "socket", "package", "numa", "node", "block", "cyclic", "block:block",
+               "block:cyclic", "cyclic:block", "cyclic:cyclic"),
 }
+BindTo = Literal["auto", "none", "core", "cores", "socket", "sockets", "package", "numa"]
+MapBy = Literal["auto", "slot", "core", "socket", "package", "numa", "node", "block", "cyclic", "block:block",
+                "block:cyclic", "cyclic:block", "cyclic:cyclic"]
 
 def safe_name(raw: str) -> str:
     """Fit any text (a file name, a Batch job definition name) to :data:`NAME_PATTERN`."""
@@ -87,6 +94,8 @@ class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     launcher: Literal["auto", "pmi", "mpirun"] = "auto"
     shm_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_SHM)] | None = None
     transport: Literal["auto", "tcp", "efa", "shm"] = "auto"
+    bind_to: BindTo = "auto"
+    map_by: MapBy = "auto"
     timeout: Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT)] | None = None
     workdir: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     retry: RetryStrategy | None = None

@@ -316,7 +316,7 @@ def test_bad_input_as_a_process(case: Case, tmp_path: Path, mnp_home: Path) -> N
 # --- property-based -----------------------------------------------------------------------------------------------
 
 FIELDS = ["name", "nodes", "main_node", "ranks_per_node", "command", "env", "mpi", "launcher", "shm_size",
-          "transport", "timeout", "workdir", "retry", "node_ranges"]
+          "bind_to", "map_by", "transport", "timeout", "workdir", "retry", "node_ranges"]
 _text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True), _text,
                      st.sampled_from(["0:", ":2", "1:3", "0", "retry", "exit", "512Mi", "auto", "x\0y", "a b"]))
