@@ -38,6 +38,9 @@ class Cluster:
     probe_ifaces: bool = True
     #: whether each node has a /dev/shm of its own (telemetry then counts all of it, else only the job's files)
     shm_private: bool = False
+    #: whether the nodes share one /tmp (nodes that are one machine): each node's processes then get a TMPDIR of
+    #: their own, as on separate machines (PRRTE and PMIx name session files by PIDs, which PID namespaces repeat)
+    shared_tmp: bool = False
 
     def join_hint(self, node: int) -> str | None:
         """What the provider knows of why ``node``'s agent has not joined yet (a stuck-in-transit alert says it)."""

@@ -180,6 +180,7 @@ class LocalCluster(Cluster):
 
     probe_ifaces = False  # every node has eth0 on our bridge
     shm_private = True  # every node mounts its own tmpfs
+    shared_tmp = True  # but /tmp is the host's (job files live there)
 
     def __init__(self, job_id: str, num_nodes: int) -> None:
         super().__init__(job_id, num_nodes)
@@ -324,6 +325,7 @@ class ProcessCluster(Cluster):
 
     warning = "nodes are not isolated (no root or no namespaces): all ranks share this machine's network and /dev/shm"
     probe_ifaces = False
+    shared_tmp = True
 
     def __init__(self, job_id: str, num_nodes: int) -> None:
         super().__init__(job_id, num_nodes)

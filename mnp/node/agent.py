@@ -53,6 +53,7 @@ class Agent:
         self.dialed: str | None = handoff.get("dialed")
         self.command: list[str] | None = handoff.get("command")  # this node's own rank command (AWS Batch)
         self.report_ifaces = bool(handoff.get("report_ifaces"))
+        self.shared_tmp = bool(handoff.get("shared_tmp"))  # give the node's processes a TMPDIR of their own
         self.chan = AgentChannel(handoff["endpoint"], handoff)
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)

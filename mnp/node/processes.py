@@ -75,7 +75,8 @@ class Processes:
 
     def spawn(self, msg: m.Start) -> tuple[dict[int, int], dict[int, tuple[int, str]]]:
         subst: dict[str, str] = {}
-        if msg.files or msg.rsh or msg.io_ranks:
+        own_tmp = self.agent.shared_tmp and "TMPDIR" not in msg.env
+        if msg.files or msg.rsh or msg.io_ranks or own_tmp:
             self.private = tempfile.mkdtemp(prefix="mnp-agent-")  # 0700: ours alone
             for name, content in msg.files.items():
                 path = os.path.join(self.private, os.path.basename(name))
@@ -83,6 +84,10 @@ class Processes:
                     f.write(content)
                 subst["{" + name + "}"] = path
         base = rank_environment(dict(os.environ), msg.env, os.path.dirname(sys.executable))
+        if own_tmp:  # nodes on one machine: one /tmp, and PRRTE's /tmp/prte.<host>.<pid> collides across nodes
+            assert self.private is not None
+            base["TMPDIR"] = os.path.join(self.private, "tmp")
+            os.mkdir(base["TMPDIR"], 0o700)
         if msg.rsh:
             assert self.private is not None
             self.rsh = RshRelay(self.agent, os.path.join(self.private, "rsh.sock"))

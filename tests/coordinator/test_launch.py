@@ -311,3 +311,23 @@ def test_killed_coordinator_is_recovered_at_next_start(tmp_path: Path, mnp_home:
     ok = write_job(tmp_path / "ok.yaml", nodes=1, ranks_per_node=1, command="true")
     p = run_mnp(["launch", str(ok)], mnp_home)  # ...until the next start removes them
     assert p.returncode == 0 and "removed leftovers" in p.stderr
+
+
+def test_nodes_on_one_machine_get_a_tmpdir_each(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    """Local nodes share the host's /tmp, and PID namespaces repeat PIDs: PRRTE's and PMIx's session files
+    (/tmp/prte.<host>.<pid>, /tmp/prted.<pid>) collided across nodes (Open MPI exit 213, "listener thread failed
+    to start"). Each node's processes get a TMPDIR of their own, removed with the node; the job's own wins."""
+    code = ("import os, sys; from mpi4py import MPI; t = os.environ['TMPDIR']; open(os.path.join(t, 'f'), 'w'); "
+            "print('TMP', MPI.COMM_WORLD.rank, t, os.access(t, os.W_OK), flush=True)")
+    job = write_job(tmp_path / "t.yaml", nodes=2, ranks_per_node=2, command=[sys.executable, "-c", code])
+    p = run_mnp(["launch", str(job)], mnp_home)
+    assert p.returncode == 0, p.stderr
+    seen = {int(r): (d, ok) for r, d, ok in (ln.split()[-3:] for ln in p.stdout.splitlines() if " TMP " in ln)}
+    assert sorted(seen) == [0, 1, 2, 3] and all(ok == "True" for _, ok in seen.values())
+    assert seen[0][0] == seen[1][0] and seen[2][0] == seen[3][0] and seen[0][0] != seen[2][0]
+    assert not any(Path(d).exists() for d, _ in seen.values())  # removed with the node
+    mine = write_job(tmp_path / "m.yaml", nodes=2, ranks_per_node=1, env={"TMPDIR": str(tmp_path)},
+                     command=[sys.executable, "-c", code])
+    p = run_mnp(["launch", str(mine)], mnp_home)
+    assert p.returncode == 0, p.stderr
+    assert [ln.split()[-2] for ln in p.stdout.splitlines() if " TMP " in ln] == [str(tmp_path)] * 2
