@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from mnp.control.messages import DependsOn, HealthCheck, ProcessStart
 from mnp.node.pmi import process_mapping
+from mnp.spec.processes import ProcessSpec
 from mnp.spec.resolve import NodeWork, resolve_nodes
 
 __all__ = ["NodeWork", "NodePlan", "JobPlan", "resolve_nodes", "assign_ranks", "node_env", "ranks_per_node"]
@@ -29,6 +31,8 @@ class NodePlan:
     command: list[str]
     env: dict[str, str]
     ranks: list[int]
+    processes: list[ProcessStart] = field(default_factory=list)
+    ranks_depend_on: list[DependsOn] = field(default_factory=list)
 
     @property
     def nranks(self) -> int:
@@ -79,7 +83,15 @@ def node_env(job_id: str, node: int, num_nodes: int, main_node: int, main_addr: 
 def ranks_per_node(work: list[NodeWork], cpus: list[int]) -> list[int]:
     """Ranks on each node: the job's ``ranks_per_node`` where it gives one, else the node's CPU count (its own CPU
     set on local nodes). The one place this is decided."""
-    return [w.ranks_per_node or max(1, cpus[w.index]) for w in work]
+    return [0 if not w.command else w.ranks_per_node or max(1, cpus[w.index]) for w in work]
+
+
+def process_start(p: ProcessSpec) -> ProcessStart:
+    """A job file's process as its node's agent gets it (the node's environment comes with ``Start``)."""
+    h = p.health
+    return ProcessStart(p.name, p.command, dict(p.env), p.essential,
+                        [DependsOn(d.name, d.condition) for d in p.depends_on],
+                        HealthCheck(h.command, h.interval, h.timeout, h.retries, h.start_period) if h else None)
 
 
 def assign_ranks(job_id: str, work: list[NodeWork], cpus: list[int], hostnames: list[str], addresses: list[str],
@@ -96,6 +108,8 @@ def assign_ranks(job_id: str, work: list[NodeWork], cpus: list[int], hostnames: 
             **w.env,
             **node_env(job_id, w.index, len(work), main_node, addresses[main_node], attempt),
         }
-        nodes.append(NodePlan(w.index, hostnames[w.index], addresses[w.index], w.command, env, ranks))
+        nodes.append(NodePlan(w.index, hostnames[w.index], addresses[w.index], w.command, env, ranks,
+                              [process_start(p) for p in w.processes],
+                              [DependsOn(d.name, d.condition) for d in w.ranks_depend_on]))
     kvsname = f"mnp_{job_id}_{attempt}_{os.getpid()}"
     return JobPlan(job_id, kvsname, main_node, nodes, process_mapping([n.nranks for n in nodes]), attempt)

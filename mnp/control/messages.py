@@ -23,6 +23,7 @@ The exchange, in order::
                      <-------    BarrierDone       ... and everyone's puts back
     Abort            ------->                      (PMI abort from a rank)
     Exit             ------->                      (each rank)
+    ProcessStarted / ProcessHealth / ProcessOutput + bytes / ProcessExit  ------->   (the node's processes)
                      <-------    Kill              (first failure: stop every rank)
     Rexec            ------->    Exec  -> (node)   launcher daemons: the main node asks, another node runs
     ExecOutput/Exit  ------->    RexecOutput/Exit -> (main node)
@@ -37,7 +38,8 @@ from typing import Literal, TypeAlias
 import msgspec
 
 __all__ = [
-    "RankSpec", "Start", "Stdin", "BarrierDone", "Kill", "Ping", "Shutdown", "Exec", "ExecKill", "RexecOutput",
+    "RankSpec", "DependsOn", "HealthCheck", "ProcessStart", "ProcessStarted", "ProcessHealth", "ProcessOutput",
+    "ProcessExit", "Start", "Stdin", "BarrierDone", "Kill", "Ping", "Shutdown", "Exec", "ExecKill", "RexecOutput",
     "RexecExit", "RemountShm", "Hello", "Started", "Output", "Exit", "Barrier", "Abort", "Heartbeat", "Bye",
     "ExecOutput", "ExecExit", "Rexec", "RexecKill", "ShmRemounted", "ToAgent", "ToCoordinator", "InvalidMessage",
     "encode", "decode_to_agent", "decode_to_coordinator", "MAX_FRAME",
@@ -63,6 +65,30 @@ class RankSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pmi: bool = True
 
 
+class DependsOn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    condition: Literal["START", "COMPLETE", "SUCCESS", "HEALTHY"]
+
+
+class HealthCheck(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    argv: list[str]
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+
+
+class ProcessStart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One named process beside the ranks (ECS's container): started once ``depends_on`` is met."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = {}
+    essential: bool = True
+    depends_on: list[DependsOn] = []
+    health: HealthCheck | None = None
+
+
 class Start(_Msg, frozen=True, tag="start"):
     """Start this node's part of the job.
 
@@ -83,6 +109,8 @@ class Start(_Msg, frozen=True, tag="start"):
     daemons: bool = False
     io_ranks: list[int] = []
     stdin_ranks: list[int] = []
+    processes: list[ProcessStart] = []
+    ranks_depend_on: list[DependsOn] = []
 
 
 class Stdin(_Msg, frozen=True, tag="stdin"):
@@ -161,6 +189,34 @@ class Exit(_Msg, frozen=True, tag="exit"):
     reason: str = ""
 
 
+class ProcessStarted(_Msg, frozen=True, tag="process_started"):
+    name: str
+    pid: int
+
+
+class ProcessHealth(_Msg, frozen=True, tag="process_health"):
+    """A process's health check passed (``healthy``) or failed ``retries`` times in a row."""
+
+    name: str
+    healthy: bool
+
+
+class ProcessOutput(_Msg, frozen=True, tag="process_output"):
+    name: str
+    stream: Stream
+
+
+class ProcessExit(_Msg, frozen=True, tag="process_exit"):
+    """A process ended (``started``), or will never start (``reason`` says why: a failed start, a dependency
+    that can never be met)."""
+
+    name: str
+    code: int
+    signal: str | None = None
+    reason: str = ""
+    started: bool = True
+
+
 class Barrier(_Msg, frozen=True, tag="barrier"):
     puts: dict[str, str]
 
@@ -211,7 +267,8 @@ class ShmRemounted(_Msg, frozen=True, tag="shm_remounted"):
 ToAgent: TypeAlias = (Start | Stdin | BarrierDone | Kill | Ping | Shutdown | Exec | ExecKill | RexecOutput
                       | RexecExit | RemountShm)
 ToCoordinator: TypeAlias = (Hello | Started | Output | Exit | Barrier | Abort | Heartbeat | Bye | ExecOutput | ExecExit
-                            | Rexec | RexecKill | ShmRemounted)
+                            | Rexec | RexecKill | ShmRemounted | ProcessStarted | ProcessHealth | ProcessOutput
+                            | ProcessExit)
 
 
 class InvalidMessage(msgspec.Struct, frozen=True):

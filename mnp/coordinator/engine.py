@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnp.control import messages as m
-from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Transition
+from mnp.coordinator.actions import Action, ProcessDone, RankDone, Report, Send, ShowOutput, Transition
+from mnp.coordinator.procs import JobProcesses
 from mnp.coordinator.rexec import RemoteExecs
 from mnp.launch.backends import Backend
 
@@ -87,6 +88,9 @@ class JobEngine:
         self.bye_deadline: float | None = None
         self.signum: int | None = None
         self.rexec = RemoteExecs(self._refuse)
+        self.procs = JobProcesses()
+        self.had_ranks = False
+        self.ending: str | None = None  # an essential process ended: the job's work is over (why)
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def interrupt(self, signum: int) -> None:
@@ -98,6 +102,8 @@ class JobEngine:
         """PLANNING -> RUNNING: send every node its part."""
         self.backend, self.hosts = backend, hosts
         self.waiting = dict(backend.waits)
+        self.had_ranks = bool(self.waiting)
+        self.procs = JobProcesses.of(starts)
         self.phase = "RUNNING"
         self.marks["started"] = now
         return [Send(i, s) for i, s in sorted(starts.items())]
@@ -152,9 +158,15 @@ class JobEngine:
             self.phase = "STOPPING"
             self.stop_deadline = now + self.timing.grace_s + 5
             out += [Send(i, m.Kill(self.timing.grace_s)) for i in range(self.n) if i not in self.lost]
-        if self.phase == "STOPPING" and (not self.waiting or now > (self.stop_deadline or now)):
+        if self.phase == "RUNNING" and self.failure is None and (self.waiting or self.procs.live) \
+                and (self.ending or (self.had_ranks and not self.waiting)):
+            # the job's work is done (every rank exited, or an essential process ended): stop what still runs
+            self.phase = "STOPPING"
+            self.stop_deadline = now + self.timing.grace_s + 5
+            out += [Send(i, m.Kill(self.timing.grace_s)) for i in range(self.n) if i not in self.lost]
+        if self.phase == "STOPPING" and (not (self.waiting or self.procs.live) or now > (self.stop_deadline or now)):
             self.phase = "DONE"  # nodes that do not answer are torn down by the provider
-        if self.phase == "RUNNING" and not self.waiting:
+        if self.phase == "RUNNING" and not self.waiting and not self.procs.live:
             self.phase = "DONE"
         return out
 
@@ -170,6 +182,7 @@ class JobEngine:
         """A lost node's processes are over: nothing waits for them, and the job fails (node named)."""
         self.lost.add(node)
         self.fail(Failure(EXIT_NODE_LOST, f"node {node} lost: {why}", node))
+        self.procs.node_lost(node)
         out: list[Action] = []
         for proc in [p for p, n in self.waiting.items() if n == node]:
             del self.waiting[proc]
@@ -227,11 +240,45 @@ class JobEngine:
                 return []  # already counted (a lost node's ranks) or not waited for
             return self._refuse(f"node {node} reported the exit of rank {msg.rank}, which is not its own; dropped")
         del self.waiting[msg.rank]
-        if msg.code != 0 and self.failure is None and self.backend is not None:
+        if msg.code != 0 and self.failure is None and self.ending is None and self.backend is not None:
             how = f"killed by {msg.signal}" if msg.signal else f"exited with code {msg.code}"
             extra = f": {msg.reason}" if msg.reason else ""
             self.fail(Failure(msg.code, f"{self.backend.who(node, msg.rank)} {how}{extra}", node, msg.rank))
         return [RankDone(msg.rank)]
+
+    def _on_process_started(self, node: int, msg: m.ProcessStarted, data: bytes | None) -> list[Action]:
+        if not self.procs.owns(node, msg.name):
+            return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
+        self.procs.started(node, msg)
+        return []
+
+    def _on_process_health(self, node: int, msg: m.ProcessHealth, data: bytes | None) -> list[Action]:
+        if not self.procs.owns(node, msg.name):
+            return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
+        self.procs.health(node, msg)
+        return [] if msg.healthy else [Report("warning", f"node {node} process {msg.name} is unhealthy "
+                                                         "(its health check failed)")]
+
+    def _on_process_output(self, node: int, msg: m.ProcessOutput, data: bytes | None) -> list[Action]:
+        if not self.procs.owns(node, msg.name):
+            return self._refuse(f"node {node} sent output for process {msg.name!r}, which it was not given; dropped")
+        return [ShowOutput(node, -1, msg.stream, data or b"", msg.name)]
+
+    def _on_process_exit(self, node: int, msg: m.ProcessExit, data: bytes | None) -> list[Action]:
+        """An essential process that ends ends the job's work (ECS: the task stops); a non-zero end fails it."""
+        if not self.procs.owns(node, msg.name):
+            return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
+        if not self.procs.exited(node, msg):
+            return []
+        if self.procs.essential[(node, msg.name)] and self.phase == "RUNNING" and self.ending is None:
+            how = f"killed by {msg.signal}" if msg.signal else f"exited with code {msg.code}"
+            if not msg.started:
+                how = "did not start"
+            who = f"node {node} process {msg.name}"
+            if msg.code != 0 and self.failure is None:
+                self.fail(Failure(msg.code, f"{who} {how}" + (f": {msg.reason}" if msg.reason else ""), node))
+            self.ending = f"{who} (essential) {how}"
+        return [ProcessDone(node, msg.name)]
 
     def _on_abort(self, node: int, msg: m.Abort, data: bytes | None) -> list[Action]:
         if not self._owns(node, msg.rank):
@@ -286,12 +333,13 @@ class JobEngine:
         """(state, exit code, reason) of the job as it stands."""
         f = self.failure
         if f is None:
-            return "SUCCEEDED", 0, "every rank exited 0"
+            return "SUCCEEDED", 0, self.ending or "every rank exited 0"
         return ("CANCELLED" if f.cancelled else "FAILED"), f.exit_code, f.reason
 
     def missing(self) -> list[int]:
         return [i for i in range(self.n) if i not in self.hellos]
 
     def bye_info(self) -> dict[str, Any]:
-        return {"agent_maxrss_kb": {str(k): v.maxrss_kb for k, v in sorted(self.byes.items())},
+        procs = {"processes": self.procs.info()} if self.procs.results else {}
+        return {**procs, "agent_maxrss_kb": {str(k): v.maxrss_kb for k, v in sorted(self.byes.items())},
                 "shm_removed": {str(k): v.shm_removed for k, v in sorted(self.byes.items()) if v.shm_removed}}

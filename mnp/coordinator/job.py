@@ -29,7 +29,7 @@ from mnp import config, interrupts
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.control import messages as m
 from mnp.control.channel import CoordinatorChannel
-from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Transition
+from mnp.coordinator.actions import Action, ProcessDone, RankDone, Report, Send, ShowOutput, Transition
 from mnp.coordinator.engine import EXIT_INTERRUPTED, Failure, JobEngine, Timing
 from mnp.coordinator.events import EventSink, JobCreated, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
@@ -266,9 +266,11 @@ class _Job:
             if isinstance(a, Send):
                 self.chan.send(a.node, a.msg, a.data)
             elif isinstance(a, ShowOutput):
-                self.sink.write(a.node, a.rank, a.stream, a.data)
+                self.sink.write(a.node, a.rank, a.stream, a.data, a.process)
             elif isinstance(a, RankDone):
                 self.sink.flush_rank(a.rank)
+            elif isinstance(a, ProcessDone):
+                self.sink.flush_process(a.node, a.name)
             elif isinstance(a, Transition):
                 if a.state == "RUNNING":
                     self.timings["running_s"] = time.monotonic() - self.t0

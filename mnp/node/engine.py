@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 
 from mnp.control import messages as m
 from mnp.launch.daemons import check_daemon_command
+from mnp.node.depgraph import ProcessGraph
 from mnp.node.pmi import PmiEvent, PmiServer
 
-__all__ = ["NodeEngine", "Send", "Spawn", "SignalAll", "PmiReply", "RunExec", "KillExec", "DeliverRexec",
-           "Remount", "WriteStdin", "Log", "NodeAction"]
+__all__ = ["NodeEngine", "Send", "Spawn", "SpawnProcess", "RunHealth", "SignalAll", "PmiReply", "RunExec", "KillExec",
+           "DeliverRexec", "Remount", "WriteStdin", "Log", "NodeAction"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,22 @@ class Send:
 @dataclass(frozen=True)
 class Spawn:
     start: m.Start
+
+
+@dataclass(frozen=True)
+class SpawnProcess:
+    """Start one of the node's named processes (its dependencies are met)."""
+
+    spec: m.ProcessStart
+
+
+@dataclass(frozen=True)
+class RunHealth:
+    """Run a process's health check (its command, within its timeout) and report with ``health_result``."""
+
+    name: str
+    argv: list[str]
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -83,7 +100,8 @@ class Log:
     text: str
 
 
-NodeAction = Send | Spawn | SignalAll | PmiReply | RunExec | KillExec | DeliverRexec | WriteStdin | Remount | Log
+NodeAction = (Send | Spawn | SpawnProcess | RunHealth | SignalAll | PmiReply | RunExec | KillExec | DeliverRexec
+              | WriteStdin | Remount | Log)
 
 
 @dataclass
@@ -100,12 +118,15 @@ class NodeEngine:
     execs: set[str] = field(default_factory=set)  # remote commands running here
     running: bool = True  # False once told (or decided) to stop
     exit_code: int = 0
+    grace_s: float = 5.0  # SIGTERM -> SIGKILL when an essential process ends the node's work
 
     def __post_init__(self) -> None:
         self.heard = False
         self.last_heard = self.now
         self.last_sent = -1e9
         self.kill_deadline: float | None = None
+        self.graph = ProcessGraph({})
+        self.held_execs: list[m.Exec] = []  # a launcher's daemons, held until the ranks' dependencies are met
 
     # -- clock, signals, session -------------------------------------------------------------------------------
     def on_tick(self, now: float) -> list[NodeAction]:
@@ -123,6 +144,11 @@ class NodeEngine:
         if self.kill_deadline is not None and now >= self.kill_deadline:
             out.append(SignalAll(signal.SIGKILL))
             self.kill_deadline = None
+        if self.running:
+            for name in self.graph.due_checks(now):
+                h = self.graph.procs[name].spec.health
+                assert h is not None
+                out.append(RunHealth(name, h.argv, h.timeout))
         return out
 
     def on_signal(self, signum: int) -> list[NodeAction]:
@@ -132,17 +158,23 @@ class NodeEngine:
         return [Log("session closed; stopping"), *self._stop(2.0)]
 
     def _stop(self, grace: float) -> list[NodeAction]:
+        out: list[NodeAction] = []
+        if self.running and self.start is not None:  # what never started is reported, so nothing waits for it
+            for name in self.graph.waiting():
+                out += self._never(name, "not started: the node's work ended first")
+            if self.graph.ranks_state == "waiting":
+                out += self._ranks_never("not started: the node's work ended first")
         self.running = False
-        if not self.live and not self.execs:
-            return []
+        if not self.live and not self.execs and not self.graph.active:
+            return out
         deadline = self.now + grace
         if self.kill_deadline is None or deadline < self.kill_deadline:
             self.kill_deadline = deadline
-        return [SignalAll(signal.SIGTERM)]
+        return [*out, SignalAll(signal.SIGTERM)]
 
     @property
     def finished(self) -> bool:
-        return not self.running and not self.live and not self.execs
+        return not self.running and not self.live and not self.execs and not self.graph.active
 
     # -- the coordinator's messages ----------------------------------------------------------------------------
     def on_message(self, msg: m.ToAgent | m.InvalidMessage, data: bytes | None, now: float) -> list[NodeAction]:
@@ -187,7 +219,8 @@ class NodeEngine:
         self.pmi = PmiServer(kvsname=msg.kvsname, size=msg.size, local_ranks=[r.rank for r in msg.ranks if r.pmi],
                              universe_size=msg.size, kvs={"PMI_process_mapping": msg.mapping},
                              on_barrier=lambda puts: events.append(Send(m.Barrier(puts))), on_event=on_event)
-        return [Spawn(msg)]
+        self.graph = ProcessGraph.of(msg)
+        return self._advance()
 
     def _on_exec(self, msg: m.Exec) -> list[NodeAction]:
         if self.start is None or not (self.start.daemons or self.start.rsh) or not self.running:
@@ -195,11 +228,19 @@ class NodeEngine:
         else:
             why = check_daemon_command(msg.command) or ""
         if why:
-            return [Log(f"remote command {msg.id!r} refused: {why}"),
-                    Send(m.ExecOutput(msg.id, "stderr"), f"mnp: refused on node {self.node}: {why}\n".encode()),
-                    Send(m.ExecExit(msg.id, 126))]
+            return self._refuse_exec(msg, why)
+        if self.graph.ranks_state == "waiting":
+            self.held_execs.append(msg)  # runs once the ranks' dependencies are met
+            return []
+        if self.graph.ranks_state == "skipped":
+            return self._refuse_exec(msg, "the ranks' dependencies on this node can never be met")
         self.execs.add(msg.id)
         return [RunExec(msg.id, msg.command)]
+
+    def _refuse_exec(self, msg: m.Exec, why: str) -> list[NodeAction]:
+        return [Log(f"remote command {msg.id!r} refused: {why}"),
+                Send(m.ExecOutput(msg.id, "stderr"), f"mnp: refused on node {self.node}: {why}\n".encode()),
+                Send(m.ExecExit(msg.id, 126))]
 
     # -- processes ---------------------------------------------------------------------------------------------
     def spawned(self, pids: dict[int, int], failed: dict[int, tuple[int, str]]) -> list[NodeAction]:
@@ -227,3 +268,76 @@ class NodeEngine:
         replies: list[NodeAction] = [PmiReply(rank, r) for r in self.pmi.handle(rank, line)]
         events, self._pmi_events[:] = list(self._pmi_events), []
         return replies + events
+
+    # -- named processes (mnp.node.depgraph) -------------------------------------------------------------------
+    def _advance(self) -> list[NodeAction]:
+        """Start what may start now; report what never can (an essential one, or the ranks, end the node's work)."""
+        out: list[NodeAction] = []
+        if not self.running or self.start is None:
+            return out
+        why = self.graph.ranks()
+        if why == "":
+            self.graph.ranks_state = "released"
+            out.append(Spawn(self.start))
+            held, self.held_execs = self.held_execs, []
+            for x in held:
+                out += self._on_exec(x)
+        elif why:
+            return out + self._ranks_never(f"not started: {why}") + self._stop(self.grace_s)
+        doomed = self.graph.doomed()
+        while doomed:  # one that never starts may doom those that wait on it
+            for name, why in doomed:
+                out += self._never(name, f"not started: {why}")
+                if self.graph.procs[name].spec.essential:
+                    return out + self._stop(self.grace_s)
+            doomed = self.graph.doomed()
+        if self.graph.ranks():  # the ranks waited on one of those
+            return out + self._advance()
+        for name in self.graph.ready():
+            self.graph.procs[name].state = "starting"
+            out.append(SpawnProcess(self.graph.procs[name].spec))
+        return out
+
+    def _never(self, name: str, reason: str) -> list[NodeAction]:
+        p = self.graph.procs[name]
+        p.state, p.code = "skipped", 1
+        return [Log(f"process {name}: {reason}"), Send(m.ProcessExit(name, 1, None, reason, started=False))]
+
+    def _ranks_never(self, reason: str) -> list[NodeAction]:
+        self.graph.ranks_state = "skipped"
+        held, self.held_execs = self.held_execs, []
+        out: list[NodeAction] = [Log(f"ranks: {reason}")]
+        for x in held:
+            out += self._refuse_exec(x, reason)
+        assert self.start is not None
+        return out + [Send(m.Exit(r.rank, 1, None, reason)) for r in self.start.ranks]
+
+    def process_spawned(self, name: str, pid: int) -> list[NodeAction]:
+        self.graph.mark_running(name, self.now)
+        return [Send(m.ProcessStarted(name, pid)), *self._advance()]
+
+    def process_failed(self, name: str, code: int, reason: str) -> list[NodeAction]:
+        """The driver could not start a process."""
+        p = self.graph.procs[name]
+        p.state, p.code = "exited", code
+        out: list[NodeAction] = [Send(m.ProcessExit(name, code, None, reason, started=False))]
+        return out + (self._stop(self.grace_s) if p.spec.essential else self._advance())
+
+    def process_exited(self, name: str, returncode: int) -> list[NodeAction]:
+        p = self.graph.procs[name]
+        sig = -returncode if returncode < 0 else None
+        signame = signal.Signals(sig).name if sig and sig in signal.Signals._value2member_map_ else None
+        p.state, p.code, p.checking = "exited", 128 + sig if sig else returncode, False
+        out: list[NodeAction] = [Send(m.ProcessExit(name, p.code, signame, ""))]
+        if p.spec.essential and self.running:
+            return out + [Log(f"essential process {name} ended (code {p.code}): stopping the node's work"),
+                          *self._stop(self.grace_s)]
+        return out + self._advance()
+
+    def health_result(self, name: str, ok: bool, now: float) -> list[NodeAction]:
+        """A health check ended: exit 0 within its timeout is ``ok``."""
+        self.now = now
+        change = self.graph.checked(name, ok, now)
+        if change is None:
+            return []
+        return [Send(m.ProcessHealth(name, change)), *self._advance()]

@@ -14,6 +14,7 @@ import msgspec
 
 from mnp.errors import SpecError
 from mnp.spec.noderange import NodeRange
+from mnp.spec.processes import Dependencies, Processes
 from mnp.spec.retry import RetryStrategy
 
 __all__ = [
@@ -41,6 +42,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "launcher": ("auto", "pmi", "mpirun"),
     "transport": ("auto", "tcp", "efa", "shm"),
     "action": ("retry", "exit"),
+    "condition": ("START", "COMPLETE", "SUCCESS", "HEALTHY"),
 }
 
 def safe_name(raw: str) -> str:
@@ -59,6 +61,8 @@ class NodeRangeSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     command: list[str] | None = None
     env: dict[str, str] = {}
     ranks_per_node: _Count | None = None
+    processes: Processes = []  # beside the top level's (mnp.spec.processes)
+    ranks_depend_on: Dependencies | None = None  # replaces the top level's
 
 
 class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -79,6 +83,8 @@ class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     workdir: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     retry: RetryStrategy | None = None
     node_ranges: Annotated[list[NodeRangeSpec], msgspec.Meta(max_length=MAX_RANGES)] = []
+    processes: Processes = []  # on every node (mnp.spec.processes)
+    ranks_depend_on: Dependencies = []
 
     def with_nodes(self, nodes: int) -> JobSpec:
         """This job on ``nodes`` nodes (``--nodes``). Raises SpecError outside 1..MAX_NODES."""
