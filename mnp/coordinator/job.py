@@ -290,7 +290,8 @@ class _Job:
         rpn = ranks_per_node(work, cpus)
         local_ns = self.hosts is None and self.req.cluster is None and addresses[0] != "127.0.0.1"
         fabric = decide(self.mpi.family, self.spec.transport, self.spec.shm_size,
-                        [dict(hellos[i].fabric) for i in range(self.n)], hostnames, rpn,
+                        [dict(hellos[i].fabric) for i in range(self.n)], hostnames,
+                        [max(1, r) for r in rpn],  # a node of processes only is sized as one rank's
                         iface_override=self.req.iface, known_iface="eth0" if local_ns and self.n > 1 else None,
                         main_address=addresses[self.spec.main_node],
                         # local nodes own CPUs by affinity only: an MPI's binding would step out of them

@@ -130,7 +130,7 @@ def choose_mpi(mpi: str, launcher: str, command: list[str], source: str | None =
     from mnp.launch.detect import FAMILY_NAMES, detect_mpi
 
     if not command:  # a job of processes only
-        return MpiChoice("none", "no ranks: the job runs processes only", None, "pmi")
+        return MpiChoice("mpich", "no ranks: the job runs processes only (PMI-1 back-end, unused)", None, "pmi")
     found = detect_mpi(command)
     family = mpi if mpi != "auto" else found.family
     if mpi != "auto" and found.found and mpi != found.family:

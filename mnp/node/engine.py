@@ -329,9 +329,8 @@ class NodeEngine:
         signame = signal.Signals(sig).name if sig and sig in signal.Signals._value2member_map_ else None
         p.state, p.code, p.checking = "exited", 128 + sig if sig else returncode, False
         out: list[NodeAction] = [Send(m.ProcessExit(name, p.code, signame, ""))]
-        if p.spec.essential and self.running:
-            return out + [Log(f"essential process {name} ended (code {p.code}): stopping the node's work"),
-                          *self._stop(self.grace_s)]
+        if p.spec.essential and self.running:  # ECS: an essential container's end stops the task
+            return out + self._stop(self.grace_s)
         return out + self._advance()
 
     def health_result(self, name: str, ok: bool, now: float) -> list[NodeAction]:
