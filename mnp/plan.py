@@ -13,11 +13,12 @@ Two steps, because one input is only known once the nodes are up:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mnp.control.messages import DependsOn, HealthCheck, ProcessStart
 from mnp.node.pmi import process_mapping
-from mnp.spec.processes import ProcessSpec
+from mnp.spec.processes import Dependency, ProcessSpec
 from mnp.spec.resolve import NodeWork, resolve_nodes
 
 __all__ = ["NodeWork", "NodePlan", "JobPlan", "resolve_nodes", "assign_ranks", "node_env", "ranks_per_node"]
@@ -86,11 +87,15 @@ def ranks_per_node(work: list[NodeWork], cpus: list[int]) -> list[int]:
     return [0 if not w.command else w.ranks_per_node or max(1, cpus[w.index]) for w in work]
 
 
-def process_start(p: ProcessSpec) -> ProcessStart:
+def depends_on(deps: Sequence[Dependency], node: int) -> list[DependsOn]:
+    """Dependencies as ``node``'s agent gets them (one naming this very node is a local one)."""
+    return [DependsOn(d.name, d.condition, d.node if d.node != node else None) for d in deps]
+
+
+def process_start(p: ProcessSpec, node: int) -> ProcessStart:
     """A job file's process as its node's agent gets it (the node's environment comes with ``Start``)."""
     h = p.health
-    return ProcessStart(p.name, p.command, dict(p.env), p.essential,
-                        [DependsOn(d.name, d.condition) for d in p.depends_on],
+    return ProcessStart(p.name, p.command, dict(p.env), p.essential, depends_on(p.depends_on, node),
                         HealthCheck(h.command, h.interval, h.timeout, h.retries, h.start_period) if h else None)
 
 
@@ -109,7 +114,6 @@ def assign_ranks(job_id: str, work: list[NodeWork], cpus: list[int], hostnames: 
             **node_env(job_id, w.index, len(work), main_node, addresses[main_node], attempt),
         }
         nodes.append(NodePlan(w.index, hostnames[w.index], addresses[w.index], w.command, env, ranks,
-                              [process_start(p) for p in w.processes],
-                              [DependsOn(d.name, d.condition) for d in w.ranks_depend_on]))
+                              [process_start(p, w.index) for p in w.processes], depends_on(w.ranks_depend_on, w.index)))
     kvsname = f"mnp_{job_id}_{attempt}_{os.getpid()}"
     return JobPlan(job_id, kvsname, main_node, nodes, process_mapping([n.nranks for n in nodes]), attempt)

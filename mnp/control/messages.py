@@ -16,6 +16,7 @@ The exchange, in order::
                      <-------    Ping              (every heartbeat, both ways: Heartbeat / Ping)
                      <-------    RemountShm        (--remount-shm only)  -> ShmRemounted
                      <-------    Start             (the node's ranks, or its part for a launcher)
+                     <-------    PeerProcess       (another node's process that one here depends on)
     Started          ------->
                      <-------    Stdin + bytes     (mnp's stdin, to rank 0 / all / none: --stdin)
     Output + bytes   ------->                      (rank stdout/stderr, as it comes)
@@ -39,9 +40,9 @@ import msgspec
 
 __all__ = [
     "RankSpec", "DependsOn", "HealthCheck", "ProcessStart", "ProcessStarted", "ProcessHealth", "ProcessOutput",
-    "ProcessExit", "Start", "Stdin", "BarrierDone", "Kill", "Ping", "Shutdown", "Exec", "ExecKill", "RexecOutput",
-    "RexecExit", "RemountShm", "Hello", "Started", "Output", "Exit", "Barrier", "Abort", "Heartbeat", "Bye",
-    "ExecOutput", "ExecExit", "Rexec", "RexecKill", "ShmRemounted", "ToAgent", "ToCoordinator", "InvalidMessage",
+    "ProcessExit", "PeerProcess", "Start", "Stdin", "BarrierDone", "Kill", "Ping", "Shutdown", "Exec", "ExecKill",
+    "RexecOutput", "RexecExit", "RemountShm", "Hello", "Started", "Output", "Exit", "Barrier", "Abort", "Heartbeat",
+    "Bye", "ExecOutput", "ExecExit", "Rexec", "RexecKill", "ShmRemounted", "ToAgent", "ToCoordinator", "InvalidMessage",
     "encode", "decode_to_agent", "decode_to_coordinator", "MAX_FRAME",
 ]
 
@@ -66,8 +67,11 @@ class RankSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class DependsOn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``node``: the process runs on that node (its state comes as ``PeerProcess``); None: on this one."""
+
     name: str
     condition: Literal["START", "COMPLETE", "SUCCESS", "HEALTHY"]
+    node: int | None = None
 
 
 class HealthCheck(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -111,6 +115,18 @@ class Start(_Msg, frozen=True, tag="start"):
     stdin_ranks: list[int] = []
     processes: list[ProcessStart] = []
     ranks_depend_on: list[DependsOn] = []
+
+
+class PeerProcess(_Msg, frozen=True, tag="peer_process"):
+    """Another node's process that one here depends on: it ``started``, ``exited`` (with ``code``; never started
+    when ``exited`` and not ``started``), or its health changed (``healthy``)."""
+
+    node: int
+    name: str
+    started: bool = False
+    exited: bool = False
+    code: int | None = None
+    healthy: bool | None = None
 
 
 class Stdin(_Msg, frozen=True, tag="stdin"):
@@ -265,7 +281,7 @@ class ShmRemounted(_Msg, frozen=True, tag="shm_remounted"):
 
 
 ToAgent: TypeAlias = (Start | Stdin | BarrierDone | Kill | Ping | Shutdown | Exec | ExecKill | RexecOutput
-                      | RexecExit | RemountShm)
+                      | RexecExit | RemountShm | PeerProcess)
 ToCoordinator: TypeAlias = (Hello | Started | Output | Exit | Barrier | Abort | Heartbeat | Bye | ExecOutput | ExecExit
                             | Rexec | RexecKill | ShmRemounted | ProcessStarted | ProcessHealth | ProcessOutput
                             | ProcessExit)

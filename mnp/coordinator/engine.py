@@ -250,14 +250,15 @@ class JobEngine:
         if not self.procs.owns(node, msg.name):
             return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
         self.procs.started(node, msg)
-        return []
+        return self._relay(node, msg.name)
 
     def _on_process_health(self, node: int, msg: m.ProcessHealth, data: bytes | None) -> list[Action]:
         if not self.procs.owns(node, msg.name):
             return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
         self.procs.health(node, msg)
-        return [] if msg.healthy else [Report("warning", f"node {node} process {msg.name} is unhealthy "
-                                                         "(its health check failed)")]
+        out = self._relay(node, msg.name)
+        return out if msg.healthy else [*out, Report("warning", f"node {node} process {msg.name} is unhealthy "
+                                                                "(its health check failed)")]
 
     def _on_process_output(self, node: int, msg: m.ProcessOutput, data: bytes | None) -> list[Action]:
         if not self.procs.owns(node, msg.name):
@@ -278,7 +279,11 @@ class JobEngine:
             if msg.code != 0 and self.failure is None:
                 self.fail(Failure(msg.code, f"{who} {how}" + (f": {msg.reason}" if msg.reason else ""), node))
             self.ending = f"{who} (essential) {how}"
-        return [ProcessDone(node, msg.name)]
+        return [ProcessDone(node, msg.name), *self._relay(node, msg.name)]
+
+    def _relay(self, node: int, name: str) -> list[Action]:
+        """Nodes whose processes (or ranks) depend on this one hear of its state (PeerProcess)."""
+        return [Send(w, msg) for w, msg in self.procs.relay(node, name, self.lost)]
 
     def _on_abort(self, node: int, msg: m.Abort, data: bytes | None) -> list[Action]:
         if not self._owns(node, msg.rank):

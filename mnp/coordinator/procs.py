@@ -19,11 +19,25 @@ class JobProcesses:
     essential: dict[Key, bool] = field(default_factory=dict)  # every process the nodes were given
     live: set[Key] = field(default_factory=set)  # given and not yet reported ended (or never started)
     results: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    watchers: dict[Key, set[int]] = field(default_factory=dict)  # a process -> the nodes that depend on it
 
     @classmethod
     def of(cls, starts: dict[int, m.Start]) -> JobProcesses:
         essential = {(node, p.name): p.essential for node, s in starts.items() for p in s.processes}
-        return cls(essential, set(essential), {k: {"essential": e} for k, e in essential.items()})
+        out = cls(essential, set(essential), {k: {"essential": e} for k, e in essential.items()})
+        for node, s in starts.items():
+            for d in [*s.ranks_depend_on, *(d for p in s.processes for d in p.depends_on)]:
+                if d.node is not None:
+                    out.watchers.setdefault((d.node, d.name), set()).add(node)
+        return out
+
+    def relay(self, node: int, name: str, lost: set[int]) -> list[tuple[int, m.PeerProcess]]:
+        """What the nodes that depend on ``name`` on ``node`` are told of its state now."""
+        r = self.results[(node, name)]
+        exited = "exit_code" in r
+        msg = m.PeerProcess(node, name, started=bool(r.get("started", "pid" in r)), exited=exited,
+                            code=r.get("exit_code"), healthy=r.get("healthy"))
+        return [(w, msg) for w in sorted(self.watchers.get((node, name), ())) if w not in lost]
 
     def owns(self, node: int, name: str) -> bool:
         return (node, name) in self.essential

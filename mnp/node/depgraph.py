@@ -31,6 +31,7 @@ class ProcState:
     next_check: float | None = None
     failures: int = 0
     checking: bool = False
+    remote: bool = False  # another node's process, known from PeerProcess messages
 
 
 @dataclass
@@ -41,14 +42,33 @@ class ProcessGraph:
 
     @classmethod
     def of(cls, start: m.Start) -> ProcessGraph:
-        return cls({p.name: ProcState(p) for p in start.processes}, list(start.ranks_depend_on))
+        g = cls({p.name: ProcState(p) for p in start.processes}, list(start.ranks_depend_on))
+        for d in [*start.ranks_depend_on, *(d for p in start.processes for d in p.depends_on)]:
+            if d.node is not None:
+                g.procs.setdefault(_key(d), ProcState(m.ProcessStart(d.name, [], essential=False), remote=True))
+        return g
+
+    def peer(self, msg: m.PeerProcess) -> bool:
+        """Another node's process changed; False if nothing here depends on it."""
+        t = self.procs.get(f"{msg.name}@{msg.node}")
+        if t is None or not t.remote:
+            return False
+        t.started = t.started or msg.started
+        if msg.exited:
+            t.state, t.code = "exited", msg.code
+        elif msg.started:
+            t.state = "running"
+        if msg.healthy is not None:
+            t.healthy = msg.healthy
+        return True
 
     def _why_not(self, dep: m.DependsOn) -> str | None:
         """"" when ``dep`` is met, None while it may still be, else why it never will be."""
-        t = self.procs.get(dep.name)
+        t = self.procs.get(_key(dep))
         if t is None:
             return f"no process named {dep.name!r} on this node"
-        what = f"dependency {dep.name!r} ({dep.condition})"
+        what = f"dependency {dep.name!r} ({dep.condition})" if dep.node is None else \
+            f"dependency {dep.name!r} on node {dep.node} ({dep.condition})"
         if t.state == "skipped" or (t.state == "exited" and not t.started):
             return f"{what} never started"
         if dep.condition == "START":
@@ -57,8 +77,8 @@ class ProcessGraph:
             if t.healthy:
                 return ""
             if t.healthy is False:
-                return f"{what} is unhealthy (its health check failed {t.spec.health.retries if t.spec.health else 0}"\
-                    " times in a row)"
+                times = f" {t.spec.health.retries} times" if t.spec.health else ""
+                return f"{what} is unhealthy (its health check failed{times} in a row)"
             return f"{what} exited with code {t.code} before it was healthy" if t.state == "exited" else None
         if t.state != "exited":
             return None
@@ -78,13 +98,14 @@ class ProcessGraph:
 
     def ready(self) -> list[str]:
         """Processes whose dependencies are all met and that have not been started."""
-        return [n for n, p in self.procs.items() if p.state == "waiting" and self._blocked(p.spec.depends_on) == ""]
+        return [n for n, p in self.procs.items() if p.state == "waiting" and not p.remote
+                and self._blocked(p.spec.depends_on) == ""]
 
     def doomed(self) -> list[tuple[str, str]]:
         """Waiting processes that can never start, with the reason."""
         out = []
         for n, p in self.procs.items():
-            if p.state == "waiting":
+            if p.state == "waiting" and not p.remote:
                 why = self._blocked(p.spec.depends_on)
                 if why:
                     out.append((n, why))
@@ -97,16 +118,16 @@ class ProcessGraph:
     @property
     def active(self) -> bool:
         """Something of ours runs (or is being started, or checked)."""
-        return any(p.state in ("starting", "running") or p.checking for p in self.procs.values())
+        return any((p.state in ("starting", "running") or p.checking) and not p.remote for p in self.procs.values())
 
     def waiting(self) -> list[str]:
-        return [n for n, p in self.procs.items() if p.state == "waiting"]
+        return [n for n, p in self.procs.items() if p.state == "waiting" and not p.remote]
 
     # -- health ------------------------------------------------------------------------------------------------
     def due_checks(self, now: float) -> list[str]:
         out = []
         for n, p in self.procs.items():
-            if p.state == "running" and p.spec.health is not None and not p.checking \
+            if p.state == "running" and p.spec.health is not None and not p.checking and not p.remote \
                     and p.next_check is not None and now >= p.next_check:
                 p.checking = True
                 out.append(n)
@@ -139,3 +160,7 @@ class ProcessGraph:
         p.state, p.started, p.started_at = "running", True, now
         if p.spec.health is not None:
             p.next_check = now + p.spec.health.interval
+
+
+def _key(dep: m.DependsOn) -> str:
+    return dep.name if dep.node is None else f"{dep.name}@{dep.node}"

@@ -195,6 +195,8 @@ class NodeEngine:
             return self._stop(msg.grace)
         if isinstance(msg, m.Shutdown):
             return self._stop(1.0)
+        if isinstance(msg, m.PeerProcess):
+            return self._advance() if self.graph.peer(msg) else []
         if isinstance(msg, m.RemountShm):
             return [Remount(msg.size)]
         if isinstance(msg, m.Exec):

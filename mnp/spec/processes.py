@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
 from mnp.errors import SpecError
 
-__all__ = ["CONDITIONS", "PROCESS_NAME", "Dependency", "Health", "ProcessSpec", "check_processes", "dependency_cycle",
-           "reserved_name"]
+if TYPE_CHECKING:
+    from mnp.spec.jobspec import JobSpec
+
+__all__ = ["CONDITIONS", "PROCESS_NAME", "Dependency", "Health", "ProcessSpec", "check_peers", "check_processes",
+           "dependency_cycle", "reserved_name"]
 
 CONDITIONS = ("START", "COMPLETE", "SUCCESS", "HEALTHY")
 PROCESS_NAME = r"\A[A-Za-z][A-Za-z0-9_-]{0,62}\Z"
@@ -42,10 +45,12 @@ class Health(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class Dependency(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """ECS's ``dependsOn`` entry: ``containerName`` and ``condition``."""
+    """ECS's ``dependsOn`` entry: ``containerName`` and ``condition``; ``node`` (mnp's own): the process runs on
+    that node rather than this one (the coordinator relays its state)."""
 
     name: str
     condition: Condition
+    node: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class ProcessSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -92,20 +97,25 @@ def dependency_cycle(deps: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
+def _check_target(d: Dependency, target: ProcessSpec, where: str, source: str | None) -> None:
+    if d.condition == "HEALTHY" and target.health is None:
+        raise SpecError(f"{where}.condition", f"HEALTHY needs a health check, and {d.name!r} has no 'health'", source)
+    if d.condition in ("COMPLETE", "SUCCESS") and target.essential:
+        raise SpecError(f"{where}.condition", f"{d.condition} cannot be set on an essential process "
+                        f"({d.name!r} ending would end the node's work); make it essential: false", source)
+
+
 def _check_deps(deps: Sequence[Dependency], where: str, known: dict[str, ProcessSpec], source: str | None,
                 scope: str) -> None:
     for k, d in enumerate(deps):
+        if d.node is not None:
+            continue  # another node's process: checked when the nodes are laid out (check_peers)
         target = known.get(d.name)
         if target is None:
             names = ", ".join(sorted(known)) or "none"
             raise SpecError(f"{where}[{k}].name", f"no process named {d.name!r} runs on these nodes "
                             f"({scope}: {names})", source)
-        if d.condition == "HEALTHY" and target.health is None:
-            raise SpecError(f"{where}[{k}].condition", f"HEALTHY needs a health check, and {d.name!r} has no "
-                            "'health'", source)
-        if d.condition in ("COMPLETE", "SUCCESS") and target.essential:
-            raise SpecError(f"{where}[{k}].condition", f"{d.condition} cannot be set on an essential process "
-                            f"({d.name!r} ending would end the node's work); make it essential: false", source)
+        _check_target(d, target, f"{where}[{k}]", source)
 
 
 def check_processes(top: Sequence[ProcessSpec], top_ranks: Sequence[Dependency],
@@ -133,7 +143,50 @@ def check_processes(top: Sequence[ProcessSpec], top_ranks: Sequence[Dependency],
             _check_deps(p.depends_on, f"{prefix}processes[{j}].depends_on", known, source, scope)
         if ranks:
             _check_deps(ranks, f"{prefix}ranks_depend_on", known, source, scope)
-        cycle = dependency_cycle({name: [d.name for d in p.depends_on] for name, p in known.items()})
+        cycle = dependency_cycle({name: [d.name for d in p.depends_on if d.node is None]
+                                  for name, p in known.items()})
         if cycle:
             j = next((k for k, p in enumerate(procs) if p.name in cycle), 0)
             raise SpecError(f"{prefix}processes[{j}].depends_on", "dependency cycle: " + " -> ".join(cycle), source)
+
+
+def check_peers(spec: JobSpec, owners: Sequence[int | None], source: str | None) -> None:
+    """Dependencies on another node's processes (``node:``), once the node count is known: the node exists and
+    runs the process, the condition suits it, and no cycle runs across nodes. ``owners``: each node's range."""
+    n = len(owners)
+    ranges = spec.node_ranges
+
+    def on_node(k: int) -> dict[str, ProcessSpec]:
+        i = owners[k]
+        return {p.name: p for p in (*spec.processes, *(ranges[i].processes if i is not None else ()))}
+
+    lists = [("", spec.processes, spec.ranks_depend_on)]
+    lists += [(f"node_ranges[{i}].", r.processes, r.ranks_depend_on or []) for i, r in enumerate(ranges)]
+    for prefix, procs, ranks_after in lists:
+        declared = [(f"{prefix}processes[{j}].depends_on", p.depends_on) for j, p in enumerate(procs)]
+        for where, deps in [*declared, (f"{prefix}ranks_depend_on", ranks_after)]:
+            for k, d in enumerate(deps):
+                if d.node is None:
+                    continue
+                if d.node >= n:
+                    raise SpecError(f"{where}[{k}].node", f"is {d.node}, but the job has {n} node(s) "
+                                    f"(0..{n - 1})", source)
+                target = on_node(d.node).get(d.name)
+                if target is None:
+                    raise SpecError(f"{where}[{k}].name", f"no process named {d.name!r} runs on node {d.node}",
+                                    source)
+                _check_target(d, target, f"{where}[{k}]", source)
+    if not any(d.node is not None for _, procs, _r in lists for p in procs for d in p.depends_on):
+        return
+    graph: dict[str, list[str]] = {}
+    for k in range(n):
+        for name, p in on_node(k).items():
+            graph[f"{name}@{k}"] = [f"{d.name}@{k if d.node is None else d.node}" for d in p.depends_on]
+    cycle = dependency_cycle(graph)
+    if cycle:
+        first = cycle[0].split("@")[0]
+        j = next((j for j, p in enumerate(spec.processes) if p.name == first), None)
+        owner = owners[int(cycle[0].split("@")[1])]
+        where = f"processes[{j}]" if j is not None or owner is None else \
+            f"node_ranges[{owner}].processes[{[p.name for p in ranges[owner].processes].index(first)}]"
+        raise SpecError(f"{where}.depends_on", "dependency cycle across nodes: " + " -> ".join(cycle), source)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from mnp.errors import SpecError
 from mnp.spec.jobspec import JobSpec
 from mnp.spec.noderange import RangeSet
-from mnp.spec.processes import Dependency, ProcessSpec
+from mnp.spec.processes import Dependency, ProcessSpec, check_peers
 
 __all__ = ["MNP_NAMES", "FieldNames", "NodeWork", "range_owners", "resolve_nodes"]
 
@@ -95,9 +95,11 @@ def resolve_nodes(spec: JobSpec, source: str | None = None, names: FieldNames = 
     if spec.transport == "shm" and n > 1:
         raise SpecError("transport", f"'shm' works within one node only; this job has {n} nodes "
                         "(use 'auto' or 'tcp')", source)
+    owners = range_owners(spec, source, names)
+    check_peers(spec, owners, source)
     out = []
     ranks = spec.command is not None or any(r.command for r in spec.node_ranges)  # else: processes only
-    for node, i in enumerate(range_owners(spec, source, names)):
+    for node, i in enumerate(owners):
         rng = spec.node_ranges[i] if i is not None else None
         command = (rng.command if rng and rng.command else None) or spec.command
         field = f"{names.ranges}[{i}]." if i is not None else ""

@@ -79,3 +79,17 @@ def test_process_output_is_shown_under_its_name_and_foreign_names_are_refused() 
     assert isinstance(out[0], Report) and out[0].kind == "security"
     out = e.on_message(1, m.ProcessExit("server", 0), None, 0.3)
     assert isinstance(out[0], Report) and e.ending is None
+
+
+def test_a_process_others_depend_on_is_relayed_to_them() -> None:
+    procs = [[m.ProcessStart("server", ["s"])],
+             [m.ProcessStart("explorer", ["e"], depends_on=[m.DependsOn("server", "START", node=0)])]]
+    nodes = [NodePlan(i, f"node{i}", f"10.0.0.{i + 1}", [], {}, [], procs[i]) for i in range(2)]
+    e = JobEngine(2, Timing(), now=0.0)
+    for i in range(2):
+        e.on_message(i, m.Hello(f"node{i}", 2, 100 + i), None, 0.1)
+    b = DirectPmi()
+    e.start(b, b.starts(JobPlan("job", "kvs", 0, nodes, "(vector,(0,2,0))"), "/w"), {}, 0.2)
+    assert e.on_message(0, m.ProcessStarted("server", 7), None, 0.3) == [
+        Send(1, m.PeerProcess(0, "server", started=True))]
+    assert e.on_message(1, m.ProcessStarted("explorer", 8), None, 0.3) == []  # nobody waits for it

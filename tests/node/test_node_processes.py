@@ -148,3 +148,17 @@ def test_daemons_wait_for_the_ranks_dependencies() -> None:
     assert n.on_message(m.Exec("x1", proxy), None, 0.1) == []  # held
     n.process_spawned("prep", 10)
     assert e.RunExec("x1", proxy) in n.process_exited("prep", 0)
+
+
+def test_another_nodes_process_is_waited_for_through_peer_messages() -> None:
+    start = _start([_p("explorer", ("server", "START")), _p("after", ("prep", "SUCCESS"))])
+    start = m.Start(start.kvsname, 1, start.mapping, "/w", {}, start.ranks, processes=[
+        m.ProcessStart("explorer", ["e"], depends_on=[m.DependsOn("server", "START", node=0)]),
+        m.ProcessStart("after", ["a"], essential=False, depends_on=[m.DependsOn("prep", "SUCCESS", node=0)])])
+    n, out = engine(start)
+    assert _spawned(out) == []
+    assert n.on_message(m.PeerProcess(2, "server", started=True), None, 0.1) == []  # not one we wait for
+    assert _spawned(n.on_message(m.PeerProcess(0, "server", started=True), None, 0.2)) == ["explorer"]
+    out = n.on_message(m.PeerProcess(0, "prep", started=True, exited=True, code=4), None, 0.3)
+    assert _sent(out, m.ProcessExit)[0].reason == "not started: dependency 'prep' on node 0 (SUCCESS) exited with " \
+                                                  "code 4"

@@ -98,6 +98,23 @@ def test_a_failed_success_dependency_fails_the_job_with_the_reason(tmp_path: Pat
     assert rec["state"] == "FAILED" and "node 0 rank 0" in rec["reason"]
 
 
+def test_a_dependency_on_another_nodes_process(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    job = write_job(tmp_path / "peer.yaml", name="peer", nodes=2, timeout=60, node_ranges=[
+        {"target_nodes": "0", "processes": [
+            {"name": "prep", "essential": False, "command": ["sh", "-c", "sleep 0.5; exit 4"]},
+            {"name": "hold", "command": ["sleep", "300"]}]},
+        {"target_nodes": "1", "processes": [
+            {"name": "app", "command": ["echo", "must-not-run"],
+             "depends_on": [{"name": "prep", "condition": "SUCCESS", "node": 0}]}]}])
+    p = run_mnp(["launch", str(job)], mnp_home, timeout=60)
+    assert p.returncode == 1, p.stderr
+    assert "must-not-run" not in p.stdout
+    rec = _record(p, mnp_home)
+    assert rec["reason"] == ("node 1 process app did not start: not started: dependency 'prep' on node 0 (SUCCESS) "
+                             "exited with code 4")
+    assert rec["info"]["processes"]["0"]["hold"]["signal"] in ("SIGTERM", "SIGKILL")
+
+
 def test_batch_multi_container_job_definition(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
     container = {"image": "public.ecr.aws/docker/library/python:3.11", "resourceRequirements": [
         {"type": "VCPU", "value": "1"}]}

@@ -103,6 +103,26 @@ def test_errors_name_the_field(doc: dict[str, Any], field: str, problem: str) ->
      "node_ranges[1].command", "node 1 has no command (give one here or at the top level)"),
     ({"processes": [_p("p")], "ranks_depend_on": [{"name": "p", "condition": "START"}]},
      "ranks_depend_on", "the job has no command, so no ranks to start"),
+    ({"nodes": 2, "command": "a", "processes": [_p("p", essential=False)],
+      "ranks_depend_on": [{"name": "p", "condition": "START", "node": 2}]},
+     "ranks_depend_on[0].node", "is 2, but the job has 2 node(s) (0..1)"),
+    ({"nodes": 2, "node_ranges": [{"target_nodes": "0", "processes": [_p("server")]},
+                                  {"target_nodes": "1", "processes": [
+                                      {**_p("ex"), "depends_on": [{"name": "srv", "condition": "START",
+                                                                   "node": 0}]}]}]},
+     "node_ranges[1].processes[0].depends_on[0].name", "no process named 'srv' runs on node 0"),
+    ({"nodes": 2, "node_ranges": [{"target_nodes": "0", "processes": [_p("server")]},
+                                  {"target_nodes": "1", "processes": [
+                                      {**_p("ex"), "depends_on": [{"name": "server", "condition": "HEALTHY",
+                                                                   "node": 0}]}]}]},
+     "node_ranges[1].processes[0].depends_on[0].condition", "HEALTHY needs a health check, and 'server' has no "
+     "'health'"),
+    ({"nodes": 2, "node_ranges": [
+        {"target_nodes": "0", "processes": [{**_p("a"), "depends_on": [{"name": "b", "condition": "START",
+                                                                         "node": 1}]}]},
+        {"target_nodes": "1", "processes": [{**_p("b"), "depends_on": [{"name": "a", "condition": "START",
+                                                                         "node": 0}]}]}]},
+     "node_ranges[0].processes[0].depends_on", "dependency cycle across nodes: a@0 -> b@1 -> a@0"),
 ])
 def test_node_level_errors(doc: dict[str, Any], field: str, problem: str) -> None:
     with pytest.raises(SpecError) as e:
