@@ -3,13 +3,15 @@ how each node's share resolves, and one-line errors naming the field."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mnp.errors import SpecError
 from mnp.spec.batchdef import load_batch_jobdef
-from mnp.spec.model import spec_from_dict
+from mnp.spec.model import load_spec, spec_from_dict
 from mnp.spec.processes import dependency_cycle
 from mnp.spec.resolve import resolve_nodes
 
@@ -195,3 +197,18 @@ def test_batch_errors_name_the_batch_field(containers: list[dict[str, Any]], fie
         load_batch_jobdef(_mnp({"targetNodes": "0:", "ecsProperties": _task(*containers)}), "jd.json")
     base = "nodeProperties.nodeRangeProperties[0].ecsProperties.taskProperties[0]."
     assert (e.value.field, e.value.problem) == (base + field, problem)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_maze_example_and_the_readme_example_validate() -> None:
+    maze = load_spec(ROOT / "examples/maze/job.yaml")
+    work = resolve_nodes(maze)
+    assert [[p.name for p in w.processes] for w in work] == [["server", "telemetry"], ["explorer"]]
+    readme = (ROOT / "README.md").read_text().split("## Multi-process nodes", 1)[1]
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    work = resolve_nodes(spec_from_dict(yaml.safe_load(block), "README.md", default_name="readme").with_nodes(3))
+    assert [[p.name for p in w.processes] for w in work] == [["telemetry", "db", "loader"], ["telemetry"],
+                                                             ["telemetry"]]
+    assert [(d.name, d.node) for d in work[1].ranks_depend_on] == [("loader", 0)]
