@@ -151,8 +151,9 @@ class _Job:
         work = resolve_nodes(self.spec, source)
         self.mpi = choose_mpi(self.spec.mpi, self.spec.launcher, work[self.spec.main_node].command, source)
         if self.req.attempt == 1:
-            self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command,
-                                           source)
+            names = ", ".join(dict.fromkeys(p.name for w in work for p in w.processes))
+            self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command
+                                           or [f"(processes: {names})"], source)
             self.say(JobCreated(self.job_id, self.spec.name, str(self.dir)))
         else:
             self.dir = Path(self.records.get(self.job_id).dir)

@@ -154,3 +154,8 @@ def test_maze_example_is_solved(mnp_home: Path, no_leftovers: None) -> None:
     assert rec["state"] == "SUCCEEDED"
     assert rec["info"]["processes"]["1"]["explorer"]["exit_code"] == 0
     assert rec["info"]["processes"]["0"]["telemetry"]["essential"] is False
+    st = run_mnp(["status", rec["job_id"]], mnp_home).stdout
+    assert "command   (processes: server, telemetry, explorer)" in st
+    assert "  process node 1 explorer: essential, exit 0" in st
+    logs = run_mnp(["logs", rec["job_id"], "--node", "1"], mnp_home).stdout
+    assert re.search(r"^\[node 1 explorer\] explorer: solved the maze in \d+ moves$", logs, re.MULTILINE), logs
