@@ -48,12 +48,16 @@ def plan(job: Job, hosts: list[HostSpec] | None, isolate: bool | None) -> dict[s
     cpus = _local_cpus(job.nodes, where) if hosts is None else [None] * job.nodes
     nodes, first = [], 0
     for w in work:
-        count = w.ranks_per_node or (hosts[w.index].slots if hosts else cpus[w.index])
-        ranks = list(range(first, first + count)) if count else None
+        count = w.ranks_per_node if w.ranks_per_node is not None else (hosts[w.index].slots if hosts
+                                                                       else cpus[w.index])
+        ranks = list(range(first, first + count)) if count is not None else None
         first += count or 0
         nodes.append({"index": w.index, "host": hosts[w.index].target if hosts else f"node{w.index}",
                       "ranks": ranks, "ranks_from": "job" if w.ranks_per_node else "slots" if hosts and count
-                      else "cpus", "command": w.command, "env": w.env})
+                      else "cpus", "command": w.command, "env": w.env,
+                      "processes": [{"name": pr.name, "command": pr.command, "essential": pr.essential,
+                                     "depends_on": [_dep(d) for d in pr.depends_on]} for pr in w.processes],
+                      "ranks_depend_on": [_dep(d) for d in w.ranks_depend_on]})
     known = all(n["ranks"] is not None for n in nodes)
     return {"dry_run": True, "name": spec.name, "num_nodes": job.nodes, "main_node": spec.main_node,
             "ranks": first if known else None, "where": where, "mpi": mpi.family, "launcher": mpi.launcher,
@@ -61,9 +65,15 @@ def plan(job: Job, hosts: list[HostSpec] | None, isolate: bool | None) -> dict[s
             "nodes": nodes}
 
 
+def _dep(d: Any) -> str:
+    return f"{d.name}{'' if d.node is None else f'@node{d.node}'}:{d.condition}"
+
+
 def _span(ranks: list[int] | None) -> str:
     if ranks is None:
         return "the host's CPUs"
+    if not ranks:
+        return "no ranks"
     return f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {ranks[0]}-{ranks[-1]}"
 
 
@@ -86,7 +96,12 @@ def render(p: dict[str, Any]) -> str:
              f"timeout    {p['timeout']:g} s" if p["timeout"] else "timeout    none"]
     common = p["nodes"][0]["env"] if all(n["env"] == p["nodes"][0]["env"] for n in p["nodes"]) else None
     for n in p["nodes"]:
-        lines.append(f"node {n['index']:<5} {n['host']:<12} {_span(n['ranks']):<14} {shlex.join(n['command'])}")
+        after = f"  (after {', '.join(n['ranks_depend_on'])})" if n.get("ranks_depend_on") else ""
+        lines.append(f"node {n['index']:<5} {n['host']:<12} {_span(n['ranks']):<14} {shlex.join(n['command'])}{after}")
+        for pr in n.get("processes", []):
+            deps = f"  (after {', '.join(pr['depends_on'])})" if pr["depends_on"] else ""
+            kind = "" if pr["essential"] else ", non-essential"
+            lines.append(" " * 11 + f"process {pr['name']}{kind}: {shlex.join(pr['command'])}{deps}")
         if common is None and n["env"]:
             lines.append(" " * 11 + "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(n["env"].items())))
     if common:

@@ -212,3 +212,13 @@ def test_the_maze_example_and_the_readme_example_validate() -> None:
     assert [[p.name for p in w.processes] for w in work] == [["telemetry", "db", "loader"], ["telemetry"],
                                                              ["telemetry"]]
     assert [(d.name, d.node) for d in work[1].ranks_depend_on] == [("loader", 0)]
+
+
+def test_dry_run_shows_each_nodes_processes(tmp_path: Path) -> None:
+    from conftest import run_mnp
+
+    p = run_mnp(["launch", "--dry-run", "examples/maze/job.yaml"], tmp_path, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert "ranks      0 (0 per node)" in p.stdout
+    assert "process telemetry, non-essential: python examples/maze/telemetry.py  (after server:START)" in p.stdout
+    assert "process explorer: python examples/maze/explorer.py  (after server@node0:START)" in p.stdout
