@@ -13,6 +13,11 @@ The first failure wins: it fixes the exit code and reason, and every rank on eve
 SIGKILL after ``grace_s``). A node that is lost (its agent exited, or it fell silent for ``dead_s``) takes its
 ranks with it: they are counted as ended at once, so the job ends as soon as the other nodes have stopped theirs.
 
+Named processes (``processes:``, :mod:`mnp.coordinator.procs`) follow ECS's ``essential``: the first essential
+process to end ends the job's work (its non-zero exit fails the job, as a rank's would); when the work is done
+(that, or every rank exited) whatever still runs is stopped the same way, and being stopped is no failure. A
+process other nodes depend on has its state relayed to them (``PeerProcess``).
+
 What a peer may send is checked here, by role: messages come tagged with the node their CURVE key belongs to, a
 node may report only its own ranks, only the node running a launcher may ask for remote commands (and only while
 the launcher runs, and only for the launcher's daemons), and only the node asked to run a command may report on

@@ -6,6 +6,10 @@ the actions it returns: :class:`Send` to the coordinator, :class:`Spawn` the nod
 of them, :class:`PmiReply` to a rank, :class:`RunExec` / :class:`KillExec` a launcher's daemon,
 :class:`DeliverRexec` to the launcher's remote shell, :class:`Remount` /dev/shm, :class:`Log` a line.
 
+Named processes (``Start.processes``) start in the order their ``depends_on`` allows (:mod:`mnp.node.depgraph`,
+:class:`SpawnProcess`), their health checks run when due (:class:`RunHealth`; the driver runs the command, this
+decides), the ranks wait for ``ranks_depend_on``, and an essential process that ends stops the node's work.
+
 Liveness both ways: a heartbeat every ``heartbeat_s``; if the coordinator is silent for ``dead_s`` (or never
 answers within ``first_contact_s``), the engine stops the ranks and ends. ``finished`` is true once the agent was
 told (or decided) to stop and nothing of its own still runs.

@@ -159,3 +159,24 @@ def test_maze_example_is_solved(mnp_home: Path, no_leftovers: None) -> None:
     assert "  process node 1 explorer: essential, exit 0" in st
     logs = run_mnp(["logs", rec["job_id"], "--node", "1"], mnp_home).stdout
     assert re.search(r"^\[node 1 explorer\] explorer: solved the maze in \d+ moves$", logs, re.MULTILINE), logs
+
+
+OMPI = ROOT / ".venv-ompi" / "bin" / "python"
+
+
+@pytest.mark.skipif(not OMPI.exists(), reason="no Open MPI environment (setup.sh makes .venv-ompi)")
+def test_open_mpi_ranks_wait_for_a_process_through_mpirun(tmp_path: Path, mnp_home: Path,
+                                                          no_leftovers: None) -> None:
+    """With a launcher, the ranks' dependencies hold mpirun on the main node and its daemons on the others."""
+    job = write_job(tmp_path / "ompi.yaml", name="ompi-side", nodes=2, ranks_per_node=1, mpi="auto",
+                    transport="tcp", timeout=120, command=[str(OMPI), str(ROOT / "examples/hello.py")],
+                    processes=[{"name": "prep", "essential": False,
+                                "command": ["sh", "-c", "sleep 0.5; echo prepared"]}],
+                    ranks_depend_on=[{"name": "prep", "condition": "SUCCESS"}])
+    p = run_mnp(["launch", str(job)], mnp_home, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    for node in (0, 1):  # each node's ranks start after its prep ended
+        assert lines.index(f"[node {node} prep] prepared") < next(
+            i for i, ln in enumerate(lines) if ln.startswith(f"[node {node} rank {node}] hello"))
+    assert "[node 0 rank 0] 2 ranks on 2 hosts: node0, node1" in lines
