@@ -115,6 +115,7 @@ class Start(_Msg, frozen=True, tag="start"):
     stdin_ranks: list[int] = []
     processes: list[ProcessStart] = []
     ranks_depend_on: list[DependsOn] = []
+    grace: float = 5.0  # SIGTERM -> SIGKILL when an essential process ends the node's work
 
 
 class PeerProcess(_Msg, frozen=True, tag="peer_process"):

@@ -30,6 +30,8 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from mnp.control import messages as m
 from mnp.coordinator.actions import Action, ProcessDone, RankDone, Report, Send, ShowOutput, Transition
 from mnp.coordinator.procs import JobProcesses
@@ -111,7 +113,8 @@ class JobEngine:
         self.procs = JobProcesses.of(starts)
         self.phase = "RUNNING"
         self.marks["started"] = now
-        return [Send(i, s) for i, s in sorted(starts.items())]
+        return [Send(i, msgspec.structs.replace(s, grace=self.timing.grace_s) if s.processes else s)
+                for i, s in sorted(starts.items())]
 
     def on_stdin(self, data: bytes, eof: bool = False) -> list[Action]:
         """mnp's own standard input: to the processes that read it (rank 0 by default), until they are gone."""

@@ -226,6 +226,7 @@ class NodeEngine:
                              universe_size=msg.size, kvs={"PMI_process_mapping": msg.mapping},
                              on_barrier=lambda puts: events.append(Send(m.Barrier(puts))), on_event=on_event)
         self.graph = ProcessGraph.of(msg)
+        self.grace_s = msg.grace
         return self._advance()
 
     def _on_exec(self, msg: m.Exec) -> list[NodeAction]:
