@@ -33,8 +33,8 @@ from typing import Any
 import msgspec
 
 from mnp.control import messages as m
-from mnp.coordinator.actions import Action, ProcessDone, RankDone, Report, Send, ShowOutput, Transition
-from mnp.coordinator.procs import JobProcesses
+from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Transition
+from mnp.coordinator.procs import JobProcesses, ProcessMessages
 from mnp.coordinator.rexec import RemoteExecs
 from mnp.launch.backends import Backend
 
@@ -69,7 +69,7 @@ class Failure:
 
 
 @dataclass
-class JobEngine:
+class JobEngine(ProcessMessages):
     n: int
     timing: Timing
     now: float
@@ -253,45 +253,6 @@ class JobEngine:
             extra = f": {msg.reason}" if msg.reason else ""
             self.fail(Failure(msg.code, f"{self.backend.who(node, msg.rank)} {how}{extra}", node, msg.rank))
         return [RankDone(msg.rank)]
-
-    def _on_process_started(self, node: int, msg: m.ProcessStarted, data: bytes | None) -> list[Action]:
-        if not self.procs.owns(node, msg.name):
-            return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
-        self.procs.started(node, msg)
-        return self._relay(node, msg.name)
-
-    def _on_process_health(self, node: int, msg: m.ProcessHealth, data: bytes | None) -> list[Action]:
-        if not self.procs.owns(node, msg.name):
-            return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
-        self.procs.health(node, msg)
-        out = self._relay(node, msg.name)
-        return out if msg.healthy else [*out, Report("warning", f"node {node} process {msg.name} is unhealthy "
-                                                                "(its health check failed)")]
-
-    def _on_process_output(self, node: int, msg: m.ProcessOutput, data: bytes | None) -> list[Action]:
-        if not self.procs.owns(node, msg.name):
-            return self._refuse(f"node {node} sent output for process {msg.name!r}, which it was not given; dropped")
-        return [ShowOutput(node, -1, msg.stream, data or b"", msg.name)]
-
-    def _on_process_exit(self, node: int, msg: m.ProcessExit, data: bytes | None) -> list[Action]:
-        """An essential process that ends ends the job's work (ECS: the task stops); a non-zero end fails it."""
-        if not self.procs.owns(node, msg.name):
-            return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
-        if not self.procs.exited(node, msg):
-            return []
-        if self.procs.essential[(node, msg.name)] and self.phase == "RUNNING" and self.ending is None:
-            how = f"killed by {msg.signal}" if msg.signal else f"exited with code {msg.code}"
-            if not msg.started:
-                how = "did not start"
-            who = f"node {node} process {msg.name}"
-            if msg.code != 0 and self.failure is None:
-                self.fail(Failure(msg.code, f"{who} {how}" + (f": {msg.reason}" if msg.reason else ""), node))
-            self.ending = f"{who} (essential) {how}"
-        return [ProcessDone(node, msg.name), *self._relay(node, msg.name)]
-
-    def _relay(self, node: int, name: str) -> list[Action]:
-        """Nodes whose processes (or ranks) depend on this one hear of its state (PeerProcess)."""
-        return [Send(w, msg) for w, msg in self.procs.relay(node, name, self.lost)]
 
     def _on_abort(self, node: int, msg: m.Abort, data: bytes | None) -> list[Action]:
         if not self._owns(node, msg.rank):

@@ -1,15 +1,20 @@
 """The coordinator's view of the nodes' named processes (``processes:``): which run where, which are essential,
-what became of each. The rules that follow from it (an essential process that ends ends the job's work; its
-failure fails the job) are :class:`~mnp.coordinator.engine.JobEngine`'s; this is its bookkeeping, no I/O."""
+what became of each (:class:`JobProcesses`), and the engine's handlers of the agents' process messages
+(:class:`ProcessMessages`, mixed into :class:`~mnp.coordinator.engine.JobEngine`): an essential process that
+ends ends the job's work, its non-zero end fails the job, and nodes that depend on a process hear of it. No I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnp.control import messages as m
+from mnp.coordinator.actions import Action, ProcessDone, Report, Send, ShowOutput
 
-__all__ = ["JobProcesses"]
+if TYPE_CHECKING:
+    from mnp.coordinator.engine import Failure
+
+__all__ = ["JobProcesses", "ProcessMessages"]
 
 Key = tuple[int, str]  # (node, process name)
 
@@ -71,3 +76,64 @@ class JobProcesses:
         for (node, name), r in sorted(self.results.items()):
             out.setdefault(str(node), {})[name] = r
         return out
+
+
+class ProcessMessages:
+    """The agents' process messages, as :class:`~mnp.coordinator.engine.JobEngine` handles them."""
+
+    procs: JobProcesses
+    phase: str
+    ending: str | None
+    failure: Failure | None
+    lost: set[int]
+
+    def fail(self, f: Failure) -> None:
+        raise NotImplementedError  # the engine's
+
+    def _refuse(self, text: str) -> list[Action]:
+        raise NotImplementedError  # the engine's
+
+    @staticmethod
+    def failure_of(code: int, reason: str, node: int) -> Failure:
+        from mnp.coordinator.engine import Failure
+
+        return Failure(code, reason, node)
+
+    def _on_process_started(self, node: int, msg: m.ProcessStarted, data: bytes | None) -> list[Action]:
+        if not self.procs.owns(node, msg.name):
+            return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
+        self.procs.started(node, msg)
+        return self._relay(node, msg.name)
+
+    def _on_process_health(self, node: int, msg: m.ProcessHealth, data: bytes | None) -> list[Action]:
+        if not self.procs.owns(node, msg.name):
+            return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
+        self.procs.health(node, msg)
+        out = self._relay(node, msg.name)
+        return out if msg.healthy else [*out, Report("warning", f"node {node} process {msg.name} is unhealthy "
+                                                                "(its health check failed)")]
+
+    def _on_process_output(self, node: int, msg: m.ProcessOutput, data: bytes | None) -> list[Action]:
+        if not self.procs.owns(node, msg.name):
+            return self._refuse(f"node {node} sent output for process {msg.name!r}, which it was not given; dropped")
+        return [ShowOutput(node, -1, msg.stream, data or b"", msg.name)]
+
+    def _on_process_exit(self, node: int, msg: m.ProcessExit, data: bytes | None) -> list[Action]:
+        """An essential process that ends ends the job's work (ECS: the task stops); a non-zero end fails it."""
+        if not self.procs.owns(node, msg.name):
+            return self._refuse(f"node {node} reported process {msg.name!r}, which it was not given; dropped")
+        if not self.procs.exited(node, msg):
+            return []
+        if self.procs.essential[(node, msg.name)] and self.phase == "RUNNING" and self.ending is None:
+            how = f"killed by {msg.signal}" if msg.signal else f"exited with code {msg.code}"
+            if not msg.started:
+                how = "did not start"
+            who = f"node {node} process {msg.name}"
+            if msg.code != 0 and self.failure is None:
+                self.fail(self.failure_of(msg.code, f"{who} {how}" + (f": {msg.reason}" if msg.reason else ""), node))
+            self.ending = f"{who} (essential) {how}"
+        return [ProcessDone(node, msg.name), *self._relay(node, msg.name)]
+
+    def _relay(self, node: int, name: str) -> list[Action]:
+        """Nodes whose processes (or ranks) depend on this one hear of its state (PeerProcess)."""
+        return [Send(w, msg) for w, msg in self.procs.relay(node, name, self.lost)]

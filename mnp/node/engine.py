@@ -25,91 +25,31 @@ from dataclasses import dataclass, field
 
 from mnp.control import messages as m
 from mnp.launch.daemons import check_daemon_command
+from mnp.node.actions import (
+    DeliverRexec,
+    KillExec,
+    Log,
+    NodeAction,
+    PmiReply,
+    Remount,
+    RunExec,
+    RunHealth,
+    Send,
+    SignalAll,
+    Spawn,
+    SpawnProcess,
+    WriteStdin,
+)
 from mnp.node.depgraph import ProcessGraph
+from mnp.node.namedrules import NamedProcessRules
 from mnp.node.pmi import PmiEvent, PmiServer
 
 __all__ = ["NodeEngine", "Send", "Spawn", "SpawnProcess", "RunHealth", "SignalAll", "PmiReply", "RunExec", "KillExec",
            "DeliverRexec", "Remount", "WriteStdin", "Log", "NodeAction"]
 
 
-@dataclass(frozen=True)
-class Send:
-    msg: m.ToCoordinator
-    data: bytes | None = None
-
-
-@dataclass(frozen=True)
-class Spawn:
-    start: m.Start
-
-
-@dataclass(frozen=True)
-class SpawnProcess:
-    """Start one of the node's named processes (its dependencies are met)."""
-
-    spec: m.ProcessStart
-
-
-@dataclass(frozen=True)
-class RunHealth:
-    """Run a process's health check (its command, within its timeout) and report with ``health_result``."""
-
-    name: str
-    argv: list[str]
-    timeout: float
-
-
-@dataclass(frozen=True)
-class SignalAll:
-    sig: int
-
-
-@dataclass(frozen=True)
-class PmiReply:
-    rank: int
-    line: str
-
-
-@dataclass(frozen=True)
-class RunExec:
-    id: str
-    command: str
-
-
-@dataclass(frozen=True)
-class KillExec:
-    id: str
-
-
-@dataclass(frozen=True)
-class DeliverRexec:
-    msg: m.RexecOutput | m.RexecExit
-    data: bytes | None
-
-
-@dataclass(frozen=True)
-class WriteStdin:
-    ranks: list[int]
-    data: bytes
-    eof: bool
-
-
-@dataclass(frozen=True)
-class Remount:
-    size: int
-
-
-@dataclass(frozen=True)
-class Log:
-    text: str
-
-
-NodeAction = (Send | Spawn | SpawnProcess | RunHealth | SignalAll | PmiReply | RunExec | KillExec | DeliverRexec
-              | WriteStdin | Remount | Log)
-
-
 @dataclass
-class NodeEngine:
+class NodeEngine(NamedProcessRules):
     node: int
     heartbeat_s: float
     dead_s: float
@@ -275,75 +215,3 @@ class NodeEngine:
         replies: list[NodeAction] = [PmiReply(rank, r) for r in self.pmi.handle(rank, line)]
         events, self._pmi_events[:] = list(self._pmi_events), []
         return replies + events
-
-    # -- named processes (mnp.node.depgraph) -------------------------------------------------------------------
-    def _advance(self) -> list[NodeAction]:
-        """Start what may start now; report what never can (an essential one, or the ranks, end the node's work)."""
-        out: list[NodeAction] = []
-        if not self.running or self.start is None:
-            return out
-        why = self.graph.ranks()
-        if why == "":
-            self.graph.ranks_state = "released"
-            out.append(Spawn(self.start))
-            held, self.held_execs = self.held_execs, []
-            for x in held:
-                out += self._on_exec(x)
-        elif why:
-            return out + self._ranks_never(f"not started: {why}") + self._stop(self.grace_s)
-        doomed = self.graph.doomed()
-        while doomed:  # one that never starts may doom those that wait on it
-            for name, why in doomed:
-                out += self._never(name, f"not started: {why}")
-                if self.graph.procs[name].spec.essential:
-                    return out + self._stop(self.grace_s)
-            doomed = self.graph.doomed()
-        if self.graph.ranks():  # the ranks waited on one of those
-            return out + self._advance()
-        for name in self.graph.ready():
-            self.graph.procs[name].state = "starting"
-            out.append(SpawnProcess(self.graph.procs[name].spec))
-        return out
-
-    def _never(self, name: str, reason: str) -> list[NodeAction]:
-        p = self.graph.procs[name]
-        p.state, p.code = "skipped", 1
-        return [Log(f"process {name}: {reason}"), Send(m.ProcessExit(name, 1, None, reason, started=False))]
-
-    def _ranks_never(self, reason: str) -> list[NodeAction]:
-        self.graph.ranks_state = "skipped"
-        held, self.held_execs = self.held_execs, []
-        out: list[NodeAction] = [Log(f"ranks: {reason}")]
-        for x in held:
-            out += self._refuse_exec(x, reason)
-        assert self.start is not None
-        return out + [Send(m.Exit(r.rank, 1, None, reason)) for r in self.start.ranks]
-
-    def process_spawned(self, name: str, pid: int) -> list[NodeAction]:
-        self.graph.mark_running(name, self.now)
-        return [Send(m.ProcessStarted(name, pid)), *self._advance()]
-
-    def process_failed(self, name: str, code: int, reason: str) -> list[NodeAction]:
-        """The driver could not start a process."""
-        p = self.graph.procs[name]
-        p.state, p.code = "exited", code
-        out: list[NodeAction] = [Send(m.ProcessExit(name, code, None, reason, started=False))]
-        return out + (self._stop(self.grace_s) if p.spec.essential else self._advance())
-
-    def process_exited(self, name: str, returncode: int) -> list[NodeAction]:
-        p = self.graph.procs[name]
-        sig = -returncode if returncode < 0 else None
-        signame = signal.Signals(sig).name if sig and sig in signal.Signals._value2member_map_ else None
-        p.state, p.code, p.checking = "exited", 128 + sig if sig else returncode, False
-        out: list[NodeAction] = [Send(m.ProcessExit(name, p.code, signame, ""))]
-        if p.spec.essential and self.running:  # ECS: an essential container's end stops the task
-            return out + self._stop(self.grace_s)
-        return out + self._advance()
-
-    def health_result(self, name: str, ok: bool, now: float) -> list[NodeAction]:
-        """A health check ended: exit 0 within its timeout is ``ok``."""
-        self.now = now
-        change = self.graph.checked(name, ok, now)
-        if change is None:
-            return []
-        return [Send(m.ProcessHealth(name, change)), *self._advance()]
