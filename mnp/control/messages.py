@@ -142,7 +142,10 @@ class BarrierDone(_Msg, frozen=True, tag="barrier_done"):
 
 
 class Kill(_Msg, frozen=True, tag="kill"):
+    """Stop every process (SIGTERM, SIGKILL after ``grace``); ``stay``: the agent then waits for ``Shutdown``."""
+
     grace: float
+    stay: bool = False
 
 
 class Ping(_Msg, frozen=True, tag="ping"):

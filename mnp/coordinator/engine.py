@@ -142,6 +142,8 @@ class JobEngine(ProcessMessages):
         for node, status in sorted(dead_agents.items()):
             if self.phase in ("BYE", "DONE"):
                 self.lost.add(node)  # told to go, or the job is over: an agent that ended is no failure
+            elif self.phase == "STOPPING" and self.failure is None and node not in self.lost:
+                out += self._forget(node)  # the job's work is done: what ran there is over, no failure
             elif node not in self.lost:
                 out += self._node_lost(node, f"its agent exited (status {status})" if node in self.hellos
                                        else f"it failed to start its agent (exit status {status})")
@@ -168,10 +170,11 @@ class JobEngine(ProcessMessages):
             out += [Send(i, m.Kill(self.timing.grace_s)) for i in range(self.n) if i not in self.lost]
         if self.phase == "RUNNING" and self.failure is None and (self.waiting or self.procs.live) \
                 and (self.ending or (self.had_ranks and not self.waiting)):
-            # the job's work is done (every rank exited, or an essential process ended): stop what still runs
+            # the job's work is done (every rank exited, or an essential process ended): stop what still runs, and
+            # keep the agents until shutdown (an agent that ended now would look lost)
             self.phase = "STOPPING"
             self.stop_deadline = now + self.timing.grace_s + 5
-            out += [Send(i, m.Kill(self.timing.grace_s)) for i in range(self.n) if i not in self.lost]
+            out += [Send(i, m.Kill(self.timing.grace_s, stay=True)) for i in range(self.n) if i not in self.lost]
         if self.phase == "STOPPING" and (not (self.waiting or self.procs.live) or now > (self.stop_deadline or now)):
             self.phase = "DONE"  # nodes that do not answer are torn down by the provider
         if self.phase == "RUNNING" and not self.waiting and not self.procs.live:
@@ -188,8 +191,11 @@ class JobEngine(ProcessMessages):
 
     def _node_lost(self, node: int, why: str) -> list[Action]:
         """A lost node's processes are over: nothing waits for them, and the job fails (node named)."""
-        self.lost.add(node)
         self.fail(Failure(EXIT_NODE_LOST, f"node {node} lost: {why}", node))
+        return self._forget(node)
+
+    def _forget(self, node: int) -> list[Action]:
+        self.lost.add(node)
         self.procs.node_lost(node)
         out: list[Action] = []
         for proc in [p for p, n in self.waiting.items() if n == node]:

@@ -69,6 +69,7 @@ class NodeEngine(NamedProcessRules):
         self.last_heard = self.now
         self.last_sent = -1e9
         self.kill_deadline: float | None = None
+        self.stay = False  # stopped, but waiting for the coordinator's word before ending
         self.graph = ProcessGraph({})
         self.held_execs: list[m.Exec] = []  # a launcher's daemons, held until the ranks' dependencies are met
 
@@ -80,7 +81,7 @@ class NodeEngine(NamedProcessRules):
             out.append(Send(m.Heartbeat()))
             self.last_sent = now
         limit = self.dead_s if self.heard else self.first_contact_s
-        if self.running and now - self.last_heard > limit:
+        if (self.running or self.stay) and now - self.last_heard > limit:
             what = "silent" if self.heard else "not reachable"
             out.append(Log(f"coordinator {what} for {limit:g}s ({self.endpoint}); stopping"))
             out += self._stop(1.0)
@@ -101,13 +102,16 @@ class NodeEngine(NamedProcessRules):
     def on_session_closed(self) -> list[NodeAction]:
         return [Log("session closed; stopping"), *self._stop(2.0)]
 
-    def _stop(self, grace: float) -> list[NodeAction]:
+    def _stop(self, grace: float, stay: bool = False) -> list[NodeAction]:
+        """Stop what runs here. ``stay``: the agent keeps going until told to end (its own work ended, or the
+        coordinator stops a job whose work is done); else it ends once nothing of its own runs."""
         out: list[NodeAction] = []
         if self.running and self.start is not None:  # what never started is reported, so nothing waits for it
             for name in self.graph.waiting():
                 out += self._never(name, "not started: the node's work ended first")
             if self.graph.ranks_state == "waiting":
                 out += self._ranks_never("not started: the node's work ended first")
+        self.stay = stay if self.running else self.stay and stay
         self.running = False
         if not self.live and not self.execs and not self.graph.active:
             return out
@@ -118,7 +122,7 @@ class NodeEngine(NamedProcessRules):
 
     @property
     def finished(self) -> bool:
-        return not self.running and not self.live and not self.execs and not self.graph.active
+        return not self.running and not self.stay and not self.live and not self.execs and not self.graph.active
 
     # -- the coordinator's messages ----------------------------------------------------------------------------
     def on_message(self, msg: m.ToAgent | m.InvalidMessage, data: bytes | None, now: float) -> list[NodeAction]:
@@ -136,7 +140,7 @@ class NodeEngine(NamedProcessRules):
                 return [Log("barrier_done before start; dropped")]
             return [PmiReply(rank, line) for rank, line in self.pmi.barrier_done(msg.kvs)]
         if isinstance(msg, m.Kill):
-            return self._stop(msg.grace)
+            return self._stop(msg.grace, msg.stay)
         if isinstance(msg, m.Shutdown):
             return self._stop(1.0)
         if isinstance(msg, m.PeerProcess):

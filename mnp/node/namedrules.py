@@ -25,7 +25,7 @@ class NamedProcessRules:
     graph: ProcessGraph
     held_execs: list[m.Exec]
 
-    def _stop(self, grace: float) -> list[NodeAction]:
+    def _stop(self, grace: float, stay: bool = False) -> list[NodeAction]:
         raise NotImplementedError  # the engine's
 
     def _on_exec(self, msg: m.Exec) -> list[NodeAction]:
@@ -47,13 +47,13 @@ class NamedProcessRules:
             for x in held:
                 out += self._on_exec(x)
         elif why:
-            return out + self._ranks_never(f"not started: {why}") + self._stop(self.grace_s)
+            return out + self._ranks_never(f"not started: {why}") + self._stop(self.grace_s, stay=True)
         doomed = self.graph.doomed()
         while doomed:  # one that never starts may doom those that wait on it
             for name, why in doomed:
                 out += self._never(name, f"not started: {why}")
                 if self.graph.procs[name].spec.essential:
-                    return out + self._stop(self.grace_s)
+                    return out + self._stop(self.grace_s, stay=True)
             doomed = self.graph.doomed()
         if self.graph.ranks():  # the ranks waited on one of those
             return out + self._advance()
@@ -85,7 +85,7 @@ class NamedProcessRules:
         p = self.graph.procs[name]
         p.state, p.code = "exited", code
         out: list[NodeAction] = [Send(m.ProcessExit(name, code, None, reason, started=False))]
-        return out + (self._stop(self.grace_s) if p.spec.essential else self._advance())
+        return out + (self._stop(self.grace_s, stay=True) if p.spec.essential else self._advance())
 
     def process_exited(self, name: str, returncode: int) -> list[NodeAction]:
         p = self.graph.procs[name]
@@ -94,7 +94,7 @@ class NamedProcessRules:
         p.state, p.code, p.checking = "exited", 128 + sig if sig else returncode, False
         out: list[NodeAction] = [Send(m.ProcessExit(name, p.code, signame, ""))]
         if p.spec.essential and self.running:  # ECS: an essential container's end stops the task
-            return out + self._stop(self.grace_s)
+            return out + self._stop(self.grace_s, stay=True)
         return out + self._advance()
 
     def health_result(self, name: str, ok: bool, now: float) -> list[NodeAction]:

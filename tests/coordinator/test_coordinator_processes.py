@@ -93,3 +93,16 @@ def test_a_process_others_depend_on_is_relayed_to_them() -> None:
     assert e.on_message(0, m.ProcessStarted("server", 7), None, 0.3) == [
         Send(1, m.PeerProcess(0, "server", started=True))]
     assert e.on_message(1, m.ProcessStarted("explorer", 8), None, 0.3) == []  # nobody waits for it
+
+
+def test_an_agent_that_ends_while_a_done_job_stops_is_no_failure() -> None:
+    e = _engine(ranks=False)
+    e.on_message(1, m.ProcessExit("explorer", 0), None, 0.5)
+    out = e.on_tick(0.6, {})
+    assert all(a.msg == m.Kill(1.0, stay=True) for a in out if isinstance(a, Send) and isinstance(a.msg, m.Kill))
+    e.on_tick(0.7, {1: 0})  # node 1 ended
+    assert e.failure is None and 1 in e.lost
+    for name in ("server", "tele"):
+        e.on_message(0, m.ProcessExit(name, 143, "SIGTERM"), None, 0.8)
+    e.on_tick(0.9, {})
+    assert e.phase == "DONE" and e.outcome()[0] == "SUCCEEDED"

@@ -162,3 +162,26 @@ def test_another_nodes_process_is_waited_for_through_peer_messages() -> None:
     out = n.on_message(m.PeerProcess(0, "prep", started=True, exited=True, code=4), None, 0.3)
     assert _sent(out, m.ProcessExit)[0].reason == "not started: dependency 'prep' on node 0 (SUCCESS) exited with " \
                                                   "code 4"
+
+
+def test_a_node_whose_work_ended_waits_for_the_coordinator() -> None:
+    """An agent that ended on its own would look like a lost node: it stays until told (Shutdown)."""
+    n, _ = engine(_start([_p("main")], ranks=0))
+    n.spawned({}, {})
+    n.process_spawned("main", 10)
+    n.process_exited("main", 0)
+    assert not n.running and not n.finished
+    n.on_message(m.Kill(1.0, stay=True), None, 0.5)  # the coordinator stops the job whose work is done
+    assert not n.finished
+    n.on_message(m.Shutdown(), None, 0.6)
+    assert n.finished
+
+
+def test_a_node_whose_work_ended_still_ends_when_the_coordinator_is_gone() -> None:
+    n, _ = engine(_start([_p("main")], ranks=0))
+    n.process_spawned("main", 10)
+    n.process_exited("main", 0)
+    n.on_tick(50.0)
+    assert not n.finished
+    n.on_tick(101.0)  # silent for dead_s
+    assert n.finished and n.exit_code == 1

@@ -145,8 +145,11 @@ def test_batch_multi_container_job_definition(tmp_path: Path, mnp_home: Path, no
 
 
 def test_maze_example_is_solved(mnp_home: Path, no_leftovers: None) -> None:
-    p = run_mnp(["launch", "examples/maze/job.yaml"], mnp_home, timeout=60, cwd=ROOT)
+    # A warm-up of 3 s: the explorer surely meets the server's 503 answers (or a server not yet listening) first.
+    p = run_mnp(["launch", "-x", "MAZE_WARMUP=3", "examples/maze/job.yaml"], mnp_home, timeout=60, cwd=ROOT)
     assert p.returncode == 0, p.stderr
+    assert re.search(r"^\[node 1 explorer\] explorer: http://10\.[0-9.]+:8642 not ready yet; retrying$", p.stdout,
+                     re.MULTILINE), p.stdout
     assert re.search(r"\[node 1 explorer\] explorer: solved the maze in \d+ moves", p.stdout), p.stdout
     assert "[node 0 server] maze 12x12" in p.stdout
     assert "[node 0 telemetry] telemetry: " in p.stdout
