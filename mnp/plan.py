@@ -14,9 +14,12 @@ Two steps, because one input is only known once the nodes are up:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mnp.control.messages import DependsOn, HealthCheck, ProcessStart
 from mnp.placement import mapping_of, rank_nodes
+from mnp.spec.processes import Dependency, ProcessSpec
 from mnp.spec.resolve import NodeWork, resolve_nodes
 
 __all__ = ["NodeWork", "NodePlan", "JobPlan", "resolve_nodes", "assign_ranks", "node_env", "ranks_per_node"]
@@ -30,6 +33,8 @@ class NodePlan:
     command: list[str]
     env: dict[str, str]
     ranks: list[int]
+    processes: list[ProcessStart] = field(default_factory=list)
+    ranks_depend_on: list[DependsOn] = field(default_factory=list)
 
     @property
     def nranks(self) -> int:
@@ -80,7 +85,19 @@ def node_env(job_id: str, node: int, num_nodes: int, main_node: int, main_addr: 
 def ranks_per_node(work: list[NodeWork], cpus: list[int]) -> list[int]:
     """Ranks on each node: the job's ``ranks_per_node`` where it gives one, else the node's CPU count (its own CPU
     set on local nodes). The one place this is decided."""
-    return [w.ranks_per_node or max(1, cpus[w.index]) for w in work]
+    return [0 if not w.command else w.ranks_per_node or max(1, cpus[w.index]) for w in work]
+
+
+def depends_on(deps: Sequence[Dependency], node: int) -> list[DependsOn]:
+    """Dependencies as ``node``'s agent gets them (one naming this very node is a local one)."""
+    return [DependsOn(d.name, d.condition, d.node if d.node != node else None) for d in deps]
+
+
+def process_start(p: ProcessSpec, node: int) -> ProcessStart:
+    """A job file's process as its node's agent gets it (the node's environment comes with ``Start``)."""
+    h = p.health
+    return ProcessStart(p.name, p.command, dict(p.env), p.essential, depends_on(p.depends_on, node),
+                        HealthCheck(h.command, h.interval, h.timeout, h.retries, h.start_period) if h else None)
 
 
 def assign_ranks(job_id: str, work: list[NodeWork], cpus: list[int], hostnames: list[str], addresses: list[str],
@@ -97,6 +114,7 @@ def assign_ranks(job_id: str, work: list[NodeWork], cpus: list[int], hostnames: 
             **w.env,
             **node_env(job_id, w.index, len(work), main_node, addresses[main_node], attempt),
         }
-        nodes.append(NodePlan(w.index, hostnames[w.index], addresses[w.index], w.command, env, ranks))
+        nodes.append(NodePlan(w.index, hostnames[w.index], addresses[w.index], w.command, env, ranks,
+                              [process_start(p, w.index) for p in w.processes], depends_on(w.ranks_depend_on, w.index)))
     kvsname = f"mnp_{job_id.replace(':', '_')}_{attempt}_{os.getpid()}"
     return JobPlan(job_id, kvsname, main_node, nodes, mapping_of(layout), attempt)

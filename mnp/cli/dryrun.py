@@ -70,28 +70,37 @@ def plan(job: Job, hosts: list[HostSpec] | None, isolate: bool | None) -> dict[s
 
     where = _where(hosts, isolate)
     owned = _local_cpus(job.nodes, where) if hosts is None else None
-    counts = [w.ranks_per_node or (hosts[w.index].slots if hosts else len(owned[w.index]) if owned else None)
-              for w in work]
+    counts = [w.ranks_per_node if w.ranks_per_node is not None
+              else (hosts[w.index].slots if hosts else len(owned[w.index]) if owned else None) for w in work]
     first = sum(c or 0 for c in counts)
-    known = all(counts)
+    known = all(c is not None for c in counts)
     over = resolve(spec.bind_to, spec.map_by, mpi.family, first).nodes
     layout: list[list[int] | None] = list(rank_nodes([c or 0 for c in counts], over)) if known else \
-        [list(range(sum(c or 0 for c in counts[:i]), sum(c or 0 for c in counts[:i + 1]))) if c else None
-         for i, c in enumerate(counts)]
+        [list(range(sum(c or 0 for c in counts[:i]), sum(c or 0 for c in counts[:i + 1]))) if c is not None
+         else None for i, c in enumerate(counts)]
     nodes = []
     for w, count, ranks in zip(work, counts, layout):
         nodes.append({"index": w.index, "host": hosts[w.index].target if hosts else f"node{w.index}",
-                      "ranks": ranks, "ranks_from": "job" if w.ranks_per_node else "slots" if hosts and count
-                      else "cpus", "command": w.command, "env": w.env})
+                      "ranks": ranks, "ranks_from": "job" if w.ranks_per_node is not None else "slots" if hosts
+                      and count else "cpus", "command": w.command, "env": w.env,
+                      "processes": [{"name": pr.name, "command": pr.command, "essential": pr.essential,
+                                     "depends_on": [_dep(d) for d in pr.depends_on]} for pr in w.processes],
+                      "ranks_depend_on": [_dep(d) for d in w.ranks_depend_on]})
     return {"dry_run": True, "name": spec.name, "num_nodes": job.nodes, "main_node": spec.main_node,
             "ranks": first if known else None, "where": where, "mpi": mpi.family, "launcher": mpi.launcher,
             "mpi_why": mpi.why, "transport": spec.transport, "shm_size": spec.shm_size, "timeout": spec.timeout,
             "binding": _binding(job, mpi.family, mpi.launcher, owned, layout), "nodes": nodes}
 
 
+def _dep(d: Any) -> str:
+    return f"{d.name}{'' if d.node is None else f'@node{d.node}'}:{d.condition}"
+
+
 def _span(ranks: list[int] | None) -> str:
     if ranks is None:
         return "the host's CPUs"
+    if not ranks:
+        return "no ranks"
     if len(ranks) == 1:
         return f"rank {ranks[0]}"
     if ranks == list(range(ranks[0], ranks[-1] + 1)):
@@ -121,7 +130,12 @@ def render(p: dict[str, Any]) -> str:
              f"timeout    {p['timeout']:g} s" if p["timeout"] else "timeout    none"]
     common = p["nodes"][0]["env"] if all(n["env"] == p["nodes"][0]["env"] for n in p["nodes"]) else None
     for n in p["nodes"]:
-        lines.append(f"node {n['index']:<5} {n['host']:<12} {_span(n['ranks']):<14} {shlex.join(n['command'])}")
+        after = f"  (after {', '.join(n['ranks_depend_on'])})" if n.get("ranks_depend_on") else ""
+        lines.append(f"node {n['index']:<5} {n['host']:<12} {_span(n['ranks']):<14} {shlex.join(n['command'])}{after}")
+        for pr in n.get("processes", []):
+            deps = f"  (after {', '.join(pr['depends_on'])})" if pr["depends_on"] else ""
+            kind = "" if pr["essential"] else ", non-essential"
+            lines.append(" " * 11 + f"process {pr['name']}{kind}: {shlex.join(pr['command'])}{deps}")
         if common is None and n["env"]:
             lines.append(" " * 11 + "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(n["env"].items())))
     if common:

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["cancel", "list_jobs", "logs", "status"]
 
-_LOG = re.compile(r"^node(\d+)\.(?:rank(\d+)|launcher)\.(out|err)$")
+_LOG = re.compile(r"^node(\d+)\.(?:rank(\d+)|launcher|([A-Za-z][A-Za-z0-9_-]*))\.(out|err)$")  # or a process
+_PROCESS = -2  # the "rank" of a named process's log
 
 
 @click.command("list")
@@ -136,6 +137,13 @@ def status(job: str, as_json: bool) -> None:
         _show_children(kids)
     for n in j.nodes:
         click.echo(f"  node {n['index']}: {n['hostname']} {n['address']} ranks {n.get('ranks', '-')}")
+    for node, procs in sorted(j.info.get("processes", {}).items(), key=lambda kv: int(kv[0])):
+        for name, r in procs.items():
+            end = "-" if "exit_code" not in r else f"exit {r['exit_code']}" + (f" ({r['signal']})" if r.get("signal")
+                                                                                else "")
+            more = f"  {r['reason']}" if r.get("reason") else ""
+            click.echo(f"  process node {node} {name}: {'essential' if r['essential'] else 'non-essential'}, "
+                       f"{end}{more}")
     mpi = j.info.get("mpi")
     if mpi:
         click.echo(f"mpi       {mpi['family']} via {mpi['launcher']} ({mpi['why']})")
@@ -178,12 +186,18 @@ def _log_files(where: Path, node: int | None, rank: int | None,
         m = _LOG.match(p.name)
         if not m:
             continue
-        nn, rr, st = int(m.group(1)), int(m.group(2)) if m.group(2) else -1, m.group(3)
+        nn, rr, st = int(m.group(1)), _rank_of(m), m.group(4)
         if (node is None or nn == node) and (rank is None or rr == rank) and (errs is None or (st == "err") == errs):
             yield rr, st, nn, p
 
 
-def _prefix(node: int, rank: int) -> str:
+def _rank_of(m: re.Match[str]) -> int:
+    return int(m.group(2)) if m.group(2) else _PROCESS if m.group(3) else -1
+
+
+def _prefix(node: int, rank: int, path: Path | None = None) -> str:
+    if rank == _PROCESS and path is not None:  # a named process: its name is in its log's name
+        return f"[node {node} {path.name.split('.')[1]}] "
     return f"[node {node} rank {rank}] " if rank >= 0 else f"[node {node} launcher] "
 
 
@@ -229,7 +243,7 @@ def logs(job: str, follow: bool, node: int | None, rank: int | None, errs: bool 
     for rr, st, nn, p in files:
         out = sys.stdout if st == "out" else sys.stderr
         for line in p.read_text(errors="replace").splitlines():
-            out.write(f"{_prefix(nn, rr)}{line}\n")
+            out.write(f"{_prefix(nn, rr, p)}{line}\n")
 
 
 def _follow(records: Records, job_id: str, base: Path, first: int, only: bool,
@@ -255,7 +269,7 @@ def _follow(records: Records, job_id: str, base: Path, first: int, only: bool,
                 offsets[p] = offsets.get(p, 0) + len(data)
                 *lines, partial[p] = (partial.get(p, b"") + data).split(b"\n")
                 out = sys.stdout if st == "out" else sys.stderr
-                out.write("".join(f"{_prefix(nn, rr)}{ln.decode(errors='replace')}\n" for ln in lines))
+                out.write("".join(f"{_prefix(nn, rr, p)}{ln.decode(errors='replace')}\n" for ln in lines))
                 out.flush()
         if final:
             break
@@ -264,9 +278,8 @@ def _follow(records: Records, job_id: str, base: Path, first: int, only: bool,
         if rest:
             m = _LOG.match(p.name)
             assert m is not None
-            out = sys.stdout if m.group(3) == "out" else sys.stderr
-            out.write(f"{_prefix(int(m.group(1)), int(m.group(2)) if m.group(2) else -1)}"
-                      f"{rest.decode(errors='replace')}\n")
+            out = sys.stdout if m.group(4) == "out" else sys.stderr
+            out.write(f"{_prefix(int(m.group(1)), _rank_of(m), p)}{rest.decode(errors='replace')}\n")
 
 
 def _is_mnp(pid: int, created: float) -> bool:

@@ -152,7 +152,7 @@ def _with_counts(spec: JobSpec, counts: list[int]) -> JobSpec:
 
 def _stdin(opts: JobOptions, piped_job: bool, ranks: int | None) -> str:
     """Which ranks read mnp's stdin: ``--stdin``, else rank 0 -- or none when the job itself came on stdin."""
-    which = opts.stdin if opts.stdin is not None else "none" if piped_job else "0"
+    which = opts.stdin if opts.stdin is not None else "none" if piped_job or ranks == 0 else "0"  # 0: processes only
     if which in ("all", "none"):
         if piped_job and which == "all":
             raise UsageError("--stdin: the job itself came on stdin; nothing is left for the ranks")

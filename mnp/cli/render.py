@@ -114,12 +114,12 @@ class Renderer:
         stamp = f"{datetime.now():%H:%M:%S.%f}"[:-3] + " " if self.timestamp else ""
         if not self.label:
             return stamp + self.tag
-        who = f"[node {ev.node} rank {ev.rank}] " if ev.rank >= 0 else f"[node {ev.node} launcher] "
-        return stamp + self.tag + who
+        who = ev.process or (f"rank {ev.rank}" if ev.rank >= 0 else "launcher")
+        return stamp + self.tag + f"[node {ev.node} {who}] "
 
     def _lines(self, ev: RankLines) -> None:
         target: IO[str] | None = None
-        if self.files is not None and self.files.wants(ev.stream):
+        if self.files is not None and self.files.wants(ev.stream) and not ev.process:
             target = self.files.file_for(ev)
             while self.files.problems:
                 self.note("warning", self.files.problems.pop(0))

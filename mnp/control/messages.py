@@ -16,6 +16,7 @@ The exchange, in order::
                      <-------    Ping              (every heartbeat, both ways: Heartbeat / Ping)
                      <-------    RemountShm        (--remount-shm only)  -> ShmRemounted
                      <-------    Start             (the node's ranks, or its part for a launcher)
+                     <-------    PeerProcess       (another node's process that one here depends on)
     Started          ------->
                      <-------    Stdin + bytes     (mnp's stdin, to rank 0 / all / none: --stdin)
     Output + bytes   ------->                      (rank stdout/stderr, as it comes)
@@ -23,6 +24,7 @@ The exchange, in order::
                      <-------    BarrierDone       ... and everyone's puts back
     Abort            ------->                      (PMI abort from a rank)
     Exit             ------->                      (each rank)
+    ProcessStarted / ProcessHealth / ProcessOutput + bytes / ProcessExit  ------->   (the node's processes)
                      <-------    Kill              (first failure: stop every rank)
     Rexec            ------->    Exec  -> (node)   launcher daemons: the main node asks, another node runs
     ExecOutput/Exit  ------->    RexecOutput/Exit -> (main node)
@@ -38,9 +40,10 @@ from typing import Annotated, Literal, TypeAlias
 import msgspec
 
 __all__ = [
-    "RankSpec", "Start", "Stdin", "BarrierDone", "Kill", "Ping", "Shutdown", "Exec", "ExecKill", "RexecOutput",
-    "RexecExit", "RemountShm", "Hello", "Started", "Output", "Exit", "Barrier", "Abort", "Heartbeat", "Bye",
-    "ExecOutput", "ExecExit", "Rexec", "RexecKill", "ShmRemounted", "ToAgent", "ToCoordinator", "InvalidMessage",
+    "RankSpec", "DependsOn", "HealthCheck", "ProcessStart", "ProcessStarted", "ProcessHealth", "ProcessOutput",
+    "ProcessExit", "PeerProcess", "Start", "Stdin", "BarrierDone", "Kill", "Ping", "Shutdown", "Exec", "ExecKill",
+    "RexecOutput", "RexecExit", "RemountShm", "Hello", "Started", "Output", "Exit", "Barrier", "Abort", "Heartbeat",
+    "Bye", "ExecOutput", "ExecExit", "Rexec", "RexecKill", "ShmRemounted", "ToAgent", "ToCoordinator", "InvalidMessage",
     "encode", "decode_to_agent", "decode_to_coordinator", "MAX_FRAME",
     "Telemetry",
 ]
@@ -67,6 +70,33 @@ class RankSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cpus: list[int] | None = None
 
 
+class DependsOn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``node``: the process runs on that node (its state comes as ``PeerProcess``); None: on this one."""
+
+    name: str
+    condition: Literal["START", "COMPLETE", "SUCCESS", "HEALTHY"]
+    node: int | None = None
+
+
+class HealthCheck(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    argv: list[str]
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+
+
+class ProcessStart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One named process beside the ranks (ECS's container): started once ``depends_on`` is met."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = {}
+    essential: bool = True
+    depends_on: list[DependsOn] = []
+    health: HealthCheck | None = None
+
+
 class Start(_Msg, frozen=True, tag="start"):
     """Start this node's part of the job.
 
@@ -87,6 +117,21 @@ class Start(_Msg, frozen=True, tag="start"):
     daemons: bool = False
     io_ranks: list[int] = []
     stdin_ranks: list[int] = []
+    processes: list[ProcessStart] = []
+    ranks_depend_on: list[DependsOn] = []
+    grace: float = 5.0  # SIGTERM -> SIGKILL when an essential process ends the node's work
+
+
+class PeerProcess(_Msg, frozen=True, tag="peer_process"):
+    """Another node's process that one here depends on: it ``started``, ``exited`` (with ``code``; never started
+    when ``exited`` and not ``started``), or its health changed (``healthy``)."""
+
+    node: int
+    name: str
+    started: bool = False
+    exited: bool = False
+    code: int | None = None
+    healthy: bool | None = None
 
 
 class Stdin(_Msg, frozen=True, tag="stdin"):
@@ -101,7 +146,10 @@ class BarrierDone(_Msg, frozen=True, tag="barrier_done"):
 
 
 class Kill(_Msg, frozen=True, tag="kill"):
+    """Stop every process (SIGTERM, SIGKILL after ``grace``); ``stay``: the agent then waits for ``Shutdown``."""
+
     grace: float
+    stay: bool = False
 
 
 class Ping(_Msg, frozen=True, tag="ping"):
@@ -165,6 +213,34 @@ class Exit(_Msg, frozen=True, tag="exit"):
     reason: str = ""
 
 
+class ProcessStarted(_Msg, frozen=True, tag="process_started"):
+    name: str
+    pid: int
+
+
+class ProcessHealth(_Msg, frozen=True, tag="process_health"):
+    """A process's health check passed (``healthy``) or failed ``retries`` times in a row."""
+
+    name: str
+    healthy: bool
+
+
+class ProcessOutput(_Msg, frozen=True, tag="process_output"):
+    name: str
+    stream: Stream
+
+
+class ProcessExit(_Msg, frozen=True, tag="process_exit"):
+    """A process ended (``started``), or will never start (``reason`` says why: a failed start, a dependency
+    that can never be met)."""
+
+    name: str
+    code: int
+    signal: str | None = None
+    reason: str = ""
+    started: bool = True
+
+
 class Barrier(_Msg, frozen=True, tag="barrier"):
     puts: dict[str, str]
 
@@ -226,9 +302,10 @@ class Telemetry(_Msg, frozen=True, tag="telemetry"):
 
 
 ToAgent: TypeAlias = (Start | Stdin | BarrierDone | Kill | Ping | Shutdown | Exec | ExecKill | RexecOutput
-                      | RexecExit | RemountShm)
+                      | RexecExit | RemountShm | PeerProcess)
 ToCoordinator: TypeAlias = (Hello | Started | Output | Exit | Barrier | Abort | Heartbeat | Bye | ExecOutput | ExecExit
-                            | Rexec | RexecKill | ShmRemounted | Telemetry)
+                            | Rexec | RexecKill | ShmRemounted | Telemetry | ProcessStarted | ProcessHealth
+                            | ProcessOutput | ProcessExit)
 
 
 class InvalidMessage(msgspec.Struct, frozen=True):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mnp.control import messages as m
 
-__all__ = ["Send", "ShowOutput", "RankDone", "Transition", "Report", "Stuck", "Action"]
+__all__ = ["Send", "ShowOutput", "RankDone", "ProcessDone", "Transition", "Report", "Stuck", "Action"]
 
 
 @dataclass(frozen=True)
@@ -22,11 +22,18 @@ class ShowOutput:
     rank: int
     stream: str
     data: bytes
+    process: str = ""  # a named process's output (``rank`` is then -1)
 
 
 @dataclass(frozen=True)
 class RankDone:
     rank: int
+
+
+@dataclass(frozen=True)
+class ProcessDone:
+    node: int
+    name: str
 
 
 @dataclass(frozen=True)
@@ -48,4 +55,4 @@ class Stuck:
     waiting_for: list[str]
 
 
-Action = Send | ShowOutput | RankDone | Transition | Report | Stuck
+Action = Send | ShowOutput | RankDone | ProcessDone | Transition | Report | Stuck

@@ -15,6 +15,11 @@ TransitWatch`) may fire once: a :class:`Stuck` action naming the state and the n
 started (STARTING). A node that is lost (its agent exited, or it fell silent for ``dead_s``) takes its
 ranks with it: they are counted as ended at once, so the job ends as soon as the other nodes have stopped theirs.
 
+Named processes (``processes:``, :mod:`mnp.coordinator.procs`) follow ECS's ``essential``: the first essential
+process to end ends the job's work (its non-zero exit fails the job, as a rank's would); when the work is done
+(that, or every rank exited) whatever still runs is stopped the same way, and being stopped is no failure. A
+process other nodes depend on has its state relayed to them (``PeerProcess``).
+
 What a peer may send is checked here, by role: messages come tagged with the node their CURVE key belongs to, a
 node may report only its own ranks, only the node running a launcher may ask for remote commands (and only while
 the launcher runs, and only for the launcher's daemons), and only the node asked to run a command may report on
@@ -27,8 +32,11 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from mnp.control import messages as m
 from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Stuck, Transition
+from mnp.coordinator.procs import JobProcesses, ProcessMessages
 from mnp.coordinator.rexec import RemoteExecs
 from mnp.coordinator.telemetry import TelemetryBook
 from mnp.coordinator.transit import TransitWatch
@@ -65,7 +73,7 @@ class Failure:
 
 
 @dataclass
-class JobEngine:
+class JobEngine(ProcessMessages):
     n: int
     timing: Timing
     now: float
@@ -94,6 +102,9 @@ class JobEngine:
         self.bye_deadline: float | None = None
         self.signum: int | None = None
         self.rexec = RemoteExecs(self._refuse)
+        self.procs = JobProcesses()
+        self.had_ranks = False
+        self.ending: str | None = None  # an essential process ended: the job's work is over (why)
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def interrupt(self, signum: int) -> None:
@@ -105,9 +116,12 @@ class JobEngine:
         """PLANNING -> RUNNING: send every node its part."""
         self.backend, self.hosts = backend, hosts
         self.waiting = dict(backend.waits)
+        self.had_ranks = bool(self.waiting)
+        self.procs = JobProcesses.of(starts)
         self.phase = "RUNNING"
         self.marks["started"] = now
-        return [Send(i, s) for i, s in sorted(starts.items())]
+        return [Send(i, msgspec.structs.replace(s, grace=self.timing.grace_s) if s.processes else s)
+                for i, s in sorted(starts.items())]
 
     def on_stdin(self, data: bytes, eof: bool = False) -> list[Action]:
         """mnp's own standard input: to the processes that read it (rank 0 by default), until they are gone."""
@@ -135,6 +149,8 @@ class JobEngine:
         for node, status in sorted(dead_agents.items()):
             if self.phase in ("BYE", "DONE"):
                 self.lost.add(node)  # told to go, or the job is over: an agent that ended is no failure
+            elif self.phase == "STOPPING" and self.failure is None and node not in self.lost:
+                out += self._forget(node)  # the job's work is done: what ran there is over, no failure
             elif node not in self.lost:
                 out += self._node_lost(node, f"its agent exited (status {status})" if node in self.hellos
                                        else f"it failed to start its agent (exit status {status})")
@@ -161,9 +177,16 @@ class JobEngine:
             self.phase = "STOPPING"
             self.stop_deadline = now + self.timing.grace_s + 5
             out += [Send(i, m.Kill(self.timing.grace_s)) for i in range(self.n) if i not in self.lost]
-        if self.phase == "STOPPING" and (not self.waiting or now > (self.stop_deadline or now)):
+        if self.phase == "RUNNING" and self.failure is None and (self.waiting or self.procs.live) \
+                and (self.ending or (self.had_ranks and not self.waiting)):
+            # the job's work is done (every rank exited, or an essential process ended): stop what still runs, and
+            # keep the agents until shutdown (an agent that ended now would look lost)
+            self.phase = "STOPPING"
+            self.stop_deadline = now + self.timing.grace_s + 5
+            out += [Send(i, m.Kill(self.timing.grace_s, stay=True)) for i in range(self.n) if i not in self.lost]
+        if self.phase == "STOPPING" and (not (self.waiting or self.procs.live) or now > (self.stop_deadline or now)):
             self.phase = "DONE"  # nodes that do not answer are torn down by the provider
-        if self.phase == "RUNNING" and not self.waiting:
+        if self.phase == "RUNNING" and not self.waiting and not self.procs.live:
             self.phase = "DONE"
         return out
 
@@ -189,8 +212,12 @@ class JobEngine:
 
     def _node_lost(self, node: int, why: str) -> list[Action]:
         """A lost node's processes are over: nothing waits for them, and the job fails (node named)."""
-        self.lost.add(node)
         self.fail(Failure(EXIT_NODE_LOST, f"node {node} lost: {why}", node))
+        return self._forget(node)
+
+    def _forget(self, node: int) -> list[Action]:
+        self.lost.add(node)
+        self.procs.node_lost(node)
         out: list[Action] = []
         for proc in [p for p, n in self.waiting.items() if n == node]:
             del self.waiting[proc]
@@ -250,7 +277,7 @@ class JobEngine:
                 return []  # already counted (a lost node's ranks) or not waited for
             return self._refuse(f"node {node} reported the exit of rank {msg.rank}, which is not its own; dropped")
         del self.waiting[msg.rank]
-        if msg.code != 0 and self.failure is None and self.backend is not None:
+        if msg.code != 0 and self.failure is None and self.ending is None and self.backend is not None:
             how = f"killed by {msg.signal}" if msg.signal else f"exited with code {msg.code}"
             extra = f": {msg.reason}" if msg.reason else ""
             self.fail(Failure(msg.code, f"{self.backend.who(node, msg.rank)} {how}{extra}", node, msg.rank))
@@ -313,12 +340,13 @@ class JobEngine:
         """(state, exit code, reason) of the job as it stands."""
         f = self.failure
         if f is None:
-            return "SUCCEEDED", 0, "every rank exited 0"
+            return "SUCCEEDED", 0, self.ending or "every rank exited 0"
         return ("CANCELLED" if f.cancelled else "FAILED"), f.exit_code, f.reason
 
     def missing(self) -> list[int]:
         return [i for i in range(self.n) if i not in self.hellos]
 
     def bye_info(self) -> dict[str, Any]:
-        return {"agent_maxrss_kb": {str(k): v.maxrss_kb for k, v in sorted(self.byes.items())},
+        procs = {"processes": self.procs.info()} if self.procs.results else {}
+        return {**procs, "agent_maxrss_kb": {str(k): v.maxrss_kb for k, v in sorted(self.byes.items())},
                 "shm_removed": {str(k): v.shm_removed for k, v in sorted(self.byes.items()) if v.shm_removed}}

@@ -11,12 +11,14 @@ __all__ = ["RankLines", "Note", "Progress", "JobCreated", "Event", "EventSink", 
 
 @dataclass(frozen=True)
 class RankLines:
-    """Complete lines a rank wrote (``rank`` -1: the launcher, mpirun/mpiexec, itself)."""
+    """Complete lines a rank wrote (``rank`` -1: the launcher, mpirun/mpiexec, itself), or a named process
+    (``process``, with ``rank`` -1)."""
 
     node: int
     rank: int
     stream: str  # "stdout" | "stderr"
     lines: list[str]
+    process: str = ""
 
 
 @dataclass(frozen=True)

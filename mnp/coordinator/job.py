@@ -29,7 +29,7 @@ from mnp import config, interrupts
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.control import messages as m
 from mnp.control.channel import CoordinatorChannel
-from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Stuck, Transition
+from mnp.coordinator.actions import Action, ProcessDone, RankDone, Report, Send, ShowOutput, Stuck, Transition
 from mnp.coordinator.alerts import Alerts
 from mnp.coordinator.binding import Binding, decide_binding, node_cpus, one_machine
 from mnp.coordinator.engine import EXIT_INTERRUPTED, Failure, JobEngine, Timing
@@ -166,8 +166,9 @@ class _Job:
         if self.req.attempt == 1 and self.req.adopt:
             self.dir = self.records.adopt(self.job_id)
         elif self.req.attempt == 1:
-            self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command,
-                                           source)
+            names = ", ".join(dict.fromkeys(p.name for w in work for p in w.processes))
+            self.dir = self.records.create(self.job_id, self.spec.name, self.n, self.spec.command or work[0].command
+                                           or [f"(processes: {names})"], source)
             self.say(JobCreated(self.job_id, self.spec.name, str(self.dir)))
         else:
             self.dir = Path(self.records.get(self.job_id).dir)
@@ -287,9 +288,11 @@ class _Job:
             if isinstance(a, Send):
                 self.chan.send(a.node, a.msg, a.data)
             elif isinstance(a, ShowOutput):
-                self.sink.write(a.node, a.rank, a.stream, a.data)
+                self.sink.write(a.node, a.rank, a.stream, a.data, a.process)
             elif isinstance(a, RankDone):
                 self.sink.flush_rank(a.rank)
+            elif isinstance(a, ProcessDone):
+                self.sink.flush_process(a.node, a.name)
             elif isinstance(a, Transition):
                 if a.state == "RUNNING":
                     self.timings["running_s"] = time.monotonic() - self.t0
@@ -317,7 +320,8 @@ class _Job:
         # local nodes own CPUs by affinity only (so do nodes of one machine): an MPI's binding would step out of them
         shared = bool(getattr(self.cluster, "cpus_shared", False) or getattr(self.cluster, "node_cpus", None)
                       or one_machine(owned))
-        fabric = decide(self.mpi.family, self.spec.transport, self.spec.shm_size, facts, hostnames, rpn,
+        fabric = decide(self.mpi.family, self.spec.transport, self.spec.shm_size, facts, hostnames,
+                        [max(1, r) for r in rpn],  # a node of processes only is sized as one rank's
                         iface_override=self.req.iface, known_iface="eth0" if local_ns and self.n > 1 else None,
                         main_address=addresses[self.spec.main_node], cpus_shared=shared)
         if fabric.shm_problems and self.req.remount_shm:

@@ -9,9 +9,11 @@ from mnp.coordinator.events import EventSink, RankLines
 
 __all__ = ["OutputSink", "log_name"]
 
+Who = int | tuple[int, str]  # a rank, or (node, process name)
 
-def log_name(node: int, rank: int, stream: str) -> str:
-    who = f"rank{rank}" if rank >= 0 else "launcher"  # rank -1: mpirun/mpiexec itself
+
+def log_name(node: int, rank: int, stream: str, process: str = "") -> str:
+    who = process or (f"rank{rank}" if rank >= 0 else "launcher")  # rank -1: mpirun/mpiexec itself
     return f"node{node}.{who}.{'out' if stream == 'stdout' else 'err'}"
 
 
@@ -23,16 +25,18 @@ class OutputSink:
         self.log_dir = log_dir
         self.emit = emit
         self.echo = echo
-        self.files: dict[tuple[int, str], int] = {}
-        self.partial: dict[tuple[int, str], bytes] = {}
-        self.node_of: dict[int, int] = {}
+        self.files: dict[tuple[Who, str], int] = {}
+        self.partial: dict[tuple[Who, str], bytes] = {}
+        self.node_of: dict[Who, int] = {}
 
-    def write(self, node: int, rank: int, stream: str, data: bytes) -> None:
-        key = (rank, stream)
-        self.node_of[rank] = node
+    def write(self, node: int, rank: int, stream: str, data: bytes, process: str = "") -> None:
+        """``process``: a named process's output (its name), else rank ``rank``'s."""
+        who: Who = (node, process) if process else rank
+        key = (who, stream)
+        self.node_of[who] = node
         fd = self.files.get(key)
         if fd is None:
-            fd = self.files[key] = os.open(self.log_dir / log_name(node, rank, stream),
+            fd = self.files[key] = os.open(self.log_dir / log_name(node, rank, stream, process),
                                            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         view = memoryview(data)
         while view:
@@ -41,22 +45,29 @@ class OutputSink:
         *lines, rest = buf.split(b"\n")
         self.partial[key] = rest
         if lines:
-            self._emit(node, rank, stream, lines)
+            self._emit(node, who, stream, lines)
 
-    def _emit(self, node: int, rank: int, stream: str, lines: list[bytes]) -> None:
+    def _emit(self, node: int, who: Who, stream: str, lines: list[bytes]) -> None:
         if self.echo:
-            self.emit(RankLines(node, rank, stream, [ln.decode(errors="replace") for ln in lines]))
+            rank, process = (-1, who[1]) if isinstance(who, tuple) else (who, "")
+            self.emit(RankLines(node, rank, stream, [ln.decode(errors="replace") for ln in lines], process))
 
     def flush_rank(self, rank: int) -> None:
         """A rank ended: hand on what it left without a final newline."""
+        self._flush(rank)
+
+    def flush_process(self, node: int, name: str) -> None:
+        self._flush((node, name))
+
+    def _flush(self, who: Who) -> None:
         for stream in ("stdout", "stderr"):
-            rest = self.partial.pop((rank, stream), b"")
+            rest = self.partial.pop((who, stream), b"")
             if rest:
-                self._emit(self.node_of.get(rank, -1), rank, stream, [rest])
+                self._emit(self.node_of.get(who, -1), who, stream, [rest])
 
     def close(self) -> None:
-        for rank in list(self.node_of):
-            self.flush_rank(rank)
+        for who in list(self.node_of):
+            self._flush(who)
         for fd in self.files.values():
             os.close(fd)
         self.files.clear()

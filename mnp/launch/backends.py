@@ -82,7 +82,8 @@ class DirectPmi(Backend):
             out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, node.env,
                                     [RankSpec(r, i, node.command, cpus=_cpus(self.bind_cpus.get(r)))
                                      for i, r in enumerate(node.ranks)],
-                                    stdin_ranks=mine)
+                                    stdin_ranks=mine, processes=node.processes,
+                                    ranks_depend_on=node.ranks_depend_on)
         return out
 
 
@@ -110,10 +111,12 @@ class Mpirun(Backend):
                 out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd,
                                         {**node.env, **lc.env, **lc.node_env(node)},
                                         [RankSpec(LAUNCHER, 0, lc.argv, pmi=False)], files=lc.files, rsh=True,
-                                        io_ranks=node.ranks, stdin_ranks=self.stdin_targets.get(node.index, []))
+                                        io_ranks=node.ranks, stdin_ranks=self.stdin_targets.get(node.index, []),
+                                        processes=node.processes, ranks_depend_on=node.ranks_depend_on)
             else:  # its processes are the launcher's daemons, started on request (Exec)
                 out[node.index] = Start(plan.kvsname, plan.size, plan.mapping, cwd, {**node.env, **lc.node_env(node)},
-                                        [], daemons=True, io_ranks=node.ranks)
+                                        [], daemons=True, io_ranks=node.ranks, processes=node.processes,
+                                        ranks_depend_on=node.ranks_depend_on)
         self.rank_nodes[LAUNCHER] = plan.main_node
         return out
 
@@ -153,6 +156,8 @@ def choose_mpi(mpi: str, launcher: str, command: list[str], source: str | None =
     from mnp.errors import SpecError
     from mnp.launch.detect import FAMILY_NAMES, detect_mpi
 
+    if not command:  # a job of processes only
+        return MpiChoice("mpich", "no ranks: the job runs processes only (PMI-1 back-end, unused)", None, "pmi")
     found = detect_mpi(command)
     family = mpi if mpi != "auto" else found.family
     if mpi != "auto" and found.found and mpi != found.family:

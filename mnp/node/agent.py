@@ -124,6 +124,7 @@ class Agent:
                     if handler is not None:
                         handler(sock)
             self.ps.reap()
+            self.ps.named.expire(time.monotonic())
         removed = self.ps.close()
         if self.watchdog is not None:
             self.watchdog.close()
@@ -174,6 +175,14 @@ class Agent:
                 self.ps.pmi_send(a.rank, a.line)
             elif isinstance(a, e.Spawn):
                 self.act(self.engine.spawned(*self.ps.spawn(a.start)))
+            elif isinstance(a, (e.SpawnProcess, e.RunHealth)):
+                start = self.engine.start
+                assert start is not None
+                base = self.ps.prepare(start)
+                if isinstance(a, e.SpawnProcess):
+                    self.ps.named.start(a.spec, base, start.cwd or None)
+                else:
+                    self.ps.named.check(a.name, a.argv, a.timeout, base, start.cwd or None)
             elif isinstance(a, e.SignalAll):
                 self.ps.signal_all(a.sig)
             elif isinstance(a, e.RunExec):

@@ -6,6 +6,10 @@ the actions it returns: :class:`Send` to the coordinator, :class:`Spawn` the nod
 of them, :class:`PmiReply` to a rank, :class:`RunExec` / :class:`KillExec` a launcher's daemon,
 :class:`DeliverRexec` to the launcher's remote shell, :class:`Remount` /dev/shm, :class:`Log` a line.
 
+Named processes (``Start.processes``) start in the order their ``depends_on`` allows (:mod:`mnp.node.depgraph`,
+:class:`SpawnProcess`), their health checks run when due (:class:`RunHealth`; the driver runs the command, this
+decides), the ranks wait for ``ranks_depend_on``, and an essential process that ends stops the node's work.
+
 Liveness both ways: a heartbeat every ``heartbeat_s``; if the coordinator is silent for ``dead_s`` (or never
 answers within ``first_contact_s``), the engine stops the ranks and ends. ``finished`` is true once the agent was
 told (or decided) to stop and nothing of its own still runs.
@@ -21,73 +25,31 @@ from dataclasses import dataclass, field
 
 from mnp.control import messages as m
 from mnp.launch.daemons import check_daemon_command
+from mnp.node.actions import (
+    DeliverRexec,
+    KillExec,
+    Log,
+    NodeAction,
+    PmiReply,
+    Remount,
+    RunExec,
+    RunHealth,
+    Send,
+    SignalAll,
+    Spawn,
+    SpawnProcess,
+    WriteStdin,
+)
+from mnp.node.depgraph import ProcessGraph
+from mnp.node.namedrules import NamedProcessRules
 from mnp.node.pmi import PmiEvent, PmiServer
 
-__all__ = ["NodeEngine", "Send", "Spawn", "SignalAll", "PmiReply", "RunExec", "KillExec", "DeliverRexec",
-           "Remount", "WriteStdin", "Log", "NodeAction"]
-
-
-@dataclass(frozen=True)
-class Send:
-    msg: m.ToCoordinator
-    data: bytes | None = None
-
-
-@dataclass(frozen=True)
-class Spawn:
-    start: m.Start
-
-
-@dataclass(frozen=True)
-class SignalAll:
-    sig: int
-
-
-@dataclass(frozen=True)
-class PmiReply:
-    rank: int
-    line: str
-
-
-@dataclass(frozen=True)
-class RunExec:
-    id: str
-    command: str
-
-
-@dataclass(frozen=True)
-class KillExec:
-    id: str
-
-
-@dataclass(frozen=True)
-class DeliverRexec:
-    msg: m.RexecOutput | m.RexecExit
-    data: bytes | None
-
-
-@dataclass(frozen=True)
-class WriteStdin:
-    ranks: list[int]
-    data: bytes
-    eof: bool
-
-
-@dataclass(frozen=True)
-class Remount:
-    size: int
-
-
-@dataclass(frozen=True)
-class Log:
-    text: str
-
-
-NodeAction = Send | Spawn | SignalAll | PmiReply | RunExec | KillExec | DeliverRexec | WriteStdin | Remount | Log
+__all__ = ["NodeEngine", "Send", "Spawn", "SpawnProcess", "RunHealth", "SignalAll", "PmiReply", "RunExec", "KillExec",
+           "DeliverRexec", "Remount", "WriteStdin", "Log", "NodeAction"]
 
 
 @dataclass
-class NodeEngine:
+class NodeEngine(NamedProcessRules):
     node: int
     heartbeat_s: float
     dead_s: float
@@ -100,12 +62,16 @@ class NodeEngine:
     execs: set[str] = field(default_factory=set)  # remote commands running here
     running: bool = True  # False once told (or decided) to stop
     exit_code: int = 0
+    grace_s: float = 5.0  # SIGTERM -> SIGKILL when an essential process ends the node's work
 
     def __post_init__(self) -> None:
         self.heard = False
         self.last_heard = self.now
         self.last_sent = -1e9
         self.kill_deadline: float | None = None
+        self.stay = False  # stopped, but waiting for the coordinator's word before ending
+        self.graph = ProcessGraph({})
+        self.held_execs: list[m.Exec] = []  # a launcher's daemons, held until the ranks' dependencies are met
 
     # -- clock, signals, session -------------------------------------------------------------------------------
     def on_tick(self, now: float) -> list[NodeAction]:
@@ -115,7 +81,7 @@ class NodeEngine:
             out.append(Send(m.Heartbeat()))
             self.last_sent = now
         limit = self.dead_s if self.heard else self.first_contact_s
-        if self.running and now - self.last_heard > limit:
+        if (self.running or self.stay) and now - self.last_heard > limit:
             what = "silent" if self.heard else "not reachable"
             out.append(Log(f"coordinator {what} for {limit:g}s ({self.endpoint}); stopping"))
             out += self._stop(1.0)
@@ -123,6 +89,11 @@ class NodeEngine:
         if self.kill_deadline is not None and now >= self.kill_deadline:
             out.append(SignalAll(signal.SIGKILL))
             self.kill_deadline = None
+        if self.running:
+            for name in self.graph.due_checks(now):
+                h = self.graph.procs[name].spec.health
+                assert h is not None
+                out.append(RunHealth(name, h.argv, h.timeout))
         return out
 
     def on_signal(self, signum: int) -> list[NodeAction]:
@@ -131,18 +102,27 @@ class NodeEngine:
     def on_session_closed(self) -> list[NodeAction]:
         return [Log("session closed; stopping"), *self._stop(2.0)]
 
-    def _stop(self, grace: float) -> list[NodeAction]:
+    def _stop(self, grace: float, stay: bool = False) -> list[NodeAction]:
+        """Stop what runs here. ``stay``: the agent keeps going until told to end (its own work ended, or the
+        coordinator stops a job whose work is done); else it ends once nothing of its own runs."""
+        out: list[NodeAction] = []
+        if self.running and self.start is not None:  # what never started is reported, so nothing waits for it
+            for name in self.graph.waiting():
+                out += self._never(name, "not started: the node's work ended first")
+            if self.graph.ranks_state == "waiting":
+                out += self._ranks_never("not started: the node's work ended first")
+        self.stay = stay if self.running else self.stay and stay
         self.running = False
-        if not self.live and not self.execs:
-            return []
+        if not self.live and not self.execs and not self.graph.active:
+            return out
         deadline = self.now + grace
         if self.kill_deadline is None or deadline < self.kill_deadline:
             self.kill_deadline = deadline
-        return [SignalAll(signal.SIGTERM)]
+        return [*out, SignalAll(signal.SIGTERM)]
 
     @property
     def finished(self) -> bool:
-        return not self.running and not self.live and not self.execs
+        return not self.running and not self.stay and not self.live and not self.execs and not self.graph.active
 
     # -- the coordinator's messages ----------------------------------------------------------------------------
     def on_message(self, msg: m.ToAgent | m.InvalidMessage, data: bytes | None, now: float) -> list[NodeAction]:
@@ -160,9 +140,11 @@ class NodeEngine:
                 return [Log("barrier_done before start; dropped")]
             return [PmiReply(rank, line) for rank, line in self.pmi.barrier_done(msg.kvs)]
         if isinstance(msg, m.Kill):
-            return self._stop(msg.grace)
+            return self._stop(msg.grace, msg.stay)
         if isinstance(msg, m.Shutdown):
             return self._stop(1.0)
+        if isinstance(msg, m.PeerProcess):
+            return self._advance() if self.graph.peer(msg) else []
         if isinstance(msg, m.RemountShm):
             return [Remount(msg.size)]
         if isinstance(msg, m.Exec):
@@ -187,7 +169,9 @@ class NodeEngine:
         self.pmi = PmiServer(kvsname=msg.kvsname, size=msg.size, local_ranks=[r.rank for r in msg.ranks if r.pmi],
                              universe_size=msg.size, kvs={"PMI_process_mapping": msg.mapping},
                              on_barrier=lambda puts: events.append(Send(m.Barrier(puts))), on_event=on_event)
-        return [Spawn(msg)]
+        self.graph = ProcessGraph.of(msg)
+        self.grace_s = msg.grace
+        return self._advance()
 
     def _on_exec(self, msg: m.Exec) -> list[NodeAction]:
         if self.start is None or not (self.start.daemons or self.start.rsh) or not self.running:
@@ -195,11 +179,19 @@ class NodeEngine:
         else:
             why = check_daemon_command(msg.command) or ""
         if why:
-            return [Log(f"remote command {msg.id!r} refused: {why}"),
-                    Send(m.ExecOutput(msg.id, "stderr"), f"mnp: refused on node {self.node}: {why}\n".encode()),
-                    Send(m.ExecExit(msg.id, 126))]
+            return self._refuse_exec(msg, why)
+        if self.graph.ranks_state == "waiting":
+            self.held_execs.append(msg)  # runs once the ranks' dependencies are met
+            return []
+        if self.graph.ranks_state == "skipped":
+            return self._refuse_exec(msg, "the ranks' dependencies on this node can never be met")
         self.execs.add(msg.id)
         return [RunExec(msg.id, msg.command)]
+
+    def _refuse_exec(self, msg: m.Exec, why: str) -> list[NodeAction]:
+        return [Log(f"remote command {msg.id!r} refused: {why}"),
+                Send(m.ExecOutput(msg.id, "stderr"), f"mnp: refused on node {self.node}: {why}\n".encode()),
+                Send(m.ExecExit(msg.id, 126))]
 
     # -- processes ---------------------------------------------------------------------------------------------
     def spawned(self, pids: dict[int, int], failed: dict[int, tuple[int, str]]) -> list[NodeAction]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from mnp.control import messages as m
 from mnp.fabric.shm import remove_job_segments
+from mnp.node.named import NamedProcesses
 from mnp.node.relay import ExecTable, RankFifos, RshRelay
 
 if TYPE_CHECKING:
@@ -72,8 +73,14 @@ class Processes:
         self.pids_seen: list[int] = []
         self.node_env: dict[str, str] = {}
         self.stdin: dict[int, _Feed] = {}  # rank -> what is still to be written to its standard input
+        self.base: dict[str, str] | None = None
+        self.subst: dict[str, str] = {}
+        self.named = NamedProcesses(agent)
 
-    def spawn(self, msg: m.Start) -> tuple[dict[int, int], dict[int, tuple[int, str]]]:
+    def prepare(self, msg: m.Start) -> dict[str, str]:
+        """Once per job: the private directory, the relays and the environment every process here starts from."""
+        if self.base is not None:
+            return self.base
         subst: dict[str, str] = {}
         own_tmp = self.agent.shared_tmp and "TMPDIR" not in msg.env
         if msg.files or msg.rsh or msg.io_ranks or own_tmp:
@@ -102,6 +109,11 @@ class Processes:
             self.agent.watchdog.add_shm(msg.kvsname)
             if self.private is not None:
                 self.agent.watchdog.add_dir(self.private)
+        self.subst, self.base = subst, base
+        return base
+
+    def spawn(self, msg: m.Start) -> tuple[dict[int, int], dict[int, tuple[int, str]]]:
+        base, subst = self.prepare(msg), self.subst
         if self.rsh is not None:
             base = {**base, "MNP_RSH_SOCKET": self.rsh.path}
         cwd = msg.cwd or None
@@ -266,6 +278,8 @@ class Processes:
             if done is not None:
                 self.agent.act(self.agent.engine.exec_exited(*done))
                 continue
+            if self.named.reaped(pid, status):
+                continue
             p = self.procs.pop(pid, None)
             if p is None:
                 continue  # an orphan re-parented to us (we are the node's init)
@@ -283,6 +297,7 @@ class Processes:
 
     def signal_all(self, sig: int) -> None:
         self.execs.signal_all(sig)
+        self.named.signal_all(sig)
         for p in self.procs.values():
             try:
                 os.killpg(p.proc.pid, sig)
@@ -292,6 +307,7 @@ class Processes:
     def close(self) -> list[str]:
         """The agent is done: relays closed, private directory gone, and this job's shared-memory files left in
         /dev/shm (ranks that crashed leave them) removed -- only this job's; returns their names."""
+        self.named.close()
         for closer in (self.rsh, self.rank_io):
             if closer is not None:
                 closer.close()

@@ -33,8 +33,14 @@ from typing import Annotated, Any
 import msgspec
 
 from mnp.errors import SpecError
+from mnp.spec.batchtasks import BatchStruct as _Struct
+from mnp.spec.batchtasks import EcsProperties as _EcsProperties
+from mnp.spec.batchtasks import EnvVar as _EnvVar
+from mnp.spec.batchtasks import command as _command
+from mnp.spec.batchtasks import environment as _environment
+from mnp.spec.batchtasks import task_processes
 from mnp.spec.decode import JSON, convert, kind, no_nul
-from mnp.spec.jobspec import ENV_NAME, MAX_NODES, MAX_RANGES, MAX_SHM, MAX_TIMEOUT, JobSpec, NodeRangeSpec, safe_name
+from mnp.spec.jobspec import MAX_NODES, MAX_RANGES, MAX_SHM, MAX_TIMEOUT, JobSpec, NodeRangeSpec, safe_name
 from mnp.spec.noderange import NodeRange
 from mnp.spec.resolve import FieldNames, range_owners
 from mnp.spec.retry import MAX_ATTEMPTS, MAX_PATTERN, MAX_RULES, RetryRule, RetryStrategy
@@ -50,15 +56,6 @@ BATCH_NAMES = FieldNames(ranges=_RANGES, target="targetNodes", command="containe
                          main_node="nodeProperties.mainNode")
 _HINTS = {"nodeProperties": " (mnp runs multi-node job definitions only)",
           "command": ": mnp runs the command itself and cannot fall back to the image's CMD"}
-
-
-class _Struct(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
-    """Batch's spelling (camelCase), no unknown keys."""
-
-
-class _EnvVar(_Struct):
-    name: str
-    value: str = ""
 
 
 class _LinuxParameters(_Struct):
@@ -99,11 +96,11 @@ class _Container(_Struct):
 
 class _NodeRange(_Struct):
     target_nodes: NodeRange
-    container: _Container
+    container: _Container | None = None
+    ecs_properties: _EcsProperties | None = None  # multi-container: processes (mnp.spec.batchtasks)
     instance_types: Any = None
     consumable_resource_properties: Any = None
-    ecs_properties: Any = msgspec.UNSET  # known to Batch, not supported by mnp
-    eks_properties: Any = msgspec.UNSET
+    eks_properties: Any = msgspec.UNSET  # known to Batch, not supported by mnp
 
 
 class _NodeProperties(_Struct):
@@ -129,7 +126,7 @@ class _Timeout(_Struct):
 
 
 class _JobDefinition(_Struct):
-    node_properties: _NodeProperties
+    node_properties: _NodeProperties | None = None
     job_definition_name: str | None = None
     type: str | None = None
     parameters: dict[str, Any] = {}
@@ -141,7 +138,7 @@ class _JobDefinition(_Struct):
     tags: Any = None
     platform_capabilities: Any = None
     eks_properties: Any = None
-    ecs_properties: Any = None
+    ecs_properties: _EcsProperties | None = None
     consumable_resource_properties: Any = None
     job_definition_arn: Any = None  # describe-job-definitions adds these
     revision: Any = None
@@ -159,12 +156,13 @@ def _dec_hook(kind_: type, value: Any) -> Any:
 
 def is_batch_jobdef(data: Any) -> bool:
     """Whether ``data`` (a parsed JSON or YAML document) is a Batch job definition rather than an mnp job."""
-    return isinstance(data, dict) and "nodeProperties" in data
+    return isinstance(data, dict) and ("nodeProperties" in data or "ecsProperties" in data)
 
 
 def _decode(data: Any, source: str | None) -> _JobDefinition:
     try:
-        return convert(data, _JobDefinition, source=source, words=JSON, dec_hook=_dec_hook)
+        return convert(data, _JobDefinition, source=source, words=JSON, dec_hook=_dec_hook,
+                       choices={"condition": ("START", "COMPLETE", "SUCCESS")})
     except SpecError as e:
         hint = _HINTS.get(e.field.rsplit(".", 1)[-1], "") if e.problem == "required field is missing" else ""
         if not hint:
@@ -201,31 +199,6 @@ def _retry(raw: _RetryStrategy, source: str | None) -> RetryStrategy:
     return RetryStrategy(raw.attempts or 1, tuple(rules))
 
 
-def _environment(items: list[_EnvVar], path: str, source: str | None) -> dict[str, str]:
-    env: dict[str, str] = {}
-    where: dict[str, int] = {}
-    for i, var in enumerate(items):
-        p = f"{path}[{i}]"
-        if not re.match(ENV_NAME, var.name):
-            raise SpecError(f"{p}.name", f"{var.name!r} is not a valid environment variable name", source)
-        if var.name.startswith("AWS_BATCH"):
-            raise SpecError(f"{p}.name", f"{var.name!r}: names starting with AWS_BATCH are reserved for Batch",
-                            source)
-        if var.name in where:
-            raise SpecError(f"{p}.name", f"{var.name!r} is already set by {path}[{where[var.name]}]", source)
-        env[var.name] = no_nul(var.value, f"{p}.value", source)
-        where[var.name] = i
-    return env
-
-
-def _command(words: list[str], path: str, params: Mapping[str, str], source: str | None) -> list[str]:
-    out = []
-    for i, w in enumerate(words):
-        m = _REF.fullmatch(w)
-        out.append(no_nul(params.get(m.group(1), w) if m else w, f"{path}[{i}]", source))
-    return out
-
-
 def load_batch_jobdef(data: Any, source: str | None, *, parameters: Mapping[str, str] | None = None,
                       default_name: str | None = None) -> JobSpec:
     """Turn a Batch multi-node job definition into the mnp job it describes.
@@ -238,7 +211,7 @@ def load_batch_jobdef(data: Any, source: str | None, *, parameters: Mapping[str,
     naming the Batch field at fault.
     """
     jd = _decode(data, source)
-    if jd.type is not None and jd.type != "multinode":
+    if jd.type is not None and jd.type != "multinode" and not (jd.node_properties is None and jd.type == "container"):
         raise SpecError("type", f"must be 'multinode' for a multi-node job, got {jd.type!r}", source)
     for key, value in jd.parameters.items():
         if not isinstance(value, str):
@@ -246,6 +219,20 @@ def load_batch_jobdef(data: Any, source: str | None, *, parameters: Mapping[str,
         no_nul(value, f"parameters.{key}", source)
     params = {**jd.parameters, **(parameters or {})}
     props = jd.node_properties
+    name = jd.job_definition_name if jd.job_definition_name is not None else default_name
+    timeout = jd.timeout.attempt_duration_seconds if jd.timeout is not None else None
+    common: dict[str, Any] = {
+        "name": safe_name(name) if name is not None else "job",
+        "timeout": float(timeout) if timeout is not None else None,
+        "retry": _retry(jd.retry_strategy, source) if jd.retry_strategy is not None else None}
+    if props is None:  # a single-node job of containers: ecsProperties at the top
+        if jd.ecs_properties is None:
+            raise SpecError("nodeProperties", "required field is missing" + _HINTS["nodeProperties"], source)
+        procs = task_processes(jd.ecs_properties, "ecsProperties", params, source)
+        return JobSpec(nodes=1, processes=procs, **common)
+    if jd.ecs_properties is not None:
+        raise SpecError("ecsProperties", "give the containers in nodeProperties.nodeRangeProperties[].ecsProperties "
+                        "for a multi-node job", source)
     nodes, main = props.num_nodes, props.main_node
     if main >= nodes:
         raise SpecError("nodeProperties.mainNode", f"is {main}, but numNodes is {nodes} (nodes 0..{nodes - 1})",
@@ -254,19 +241,23 @@ def load_batch_jobdef(data: Any, source: str | None, *, parameters: Mapping[str,
     shm_mib: list[int] = []
     for i, rng in enumerate(props.node_range_properties):
         p = f"{_RANGES}[{i}]"
-        for key, value in (("ecsProperties", rng.ecs_properties), ("eksProperties", rng.eks_properties)):
-            if value is not msgspec.UNSET:
-                raise SpecError(f"{p}.{key}", "is not supported by mnp; describe the range with 'container'", source)
+        if rng.eks_properties is not msgspec.UNSET:
+            raise SpecError(f"{p}.eksProperties", "is not supported by mnp; describe the range with 'container' "
+                            "or 'ecsProperties'", source)
         c = rng.container
+        if (c is None) == (rng.ecs_properties is None):
+            raise SpecError(f"{p}.container", "give 'container' or 'ecsProperties' (several containers), not both"
+                            if c is not None else "required field is missing (or give 'ecsProperties')", source)
+        if rng.ecs_properties is not None:
+            procs = task_processes(rng.ecs_properties, f"{p}.ecsProperties", params, source)
+            ranges.append(NodeRangeSpec(rng.target_nodes, processes=procs))
+            continue
+        assert c is not None
         ranges.append(NodeRangeSpec(rng.target_nodes, _command(c.command, f"{p}.container.command", params, source),
                                     _environment(c.environment, f"{p}.container.environment", source)))
         if c.linux_parameters is not None and c.linux_parameters.shared_memory_size is not None:
             shm_mib.append(c.linux_parameters.shared_memory_size)
-    name = jd.job_definition_name if jd.job_definition_name is not None else default_name
-    timeout = jd.timeout.attempt_duration_seconds if jd.timeout is not None else None
-    spec = JobSpec(name=safe_name(name) if name is not None else "job", nodes=nodes, main_node=main,
-                   node_ranges=ranges, shm_size=max(shm_mib) << 20 if shm_mib else None,
-                   timeout=float(timeout) if timeout is not None else None,
-                   retry=_retry(jd.retry_strategy, source) if jd.retry_strategy is not None else None)
+    spec = JobSpec(nodes=nodes, main_node=main, node_ranges=ranges,
+                   shm_size=max(shm_mib) << 20 if shm_mib else None, **common)
     range_owners(spec, source, BATCH_NAMES)
     return spec

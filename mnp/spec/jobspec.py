@@ -14,6 +14,7 @@ import msgspec
 
 from mnp.errors import SpecError
 from mnp.spec.noderange import NodeRange
+from mnp.spec.processes import Dependencies, Processes
 from mnp.spec.retry import RetryStrategy
 
 __all__ = [
@@ -48,6 +49,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "bind_to": ("auto", "none", "core", "cores", "socket", "sockets", "package", "numa"),
     "map_by": ("auto", "slot", "core", "socket", "package", "numa", "node", "block", "cyclic", "block:block",
                "block:cyclic", "cyclic:block", "cyclic:cyclic"),
+    "condition": ("START", "COMPLETE", "SUCCESS", "HEALTHY"),
 }
 BindTo = Literal["auto", "none", "core", "cores", "socket", "sockets", "package", "numa"]
 MapBy = Literal["auto", "slot", "core", "socket", "package", "numa", "node", "block", "cyclic", "block:block",
@@ -78,6 +80,8 @@ class NodeRangeSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     command: list[str] | None = None
     env: dict[str, str] = {}
     ranks_per_node: _Count | None = None
+    processes: Processes = []  # beside the top level's (mnp.spec.processes)
+    ranks_depend_on: Dependencies | None = None  # replaces the top level's
 
 
 class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -105,6 +109,8 @@ class JobSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                           msgspec.Meta(max_length=20)] = []
     transit_timeout: Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT)] | None = None
     on_stuck: Literal["wait", "fail"] = "wait"
+    processes: Processes = []  # on every node (mnp.spec.processes)
+    ranks_depend_on: Dependencies = []
 
     def with_nodes(self, nodes: int) -> JobSpec:
         """This job on ``nodes`` nodes (``--nodes``). Raises SpecError outside 1..MAX_NODES."""

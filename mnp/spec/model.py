@@ -23,6 +23,7 @@ from mnp.spec.decode import YAML, convert, printable
 from mnp.spec.depends import parse_dependency
 from mnp.spec.jobspec import CHOICES, ENV_NAME, JobSpec, NodeRangeSpec, safe_name
 from mnp.spec.noderange import NodeRange
+from mnp.spec.processes import check_processes
 from mnp.spec.textfile import read_text
 
 __all__ = ["JobSpec", "NodeRangeSpec", "load_spec", "parse_size", "parse_yaml", "spec_from_dict", "spec_from_text"]
@@ -156,6 +157,11 @@ def _normalise(data: dict[str, Any], where: str) -> dict[str, Any]:
                 raise _FieldError(f"{where}{key}", str(e)) from None
     if isinstance(out.get("workdir"), str) and "\0" in out["workdir"]:
         raise _FieldError(f"{where}workdir", "must not contain a NUL byte")
+    if isinstance(out.get("processes"), list):  # each process's command and env, and its health check's command
+        out["processes"] = [_normalise(p, f"{where}processes[{i}].") if isinstance(p, dict) else p
+                            for i, p in enumerate(out["processes"])]
+    if isinstance(out.get("health"), dict):
+        out["health"] = _normalise(out["health"], f"{where}health.")
     return out
 
 
@@ -181,8 +187,12 @@ def spec_from_dict(data: Any, source: str | None = None, default_name: str | Non
             parse_dependency(dep)
         except ValueError as e:
             raise SpecError(f"depends_on[{i}]", str(e), source) from None
-    if spec.command is None and not any(r.command for r in spec.node_ranges):
-        raise SpecError("command", "a job needs a command (at the top level or in node_ranges)", source)
+    if spec.command is None and not any(r.command for r in spec.node_ranges) \
+            and not spec.processes and not any(r.processes for r in spec.node_ranges):
+        raise SpecError("command", "a job needs a command (at the top level or in node_ranges) or processes",
+                        source)
+    check_processes(spec.processes, spec.ranks_depend_on,
+                    [(r.processes, r.ranks_depend_on) for r in spec.node_ranges], source)
     return spec
 
 

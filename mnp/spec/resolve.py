@@ -14,18 +14,22 @@ from dataclasses import dataclass
 from mnp.errors import SpecError
 from mnp.spec.jobspec import JobSpec
 from mnp.spec.noderange import RangeSet
+from mnp.spec.processes import Dependency, ProcessSpec, check_peers
 
 __all__ = ["MNP_NAMES", "FieldNames", "NodeWork", "range_owners", "resolve_nodes"]
 
 
 @dataclass(frozen=True)
 class NodeWork:
-    """What one node is asked to run, before its CPU count is known."""
+    """What one node is asked to run, before its CPU count is known. ``command`` is empty in a job of processes
+    only (no ranks anywhere)."""
 
     index: int
     command: list[str]
     env: dict[str, str]
     ranks_per_node: int | None
+    processes: tuple[ProcessSpec, ...] = ()
+    ranks_depend_on: tuple[Dependency, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,14 +95,26 @@ def resolve_nodes(spec: JobSpec, source: str | None = None, names: FieldNames = 
     if spec.transport == "shm" and n > 1:
         raise SpecError("transport", f"'shm' works within one node only; this job has {n} nodes "
                         "(use 'auto' or 'tcp')", source)
+    owners = range_owners(spec, source, names)
+    check_peers(spec, owners, source)
     out = []
-    for node, i in enumerate(range_owners(spec, source, names)):
+    ranks = spec.command is not None or any(r.command for r in spec.node_ranges)  # else: processes only
+    for node, i in enumerate(owners):
         rng = spec.node_ranges[i] if i is not None else None
         command = (rng.command if rng and rng.command else None) or spec.command
-        if not command:
-            raise SpecError(f"{names.ranges}[{i}].{names.command}" if i is not None else "command",
+        field = f"{names.ranges}[{i}]." if i is not None else ""
+        if not command and ranks:
+            raise SpecError(f"{field}{names.command}" if i is not None else "command",
                             f"node {node} has no command (give one here or at the top level)", source)
+        procs = (*spec.processes, *(rng.processes if rng else ()))
+        after = rng.ranks_depend_on if rng and rng.ranks_depend_on is not None else spec.ranks_depend_on
+        if not ranks and not any(p.essential for p in procs):
+            raise SpecError(f"{field}processes", f"node {node} has nothing to run: a job without a command needs "
+                            "an essential process on every node", source)
+        if not ranks and after:
+            raise SpecError(f"{field}ranks_depend_on" if rng and rng.ranks_depend_on else "ranks_depend_on",
+                            "the job has no command, so no ranks to start", source)
         env = {**spec.env, **(rng.env if rng else {})}
         rpn = (rng.ranks_per_node if rng and rng.ranks_per_node else None) or spec.ranks_per_node
-        out.append(NodeWork(node, command, env, rpn))
+        out.append(NodeWork(node, command or [], env, rpn if ranks else 0, tuple(procs), tuple(after)))
     return out

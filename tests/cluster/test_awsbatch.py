@@ -105,6 +105,23 @@ def test_no_rank_can_find_the_job_secret(tmp_path: Path, no_leftovers: None) -> 
         sim.stop()
 
 
+def test_no_named_process_can_find_the_job_secret(tmp_path: Path, no_leftovers: None) -> None:
+    """The same for processes beside the ranks (``processes:``) and their health checks' environment."""
+    scan = [sys.executable, str(JOBS / "secretscan.py"), SECRET]
+    job = write_job(tmp_path / "job.yaml", name="scanp", transport="tcp", processes=[
+        {"name": "side", "essential": False, "command": ["sleep", "60"],
+         "health": {"command": ["sh", "-c", f'test -z "$MNP_JOB_SECRET" && ! env | grep -q {SECRET}'],
+                    "interval": 0.2, "retries": 1}},
+        {"name": "scan", "command": scan, "depends_on": [{"name": "side", "condition": "HEALTHY"}]}])
+    sim = BatchSim(tmp_path, 2, main=0, args=["--json", "--join-timeout", "30", str(job)])
+    try:
+        assert sim.wait(0, 60) == 0, sim.log(0)  # the health check passed: the secret was not in its environment
+        scans = [json.loads(ln.split("SECRET-SCAN ", 1)[1]) for ln in sim.log(0).splitlines() if "SECRET-SCAN" in ln]
+        assert len(scans) == 2 and scans == [[], []], sim.log(0)
+    finally:
+        sim.stop()
+
+
 def test_each_node_runs_its_own_command(tmp_path: Path, no_leftovers: None) -> None:
     # The Batch way: the entry point gets the node range's container.command as arguments.
     sim = BatchSim(tmp_path, 2, main=0, args=["--", sys.executable, str(JOBS / "envdump.py")],

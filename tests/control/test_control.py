@@ -112,3 +112,21 @@ def test_garbage_and_wrong_role_frames_are_invalid_messages() -> None:
     finally:
         agent.close()
         coord.close()
+
+
+def test_process_messages_round_trip_and_keep_their_roles() -> None:
+    start = m.Start("kvs", 0, "", "/w", {}, [], processes=[
+        m.ProcessStart("db", ["db"], {"A": "1"}, essential=False,
+                       health=m.HealthCheck(["check"], 0.5, 1.0, 3, 0.0)),
+        m.ProcessStart("app", ["app"], depends_on=[m.DependsOn("db", "HEALTHY"), m.DependsOn("s", "START", 2)])],
+        ranks_depend_on=[m.DependsOn("app", "START")])
+    for msg in (start, m.PeerProcess(2, "s", started=True)):
+        assert m.decode_to_agent(m.encode(msg)) == msg
+        assert isinstance(m.decode_to_coordinator(m.encode(msg)), m.InvalidMessage)
+    for msg in (m.ProcessStarted("db", 7), m.ProcessHealth("db", True), m.ProcessOutput("db", "stderr"),
+                m.ProcessExit("app", 1, None, "not started: ...", started=False)):
+        assert m.decode_to_coordinator(m.encode(msg)) == msg
+        assert isinstance(m.decode_to_agent(m.encode(msg)), m.InvalidMessage)
+    bad = b'{"t":"start","kvsname":"k","size":0,"mapping":"","cwd":"/","env":{},"ranks":[],' \
+          b'"processes":[{"name":"a","argv":["a"],"depends_on":[{"name":"b","condition":"READY"}]}]}'
+    assert isinstance(m.decode_to_agent(bad), m.InvalidMessage)

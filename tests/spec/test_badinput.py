@@ -104,6 +104,16 @@ CASES = [
     J("command NUL", 'command: "a\\0b"\n', "command: must not contain a NUL byte"),
     J("command word NUL", 'command: [echo, "\\0"]\n', "command: must not contain a NUL byte"),
     J("no command", "nodes: 2\n", "command: a job needs a command"),
+    J("process cycle", "processes:\n  - {name: a, command: x, depends_on: [{name: b, condition: START}]}\n"
+      "  - {name: b, command: y, depends_on: [{name: a, condition: START}]}\n",
+      "processes[0].depends_on: dependency cycle: a -> b -> a"),
+    J("process healthy without health", "command: x\nprocesses:\n  - {name: a, command: x}\n"
+      "  - {name: b, command: y, depends_on: [{name: a, condition: HEALTHY}]}\n",
+      "processes[1].depends_on[0].condition: HEALTHY needs a health check"),
+    J("process only, no essential", "processes: [{name: a, command: x, essential: false}]\n",
+      "processes: node 0 has nothing to run"),
+    J("process peer node", "nodes: 2\nprocesses: [{name: a, command: x, depends_on: "
+      "[{name: a, condition: START, node: 3}]}]\n", "processes[0].depends_on[0].node: is 3, but the job has 2"),
     J("env list", "command: x\nenv: [A=1]\n", "env: must be a map of NAME: value"),
     J("env bad name", "command: x\nenv: {1A: v}\n", "env: '1A' is not a valid environment variable name"),
     J("env value NUL", 'command: x\nenv: {A: "a\\0b"}\n', "env.A: must not contain a NUL byte"),
