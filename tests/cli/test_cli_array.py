@@ -132,7 +132,7 @@ def test_sequential_children_one_after_another(tmp_path: Path, mnp_home: Path, n
 
 
 def test_failed_dependency_fails_the_dependent_job(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
-    first = _popen(["run", "-J", "breaks", "sh", "-c", "sleep 1; exit 4"], mnp_home)
+    first = _popen(["run", "-J", "breaks", "sh", "-c", "sleep 4; exit 4"], mnp_home)  # outlives after's start
     try:
         _wait_record(mnp_home, "breaks")
         after = run_mnp(["run", "-J", "after", "--depends-on", "breaks", "true"], mnp_home, timeout=120)
