@@ -3,12 +3,14 @@
 Bring-up dials every host in parallel (at most ``fanout`` at once) with a connect timeout, never prompts, and
 reaches each host as its ssh_config says, read by OpenSSH itself (:mod:`mnp.cluster.sshconfig`; dialling, host keys
 and proxies in :mod:`mnp.cluster.sshdial`); host keys are verified unless the user passes the option whose name
-says it is insecure. Each host is then checked in one round trip (the remote Python,
-its version, mnp and MPI), and every failure is named per host: unreachable, refused, authentication failed,
-unknown or changed host key, mnp or MPI missing, Python version mismatch.
+says it is insecure. Each host then runs one command on one channel,
+``<remote python> -c`` :data:`~mnp.cluster.ssh_task.BOOTSTRAP`: it answers the preflight (the remote Python, its
+version, mnp and MPI) and stays as the host's agent, waiting for its job handoff (:mod:`mnp.cluster.ssh_task`).
+Every failure is named per host: unreachable, refused, authentication failed, unknown or changed host key, mnp or
+MPI missing, Python version mismatch.
 
-The agent is ``<remote python> -m mnp.node.agent``; its job handoff (CURVE keys) goes down the SSH channel's stdin, and
-the channel stays open: when the SSH session ends, the agent's stdin closes and it stops its ranks.
+The handoff (CURVE keys) goes down that channel's stdin, and the channel stays open: when the SSH session ends, the
+agent's stdin closes and it stops its ranks.
 """
 
 from __future__ import annotations
@@ -26,20 +28,11 @@ from typing import Any
 
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.cluster.hosts import HostSpec
+from mnp.cluster.ssh_task import BOOTSTRAP, TAG
 from mnp.cluster.sshdial import Dialer, DialOptions
 from mnp.errors import ClusterError, HostError
 
 __all__ = ["SshCluster", "SshOptions"]
-
-_PREFLIGHT = (
-    "import json, socket, sys\n"
-    "r = {'python': '%d.%d' % sys.version_info[:2], 'hostname': socket.gethostname(), 'mnp': None, 'mpi': None}\n"
-    "try:\n import mnp; r['mnp'] = mnp.__version__\nexcept Exception as e: r['mnp_error'] = str(e)\n"
-    "try:\n from mpi4py import MPI; r['mpi'] = MPI.Get_library_version().splitlines()[0].strip()\n"
-    "except Exception as e: r['mpi_error'] = str(e)\n"
-    "print('MNP-PREFLIGHT ' + json.dumps(r))\n"
-)
-
 
 @dataclass(frozen=True)
 class SshOptions:
@@ -148,25 +141,36 @@ class SshCluster(Cluster):
                       for n in self.nodes]
         return self.nodes
 
-    def _run(self, h: _Host, command: str) -> tuple[int, str, str]:
-        try:
-            _, out, err = h.client.exec_command(command, timeout=max(h.timeout, 30))
-            o, e = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-            return out.channel.recv_exit_status(), o, e
-        except (OSError, EOFError) as e:
-            raise HostError(h.spec.name, f"lost the SSH connection: {e}") from None
-
     def _preflight(self, h: _Host) -> None:
+        """Start the host's agent (one channel, one exec) and read its preflight line; the channel stays open."""
         import shlex
 
-        rc, out, err = self._run(h, f"{shlex.quote(self.python)} -c {shlex.quote(_PREFLIGHT)}")
+        from paramiko import SSHException
+
         name = h.spec.name
-        if rc == 127 or "not found" in err and "MNP-PREFLIGHT" not in out:
-            raise HostError(name, f"Python not found at {self.python} (set --remote-python)")
-        line = next((ln for ln in out.splitlines() if ln.startswith("MNP-PREFLIGHT ")), None)
+        wait = max(h.timeout, 30)
+        try:
+            chan = h.client.get_transport().open_session(timeout=wait)
+            chan.settimeout(wait)
+            chan.exec_command(f"exec {shlex.quote(self.python)} -c {shlex.quote(BOOTSTRAP)}")
+            h.channel = chan
+            out = b""
+            while (line := next((ln for ln in out.split(b"\n")[:-1] if ln.startswith(TAG.encode())), None)) is None:
+                more = chan.recv(65536)
+                if not more:
+                    break
+                out += more
+        except TimeoutError:
+            raise HostError(name, f"{self.python} gave no preflight answer within {wait:g}s") from None
+        except (OSError, EOFError, SSHException) as e:
+            raise HostError(name, f"lost the SSH connection: {e}") from None
         if line is None:
+            rc = chan.recv_exit_status()
+            err = self._stderr_of(chan)
+            if rc == 127 or "not found" in err:
+                raise HostError(name, f"Python not found at {self.python} (set --remote-python)")
             raise HostError(name, f"{self.python} failed to run (exit {rc}): {err.strip().splitlines()[-1:]}")
-        info = json.loads(line.split(" ", 1)[1])
+        info = json.loads(line.decode().split(" ", 1)[1])
         here = f"{sys.version_info[0]}.{sys.version_info[1]}"
         if info["python"] != here:
             raise HostError(name, f"Python version mismatch: {info['python']} at {self.python} there, {here} here "
@@ -175,18 +179,30 @@ class SshCluster(Cluster):
             raise HostError(name, f"mnp is not installed for {self.python} there ({info.get('mnp_error', '')})")
         if not info["mpi"]:
             raise HostError(name, f"MPI not usable for {self.python} there: {info.get('mpi_error', '')}")
+        if info.get("agent_error"):
+            raise HostError(name, f"mnp's agent cannot start with {self.python} there: {info['agent_error']}")
         h.info = info
+
+    @staticmethod
+    def _stderr_of(chan: Any) -> str:
+        err = b""
+        try:
+            while more := chan.recv_stderr(65536):
+                err += more
+        except (OSError, EOFError):
+            pass
+        return err.decode(errors="replace")
 
     # -- agents ------------------------------------------------------------------------------------------------
     def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
-        import shlex
-
+        """The agents run since the preflight, waiting on their channel's stdin: hand each its job."""
         for i, h in enumerate(self.hosts):
-            transport = h.client.get_transport()
-            chan = transport.open_session(timeout=h.timeout)
-            chan.exec_command(f"exec {shlex.quote(self.python)} -m mnp.node.agent")
-            chan.sendall(json.dumps({**handoffs[i], "watch_stdin": True}).encode() + b"\n")
-            h.channel = chan
+            chan = h.channel
+            chan.settimeout(None)
+            try:
+                chan.sendall(json.dumps({**handoffs[i], "watch_stdin": True}).encode() + b"\n")
+            except (OSError, EOFError) as e:
+                raise HostError(h.spec.name, f"lost the SSH connection: {e}") from None
             h.stderr_thread = threading.Thread(target=self._relay_stderr, args=(i, chan), daemon=True)
             h.stderr_thread.start()
 
