@@ -248,12 +248,13 @@ class _Job:
                                   ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")))
             if not cond():
                 break
+            wait_ms = poll_ms
             if self.stdin is not None and self.engine.phase == "RUNNING":
-                data = self.stdin.read(poll_ms)
+                data = self.stdin.read(poll_ms)  # waits for stdin or the socket
                 if data is not None:
                     self._act(self.engine.on_stdin(data, eof=not data))
-                poll_ms = 0
-            got = self.chan.recv(poll_ms)
+                wait_ms = 0  # (this iteration only: the loop spun when it stayed 0)
+            got = self.chan.recv(wait_ms)
             for line in self.chan.refused:
                 self._act([Report("security", line)])
             self.chan.refused.clear()
