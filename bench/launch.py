@@ -197,6 +197,10 @@ def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None
     sys.path.insert(0, str(ROOT / "tests"))
     from sshnodes import SshNodes
 
+    for tree in (ROOT, baseline):  # as installed packages have them: no module compiled at every start
+        if tree is not None:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "mnp")], check=True,
+                           stdout=subprocess.DEVNULL)
     for n in counts:
         with tempfile.TemporaryDirectory(prefix="mnp-bench-ssh-") as d:
             tmp = Path(d)
@@ -253,7 +257,8 @@ def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None
 def _ssh_once(argv: list[str], env: dict[str, str], cwd: Path, n: int, is_mnp: bool) -> tuple[float, dict]:
     """One timed run: wall time, and mnp's phase timings (from ``mnp status --json``, read after the clock)."""
     t0 = time.perf_counter()
-    p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, check=False, timeout=300)
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, cwd=cwd, check=False,
+                       timeout=300)  # stdin: a batch job's
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({p.returncode}): {(p.stdout + p.stderr)[-2000:]}")

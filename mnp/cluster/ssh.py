@@ -231,8 +231,8 @@ class SshCluster(Cluster):
                     pass
         deadline = time.monotonic() + 10
         for h in self.hosts:
-            while h.channel is not None and not h.channel.exit_status_ready() and time.monotonic() < deadline:
-                time.sleep(0.02)
+            if h.channel is not None:  # set when the exit status comes (or the channel closes)
+                h.channel.status_event.wait(max(0.0, deadline - time.monotonic()))
             if h.client is not None:
                 h.client.close()
         self.dialer.close()
