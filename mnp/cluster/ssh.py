@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,29 +68,45 @@ class SshCluster(Cluster):
         self.python = opts.remote_python or sys.executable
         self.dialer = Dialer(DialOptions(opts.user, opts.port, opts.key_file, opts.connect_timeout, opts.known_hosts,
                                          opts.config_file, opts.insecure_no_host_key_check))
+        self._work: tuple[ThreadPoolExecutor, list[Future[HostError | None]]] | None = None  # begun, not created
 
     # -- bring-up ----------------------------------------------------------------------------------------------
-    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
-        done = 0
-        lock = threading.Lock()
-        errors: list[HostError] = []
+    def begin(self) -> None:
+        """Dial and preflight every host in the background (at most ``fanout`` at once): each host's agent starts
+        and waits for its handoff while the coordinator loads, records and plans the job."""
+        if self._work is None:
+            pool = ThreadPoolExecutor(max_workers=max(1, min(self.opts.fanout, len(self.hosts))))
+            self._work = (pool, [pool.submit(self._reach, h) for h in self.hosts])
 
-        def one(h: _Host) -> None:
-            nonlocal done
-            try:
-                self._connect(h)
-                self._preflight(h)
-            except HostError as e:
-                with lock:
+    def _reach(self, h: _Host) -> HostError | None:
+        try:
+            self._connect(h)
+            self._preflight(h)
+        except HostError as e:
+            return e
+        return None
+
+    def _finish_work(self) -> None:
+        if self._work is not None:
+            self._work[0].shutdown(wait=True, cancel_futures=True)  # dials in flight end within their timeouts
+            self._work = None
+
+    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
+        self.begin()
+        assert self._work is not None
+        done = 0
+        errors: list[HostError] = []
+        try:
+            for f in as_completed(self._work[1]):
+                e = f.result()
+                if e is not None:
                     errors.append(e)
-                return
-            with lock:  # the progress line counts hosts that are ready, never ones that failed
-                done += 1
+                    continue
+                done += 1  # the progress line counts hosts that are ready, never ones that failed
                 if progress:
                     progress(done, len(self.hosts))
-
-        with ThreadPoolExecutor(max_workers=max(1, min(self.opts.fanout, len(self.hosts)))) as pool:
-            list(pool.map(one, self.hosts))
+        finally:
+            self._finish_work()
         if errors:
             order = {h.spec.name: i for i, h in enumerate(self.hosts)}
             errors.sort(key=lambda e: order.get(e.host, 0))
@@ -223,6 +239,7 @@ class SshCluster(Cluster):
                 if h.channel is not None and h.channel.exit_status_ready()}
 
     def teardown(self) -> None:
+        self._finish_work()  # begun and never created (the job failed first): what was reached is closed below
         for h in self.hosts:
             if h.channel is not None and not h.channel.exit_status_ready():
                 try:

@@ -167,6 +167,9 @@ class _Job:
         try:
             if self.interrupt.signum is not None:  # interrupted before anything was made
                 raise KeyboardInterrupt
+            if self.hosts is not None:  # hosts to reach (SSH): begun now, while the job is recorded and planned
+                self.cluster = self._cluster()
+                self.cluster.begin()
             if self.req.attempt == 1:  # later attempts were made RUNNABLE, with the reason, by the retry loop
                 self.records.transition(self.job_id, "RUNNABLE")
             nodes = self._bring_up(work)
@@ -210,7 +213,7 @@ class _Job:
 
     # -- bring-up ----------------------------------------------------------------------------------------------
     def _bring_up(self, work: list[NodeWork]) -> list[NodeInfo]:
-        cluster = self.cluster = self._cluster()
+        cluster = self.cluster = self.cluster or self._cluster()
         if cluster.warning:
             self.say(Note("warning", cluster.warning))
         shm = shm_guess(work, self.mpi.family, self.spec.shm_size, getattr(cluster, "node_cpus", None))
