@@ -182,3 +182,32 @@ def test_insecure_option_skips_host_key_check(hosts: SshNodes, tmp_path: Path, m
     p = _launch(hosts, tmp_path, mnp_home, ["--hosts", hosts.addresses[0], "--known-hosts", _empty(tmp_path),
                                              "--insecure-no-host-key-check"], job=_job(tmp_path, ranks_per_node=1))
     assert p.returncode == 0, p.stderr
+
+
+def _mnp_processes(hosts: SshNodes, node: int) -> list[str]:
+    found = []
+    for pid in hosts.pids(node):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "mnp" in cmd:
+            found.append(f"{pid}: {cmd[:80]}")
+    return found
+
+
+def test_job_refused_after_the_hosts_were_reached_leaves_nothing(hosts: SshNodes, tmp_path: Path,
+                                                                 mnp_home: Path) -> None:
+    """mnp launch starts reaching SSH hosts (their agents start and wait) while it loads and checks the job; a job
+    refused then (``mpi: openmpi`` for a program that uses MPICH: exit 2) must still end every agent it started."""
+    import time
+
+    job = _job(tmp_path, mpi="openmpi")
+    p = _launch(hosts, tmp_path, mnp_home, ["--hosts", f"{hosts.addresses[0]},{hosts.addresses[1]}"], job=job)
+    assert p.returncode == 2, p.stderr
+    assert "mpi: openmpi, but the program uses" in p.stderr.strip().splitlines()[-1], p.stderr
+    assert "Traceback" not in p.stderr
+    deadline = time.monotonic() + 15
+    while (left := _mnp_processes(hosts, 0) + _mnp_processes(hosts, 1)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == [], left
