@@ -28,7 +28,9 @@ namespace hosts whose init is ``sshd``, a client key, their host keys in a known
 runs. Both reach the hosts with one ssh_config (identity, known_hosts, user, strict host key checking, connect
 timeout): mnp through ``--ssh-config``, Hydra's ``ssh`` through ``-F`` (a two-line wrapper given as
 ``-launcher-exec``). Every run must print a hello from every rank, each from a different ssh host's hostname. It
-prints min/median/max of each, mnp's median bring-up (from its job record) and the ratio of medians (target <= 1.0).
+prints min/median/max of each, mnp's median bring-up (from its job record), the median CPU time spent on this
+machine (the launcher and the ssh clients it waited for) and on the hosts (each host's sshd and every session it
+reaped: the shells, agents or proxies, ranks), and the ratio of medians (target <= 1.0).
 ``--baseline DIR`` adds a third contender to the same alternation: the mnp of another checkout (``git archive
 COMMIT | tar -x -C DIR``), coordinator and agents (a remote Python that puts DIR first on its path), to measure a
 change before and after under the same load.
@@ -39,12 +41,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -234,43 +238,81 @@ def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None
                                     {**home, "PYTHONPATH": str(baseline)}, baseline, True))
                 times = {label: [] for label, *_ in runs}  # type: dict[str, list[float]]
                 bringup = {label: [] for label, *_ in runs}  # type: dict[str, list[float]]
+                cpu = {label: [] for label, *_ in runs}  # type: dict[str, list[tuple[float, float]]]
+                sshds = _sshd_pids(hosts)
+                if len(sshds) != n:
+                    raise SystemExit(f"found the sshd of {len(sshds)} of the {n} hosts")
                 for rep in range(reps + 1):  # the first round warms the page cache and is not counted
                     for label, argv, extra, cwd, is_mnp in runs:
-                        wall, phases = _ssh_once(argv, {**os.environ, **extra}, cwd, n, is_mnp)
+                        there = _cpu_of(sshds)
+                        wall, here, phases = _ssh_once(argv, {**os.environ, **extra}, cwd, n, is_mnp)
                         if rep:
                             times[label].append(wall)
+                            cpu[label].append((here, _cpu_of(sshds) - there))
                             if phases:
                                 bringup[label].append(phases.get("bringup_s", 0.0))
             finally:
                 hosts.stop()
-        print(f"# {n} sshd hosts x 1 rank, mpi4py hello, {reps} alternating runs each (whole command)")
+        print(f"# {n} sshd hosts x 1 rank, mpi4py hello, {reps} alternating runs each (whole command); CPU: this "
+              "machine's side (the launcher, its ssh clients) and the hosts' (sshd sessions, agents or proxies, ranks)")
         hydra_median = statistics.median(times[runs[-1][0]])
         for label, *_ in runs:
             t = times[label]
             more = f", bring-up median {statistics.median(bringup[label]):.3f} s" if bringup[label] else ""
-            print(f"{label:24}  median {statistics.median(t):6.3f} s  (min {min(t):.3f}, max {max(t):.3f}{more})")
+            print(f"{label:24}  median {statistics.median(t):6.3f} s  (min {min(t):.3f}, max {max(t):.3f}{more}); "
+                  f"CPU here {statistics.median(c[0] for c in cpu[label]):.2f} s, on the hosts "
+                  f"{statistics.median(c[1] for c in cpu[label]):.2f} s")
         for label, *_ in runs[:-1]:
             print(f"ratio {label} / mpiexec = {statistics.median(times[label]) / hydra_median:.2f}  (target <= 1.0)")
         print(flush=True)
 
 
-def _ssh_once(argv: list[str], env: dict[str, str], cwd: Path, n: int, is_mnp: bool) -> tuple[float, dict]:
-    """One timed run: wall time, and mnp's phase timings (from ``mnp status --json``, read after the clock)."""
+def _sshd_pids(hosts: Any) -> list[int]:
+    """Each host's sshd (its init: every session's process is its child, reaped by it)."""
+    found = []
+    for i in range(len(hosts.addresses)):
+        for pid in hosts.pids(i):
+            try:  # sshd names its listener "sshd: /usr/sbin/sshd -D ... [listener] ..."
+                if b" -D " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") and \
+                        Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    found.append(pid)
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds of these processes and of the children they reaped (utime, stime, cutime, cstime)."""
+    total = 0
+    for pid in pids:
+        total += sum(int(x) for x in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _ssh_once(argv: list[str], env: dict[str, str], cwd: Path, n: int,
+              is_mnp: bool) -> tuple[float, float, dict]:
+    """One timed run: wall time, CPU time of the command and what it waited for (its ssh clients), and mnp's phase
+    timings (from ``mnp status --json``, read after the clock)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, cwd=cwd, check=False,
                        timeout=300)  # stdin: a batch job's
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    time.sleep(0.3)  # (not timed) the hosts' sshd reap the sessions that just ended, for their CPU count
     if p.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({p.returncode}): {(p.stdout + p.stderr)[-2000:]}")
     seen = _ssh_hosts_said(p.stdout + p.stderr, n)
     if seen != {f"node{i}" for i in range(n)}:
         raise SystemExit(f"{' '.join(argv[:4])}: ranks ran on {sorted(seen)}, not on the {n} ssh hosts")
     if not is_mnp:
-        return wall, {}
+        return wall, cpu, {}
     job_id = json.loads(p.stdout)["job_id"]
     st = subprocess.run([*argv[:3], "status", "--json", job_id], capture_output=True, text=True, env=env, cwd=cwd,
                         check=True)
-    return wall, json.loads(st.stdout)["info"].get("timings", {})
+    return wall, cpu, json.loads(st.stdout)["info"].get("timings", {})
 
 
 def main() -> None:
