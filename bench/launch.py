@@ -1,6 +1,7 @@
 """Launch benchmark: mnp against MPICH's own mpiexec (Hydra), and mnp's scaling with node count.
 
-Run: ``.venv/bin/python bench/launch.py [--reps 5] [--scale 4,8,16,32]`` (root: isolated local nodes).
+Run: ``.venv/bin/python bench/launch.py [--reps 5] [--scale 4,8,16,32]`` (root: isolated local nodes), or with
+``--slurm N`` or ``--ssh N`` (below).
 
 Part 1 times the whole ``mnp launch`` of an mpi4py hello on 4 local nodes x 2 ranks against the wheel's
 ``mpiexec`` running the same program on the same kind of isolated nodes: for Hydra the benchmark creates the
@@ -19,6 +20,20 @@ Slurm cluster of namespace nodes (tests/slurmnodes.py: slurmctld, slurmd, munged
 (``salloc --no-shell``) and, inside it, times ``mnp launch`` (agents through srun, 1 rank per node) against
 ``srun --mpi=pmi2`` running the same hello, in alternating runs, for the mpi4py and the C hello; it prints the
 medians and the ratio (target: <= 1.5 at 8 nodes, <= 1.0 at 32).
+
+SSH mode (``--ssh 4`` or ``--ssh 4,8``) builds N hosts that run a stock OpenSSH server (tests/sshnodes.py: isolated
+namespace hosts whose init is ``sshd``, a client key, their host keys in a known_hosts file) and times the whole
+``mnp launch --hostfile`` of the mpi4py hello (1 rank per node, MPICH, tcp) against MPICH's own ``mpiexec
+-launcher ssh -f HOSTFILE`` (Hydra: one ``ssh`` per host starting its proxy) on the same hosts, in alternating
+runs. Both reach the hosts with one ssh_config (identity, known_hosts, user, strict host key checking, connect
+timeout): mnp through ``--ssh-config``, Hydra's ``ssh`` through ``-F`` (a two-line wrapper given as
+``-launcher-exec``). Every run must print a hello from every rank, each from a different ssh host's hostname. It
+prints min/median/max of each, mnp's median bring-up (from its job record), the median CPU time spent on this
+machine (the launcher and the ssh clients it waited for) and on the hosts (each host's sshd and every session it
+reaped: the shells, agents or proxies, ranks), and the ratio of medians (target <= 1.0).
+``--baseline DIR`` adds a third contender to the same alternation: the mnp of another checkout (``git archive
+COMMIT | tar -x -C DIR``), coordinator and agents (a remote Python that puts DIR first on its path), to measure a
+change before and after under the same load.
 """
 
 from __future__ import annotations
@@ -26,12 +41,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -159,17 +176,163 @@ def slurm_mode(counts: list[int], reps: int) -> None:
         cluster.stop()
 
 
+def _ssh_hosts_said(said: str, ranks: int) -> set[str]:
+    """The hostnames the hello's ranks printed (``hello from rank R of N on HOST ...``)."""
+    import re
+
+    found = {int(r): host for r, host in re.findall(r"hello from rank (\d+) of \d+ on (\S+)", said)}  # Hydra
+    # may run two ranks' lines together: search, do not split
+    if len(found) != ranks:
+        raise SystemExit(f"expected {ranks} hello lines, got {sorted(found)}:\n{said[-2000:]}")
+    return set(found.values())
+
+
+def _launcher(tmp: Path, tree: Path) -> Path:
+    """A remote Python that imports mnp from ``tree`` (another checkout) before the installed one."""
+    wrapper = tmp / f"python-{abs(hash(str(tree))) % 10**6}"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={tree} exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None:
+    """mnp launch --hostfile against mpiexec -launcher ssh, on the same sshd hosts, alternating runs; ``baseline``:
+    another mnp checkout (the code before a change), timed in the same alternation."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from sshnodes import SshNodes
+
+    for tree in (ROOT, baseline):  # as installed packages have them: no module compiled at every start
+        if tree is not None:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "mnp")], check=True,
+                           stdout=subprocess.DEVNULL)
+    for n in counts:
+        with tempfile.TemporaryDirectory(prefix="mnp-bench-ssh-") as d:
+            tmp = Path(d)
+            hosts = SshNodes(n, tmp, shm_bytes=256 << 20, quiet=True).start()
+            try:
+                config = tmp / "bench_ssh_config"  # one set of options for both launchers
+                config.write_text(f"Host *\n    User root\n    IdentityFile {hosts.client_key}\n"
+                                  f"    IdentitiesOnly yes\n    UserKnownHostsFile {hosts.known_hosts}\n"
+                                  "    StrictHostKeyChecking yes\n    BatchMode yes\n    ConnectTimeout 10\n")
+                ssh = tmp / "ssh"
+                ssh.write_text(f"#!/bin/sh\nexec ssh -F {config} \"$@\"\n")
+                ssh.chmod(0o755)
+                hostfile = tmp / "hostfile"
+                hostfile.write_text("".join(f"{a}:1\n" for a in hosts.addresses))
+                job = tmp / "hello.yaml"
+                job.write_text(json.dumps({"name": "bench-hello-ssh", "ranks_per_node": 1, "command": HELLO,
+                                           "mpi": "mpich", "transport": "tcp"}))
+                home = {"MNP_HOME": str(tmp / "home")}
+                mnp = [sys.executable, "-m", "mnp", "launch", "--json", "--hostfile", str(hostfile), "--ssh-config",
+                       str(config), str(job)]
+                genv = [a for k, v in TRANSPORT.items() for a in ("-genv", k, v)]
+                hydra = [str(Path(sys.executable).parent / "mpiexec"), "-launcher", "ssh", "-launcher-exec", str(ssh),
+                         "-f", str(hostfile), "-n", str(n), "-iface", hosts.cluster.bridge, *genv, *HELLO]
+                # (label, argv, extra environment, working directory, is mnp)
+                runs: list[tuple[str, list[str], dict[str, str], Path, bool]] = [
+                    ("mnp launch --hostfile", mnp, home, ROOT, True),
+                    ("mpiexec -launcher ssh", hydra, {"HYDRA_LAUNCHER_AUTOFORK": "0"}, ROOT, False)]
+                if baseline is not None:
+                    runs.insert(1, ("mnp (baseline tree)", [*mnp[:3], "launch", "--remote-python",
+                                                            str(_launcher(tmp, baseline)), *mnp[4:]],
+                                    {**home, "PYTHONPATH": str(baseline)}, baseline, True))
+                times = {label: [] for label, *_ in runs}  # type: dict[str, list[float]]
+                bringup = {label: [] for label, *_ in runs}  # type: dict[str, list[float]]
+                cpu = {label: [] for label, *_ in runs}  # type: dict[str, list[tuple[float, float]]]
+                sshds = _sshd_pids(hosts)
+                if len(sshds) != n:
+                    raise SystemExit(f"found the sshd of {len(sshds)} of the {n} hosts")
+                for rep in range(reps + 1):  # the first round warms the page cache and is not counted
+                    for label, argv, extra, cwd, is_mnp in runs:
+                        there = _cpu_of(sshds)
+                        wall, here, phases = _ssh_once(argv, {**os.environ, **extra}, cwd, n, is_mnp)
+                        if rep:
+                            times[label].append(wall)
+                            cpu[label].append((here, _cpu_of(sshds) - there))
+                            if phases:
+                                bringup[label].append(phases.get("bringup_s", 0.0))
+            finally:
+                hosts.stop()
+        print(f"# {n} sshd hosts x 1 rank, mpi4py hello, {reps} alternating runs each (whole command); CPU: this "
+              "machine's side (the launcher, its ssh clients) and the hosts' (sshd sessions, agents or proxies, ranks)")
+        hydra_median = statistics.median(times[runs[-1][0]])
+        for label, *_ in runs:
+            t = times[label]
+            more = f", bring-up median {statistics.median(bringup[label]):.3f} s" if bringup[label] else ""
+            print(f"{label:24}  median {statistics.median(t):6.3f} s  (min {min(t):.3f}, max {max(t):.3f}{more}); "
+                  f"CPU here {statistics.median(c[0] for c in cpu[label]):.2f} s, on the hosts "
+                  f"{statistics.median(c[1] for c in cpu[label]):.2f} s")
+        for label, *_ in runs[:-1]:
+            print(f"ratio {label} / mpiexec = {statistics.median(times[label]) / hydra_median:.2f}  (target <= 1.0)")
+        print(flush=True)
+
+
+def _sshd_pids(hosts: Any) -> list[int]:
+    """Each host's sshd (its init: every session's process is its child, reaped by it)."""
+    found = []
+    for i in range(len(hosts.addresses)):
+        for pid in hosts.pids(i):
+            try:  # sshd names its listener "sshd: /usr/sbin/sshd -D ... [listener] ..."
+                if b" -D " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") and \
+                        Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    found.append(pid)
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds of these processes and of the children they reaped (utime, stime, cutime, cstime)."""
+    total = 0
+    for pid in pids:
+        total += sum(int(x) for x in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _ssh_once(argv: list[str], env: dict[str, str], cwd: Path, n: int,
+              is_mnp: bool) -> tuple[float, float, dict]:
+    """One timed run: wall time, CPU time of the command and what it waited for (its ssh clients), and mnp's phase
+    timings (from ``mnp status --json``, read after the clock)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, cwd=cwd, check=False,
+                       timeout=300)  # stdin: a batch job's
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    time.sleep(0.3)  # (not timed) the hosts' sshd reap the sessions that just ended, for their CPU count
+    if p.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({p.returncode}): {(p.stdout + p.stderr)[-2000:]}")
+    seen = _ssh_hosts_said(p.stdout + p.stderr, n)
+    if seen != {f"node{i}" for i in range(n)}:
+        raise SystemExit(f"{' '.join(argv[:4])}: ranks ran on {sorted(seen)}, not on the {n} ssh hosts")
+    if not is_mnp:
+        return wall, cpu, {}
+    job_id = json.loads(p.stdout)["job_id"]
+    st = subprocess.run([*argv[:3], "status", "--json", job_id], capture_output=True, text=True, env=env, cwd=cwd,
+                        check=True)
+    return wall, cpu, json.loads(st.stdout)["info"].get("timings", {})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--scale", default="4,8,16,32")
     ap.add_argument("--slurm", metavar="N[,N...]", help="Slurm mode only: mnp launch vs srun --mpi=pmi2 on N nodes")
+    ap.add_argument("--ssh", metavar="N[,N...]", help="SSH mode only: mnp launch --hostfile vs mpiexec -launcher ssh "
+                    "on N sshd hosts")
+    ap.add_argument("--baseline", metavar="DIR", type=Path, help="SSH mode: also time the mnp of another checkout "
+                    "(e.g. `git archive COMMIT | tar -x -C DIR`) in the same alternation")
     args = ap.parse_args()
     if not namespaces_available():
         raise SystemExit("bench/launch.py needs root (isolated local nodes)")
     clean_stale()
     if args.slurm:
         slurm_mode([int(x) for x in args.slurm.split(",")], args.reps)
+        return
+    if args.ssh:
+        ssh_mode([int(x) for x in args.ssh.split(",")], args.reps, args.baseline and args.baseline.resolve())
         return
     with tempfile.TemporaryDirectory(prefix="mnp-bench-") as d:
         tmp = Path(d)

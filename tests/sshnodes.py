@@ -25,8 +25,9 @@ class SshNodes:
     connections and never says a word (a hung sshd); the others are hosts with nothing listening."""
 
     def __init__(self, n: int, tmp: Path, up: list[int] | None = None, shm_bytes: int = 1 << 30,
-                 silent: list[int] | None = None) -> None:
+                 silent: list[int] | None = None, quiet: bool = False) -> None:
         self.shm_bytes = shm_bytes
+        self.quiet = quiet  # sshd logs nothing (a benchmark's output stays readable)
         self.tmp = tmp
         self.cluster = LocalCluster(new_job_id(), n)
         self.client_key = tmp / "id_ed25519"
@@ -79,7 +80,8 @@ class SshNodes:
             cfg.write_text(f"ListenAddress {addr}\nPort 22\nHostKey {configs[node]}\n"
                            f"AuthorizedKeysFile {tmp / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
                            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-                           "PidFile none\nPrintMotd no\nMaxStartups 100\nMaxSessions 100\n")
+                           "PidFile none\nPrintMotd no\nMaxStartups 100\nMaxSessions 100\n"
+                           + ("LogLevel QUIET\n" if self.quiet else ""))
             os.execv(SSHD, [SSHD, "-D", "-e", "-f", str(cfg)])
             return 1
 

@@ -263,4 +263,11 @@ def agent() -> None:
 
 
 def main() -> None:
-    cli(prog_name="mnp")  # `mnp launch` and `mnp node` catch signals from the start: see mnp/cli/__init__.py
+    try:
+        cli(prog_name="mnp")  # `mnp launch` and `mnp node` catch signals from the start: see mnp/cli/__init__.py
+    finally:
+        # Leaving: the interpreter's last garbage collections skip every object made so far. Nothing is lost (no
+        # finalizer of ours waits for a collection) and exit takes ~5 ms instead of ~50 (paramiko, pyzmq...).
+        import gc
+
+        gc.freeze()

@@ -3,6 +3,7 @@ on stderr first, its events rendered, its result reported, the process's exit st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -66,7 +67,6 @@ def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOpti
         click.echo(json.dumps(plan) if opts.as_json else dryrun.render(plan))
         sys.exit(0)
     from mnp import config
-    from mnp.coordinator import LaunchRequest, launch
     from mnp.records import new_job_id
 
     for name in ("heartbeat", "dead_after", "join_timeout"):  # a bad $MNP_<NAME> is the only line printed
@@ -83,12 +83,22 @@ def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOpti
     ranks = f"{job.ranks} rank(s)" if job.ranks is not None else "ranks per node from each node's CPUs or slots"
     render = Renderer(quiet_stdout=opts.as_json, label=opts.label if opts.label is not None else job.ranks != 1,
                       timestamp=opts.timestamp, files=files, started=f"{job.nodes} node(s), {ranks}")
+    # SSH hosts start their agents while the coordinator loads (not for a job that may wait in PENDING for hours)
+    waits = bool(opts.depends_on or job.spec.depends_on)
+    early = None if waits else _begin_hosts(job, hosts, ssh, job_id)
     try:
+        from mnp.coordinator import LaunchRequest, launch
+
         result = launch(LaunchRequest(spec=job.spec, spec_path=job.source, nodes=job.nodes, isolate=opts.isolate,
                                       events=render, grace_s=grace, hosts=hosts, ssh=ssh, iface=opts.iface,
-                                      remount_shm=opts.remount_shm, explain=opts.explain, job_id=job_id,
+                                      remount_shm=opts.remount_shm, explain=opts.explain, job_id=job_id, cluster=early,
                                       stdin=job.stdin, stdin_fd=_stdin_fd() if job.stdin != "none" else None,
                                       depends_on=list(opts.depends_on), notify=opts.notify))
+    except BaseException:
+        if early is not None:  # the job's own teardown ran unless it failed before its nodes: end them here too
+            with contextlib.suppress(Exception):
+                early.teardown()
+        raise
     finally:
         render.close()
     report(result, opts.as_json)
@@ -128,6 +138,19 @@ def _start_array(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: 
         click.echo(json.dumps(result.to_json()))
     click.echo(line, err=True)
     sys.exit(result.exit_code)
+
+
+def _begin_hosts(job: Job, hosts: list[HostSpec] | None, ssh: SshOptions | None, job_id: str) -> Any:
+    """The job's SSH hosts, already being dialled and preflighted (:meth:`SshCluster.begin`), or None (other
+    nodes, or a node count the coordinator will refuse). The job's teardown ends them (and, should the job fail
+    before it has nodes, the caller's)."""
+    if hosts is None or ssh is None or ssh.via != "ssh" or (job.nodes is not None and not 0 < job.nodes <= len(hosts)):
+        return None
+    from mnp.cluster.ssh import SshCluster
+
+    cluster = SshCluster(job_id, hosts[: job.nodes or len(hosts)], ssh)
+    cluster.begin()
+    return cluster
 
 
 def report(result: Any, as_json: bool) -> NoReturn:

@@ -58,6 +58,11 @@ class Cluster:
 
         return make_keys(self.num_nodes)
 
+    def begin(self) -> None:
+        """Start reaching the nodes ahead of :meth:`create`, in the background, where the provider can (SSH: dial
+        and preflight every host), so the caller's own start-up overlaps it. Optional; ``create`` finishes what
+        was begun, and ``teardown`` ends it also when ``create`` never came."""
+
     def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
         """Make or reach the nodes. ``progress(ready, total)`` counts nodes that are ready, never ones that failed
         (a bring-up that fails must not have shown ``total/total``); a failure raises one error naming the node."""

@@ -3,12 +3,14 @@
 Bring-up dials every host in parallel (at most ``fanout`` at once) with a connect timeout, never prompts, and
 reaches each host as its ssh_config says, read by OpenSSH itself (:mod:`mnp.cluster.sshconfig`; dialling, host keys
 and proxies in :mod:`mnp.cluster.sshdial`); host keys are verified unless the user passes the option whose name
-says it is insecure. Each host is then checked in one round trip (the remote Python,
-its version, mnp and MPI), and every failure is named per host: unreachable, refused, authentication failed,
-unknown or changed host key, mnp or MPI missing, Python version mismatch.
+says it is insecure. Each host then runs one command on one channel,
+``<remote python> -c`` :data:`~mnp.cluster.ssh_task.BOOTSTRAP`: it answers the preflight (the remote Python, its
+version, mnp and MPI) and stays as the host's agent, waiting for its job handoff (:mod:`mnp.cluster.ssh_task`).
+Every failure is named per host: unreachable, refused, authentication failed, unknown or changed host key, mnp or
+MPI missing, Python version mismatch.
 
-The agent is ``<remote python> -m mnp.node.agent``; its job handoff (CURVE keys) goes down the SSH channel's stdin, and
-the channel stays open: when the SSH session ends, the agent's stdin closes and it stops its ranks.
+The handoff (CURVE keys) goes down that channel's stdin, and the channel stays open: when the SSH session ends, the
+agent's stdin closes and it stops its ranks.
 """
 
 from __future__ import annotations
@@ -20,26 +22,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.cluster.hosts import HostSpec
+from mnp.cluster.ssh_task import BOOTSTRAP, TAG
 from mnp.cluster.sshdial import Dialer, DialOptions
 from mnp.errors import ClusterError, HostError
 
 __all__ = ["SshCluster", "SshOptions"]
-
-_PREFLIGHT = (
-    "import json, socket, sys\n"
-    "r = {'python': '%d.%d' % sys.version_info[:2], 'hostname': socket.gethostname(), 'mnp': None, 'mpi': None}\n"
-    "try:\n import mnp; r['mnp'] = mnp.__version__\nexcept Exception as e: r['mnp_error'] = str(e)\n"
-    "try:\n from mpi4py import MPI; r['mpi'] = MPI.Get_library_version().splitlines()[0].strip()\n"
-    "except Exception as e: r['mpi_error'] = str(e)\n"
-    "print('MNP-PREFLIGHT ' + json.dumps(r))\n"
-)
-
 
 @dataclass(frozen=True)
 class SshOptions:
@@ -75,29 +68,45 @@ class SshCluster(Cluster):
         self.python = opts.remote_python or sys.executable
         self.dialer = Dialer(DialOptions(opts.user, opts.port, opts.key_file, opts.connect_timeout, opts.known_hosts,
                                          opts.config_file, opts.insecure_no_host_key_check))
+        self._work: tuple[ThreadPoolExecutor, list[Future[HostError | None]]] | None = None  # begun, not created
 
     # -- bring-up ----------------------------------------------------------------------------------------------
-    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
-        done = 0
-        lock = threading.Lock()
-        errors: list[HostError] = []
+    def begin(self) -> None:
+        """Dial and preflight every host in the background (at most ``fanout`` at once): each host's agent starts
+        and waits for its handoff while the coordinator loads, records and plans the job."""
+        if self._work is None:
+            pool = ThreadPoolExecutor(max_workers=max(1, min(self.opts.fanout, len(self.hosts))))
+            self._work = (pool, [pool.submit(self._reach, h) for h in self.hosts])
 
-        def one(h: _Host) -> None:
-            nonlocal done
-            try:
-                self._connect(h)
-                self._preflight(h)
-            except HostError as e:
-                with lock:
+    def _reach(self, h: _Host) -> HostError | None:
+        try:
+            self._connect(h)
+            self._preflight(h)
+        except HostError as e:
+            return e
+        return None
+
+    def _finish_work(self) -> None:
+        if self._work is not None:
+            self._work[0].shutdown(wait=True, cancel_futures=True)  # dials in flight end within their timeouts
+            self._work = None
+
+    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
+        self.begin()
+        assert self._work is not None
+        done = 0
+        errors: list[HostError] = []
+        try:
+            for f in as_completed(self._work[1]):
+                e = f.result()
+                if e is not None:
                     errors.append(e)
-                return
-            with lock:  # the progress line counts hosts that are ready, never ones that failed
-                done += 1
+                    continue
+                done += 1  # the progress line counts hosts that are ready, never ones that failed
                 if progress:
                     progress(done, len(self.hosts))
-
-        with ThreadPoolExecutor(max_workers=max(1, min(self.opts.fanout, len(self.hosts)))) as pool:
-            list(pool.map(one, self.hosts))
+        finally:
+            self._finish_work()
         if errors:
             order = {h.spec.name: i for i, h in enumerate(self.hosts)}
             errors.sort(key=lambda e: order.get(e.host, 0))
@@ -148,25 +157,36 @@ class SshCluster(Cluster):
                       for n in self.nodes]
         return self.nodes
 
-    def _run(self, h: _Host, command: str) -> tuple[int, str, str]:
-        try:
-            _, out, err = h.client.exec_command(command, timeout=max(h.timeout, 30))
-            o, e = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-            return out.channel.recv_exit_status(), o, e
-        except (OSError, EOFError) as e:
-            raise HostError(h.spec.name, f"lost the SSH connection: {e}") from None
-
     def _preflight(self, h: _Host) -> None:
+        """Start the host's agent (one channel, one exec) and read its preflight line; the channel stays open."""
         import shlex
 
-        rc, out, err = self._run(h, f"{shlex.quote(self.python)} -c {shlex.quote(_PREFLIGHT)}")
+        from paramiko import SSHException
+
         name = h.spec.name
-        if rc == 127 or "not found" in err and "MNP-PREFLIGHT" not in out:
-            raise HostError(name, f"Python not found at {self.python} (set --remote-python)")
-        line = next((ln for ln in out.splitlines() if ln.startswith("MNP-PREFLIGHT ")), None)
+        wait = max(h.timeout, 30)
+        try:
+            chan = h.client.get_transport().open_session(timeout=wait)
+            chan.settimeout(wait)
+            chan.exec_command(f"exec {shlex.quote(self.python)} -c {shlex.quote(BOOTSTRAP)}")
+            h.channel = chan
+            out = b""
+            while (line := next((ln for ln in out.split(b"\n")[:-1] if ln.startswith(TAG.encode())), None)) is None:
+                more = chan.recv(65536)
+                if not more:
+                    break
+                out += more
+        except TimeoutError:
+            raise HostError(name, f"{self.python} gave no preflight answer within {wait:g}s") from None
+        except (OSError, EOFError, SSHException) as e:
+            raise HostError(name, f"lost the SSH connection: {e}") from None
         if line is None:
+            rc = chan.recv_exit_status()
+            err = self._stderr_of(chan)
+            if rc == 127 or "not found" in err:
+                raise HostError(name, f"Python not found at {self.python} (set --remote-python)")
             raise HostError(name, f"{self.python} failed to run (exit {rc}): {err.strip().splitlines()[-1:]}")
-        info = json.loads(line.split(" ", 1)[1])
+        info = json.loads(line.decode().split(" ", 1)[1])
         here = f"{sys.version_info[0]}.{sys.version_info[1]}"
         if info["python"] != here:
             raise HostError(name, f"Python version mismatch: {info['python']} at {self.python} there, {here} here "
@@ -175,18 +195,30 @@ class SshCluster(Cluster):
             raise HostError(name, f"mnp is not installed for {self.python} there ({info.get('mnp_error', '')})")
         if not info["mpi"]:
             raise HostError(name, f"MPI not usable for {self.python} there: {info.get('mpi_error', '')}")
+        if info.get("agent_error"):
+            raise HostError(name, f"mnp's agent cannot start with {self.python} there: {info['agent_error']}")
         h.info = info
+
+    @staticmethod
+    def _stderr_of(chan: Any) -> str:
+        err = b""
+        try:
+            while more := chan.recv_stderr(65536):
+                err += more
+        except (OSError, EOFError):
+            pass
+        return err.decode(errors="replace")
 
     # -- agents ------------------------------------------------------------------------------------------------
     def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
-        import shlex
-
+        """The agents run since the preflight, waiting on their channel's stdin: hand each its job."""
         for i, h in enumerate(self.hosts):
-            transport = h.client.get_transport()
-            chan = transport.open_session(timeout=h.timeout)
-            chan.exec_command(f"exec {shlex.quote(self.python)} -m mnp.node.agent")
-            chan.sendall(json.dumps({**handoffs[i], "watch_stdin": True}).encode() + b"\n")
-            h.channel = chan
+            chan = h.channel
+            chan.settimeout(None)
+            try:
+                chan.sendall(json.dumps({**handoffs[i], "watch_stdin": True}).encode() + b"\n")
+            except (OSError, EOFError) as e:
+                raise HostError(h.spec.name, f"lost the SSH connection: {e}") from None
             h.stderr_thread = threading.Thread(target=self._relay_stderr, args=(i, chan), daemon=True)
             h.stderr_thread.start()
 
@@ -207,6 +239,7 @@ class SshCluster(Cluster):
                 if h.channel is not None and h.channel.exit_status_ready()}
 
     def teardown(self) -> None:
+        self._finish_work()  # begun and never created (the job failed first): what was reached is closed below
         for h in self.hosts:
             if h.channel is not None and not h.channel.exit_status_ready():
                 try:
@@ -215,8 +248,8 @@ class SshCluster(Cluster):
                     pass
         deadline = time.monotonic() + 10
         for h in self.hosts:
-            while h.channel is not None and not h.channel.exit_status_ready() and time.monotonic() < deadline:
-                time.sleep(0.02)
+            if h.channel is not None:  # set when the exit status comes (or the channel closes)
+                h.channel.status_event.wait(max(0.0, deadline - time.monotonic()))
             if h.client is not None:
                 h.client.close()
         self.dialer.close()

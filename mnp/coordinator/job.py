@@ -183,6 +183,9 @@ class _Job:
         try:
             if self.interrupt.signum is not None:  # interrupted before anything was made
                 raise KeyboardInterrupt
+            if self.hosts is not None:  # hosts to reach (SSH): begun now, while the job is recorded and planned
+                self.cluster = self._cluster()
+                self.cluster.begin()
             if self.req.attempt == 1:  # later attempts were made RUNNABLE, with the reason, by the retry loop
                 self.records.transition(self.job_id, "RUNNABLE")
             nodes = self._bring_up(work)
@@ -226,7 +229,7 @@ class _Job:
 
     # -- bring-up ----------------------------------------------------------------------------------------------
     def _bring_up(self, work: list[NodeWork]) -> list[NodeInfo]:
-        cluster = self.cluster = self._cluster()
+        cluster = self.cluster = self.cluster or self._cluster()
         if cluster.warning:
             self.say(Note("warning", cluster.warning))
         shm = shm_guess(work, self.mpi.family, self.spec.shm_size, getattr(cluster, "node_cpus", None))
@@ -268,12 +271,13 @@ class _Job:
                                   ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")))
             if not cond():
                 break
+            wait_ms = poll_ms
             if self.stdin is not None and self.engine.phase == "RUNNING":
-                data = self.stdin.read(poll_ms)
+                data = self.stdin.read(poll_ms)  # waits for stdin or the socket
                 if data is not None:
                     self._act(self.engine.on_stdin(data, eof=not data))
-                poll_ms = 0
-            got = self.chan.recv(poll_ms)
+                wait_ms = 0  # (this iteration only: the loop spun when it stayed 0)
+            got = self.chan.recv(wait_ms)
             for line in self.chan.refused:
                 self._act([Report("security", line)])
             self.chan.refused.clear()

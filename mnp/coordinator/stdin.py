@@ -21,8 +21,11 @@ class StdinFeed:
 
     def read(self, timeout_ms: int) -> bytes | None:
         """What stdin has (b"" at its end, then never again), or None when only the socket is ready or time ran
-        out."""
+        out. After the end it still waits up to ``timeout_ms`` for the socket: the caller then reads the socket
+        without waiting, so returning at once would make its loop spin (a whole core while the ranks ran, for
+        every job whose stdin was /dev/null or a finished pipe)."""
         if self.fd is None:
+            self.poller.poll(timeout_ms)
             return None
         if self.fd not in dict(self.poller.poll(timeout_ms)):
             return None

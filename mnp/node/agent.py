@@ -54,6 +54,13 @@ class Agent:
         self.command: list[str] | None = handoff.get("command")  # this node's own rank command (AWS Batch)
         self.report_ifaces = bool(handoff.get("report_ifaces"))
         self.shared_tmp = bool(handoff.get("shared_tmp"))  # give the node's processes a TMPDIR of their own
+        # ties the node's processes to this agent: they die with it, whatever it dies of; started before
+        # the ZeroMQ context (and its thread), so it is forked, not a second interpreter
+        try:
+            self.watchdog: Watchdog | None = Watchdog.start()
+        except OSError as err:
+            self.watchdog = None
+            log.warning("mnp agent %d: no watchdog (%s): ranks would outlive a killed agent", self.node, err)
         self.chan = AgentChannel(handoff["endpoint"], handoff)
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)
@@ -68,11 +75,6 @@ class Agent:
         if self.stdin_fd is not None:
             self.poller.register(self.stdin_fd, zmq.POLLIN)
         self.signals: list[int] = []
-        try:  # ties the node's processes to this agent: they die with it, whatever it dies of
-            self.watchdog: Watchdog | None = Watchdog.start()
-        except OSError as err:
-            self.watchdog = None
-            log.warning("mnp agent %d: no watchdog (%s): ranks would outlive a killed agent", self.node, err)
         self.pdeathsig = die_with_parent()
         # CPU, memory and /dev/shm of the job's processes, once a second (None: telemetry off)
         self.sampler = Sampler.from_handoff(handoff, exclude=[self.watchdog.pid] if self.watchdog else [])

@@ -4,7 +4,7 @@ Ranks run in their own sessions (the agent starts each with ``setsid``), so noth
 killed outright (SIGKILL, the OOM killer, a crash, a write to a closed SSH stderr) would leave them running and
 MPICH's segment in /dev/shm. The agent therefore starts, first thing, a small supervisor that outlives it::
 
-    agent                                   watchdog (python -m mnp.node.watchdog, its own session)
+    agent                                   watchdog (forked, or python -m mnp.node.watchdog; own session)
       Watchdog.start()  --- pipe ------->   reads lines; holds the only read end
       .add_group(pgid)      "group 4711"    remembers the rank's process group (= its session: pgid == sid)
       .add_shm(kvsname)     "shm kvs_..."   remembers the job's PMI kvsname (MPICH names its segments after it)
@@ -16,9 +16,11 @@ MPICH's segment in /dev/shm. The agent therefore starts, first thing, a small su
                                             are removed; one line on stderr says what was done
 
 The write end exists only in the agent (pipes are close-on-exec; ranks are spawned with ``close_fds``), so EOF
-means the agent is gone, whatever killed it. The watchdog is exec'd fresh (no copy of the agent's threads, ZeroMQ
-context or descriptors: stdin and stdout are /dev/null, stderr the agent's), ignores SIGHUP and SIGINT, and drops
-groups that have emptied (checked once a second), so a number the kernel hands out again later is never signalled.
+means the agent is gone, whatever killed it. The agent starts it before it has any other thread (before its ZeroMQ
+context), so it is forked: no second interpreter to start, and it keeps none of the agent's descriptors (stdin and
+stdout are /dev/null, stderr the agent's, the pipe). A process that already has threads exec's it fresh instead.
+It ignores SIGHUP and SIGINT, and drops groups that have emptied (checked once a second), so a number the kernel
+hands out again later is never signalled.
 
 :func:`die_with_parent` is the other half, for processes the agent spawns directly: a ``preexec_fn`` that sets
 ``PR_SET_PDEATHSIG`` so the kernel kills the child the moment the spawning *thread* ends (call Popen from the
@@ -55,9 +57,15 @@ class Watchdog:
     @classmethod
     def start(cls, shm_dir: str = "/dev/shm", grace: float = 2.0, quiet: bool = False) -> Watchdog:
         """Start the watchdog; it lives until :meth:`close` or until this process is gone. ``quiet``: its stderr
-        is /dev/null instead of ours. Raises OSError when it cannot be started."""
+        is /dev/null instead of ours. Raises OSError when it cannot be started.
+
+        A process with a single thread forks it (no second interpreter to start: the agent's start-up is launch
+        time on every node); one with more threads (pyzmq's I/O thread, anything else) exec's it fresh, since a
+        fork would copy them half-way."""
         read_fd, write_fd = os.pipe()  # both close-on-exec: only the watchdog gets the read end, below
         try:
+            if _single_threaded():
+                return cls(_fork(read_fd, shm_dir, grace, quiet), write_fd)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mnp.node.watchdog", str(read_fd), shm_dir, repr(float(grace)),
                  str(os.getpid())],
@@ -108,6 +116,56 @@ class Watchdog:
                 self._proc.wait(wait)
             except subprocess.TimeoutExpired:
                 pass
+            return
+        deadline = time.monotonic() + wait
+        while True:  # a forked watchdog is our child: reap it
+            try:
+                if os.waitpid(self.pid, os.WNOHANG)[0] or time.monotonic() >= deadline:
+                    return
+            except ChildProcessError:  # reaped already (an agent reaps every child it has)
+                return
+            time.sleep(0.005)
+
+
+def _single_threaded() -> bool:
+    """Whether this process has one thread, C threads included (Python's ``threading`` sees only its own)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _fork(read_fd: int, shm_dir: str, grace: float, quiet: bool) -> int:
+    """Fork the watchdog: its own session, /dev/null for stdin and stdout (and stderr when ``quiet``), and of this
+    process's descriptors only ``read_fd`` and stderr; then :func:`serve` and exit, never returning here."""
+    agent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:  # pragma: no cover - the child (tests see it from outside)
+        import gc
+
+        gc.disable()  # no finalizer of the agent's objects may close a descriptor number this process reuses
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for s in (signal.SIGTERM, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
+            signal.signal(s, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        if quiet:
+            os.dup2(null, 2)
+        keep = {0, 1, 2, read_fd}
+        for fd in [int(f) for f in os.listdir("/proc/self/fd")]:
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        code = serve(read_fd, shm_dir, grace, agent)
+    finally:
+        os._exit(code)
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:

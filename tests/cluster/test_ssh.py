@@ -91,6 +91,8 @@ FAILURES = [
      "Python not found at /opt/none/python3"),
     ("no mpi", lambda h, t: ["--hosts", h.addresses[0], "--remote-python", _python_without_mpi(t)],
      "MPI not usable"),
+    ("broken agent", lambda h, t: ["--hosts", h.addresses[0], "--remote-python", _python_with_broken_zmq(t)],
+     "mnp's agent cannot start with"),
 ]
 
 
@@ -120,10 +122,22 @@ def _python_without_mpi(tmp: Path) -> str:
     return str(venv / "bin" / "python")
 
 
+def _python_with_broken_zmq(tmp: Path) -> str:
+    """A real Python 3.11 where mnp and MPI import, but one of the agent's dependencies (pyzmq) does not."""
+    venv = tmp / "venv-nozmq"
+    subprocess.run(["/usr/bin/python3.11", "-m", "venv", "--without-pip", str(venv)], check=True)
+    (venv / "broken" / "zmq").mkdir(parents=True)
+    (venv / "broken" / "zmq" / "__init__.py").write_text("raise ImportError('this pyzmq is broken')\n")
+    site = next((venv / "lib").glob("python3.*/site-packages"))
+    ours = next((Path(sys.prefix) / "lib").glob("python3.*/site-packages"))
+    (site / "mnp-src.pth").write_text(f"{venv / 'broken'}\n{ROOT}\n{ours}\n")  # the broken zmq first
+    return str(venv / "bin" / "python")
+
+
 @pytest.mark.parametrize("what,args,message", FAILURES, ids=[f[0] for f in FAILURES])
 def test_each_failure_is_named_per_host(hosts: SshNodes, tmp_path: Path, mnp_home: Path, what: str, args,  # type: ignore[no-untyped-def]
                                         message: str) -> None:
-    if what in ("no mnp", "no mpi") and not Path("/usr/bin/python3.11").exists():
+    if what in ("no mnp", "no mpi", "broken agent") and not Path("/usr/bin/python3.11").exists():
         pytest.skip("needs Debian's python3.11")
     extra = args(hosts, tmp_path)
     p = _launch(hosts, tmp_path, mnp_home, extra)
@@ -168,3 +182,32 @@ def test_insecure_option_skips_host_key_check(hosts: SshNodes, tmp_path: Path, m
     p = _launch(hosts, tmp_path, mnp_home, ["--hosts", hosts.addresses[0], "--known-hosts", _empty(tmp_path),
                                              "--insecure-no-host-key-check"], job=_job(tmp_path, ranks_per_node=1))
     assert p.returncode == 0, p.stderr
+
+
+def _mnp_processes(hosts: SshNodes, node: int) -> list[str]:
+    found = []
+    for pid in hosts.pids(node):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "mnp" in cmd:
+            found.append(f"{pid}: {cmd[:80]}")
+    return found
+
+
+def test_job_refused_after_the_hosts_were_reached_leaves_nothing(hosts: SshNodes, tmp_path: Path,
+                                                                 mnp_home: Path) -> None:
+    """mnp launch starts reaching SSH hosts (their agents start and wait) while it loads and checks the job; a job
+    refused then (``mpi: openmpi`` for a program that uses MPICH: exit 2) must still end every agent it started."""
+    import time
+
+    job = _job(tmp_path, mpi="openmpi")
+    p = _launch(hosts, tmp_path, mnp_home, ["--hosts", f"{hosts.addresses[0]},{hosts.addresses[1]}"], job=job)
+    assert p.returncode == 2, p.stderr
+    assert "mpi: openmpi, but the program uses" in p.stderr.strip().splitlines()[-1], p.stderr
+    assert "Traceback" not in p.stderr
+    deadline = time.monotonic() + 15
+    while (left := _mnp_processes(hosts, 0) + _mnp_processes(hosts, 1)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == [], left

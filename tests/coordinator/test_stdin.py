@@ -57,3 +57,28 @@ def test_stdin_goes_to_the_ranks_asked(tmp_path: Path, mnp_home: Path, no_leftov
             assert rec["n"] == len(data) and rec["sha"] == hashlib.sha256(data).hexdigest(), rank
         else:
             assert rec["n"] == 0, rank  # /dev/null: end of file at once
+
+
+def test_the_loop_waits_while_ranks_run_with_stdin_at_its_end(tmp_path: Path, mnp_home: Path, no_leftovers: None,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """stdin at its end from the start (/dev/null, a finished pipe: most jobs): the coordinator's loop still waits
+    on the socket (it spun, a whole core while the ranks ran). Counted, not timed: a spinning loop reads the socket
+    thousands of times in a second, however busy the machine; a waiting one about ten times."""
+    from mnp.control.channel import CoordinatorChannel
+
+    calls = {"recv": 0}
+    real = CoordinatorChannel.recv
+
+    def counted(self: CoordinatorChannel, timeout_ms: int):  # type: ignore[no-untyped-def]
+        calls["recv"] += 1
+        return real(self, timeout_ms)
+
+    monkeypatch.setattr(CoordinatorChannel, "recv", counted)
+    spec = spec_from_dict({"name": "stdin-eof", "nodes": 1, "ranks_per_node": 1, "command": ["sleep", "2"]})
+    fd = os.open(os.devnull, os.O_RDONLY)
+    try:
+        result = launch(LaunchRequest(spec=spec, home=mnp_home, stdin="0", stdin_fd=fd))
+    finally:
+        os.close(fd)
+    assert result.state == "SUCCEEDED", result.reason
+    assert calls["recv"] < 300, f"the loop read the socket {calls['recv']} times in a 2 s job: it spins"
