@@ -112,7 +112,12 @@ def test_no_named_process_can_find_the_job_secret(tmp_path: Path, no_leftovers: 
         {"name": "side", "essential": False, "command": ["sleep", "60"],
          "health": {"command": ["sh", "-c", f'test -z "$MNP_JOB_SECRET" && ! env | grep -q {SECRET}'],
                     "interval": 0.2, "retries": 1}},
-        {"name": "scan", "command": scan, "depends_on": [{"name": "side", "condition": "HEALTHY"}]}])
+        {"name": "scan", "essential": False, "command": scan,
+         "depends_on": [{"name": "side", "condition": "HEALTHY"}]},
+        # the essential end waits for both nodes' scans: an essential process's end ends the job (ECS's rule), and
+        # node 0's must not stop node 1's scan before it printed
+        {"name": "end", "command": ["true"], "depends_on": [{"name": "scan", "condition": "COMPLETE", "node": n}
+                                                            for n in (0, 1)]}])
     sim = BatchSim(tmp_path, 2, main=0, args=["--json", "--join-timeout", "30", str(job)])
     try:
         assert sim.wait(0, 60) == 0, sim.log(0)  # the health check passed: the secret was not in its environment
