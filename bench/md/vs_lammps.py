@@ -66,7 +66,11 @@ def summary(lam: dict[int, list[dict[str, Any]]], ours: dict[int, list[dict[str,
     return {"steps_per_s": sps, "per_core": per_core, "efficiency": eff, "epair0_lammps": e_lmp[0],
             "epair0_md": e_md[0], "same_epair0": same_e, "pairs_lammps": pairs_lmp, "pairs_md": pairs_md,
             "pairs_dev": pair_dev, "same_work": same_e and pair_dev < 0.01, "reps": len(lam[1]),
-            "atoms": ours[1][0]["atoms"], "steps": ours[1][0]["steps"]}
+            "atoms": ours[1][0]["atoms"], "steps": ours[1][0]["steps"],
+            "runs": {"lammps": [{k: x[k] for k in ("ranks", "steps_per_s", "sections_s")} for r in RANKS
+                                for x in lam[r]],
+                     "md": [{k: x[k] for k in ("ranks", "steps_per_s", "timings_mean_s", "comm_share")} for r in RANKS
+                            for x in ours[r]]}}
 
 
 def print_summary(s: dict[str, Any]) -> None:
