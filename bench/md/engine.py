@@ -166,7 +166,7 @@ def run_md(p: Params, progress: StepProgress | None = None) -> dict[str, Any]:
     eng.t = dict.fromkeys(SECTIONS, 0.0)
     init_s = time.perf_counter() - t_init
     comm.Barrier()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     every = max(p.steps // 20, 1)
     for s in range(1, p.steps + 1):
         energy = s % p.nstcalcenergy == 0 or s == p.steps
@@ -175,9 +175,9 @@ def run_md(p: Params, progress: StepProgress | None = None) -> dict[str, Any]:
             thermo.append(eng.energies(s))
         if progress and (s % every == 0 or s == p.steps):
             progress(s, p.steps)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     eng.t["rest"] = max(wall - sum(eng.t.values()), 0.0)
-    per_rank = comm.gather({"wall_s": wall, "host": socket.gethostname(), "atoms": eng.nlocal,
+    per_rank = comm.gather({"wall_s": wall, "cpu_s": cpu, "host": socket.gethostname(), "atoms": eng.nlocal,
                             "ghosts": len(eng.pos) - eng.nlocal, "pairs": int(eng.offs[-1]), **eng.t}, root=0)
     if comm.Get_rank() != 0:
         return {}

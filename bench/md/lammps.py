@@ -4,7 +4,8 @@
 
 Read from rank 0's output: timesteps/s from ``Loop time of T on N procs for S steps`` (the timed loop, without
 set-up, as ``bench.md``'s wall time), step 0's E_pair (the lattice energy bench.md must reproduce), the list's
-pair count (``Total # of neighbors``, a half list as bench.md's) and the time breakdown (``Pair``, ``Neigh``).
+pair count (``Total # of neighbors``, a half list as bench.md's), the time breakdown (``Pair``, ``Neigh``) and
+``% CPU use`` (CPU time / wall time of the loop: below 100 % the process waited for a core).
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ def parse(lines: list[str]) -> dict[str, Any]:
         raise ValueError(f"lammps: no 'Loop time' line in its output: {lines[-5:]}")
     step0 = re.search(r"^\s*0\s+\S+\s+(-?\d+\.\d+)", text, re.M)
     nbr = re.search(r"Total # of neighbors = (\d+)", text)
+    cpu = re.search(r"^([\d.]+)% CPU use", text, re.M)
     sections = {k: float(v) for k, v in re.findall(r"^(Pair|Neigh|Comm|Modify)\s+\|\s+\S+\s+\|\s+([\d.eE+-]+)",
                                                      text, re.M)}
     return {"steps_per_s": int(m.group(3)) / float(m.group(1)), "ranks": int(m.group(2)),
             "steps": int(m.group(3)), "atoms": int(m.group(4)), "wall_s": float(m.group(1)),
             "epair0": float(step0.group(1)) if step0 else None, "pairs": int(nbr.group(1)) if nbr else None,
-            "sections_s": sections}
+            "sections_s": sections, "cpu_use": float(cpu.group(1)) / 100 if cpu else None}

@@ -6,9 +6,10 @@ codes). bench.md runs the same system and the same work: 32,000 atoms by default
 rebuilt every 20 steps without a check (``neigh_modify delay 0 every 20 check no``), energies every 100 steps as
 in.lj's ``thermo 100``. Printed: steps/s of each (median, min, max), the ratio bench.md/LAMMPS per core taken
 run pair by run pair, each code's 2-rank strong-scaling efficiency (steps/s on 2 ranks / (2 x on 1 rank), per
-repetition), and the checks that both did the same work: step-0 E_pair per atom (equal to LAMMPS's 8 digits)
-and the neighbour-list pairs of the last rebuild (LAMMPS's ``Total # of neighbors``; the trajectories differ,
-since the velocity generators do, so equal to within 1 %).
+repetition), each code's CPU use (CPU time / wall time: on a shared machine, the share of the loop a process
+actually ran) with the per-core ratio per CPU-second, and the checks that both did the same work: step-0 E_pair
+per atom (equal to LAMMPS's 8 digits) and the neighbour-list pairs of the last rebuild (LAMMPS's ``Total # of
+neighbors``; the trajectories differ, since the velocity generators do, so equal to within 1 %).
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def summary(lam: dict[int, list[dict[str, Any]]], ours: dict[int, list[dict[str,
     sps = {f"{code}_{r}": Figure.of([x["steps_per_s"] for x in runs[r]])
            for code, runs in (("lammps", lam), ("md", ours)) for r in RANKS}
     per_core = Figure.of([o["steps_per_s"] / m["steps_per_s"] for o, m in zip(ours[1], lam[1])])
+    cpu = {f"lammps_{r}": Figure.of([x["cpu_use"] or 1.0 for x in lam[r]]) for r in RANKS}
+    cpu.update({f"md_{r}": Figure.of([_cpu_use(x) for x in ours[r]]) for r in RANKS})
+    per_cpu_s = Figure.of([(o["steps_per_s"] / _cpu_use(o)) / (m["steps_per_s"] / (m["cpu_use"] or 1.0))
+                           for o, m in zip(ours[1], lam[1])])
     eff = {code: Figure.of([b["steps_per_s"] / (2 * a["steps_per_s"]) for a, b in zip(runs[1], runs[2])])
            for code, runs in (("lammps", lam), ("md", ours))}
     e_lmp = [x["epair0"] for r in RANKS for x in lam[r]]
@@ -63,14 +68,21 @@ def summary(lam: dict[int, list[dict[str, Any]]], ours: dict[int, list[dict[str,
     pairs_md = [sum(p["pairs"] for p in x["per_rank"]) for r in RANKS for x in ours[r]]
     same_e = all(f"{e:.7f}" == f"{e_lmp[0]:.7f}" for e in e_md) and len(set(e_lmp)) == 1
     pair_dev = max(abs(p / pairs_lmp[0] - 1) for p in pairs_md + pairs_lmp) if pairs_lmp else float("nan")
-    return {"steps_per_s": sps, "per_core": per_core, "efficiency": eff, "epair0_lammps": e_lmp[0],
+    return {"steps_per_s": sps, "per_core": per_core, "per_cpu_second": per_cpu_s, "cpu_use": cpu,
+            "efficiency": eff, "epair0_lammps": e_lmp[0],
             "epair0_md": e_md[0], "same_epair0": same_e, "pairs_lammps": pairs_lmp, "pairs_md": pairs_md,
             "pairs_dev": pair_dev, "same_work": same_e and pair_dev < 0.01, "reps": len(lam[1]),
             "atoms": ours[1][0]["atoms"], "steps": ours[1][0]["steps"],
-            "runs": {"lammps": [{k: x[k] for k in ("ranks", "steps_per_s", "sections_s")} for r in RANKS
+            "runs": {"lammps": [{k: x[k] for k in ("ranks", "steps_per_s", "sections_s", "cpu_use")} for r in RANKS
                                 for x in lam[r]],
                      "md": [{k: x[k] for k in ("ranks", "steps_per_s", "timings_mean_s", "comm_share")} for r in RANKS
                             for x in ours[r]]}}
+
+
+def _cpu_use(rec: dict[str, Any]) -> float:
+    """CPU time / wall time of the timed loop, mean over the ranks (as LAMMPS's ``% CPU use``)."""
+    ranks = rec["per_rank"]
+    return sum(r.get("cpu_s", r["wall_s"]) / r["wall_s"] for r in ranks) / len(ranks)
 
 
 def print_summary(s: dict[str, Any]) -> None:
@@ -81,6 +93,11 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"LAMMPS   {r} rank(s): {f[f'lammps_{r}'].short()}")
         print(f"bench.md {r} rank(s): {f[f'md_{r}'].short()}")
     print(f"per core, bench.md / LAMMPS (run pair by run pair): {s['per_core'].short('.3f')}")
+    cpu = s["cpu_use"]
+    print("CPU use (CPU time / wall time; below 100 % a process waited for a core): " +
+          ", ".join(f"{'LAMMPS' if k.startswith('lammps') else 'bench.md'} {k[-1]} rank(s) {100 * v.median:.0f} %"
+                    for k, v in cpu.items()) +
+          f"; per CPU-second, bench.md / LAMMPS on 1 rank: {s['per_cpu_second'].short('.3f')}")
     print(f"2-rank strong-scaling efficiency: bench.md {100 * eff['md'].median:.1f} % "
           f"({100 * eff['md'].min:.1f}-{100 * eff['md'].max:.1f}), LAMMPS {100 * eff['lammps'].median:.1f} % "
           f"({100 * eff['lammps'].min:.1f}-{100 * eff['lammps'].max:.1f})")
@@ -95,4 +112,5 @@ def print_summary(s: dict[str, Any]) -> None:
     out = {k: (v.to_json() if isinstance(v, Figure) else v) for k, v in s.items()}
     out["steps_per_s"] = {k: v.to_json() for k, v in f.items()}
     out["efficiency"] = {k: v.to_json() for k, v in eff.items()}
+    out["cpu_use"] = {k: v.to_json() for k, v in cpu.items()}
     print("MD-LAMMPS-JSON " + json.dumps(out))
