@@ -62,8 +62,9 @@ class JobRun:
 
 def run_job(name: str, command: list[str], where: Nodes,
             on_progress: Callable[[str, int, int], None] | None = None,
-            on_note: Callable[[str], None] | None = None) -> JobRun:
-    """Launch ``command`` as job ``name`` on ``where``; rank 0's stdout once it succeeded."""
+            on_note: Callable[[str], None] | None = None, mpi: str = "mpich") -> JobRun:
+    """Launch ``command`` as job ``name`` on ``where``; rank 0's stdout once it succeeded. ``mpi``: the job's
+    ``mpi`` field (``auto`` for a program built with another MPI, such as Debian's LAMMPS)."""
     from mnp.coordinator import LaunchRequest, launch
     from mnp.coordinator.events import Event, Note, RankLines
     from mnp.spec.model import spec_from_dict
@@ -86,7 +87,7 @@ def run_job(name: str, command: list[str], where: Nodes,
             on_note(ev.text)
 
     fields: dict[str, Any] = {"name": name, "nodes": where.nodes, "ranks_per_node": where.ranks_per_node,
-                              "command": command, "env": BENCH_ENV, "mpi": "mpich", "transport": where.transport,
+                              "command": command, "env": BENCH_ENV, "mpi": mpi, "transport": where.transport,
                               "timeout": where.timeout_s}
     result = launch(LaunchRequest(spec=spec_from_dict(fields), nodes=where.nodes, isolate=where.isolate,
                                   events=sink, hosts=where.hosts, ssh=where.ssh, home=where.home, grace_s=2.0))

@@ -5,8 +5,10 @@ atoms within r_list of the lower face go to the lower neighbour and those within
 upper one, with +-L added across the periodic boundary; swaps of a later dimension also forward the ghosts of
 earlier ones, which fills edges and corners. A dimension with one rank sends to itself: its periodic images. So
 one rank and many go through the same code. The swap plan (which atoms, which shift) is fixed between rebuilds;
-``halo`` resends only positions every step. ``migrate`` moves owned atoms that left the box (rebuild steps only).
-Every subdomain must be at least r_list wide (one hop per swap).
+``halo`` resends only positions every step, and ``reverse`` sends the ghosts' forces back the same way in the
+opposite order (Newton's third law across ranks and periodic images, as LAMMPS's reverse communication). A swap
+with this rank itself (a dimension of one rank) is a local copy, not an MPI message. ``migrate`` moves owned atoms
+that left the box (rebuild steps only). Every subdomain must be at least r_list wide (one hop per swap).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Swap:
     first: int           # where the received ghosts start
     count: int
     buf: np.ndarray      # send buffer
+    fbuf: np.ndarray     # forces coming back for idx (reverse)
+    local: bool          # a swap with this rank itself: copies, no MPI
 
 
 def grid(size: int, p: Params) -> list[int]:
@@ -51,7 +55,8 @@ class Domain:
         self.p, self.L, self.rlist = p, p.box, p.rlist
         self.dims = grid(comm.Get_size(), p)
         self.cart = comm.Create_cart(self.dims, periods=[True] * 3, reorder=False)
-        self.coords = self.cart.Get_coords(self.cart.Get_rank())
+        self.rank = self.cart.Get_rank()
+        self.coords = self.cart.Get_coords(self.rank)
         self.lo = np.array([c * self.L / n for c, n in zip(self.coords, self.dims)])
         self.hi = np.array([(c + 1) * self.L / n for c, n in zip(self.coords, self.dims)])
         self.lower_upper = [self.cart.Shift(d, 1) for d in range(3)]  # (source of +1 shift, dest) = (lower, upper)
@@ -94,10 +99,10 @@ class Domain:
             state = np.concatenate([state[c == me], got_down, got_up])
         return state
 
-    def borders(self, pos: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Add ghosts to the owned ``pos``/``q``; remembers the swap plan for ``halo``."""
+    def borders(self, pos: np.ndarray, q: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Add ghosts (positions, charges, global ids) to the owned ones; remembers the swap plan for ``halo``."""
         self.swaps = []
-        allpos, allq = pos, q
+        allpos, allq, allid = pos, q, ids
         for d in range(3):
             nfirst = len(allpos)
             lower, upper = self.lower_upper[d]
@@ -113,19 +118,39 @@ class Domain:
                     dest, source = upper, lower
                     shift[d] = -self.L if self.coords[d] == self.dims[d] - 1 else 0.0
                 tag = 100 + 2 * (2 * d + (0 if to_lower else 1))
-                sent = np.column_stack([allpos[idx] + shift, allq[idx]])
-                got = self._exchange(sent, dest, source, tag)
+                sent = np.column_stack([allpos[idx] + shift, allq[idx], allid[idx]])
+                local = dest == self.rank and source == self.rank
+                got = sent if local else self._exchange(sent, dest, source, tag)
                 self.swaps.append(Swap(dest, source, tag, idx, shift, len(allpos), len(got),
-                                       np.empty((len(idx), 3))))
+                                       np.empty((len(idx), 3)), np.empty((len(idx), 3)), local))
                 allpos = np.concatenate([allpos, got[:, :3]])
                 allq = np.concatenate([allq, got[:, 3]])
-        return np.ascontiguousarray(allpos), allq
+                allid = np.concatenate([allid, got[:, 4]])
+        return np.ascontiguousarray(allpos), allq, allid
 
-    def halo(self, pos: np.ndarray, gather: Any) -> None:
-        """Every step between rebuilds: refresh ghost positions in place, swap by swap (order matters)."""
+    def halo(self, pos: np.ndarray, k: Any) -> None:
+        """Every step between rebuilds: refresh ghost positions in place, swap by swap (order matters); ``k`` is
+        the kernels module."""
         from mpi4py import MPI
 
         for s in self.swaps:
-            gather(pos, s.idx, s.shift, s.buf)
+            if s.local:
+                k.copy_shifted(pos, s.idx, s.shift, s.first)
+                continue
+            k.gather_shifted(pos, s.idx, s.shift, s.buf)
             self.cart.Sendrecv([s.buf, MPI.DOUBLE], s.dest, s.tag, [pos[s.first:s.first + s.count], MPI.DOUBLE],
                                s.source, s.tag)
+
+    def reverse(self, f: np.ndarray, k: Any) -> None:
+        """Every step after the forces: add each ghost's force to the atom it is a copy of, swaps in reverse order
+        (a ghost forwarded by a later swap passes its force on to the earlier one)."""
+        from mpi4py import MPI
+
+        for s in reversed(self.swaps):
+            mine = f[s.first:s.first + s.count]
+            if s.local:
+                k.scatter_add(f, s.idx, mine)
+                continue
+            self.cart.Sendrecv([np.ascontiguousarray(mine), MPI.DOUBLE], s.source, s.tag + 1000,
+                               [s.fbuf, MPI.DOUBLE], s.dest, s.tag + 1000)
+            k.scatter_add(f, s.idx, s.fbuf)

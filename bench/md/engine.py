@@ -1,8 +1,11 @@
 """The registered MD run: velocity Verlet, buffered Verlet list rebuilt every ``nstlist`` steps, timed sections.
 
 Step 0 (forces, energies) and the JIT load are setup, not timed; the timed loop is steps 1..S after a barrier.
+Energies are computed on the energy steps only (every ``nstcalcenergy`` and the last), as LAMMPS computes them
+on thermo steps only; the other steps compute forces alone (the same forces).
 Sections (seconds per rank): ``neighbour search`` (binning + list), ``domain decomp.`` (migration, sorting and
-ghost borders on rebuild steps: compute and MPI), ``force``, ``comm. coord.`` (halo exchange of positions),
+ghost borders on rebuild steps: compute and MPI), ``force``, ``comm. coord.`` (halo exchange of positions, and
+the ghosts' forces sent back to their owners),
 ``wait + comm. E`` (the energy Allreduce every ``nstcalcenergy`` steps: waiting for the slowest rank shows here),
 ``update`` (integration and kinetic energy), ``rest``.
 """
@@ -54,15 +57,23 @@ class Engine:
         self.state = np.column_stack([pos[mine], v[mine], q[mine], ids])
         self.cap = 0
         self.t = dict.fromkeys(SECTIONS, 0.0)
+        # the list grid: cells at least r_list wide over the subdomain and its ghost shell, fixed for the run
+        dom = self.dom
+        self.grid_lo = dom.lo - p.rlist
+        self.ncell = np.maximum(((dom.hi - dom.lo) + 2 * p.rlist) // p.rlist, 1).astype(np.int64)
+        self.inv_cell = self.ncell / ((dom.hi - dom.lo) + 2 * p.rlist)
         self.warm_up()
         self.rebuild()
 
     def warm_up(self) -> None:
         """Load (or compile) the kernels the timed loop calls first, on empty arrays, so no JIT is timed."""
-        z = np.zeros((1, 3))
+        z, none = np.zeros((1, 3)), np.zeros(0, np.int64)
         self.k.kick(z, z, 0, 0.0)
         self.k.drift(z, z, 0, 0.0)
-        self.k.gather_shifted(z, np.zeros(0, np.int64), np.zeros(3), z)
+        self.k.gather_shifted(z, none, np.zeros(3), z)
+        self.k.copy_shifted(z, none, np.zeros(3), 0)
+        self.k.scatter_add(z, none, z)
+        self.k.lj_forces(z, 0, np.zeros(1, np.int64), np.zeros(0, np.int32), z, 1.0)
 
     def rebuild(self) -> None:
         """Migrate, sort owned atoms by cell (memory locality), add ghosts, rebuild the Verlet list."""
@@ -71,34 +82,40 @@ class Engine:
             self.state[:, :3] = self.pos[:self.nlocal]
             self.state[:, 3:6] = self.vel
         s = dom.migrate(self.state)
-        rel = (s[:, :3] - dom.lo) / p.rlist
-        n = np.maximum((dom.hi - dom.lo) / p.rlist, 1).astype(np.int64)
-        cell = np.clip(rel.astype(np.int64), 0, n - 1)
-        s = s[np.argsort((cell[:, 0] * n[1] + cell[:, 1]) * n[2] + cell[:, 2], kind="stable")]
+        pos = np.ascontiguousarray(s[:, :3])
+        s = s[np.argsort(self.k.cells_of(pos, len(pos), self.grid_lo, self.ncell, self.inv_cell), kind="stable")]
         self.state, self.nlocal = s, len(s)
         self.vel = np.ascontiguousarray(s[:, 3:6])
-        self.pos, self.q = dom.borders(np.ascontiguousarray(s[:, :3]), np.ascontiguousarray(s[:, 6]))
+        self.pos, self.q, self.ids = dom.borders(np.ascontiguousarray(s[:, :3]), np.ascontiguousarray(s[:, 6]),
+                                                 np.ascontiguousarray(s[:, 7]))
         t1 = time.perf_counter()
-        lo = dom.lo - p.rlist
-        ncell = np.maximum(((dom.hi - dom.lo) + 2 * p.rlist) // p.rlist, 1).astype(np.int64)
-        inv_cell = ncell / ((dom.hi - dom.lo) + 2 * p.rlist)
-        self.cap = max(self.cap, 64 * self.nlocal + 1024)
+        self.cap = max(self.cap, 48 * self.nlocal + 1024)
         while True:
-            self.offs, self.nbr, k = self.k.build_list(self.pos, self.nlocal, len(self.pos), lo, ncell, inv_cell,
-                                                       p.rlist ** 2, self.cap)
+            self.offs, self.nbr, k = self.k.build_list(self.pos, self.ids, self.nlocal, len(self.pos), self.grid_lo,
+                                                       self.ncell, self.inv_cell, p.rlist ** 2, self.cap)
             if k >= 0:
                 break
             self.cap *= 2
-        self.f = np.zeros((self.nlocal, 3))
+        self.f = np.zeros((len(self.pos), 3))
         t2 = time.perf_counter()
         self.t["domain decomp."] += t1 - t0
         self.t["neighbour search"] += t2 - t1
 
-    def force(self) -> None:
+    def force(self, energy: bool = True) -> None:
+        """Forces on owned atoms and ghosts, then the ghosts' forces back to their owners; the energies too when
+        ``energy`` (with reaction field, always)."""
         p, t0 = self.p, time.perf_counter()
-        self.e = self.k.forces(self.pos, self.q, self.nlocal, self.offs, self.nbr, self.f, p.rc ** 2, p.rf,
-                               p.k_rf, p.c_rf, 1.0 / p.eps_r)
-        self.t["force"] += time.perf_counter() - t0
+        if p.rf:
+            self.e = self.k.forces(self.pos, self.q, self.nlocal, self.offs, self.nbr, self.f, p.rc ** 2, p.rf,
+                                   p.k_rf, p.c_rf, 1.0 / p.eps_r)
+        elif energy:
+            self.e = (*self.k.lj_forces_e(self.pos, self.nlocal, self.offs, self.nbr, self.f, p.rc ** 2), 0.0)
+        else:
+            self.k.lj_forces(self.pos, self.nlocal, self.offs, self.nbr, self.f, p.rc ** 2)
+        t1 = time.perf_counter()
+        self.dom.reverse(self.f, self.k)
+        self.t["force"] += t1 - t0
+        self.t["comm. coord."] += time.perf_counter() - t1
 
     def energies(self, step: int) -> dict[str, float]:
         from mpi4py import MPI
@@ -118,7 +135,7 @@ class Engine:
         return {"step": step, "temp": v2 / (3 * p.natoms - 3), "lj_unshifted": e_lj / n, "lj": lj_shifted / n,
                 "rf": rf / n, "pot": (lj_shifted + rf) / n, "kin": ke / n, "total": (lj_shifted + rf + ke) / n}
 
-    def step(self, step: int) -> None:
+    def step(self, step: int, energy: bool = True) -> None:
         p, t0 = self.p, time.perf_counter()
         self.k.kick(self.vel, self.f, self.nlocal, 0.5 * p.dt)
         self.k.drift(self.pos, self.vel, self.nlocal, p.dt)
@@ -127,9 +144,9 @@ class Engine:
         if step % p.nstlist == 0:
             self.rebuild()
         else:
-            self.dom.halo(self.pos, self.k.gather_shifted)
+            self.dom.halo(self.pos, self.k)
             self.t["comm. coord."] += time.perf_counter() - t1
-        self.force()
+        self.force(energy)
         t2 = time.perf_counter()
         self.k.kick(self.vel, self.f, self.nlocal, 0.5 * p.dt)
         self.t["update"] += time.perf_counter() - t2
@@ -149,17 +166,18 @@ def run_md(p: Params, progress: StepProgress | None = None) -> dict[str, Any]:
     eng.t = dict.fromkeys(SECTIONS, 0.0)
     init_s = time.perf_counter() - t_init
     comm.Barrier()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     every = max(p.steps // 20, 1)
     for s in range(1, p.steps + 1):
-        eng.step(s)
-        if s % p.nstcalcenergy == 0 or s == p.steps:
+        energy = s % p.nstcalcenergy == 0 or s == p.steps
+        eng.step(s, energy)
+        if energy:
             thermo.append(eng.energies(s))
         if progress and (s % every == 0 or s == p.steps):
             progress(s, p.steps)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     eng.t["rest"] = max(wall - sum(eng.t.values()), 0.0)
-    per_rank = comm.gather({"wall_s": wall, "host": socket.gethostname(), "atoms": eng.nlocal,
+    per_rank = comm.gather({"wall_s": wall, "cpu_s": cpu, "host": socket.gethostname(), "atoms": eng.nlocal,
                             "ghosts": len(eng.pos) - eng.nlocal, "pairs": int(eng.offs[-1]), **eng.t}, root=0)
     if comm.Get_rank() != 0:
         return {}

@@ -46,6 +46,9 @@ def machine() -> dict[str, Any]:
 def environment(comm: Any, path: Any) -> dict[str, Any]:
     from mpi4py import MPI
 
+    levels = {MPI.THREAD_SINGLE: "single", MPI.THREAD_FUNNELED: "funneled", MPI.THREAD_SERIALIZED: "serialized",
+              MPI.THREAD_MULTIPLE: "multiple"}
+
     hosts = comm.allgather(MPI.Get_processor_name())
     library = " ".join(MPI.Get_library_version().splitlines()[0].split())
     nodes = len(set(hosts))
@@ -53,4 +56,5 @@ def environment(comm: Any, path: Any) -> dict[str, Any]:
             "fi_provider": os.environ.get("FI_PROVIDER"), "netmod": os.environ.get("MPIR_CVAR_CH4_NETMOD"),
             "iface": os.environ.get("FI_TCP_IFACE"), "nodes": nodes, "ranks": comm.Get_size(),
             "hosts": sorted(set(hosts)), "mnp_job_id": os.environ.get("MNP_JOB_ID"),
-            "python": platform.python_version(), **machine(), **path.info()}
+            "python": platform.python_version(), "thread_level": levels.get(MPI.Query_thread(), "?"),
+            **machine(), **path.info()}

@@ -132,3 +132,37 @@ def test_compare_modules_run_both_placements(mnp_home: Path, no_leftovers: None)
     assert "(same system: yes)" in p.stdout
     rec = json.loads(p.stdout.split("MD-COMPARE-JSON ", 1)[1])
     assert rec["shm"]["nodes"] == 1 and rec["net"]["nodes"] == 2 and rec["ratio_steps_per_s_net_over_shm"] > 0
+
+
+@pytest.mark.namespaces
+def test_compare_against_c_and_lammps(mnp_home: Path, no_leftovers: None) -> None:
+    """The alternating comparisons: each Python call path against the C reference, and bench.md against
+    LAMMPS's in.lj (when Debian's ``lmp`` is installed) with its same-work checks."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "MNP_HOME": str(mnp_home)}
+    p = subprocess.run([sys.executable, "-m", "bench.osu.compare", "--against-c", "-m", "8", "-i", "200", "-x",
+                        "20", "--reps", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
+                       check=False)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("# osu latency (1 node x 2 ranks, shared memory): each path / C")
+    rows = [ln.split() for ln in lines[2:]]
+    assert [int(r[0]) for r in rows] == [1, 2, 4, 8]
+    assert all(float(x) > 0 for r in rows for x in r[1:4])
+    if shutil.which("lmp") is None:
+        pytest.skip("no lmp (Debian's lammps package) for the LAMMPS half")
+    p = subprocess.run([sys.executable, "-m", "bench.md.compare", "--lammps", "--cells", "6", "--steps", "40",
+                        "--reps", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rec = json.loads(p.stdout.split("MD-LAMMPS-JSON ", 1)[1])
+    assert rec["same_epair0"] and rec["same_work"] and rec["atoms"] == 864 and rec["steps"] == 40
+    assert f"{rec['epair0_md']:.7f}" == f"{rec['epair0_lammps']:.7f}" == "-6.7733681"
+    assert rec["pairs_dev"] < 0.01 and rec["per_core"]["median"] > 0
+    assert set(rec["efficiency"]) == {"md", "lammps"} and len(rec["runs"]["md"]) == 2
+    assert "per core, bench.md / LAMMPS" in p.stdout and "2-rank strong-scaling efficiency" in p.stdout
