@@ -135,6 +135,16 @@ def _single_threaded() -> bool:
         return False
 
 
+def _name(name: bytes) -> None:
+    """This process's command name (``/proc/PID/comm``), best effort."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(15, name[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 def _fork(read_fd: int, shm_dir: str, grace: float, quiet: bool) -> int:
     """Fork the watchdog: its own session, /dev/null for stdin and stdout (and stderr when ``quiet``), and of this
     process's descriptors only ``read_fd`` and stderr; then :func:`serve` and exit, never returning here."""
@@ -148,6 +158,7 @@ def _fork(read_fd: int, shm_dir: str, grace: float, quiet: bool) -> int:
 
         gc.disable()  # no finalizer of the agent's objects may close a descriptor number this process reuses
         os.setsid()
+        _name(b"mnp-watchdog")  # a fork shows the agent's command line: ps -o comm, pgrep tell them apart
         signal.set_wakeup_fd(-1)
         for s in (signal.SIGTERM, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
             signal.signal(s, signal.SIG_DFL)

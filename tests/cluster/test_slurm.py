@@ -141,6 +141,13 @@ def test_lost_agent_names_its_node_and_ends_the_step(slurm: SlurmNodes, work: Pa
     assert "node 1 lost: its agent exited (status 137)" in err, err
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _wait_for_agent(slurm: SlurmNodes, node: int, timeout: float = 60) -> int:
     """The pid (here) of node ``node``'s agent once its rank runs."""
     deadline = time.monotonic() + timeout
@@ -151,7 +158,7 @@ def _wait_for_agent(slurm: SlurmNodes, node: int, timeout: float = 60) -> int:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"mnp.cluster.srun_task" in cmd:
+            if b"mnp.cluster.srun_task" in cmd and _comm(pid) != "mnp-watchdog":  # its fork has the same argv
                 agent = pid
             elif b"READY" in cmd:
                 rank = pid
