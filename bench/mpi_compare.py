@@ -36,6 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: bench/ is on the path, the repository is not
+    sys.path.insert(0, str(ROOT))
+
+from bench.md.lammps import IN_LJ  # noqa: E402 - after the path
+
 MNP = [sys.executable, "-m", "mnp"]
 
 C_SOURCE = r"""
@@ -176,22 +181,6 @@ def micro(fam: Family, exe: Path, home: Path, tmp: Path, lat_iters: int = 5000, 
 
 # -- real applications --------------------------------------------------------------------------------------------
 
-IN_LJ = """units lj
-atom_style atomic
-lattice fcc 0.8442
-region box block 0 20 0 20 0 20
-create_box 1 box
-create_atoms 1 box
-mass 1 1.0
-velocity all create 1.44 87287 loop geom
-pair_style lj/cut 2.5
-pair_coeff 1 1 1.0 1.0 2.5
-neighbor 0.3 bin
-neigh_modify delay 0 every 20 check no
-fix 1 all nve
-thermo 100
-run {steps}
-"""
 
 MDP = """integrator = md
 dt = 0.002
@@ -218,7 +207,7 @@ nstlog = 0
 def lammps(home: Path, tmp: Path, nodes: int, rpn: int, steps: int = 500, timeout: int = 600) -> dict:
     """LAMMPS in.lj: timesteps/s from ``Loop time of T on N procs for S steps``, and step 0's E_pair."""
     inp = tmp / "in.lj"
-    inp.write_text(IN_LJ.format(steps=steps))
+    inp.write_text(IN_LJ.format(cells=20, steps=steps))
     lines, _ = launch(home, tmp, f"lammps-{nodes}x{rpn}", [shutil.which("lmp") or "lmp", "-in", str(inp),
                                                            "-log", "none", "-nocite"], nodes, rpn, workdir=tmp,
                       timeout=timeout)

@@ -27,6 +27,7 @@ from mnp.errors import MnpError
 from mnp.fabric.efa import EfaReport
 from mnp.fabric.shm import fmt_bytes, shm_budget, shm_verdict
 from mnp.fabric.transport import TransportChoice, binding_env, choose_transport
+from mnp.placement import cpu_list
 
 __all__ = ["FabricError", "FabricPlan", "cpu_list", "decide", "node_facts", "oversubscription", "parse_cpu_list",
            "startup_hint"]
@@ -76,20 +77,6 @@ def _boot_id() -> str | None:
             return f.read().strip() or None
     except OSError:
         return None
-
-
-def cpu_list(cpus: list[int] | set[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2,5"`` (the kernel's cpulist format)."""
-    out: list[str] = []
-    ordered = sorted(set(cpus))
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(out)
 
 
 def parse_cpu_list(text: str) -> set[int]:

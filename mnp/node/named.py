@@ -22,7 +22,17 @@ from mnp.control import messages as m
 if TYPE_CHECKING:
     from mnp.node.agent import Agent
 
-__all__ = ["NamedProcesses"]
+__all__ = ["NamedProcesses", "read_pipe"]
+
+
+def read_pipe(fd: int) -> bytes | None:
+    """What a non-blocking pipe holds now: bytes, ``b""`` at its end (or on an error), None when nothing yet."""
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
 
 
 @dataclass
@@ -81,12 +91,9 @@ class NamedProcesses:
         self.agent.act(engine.process_spawned(spec.name, proc.pid))
 
     def _read(self, p: _Named, fd: int) -> str:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
+        data = read_pipe(fd)
+        if data is None:
             return "again"
-        except OSError:
-            data = b""
         if data:
             self.agent.send(m.ProcessOutput(p.name, p.pipes[fd]), data)  # type: ignore[arg-type]
             return "data"

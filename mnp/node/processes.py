@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from mnp.control import messages as m
 from mnp.fabric.shm import remove_job_segments
-from mnp.node.named import NamedProcesses
+from mnp.node.named import NamedProcesses, read_pipe
 from mnp.node.relay import ExecTable, RankFifos, RshRelay
 
 if TYPE_CHECKING:
@@ -219,12 +219,9 @@ class Processes:
 
     def _read_pipe(self, p: _Proc, fd: int) -> str:
         """Forward what is in a rank's pipe: "data", "again" (nothing now) or "eof" (then it is closed)."""
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
+        data = read_pipe(fd)
+        if data is None:
             return "again"
-        except OSError:
-            data = b""
         if data:
             self.agent.send(m.Output(p.rank, p.pipes[fd]), data)  # type: ignore[arg-type]
             return "data"
