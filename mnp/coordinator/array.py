@@ -31,7 +31,7 @@ from mnp.coordinator.alerts import Alerts
 from mnp.coordinator.engine import EXIT_INTERRUPTED
 from mnp.coordinator.events import EventSink, JobCreated, Note
 from mnp.coordinator.job import Interrupt, LaunchRequest
-from mnp.coordinator.pending import POLL_S, resolve_dependencies
+from mnp.coordinator.pending import POLL_S, labelled, resolve_dependencies
 from mnp.coordinator.schedule import ArrayScheduler
 from mnp.coordinator.transit import EXIT_STUCK, TransitWatch
 from mnp.errors import MnpError, UsageError
@@ -87,7 +87,7 @@ class _Array:
                 raise UsageError(f"--array: each child needs {self.n} node(s), but only {len(req.hosts)} host(s) "
                                  "given")
             self.groups = [req.hosts[k * self.n:(k + 1) * self.n] for k in range(len(req.hosts) // self.n)]
-        self.deps = resolve_dependencies(records, [*req.spec.depends_on, *req.depends_on], size)
+        self.deps = resolve_dependencies(records, labelled(req.spec.depends_on, req.depends_on), size)
         self.req, self.size, self.child_events = req, size, child_events
         self.job_id = req.job_id or new_job_id()
         self.sched = ArrayScheduler(self.job_id, size, max_concurrency, len(self.groups) if self.groups else None,

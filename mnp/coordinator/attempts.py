@@ -14,7 +14,7 @@ from typing import Any
 from mnp.coordinator.alerts import Alerts
 from mnp.coordinator.events import JobCreated, Note
 from mnp.coordinator.job import Interrupt, JobResult, LaunchRequest, run_attempt
-from mnp.coordinator.pending import resolve_dependencies, wait_for
+from mnp.coordinator.pending import labelled, resolve_dependencies, wait_for
 from mnp.coordinator.transit import TransitWatch
 from mnp.errors import UsageError
 from mnp.records import Records, new_job_id
@@ -33,7 +33,7 @@ def launch(req: LaunchRequest) -> JobResult:
         req.events(Note("info", f"job {job_id} was left unfinished by a coordinator that is gone: marked FAILED"))
     strategy = retry_strategy(req.spec)
     history: list[dict[str, Any]] = []
-    deps = resolve_dependencies(records, [*req.spec.depends_on, *req.depends_on], None)
+    deps = resolve_dependencies(records, labelled(req.spec.depends_on, req.depends_on), None)
     alerts = Alerts(TransitWatch(req.spec.transit_timeout, time.monotonic(), time.time(), req.spec.on_stuck),
                     req.notify, req.events)
     try:

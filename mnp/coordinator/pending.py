@@ -20,35 +20,41 @@ from mnp.errors import UsageError
 from mnp.records import Records
 from mnp.spec.depends import Dependency, parse_dependency
 
-__all__ = ["resolve_dependencies", "wait_for", "POLL_S"]
+__all__ = ["labelled", "resolve_dependencies", "wait_for", "POLL_S"]
 
 POLL_S = 0.25
 
 
-def resolve_dependencies(records: Records, named: list[str], array_size: int | None) -> list[Dependency]:
-    """What the user named (``--depends-on`` and the job's ``depends_on``) -> dependencies by job id. Raises
-    UsageError (exit 2) for a job that does not exist or a kind that does not fit."""
+def labelled(spec_deps: list[str], option_deps: list[str]) -> list[tuple[str, str]]:
+    """The job's ``depends_on`` and the ``--depends-on`` options, each with the name an error gives it."""
+    return [*((f"depends_on[{i}]", t) for i, t in enumerate(spec_deps)), *(("--depends-on", t) for t in option_deps)]
+
+
+def resolve_dependencies(records: Records, named: list[tuple[str, str]], array_size: int | None) -> list[Dependency]:
+    """What the user named (``--depends-on`` and the job's ``depends_on``, see :func:`labelled`) -> dependencies by
+    job id. Raises UsageError (exit 2), naming the field or option, for a job that does not exist or a kind that
+    does not fit."""
     out: list[Dependency] = []
-    for text in named:
+    for where, text in named:
         try:
             dep = parse_dependency(text)
         except ValueError as e:
-            raise UsageError(f"--depends-on {text!r}: {e}") from None
+            raise UsageError(f"{where} {text!r}: {e}") from None
         if dep.kind and array_size is None:
-            raise UsageError(f"--depends-on {text!r}: {dep.kind} is for array jobs (give --array N)")
+            raise UsageError(f"{where} {text!r}: {dep.kind} is for array jobs (give --array N)")
         if not dep.job:
             out.append(dep)
             continue
         try:
             job = records.get(dep.job)
         except UsageError as e:
-            raise UsageError(f"--depends-on {text!r}: {str(e).split(': ', 1)[-1]}") from None
+            raise UsageError(f"{where} {text!r}: {str(e).split(': ', 1)[-1]}") from None
         if dep.kind == "N_TO_N":
             size = (job.info.get("array") or {}).get("size")
             if size is None:
-                raise UsageError(f"--depends-on {text!r}: job {job.id} is not an array job (N_TO_N pairs children)")
+                raise UsageError(f"{where} {text!r}: job {job.id} is not an array job (N_TO_N pairs children)")
             if size != array_size:
-                raise UsageError(f"--depends-on {text!r}: array {job.id} has {size} children, this one "
+                raise UsageError(f"{where} {text!r}: array {job.id} has {size} children, this one "
                                  f"{array_size} (N_TO_N needs the same size)")
         out.append(Dependency(job.id, dep.kind))
     return out

@@ -11,7 +11,7 @@ import pytest
 from mnp.control import messages as m
 from mnp.coordinator.actions import Stuck, Transition
 from mnp.coordinator.engine import JobEngine, Timing
-from mnp.coordinator.pending import resolve_dependencies
+from mnp.coordinator.pending import labelled, resolve_dependencies
 from mnp.coordinator.schedule import ArrayScheduler, gate, needs_of
 from mnp.coordinator.transit import TransitWatch, make_alert
 from mnp.errors import SpecError, UsageError
@@ -201,14 +201,16 @@ def test_records_children_alerts_and_lookup(tmp_path: Path) -> None:
     assert [j.id for j in stuck] == ["abc1234567:1"] and stuck[0].info["alerts"][0]["line"] == "stuck"
     assert r.get("abc:1").to_json()["stuck"] is True and r.get("abc").to_json()["stuck"] is False
     with pytest.raises(UsageError, match="is not an array job"):
-        resolve_dependencies(r, ["abc:0:N_TO_N"], 2)
+        resolve_dependencies(r, labelled([], ["abc:0:N_TO_N"]), 2)
     with pytest.raises(UsageError, match="has 2 children, this one 3"):
-        resolve_dependencies(r, ["arr:N_TO_N"], 3)
-    with pytest.raises(UsageError, match="no such job"):
-        resolve_dependencies(r, ["ghost"], None)
+        resolve_dependencies(r, labelled([], ["arr:N_TO_N"]), 3)
+    with pytest.raises(UsageError, match=r"^--depends-on 'ghost': no such job"):
+        resolve_dependencies(r, labelled([], ["ghost"]), None)
+    with pytest.raises(UsageError, match=r"^depends_on\[1\] 'ghost': no such job"):  # the job file's field, named
+        resolve_dependencies(r, labelled(["arr", "ghost"], []), None)
     with pytest.raises(UsageError, match="is for array jobs"):
-        resolve_dependencies(r, ["arr:SEQUENTIAL"], None)
-    assert resolve_dependencies(r, ["arr:N_TO_N", "SEQUENTIAL"], 2) == [Dependency("abc1234567", "N_TO_N"),
+        resolve_dependencies(r, labelled([], ["arr:SEQUENTIAL"]), None)
+    assert resolve_dependencies(r, labelled(["arr:N_TO_N"], ["SEQUENTIAL"]), 2) == [Dependency("abc1234567", "N_TO_N"),
                                                                        Dependency("", "SEQUENTIAL")]
 
 
