@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnp.fabric.decide import MAX_CPUS, parse_cpu_list
 from mnp.placement import NodeCpus, Placement, Policy, cpu_list, place, resolve
 
 __all__ = ["Binding", "decide_binding", "node_cpus", "one_machine"]
@@ -60,13 +61,25 @@ def _span(group: list[int]) -> str:
     return f"{group[0]}-{group[-1]}" if group == list(range(group[0], group[-1] + 1)) else ",".join(map(str, group))
 
 
+def _cores(listed: Any) -> dict[int, tuple[int, int]]:
+    """A hello's ``cores`` (cpu, core, package triples), or nothing when it is not that: a node's facts are its
+    agent's word, and a wrong shape must not stop the coordinator."""
+    if not isinstance(listed, list) or len(listed) > MAX_CPUS:
+        return {}
+    out = {}
+    for c in listed:
+        if not (isinstance(c, (list, tuple)) and len(c) == 3
+                and all(type(v) is int and 0 <= v < MAX_CPUS for v in c)):
+            return {}
+        out[c[0]] = (c[1], c[2])
+    return out
+
+
 def node_cpus(facts: Sequence[dict[str, Any]]) -> list[NodeCpus]:
     """Each node's CPUs, topology and machine, from its hello's facts (:func:`mnp.fabric.decide.node_facts`)."""
-    from mnp.fabric.decide import parse_cpu_list
-
     out = []
     for f in facts:
-        cores = {int(c[0]): (int(c[1]), int(c[2])) for c in f.get("cores") or [] if len(c) == 3}
+        cores = _cores(f.get("cores"))
         out.append(NodeCpus(tuple(sorted(parse_cpu_list(str(f.get("cpu_list") or "")))), cores,
                             str(f["boot_id"]) if f.get("boot_id") else None))
     return out

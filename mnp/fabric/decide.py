@@ -79,12 +79,17 @@ def _boot_id() -> str | None:
         return None
 
 
+#: the most CPUs a node's facts may name (Linux's own limit, CONFIG_NR_CPUS, is at most 8192): a node's hello is
+#: a peer's word, and "0-4000000000" must not become a set of four billion
+MAX_CPUS = 65536
+
+
 def parse_cpu_list(text: str) -> set[int]:
-    """``"0-2,5"`` -> ``{0, 1, 2, 5}``; malformed parts are skipped."""
+    """``"0-2,5"`` -> ``{0, 1, 2, 5}``; malformed parts, and CPUs past :data:`MAX_CPUS`, are skipped."""
     out: set[int] = set()
-    for part in (text or "").split(","):
+    for part in (text or "")[:65536].split(","):
         lo, _, hi = part.strip().partition("-")
-        if lo.isdigit() and (not hi or hi.isdigit()):
+        if lo.isdigit() and (not hi or hi.isdigit()) and len(hi or lo) <= 6 and int(hi or lo) < MAX_CPUS:
             out.update(range(int(lo), int(hi or lo) + 1))
     return out
 
