@@ -137,7 +137,7 @@ def _start_array(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: 
     if opts.as_json:
         click.echo(json.dumps(result.to_json()))
     click.echo(line, err=True)
-    sys.exit(result.exit_code)
+    sys.exit(exit_status(result.exit_code, result.state == "SUCCEEDED"))
 
 
 def _begin_hosts(job: Job, hosts: list[HostSpec] | None, ssh: SshOptions | None, job_id: str) -> Any:
@@ -153,10 +153,19 @@ def _begin_hosts(job: Job, hosts: list[HostSpec] | None, ssh: SshOptions | None,
     return cluster
 
 
+def exit_status(code: int | None, ok: bool) -> int:
+    """What mnp exits with: 0 for a job that succeeded; for one that did not, its exit code when the shell can
+    carry it (1-255), else the low byte or 1 (``MPI_Abort(comm, 256)`` must not read as success)."""
+    if ok:
+        return 0
+    c = 1 if code is None else code
+    return c if 1 <= c <= 255 else (c & 0xFF) or 1
+
+
 def report(result: Any, as_json: bool) -> NoReturn:
     """The job's result: one JSON object (``--json``), a line on stderr unless it succeeded, its exit status."""
     if as_json:
         click.echo(json.dumps(result.to_json()))
     if result.state != "SUCCEEDED":
         click.echo(f"mnp: job {result.job_id} {result.state}: {result.reason} (exit {result.exit_code})", err=True)
-    sys.exit(result.exit_code)
+    sys.exit(exit_status(result.exit_code, result.state == "SUCCEEDED"))

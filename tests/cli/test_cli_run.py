@@ -96,3 +96,21 @@ def test_stdin_goes_to_rank_0_or_as_asked(mnp_home: Path, no_leftovers: None) ->
     assert sorted(p.stdout.splitlines()) == ["0 'hi\\n'", "1 'hi\\n'"]
     p = run_mnp(["run", "-n", "2", "--stdin", "2", *reader], mnp_home, input="hi\n")
     assert p.returncode == 2 and p.stderr == "mnp: error: --stdin: rank 2 is not in the job (ranks 0-1)\n"
+
+
+@pytest.mark.noroot
+def test_exit_status_carries_failure_whatever_the_code() -> None:
+    from mnp.cli.run import exit_status
+
+    assert exit_status(0, True) == 0 and exit_status(None, True) == 0
+    assert [exit_status(c, False) for c in (1, 3, 255, 256, 257, 512, -1, None, 0)] == [1, 3, 255, 1, 1, 1, 255, 1, 1]
+
+
+def test_mpi_abort_256_is_not_success(mnp_home: Path, no_leftovers: None) -> None:
+    """MPI_Abort(comm, 256): the job is FAILED with exit code 256 in its record; the shell gets 1, not 256 & 0xff."""
+    code = ("from mpi4py import MPI; import time; "
+            "MPI.COMM_WORLD.Abort(256) if MPI.COMM_WORLD.rank == 0 else time.sleep(30)")
+    p = run_mnp(["run", "-J", "abort256", "-n", "2", sys.executable, "-c", code], mnp_home)
+    assert p.returncode == 1, p.stderr
+    st = json.loads(run_mnp(["status", "--json", "abort256"], mnp_home).stdout)
+    assert st["state"] == "FAILED" and st["exit_code"] == 256
