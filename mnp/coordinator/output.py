@@ -17,6 +17,10 @@ def log_name(node: int, rank: int, stream: str, process: str = "") -> str:
     return f"node{node}.{who}.{'out' if stream == 'stdout' else 'err'}"
 
 
+#: the longest line kept whole for the terminal (the log file gets every byte as it comes)
+MAX_LINE = 64 << 10
+
+
 class OutputSink:
     """Writes each chunk to its log file at once (unbuffered, 0600: ``mnp logs`` sees it while the job runs) and
     emits complete lines. ``echo=False``: keep the logs only (a caller that reads the output as data)."""
@@ -41,8 +45,15 @@ class OutputSink:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        buf = self.partial.get(key, b"") + data
-        *lines, rest = buf.split(b"\n")
+        before = self.partial.get(key, b"")
+        if b"\n" not in data:  # a line still growing: no re-split of what came before
+            rest, lines = before + data, []
+        else:
+            first, *lines, rest = data.split(b"\n")
+            lines.insert(0, before + first)
+        while len(rest) >= MAX_LINE:  # a line without end (progress bars, binary): shown in pieces, never held whole
+            lines.append(rest[:MAX_LINE])
+            rest = rest[MAX_LINE:]
         self.partial[key] = rest
         if lines:
             self._emit(node, who, stream, lines)
