@@ -50,6 +50,9 @@ EXIT_INTERRUPTED = 130
 EXIT_NODE_LOST = 255
 
 
+#: refused messages said and kept one by one (the rest are counted: ``refused_count``)
+MAX_REFUSED = 100
+
 @dataclass(frozen=True)
 class Timing:
     heartbeat_s: float = 1.0
@@ -88,7 +91,8 @@ class JobEngine(ProcessMessages):
     lost: set[int] = field(default_factory=set)
     byes: dict[int, m.Bye] = field(default_factory=dict)
     remounted: dict[int, m.ShmRemounted] = field(default_factory=dict)
-    refused: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # the first MAX_REFUSED refusals
+    refused_count: int = 0
     marks: dict[str, float] = field(default_factory=dict)  # phase name -> time it was reached
     transit: TransitWatch | None = None  # the stuck-in-transit clock (None: not watched)
     why_missing: dict[int, str] = field(default_factory=dict)  # node -> what the provider knows of its delay
@@ -236,8 +240,15 @@ class JobEngine(ProcessMessages):
         return handler(node, msg, data)  # type: ignore[no-any-return]
 
     def _refuse(self, text: str) -> list[Action]:
-        self.refused.append(text)
-        return [Report("security", text)]
+        """Refused: said and kept, the first :data:`MAX_REFUSED` of them; after that only counted, so a peer that
+        floods forged messages costs a counter, not memory and a line each."""
+        self.refused_count += 1
+        if self.refused_count <= MAX_REFUSED:
+            self.refused.append(text)
+            return [Report("security", text)]
+        if self.refused_count == MAX_REFUSED + 1:
+            return [Report("security", f"more than {MAX_REFUSED} messages refused; the rest are only counted")]
+        return []
 
     def _on_hello(self, node: int, msg: m.Hello, data: bytes | None) -> list[Action]:
         if self.phase != "JOINING" or node in self.hellos:

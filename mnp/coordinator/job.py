@@ -402,6 +402,8 @@ class _Job:
                 reason = f"{reason} ({hint})"
         node_list = [{"index": n.index, "hostname": n.hostname, "address": n.address} for n in nodes]
         self.info.update(timings={k: round(v, 4) for k, v in self.timings.items()}, **self.engine.bye_info())
+        if self.engine.refused_count:
+            self.info["refused_count"] = self.engine.refused_count
         tel = self._record_telemetry(write=False)
         if tel is not None and tel.get("advice"):
             self.say(Note("advice", tel["advice"]))

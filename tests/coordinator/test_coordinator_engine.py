@@ -309,3 +309,18 @@ def test_stdin_of_a_launcher_job_goes_to_the_launcher() -> None:
 
 def test_no_stdin_before_the_ranks_run() -> None:
     assert joined().on_stdin(b"early") == []
+
+
+def test_a_flood_of_forged_messages_costs_a_counter() -> None:
+    """A peer that sends forged messages without end: the first MAX_REFUSED are said and kept, one line says the
+    rest are only counted, and then nothing more is kept or printed."""
+    from mnp.coordinator.engine import MAX_REFUSED
+
+    e, _ = running()
+    said = []
+    for i in range(MAX_REFUSED + 5000):
+        said += e.on_message(1, m.ProcessOutput(f"forged{i}", "stdout"), b"x", 1.0)
+    assert len(said) == MAX_REFUSED + 1 and all(a.kind == "security" for a in said)  # type: ignore[union-attr]
+    assert "only counted" in said[-1].text  # type: ignore[union-attr]
+    assert len(e.refused) == MAX_REFUSED and e.refused_count == MAX_REFUSED + 5000
+    assert e.failure is None
