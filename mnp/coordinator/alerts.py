@@ -27,10 +27,14 @@ if TYPE_CHECKING:
 __all__ = ["Alerts"]
 
 
+#: how long a job that has ended still waits for its notify commands
+CLOSE_WAIT_S = 2.0
+
 @dataclass
 class _Running:
     proc: subprocess.Popen[bytes]
     deadline: float
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -79,8 +83,8 @@ class Alerts:
                     except (ProcessLookupError, PermissionError):
                         pass
                     r.proc.wait()
-                    self.say(Note("warning", f"--notify: {self.notify!r} still ran after {self.timeout_s:g}s; "
-                                             "killed"))
+                    ran = time.monotonic() - r.started
+                    self.say(Note("warning", f"--notify: {self.notify!r} still ran after {ran:.1f}s; killed"))
                 elif code is None:
                     continue
                 elif code != 0:
@@ -91,4 +95,15 @@ class Alerts:
             time.sleep(0.05)
 
     def close(self) -> None:
-        self.poll(wait=True)
+        """The job is over: a notify command still running gets :data:`CLOSE_WAIT_S` more (never its whole
+        timeout), then is killed; a signal meanwhile kills it at once. Nothing is left behind."""
+        end = time.monotonic() + CLOSE_WAIT_S
+        for r in self.running:
+            r.deadline = min(r.deadline, end)
+        try:
+            self.poll(wait=True)
+        except KeyboardInterrupt:
+            for r in self.running:
+                r.deadline = 0.0
+            self.poll(wait=True)
+            raise
