@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +67,9 @@ def leftovers() -> list[str]:
     run_dir = Path(os.environ.get("MNP_RUN_DIR", "/run/mnp"))
     if run_dir.exists():
         found += [f"run file {p}" for p in run_dir.iterdir() if p.name != "subnet.lock"]  # the lock stays
+    tmp = Path(tempfile.gettempdir())  # local jobs' private roots and agents' private directories
+    found += [f"dir {p}" for p in tmp.glob("mnp-*") if p.is_dir() and re.fullmatch(r"mnp-([0-9a-f]{6}|agent-.*)",
+                                                                                      p.name)]
     me = os.getpid()
     for p in psutil.process_iter(["pid", "cmdline", "name"]):
         cmd = " ".join(p.info["cmdline"] or [])

@@ -41,6 +41,8 @@ class Cluster:
     #: whether the nodes share one /tmp (nodes that are one machine): each node's processes then get a TMPDIR of
     #: their own, as on separate machines (PRRTE and PMIx name session files by PIDs, which PID namespaces repeat)
     shared_tmp: bool = False
+    #: where agents make their private directories (None: the node's temporary directory); the provider removes it
+    private_root: str | None = None
 
     def join_hint(self, node: int) -> str | None:
         """What the provider knows of why ``node``'s agent has not joined yet (a stuck-in-transit alert says it)."""

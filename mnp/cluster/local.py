@@ -34,6 +34,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,13 @@ def _links() -> set[str]:
     return names
 
 
+def _private_root(short: str) -> str:
+    """Where a local job's agents make their private directories (hostfiles, FIFOs, each node's TMPDIR): in the
+    host's temporary directory, owned by the cluster, so they go with it even when an agent is killed -- an
+    isolated node's agent is its PID 1, and its watchdog dies with it."""
+    return os.path.join(tempfile.gettempdir(), f"mnp-{short}")
+
+
 def _remove(short: str, namespaces: list[str], links: list[str], wait_s: float = 3.0) -> None:
     """Kill what runs in the namespaces, delete them and the links, and wait until the links are gone.
 
@@ -103,6 +111,7 @@ def _remove(short: str, namespaces: list[str], links: list[str], wait_s: float =
     if left:
         run_ip("-force", "-batch", "-", stdin="".join(f"link del {link}\n" for link in sorted(left)), check=False)
     shutil.rmtree(RUN_DIR / short, ignore_errors=True)
+    shutil.rmtree(_private_root(short), ignore_errors=True)
     try:
         (RUN_DIR / f"{short}.pid").unlink()
     except FileNotFoundError:
@@ -189,6 +198,7 @@ class LocalCluster(Cluster):
         self.short = _short(job_id)
         self.bridge = f"mnpb-{self.short}"
         self.dir = RUN_DIR / self.short
+        self.private_root = _private_root(self.short)
         self.shm_bytes = 0
         self._nodes: dict[int, NodeProcess] = {}
         self.node_cpus: dict[int, list[int]] = plan_node_cpus(os.sched_getaffinity(0), num_nodes)
@@ -221,6 +231,7 @@ class LocalCluster(Cluster):
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         (RUN_DIR / f"{self.short}.pid").write_text(f"{os.getpid()}\n")
         self.dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs(_private_root(self.short), mode=0o700, exist_ok=True)
         # Concurrent launches must not pick the same subnet: choose and claim it (the bridge's address) under a lock.
         with open(RUN_DIR / "subnet.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

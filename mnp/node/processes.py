@@ -84,7 +84,7 @@ class Processes:
         subst: dict[str, str] = {}
         own_tmp = self.agent.shared_tmp and "TMPDIR" not in msg.env
         if msg.files or msg.rsh or msg.io_ranks or own_tmp:
-            self.private = tempfile.mkdtemp(prefix="mnp-agent-")  # 0700: ours alone
+            self.private = tempfile.mkdtemp(prefix="mnp-agent-", dir=self.agent.private_root)  # 0700: ours alone
             for name, content in msg.files.items():
                 path = os.path.join(self.private, os.path.basename(name))
                 with open(path, "w") as f:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import JOBS, ROOT, leftovers, run_mnp, write_job
 
@@ -331,3 +333,27 @@ def test_nodes_on_one_machine_get_a_tmpdir_each(tmp_path: Path, mnp_home: Path, 
     p = run_mnp(["launch", str(mine)], mnp_home)
     assert p.returncode == 0, p.stderr
     assert [ln.split()[-2] for ln in p.stdout.splitlines() if " TMP " in ln] == [str(tmp_path)] * 2
+
+
+def test_killed_agent_leaves_no_private_directory(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    """An isolated node's agent is its PID 1: SIGKILL takes its watchdog with it, so the node's private directory
+    (its TMPDIR, hostfiles, FIFOs) lives under the cluster's own root, which teardown removes."""
+    job = write_job(tmp_path / "k.yaml", nodes=2, ranks_per_node=1,
+                    command=[sys.executable, "-c", "import os, time; print('TMP', os.environ['TMPDIR'], flush=True); "
+                             "time.sleep(60)"])
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "launch", "--grace", "1", str(job)],
+                            env={**os.environ, "MNP_HOME": str(mnp_home)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        if " TMP " in line:
+            seen.append(line.split()[-1])
+            if len(seen) == 2:
+                break
+    assert all(Path(d).is_dir() for d in seen)
+    agent = next(p for p in psutil.process_iter(["name"]) if p.info["name"] == "mnp-agent-1")
+    agent.kill()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 255, err
+    assert not any(Path(d).exists() for d in seen)
