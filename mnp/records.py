@@ -194,6 +194,34 @@ class Records:
                         (socket.gethostname(), os.getpid(), time.time(), job_id))
         return Path(self.get(job_id).dir)
 
+    def take(self, job_id: str) -> bool:
+        """:meth:`adopt`, unless the job ended meanwhile (``mnp cancel`` of an array child before it started):
+        then False, and this process must not run it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        cur = self.db.execute("UPDATE jobs SET owner_host=?, owner_pid=?, created=MAX(created, ?) WHERE id=? AND "
+                              "state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
+                              (socket.gethostname(), os.getpid(), time.time(), job_id))
+        self.db.execute("COMMIT")
+        return cur.rowcount == 1
+
+    def cancel_unstarted(self, job_id: str, owner_pid: int, reason: str) -> bool:
+        """CANCELLED now, if it still waits to be taken by its runner (its record still names ``owner_pid``, its
+        parent's process, and it is SUBMITTED or PENDING); else False and nothing changes."""
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        cur = self.db.execute("UPDATE jobs SET state='CANCELLED', updated=?, reason=? WHERE id=? AND owner_pid=? "
+                              "AND state IN ('SUBMITTED', 'PENDING')", (now, reason, job_id, owner_pid))
+        if cur.rowcount == 1:
+            self.db.execute("INSERT INTO transitions VALUES (?,?,?,?)", (job_id, "CANCELLED", now, reason))
+        self.db.execute("COMMIT")
+        return cur.rowcount == 1
+
+    def ended_children(self, parent: str) -> dict[int, str]:
+        """An array's children whose records have ended: index -> state (cheap enough to poll)."""
+        return {i: s for i, s in self.db.execute(
+            "SELECT array_index, state FROM jobs WHERE parent=? AND state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
+            (parent,))}
+
     def alert(self, job_id: str, alert: dict[str, Any]) -> None:
         """Keep a stuck-in-transit alert with the job (the job is "stuck" from now on)."""
         self.db.execute("BEGIN IMMEDIATE")

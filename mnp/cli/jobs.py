@@ -319,6 +319,15 @@ def cancel(job: str, wait: float) -> None:
     j = records.get(job)
     if j.final:
         raise MnpError(f"job {j.id} is not running: {j.state} (exit {j.exit_code})")
+    if j.parent is not None and j.owner_pid is not None and j.owner_pid == records.get(j.parent).owner_pid:
+        # an array child not started yet: its record still names the array's process, which must not be signalled
+        # (that would stop the whole array); it is marked CANCELLED, and the array never starts it
+        if records.cancel_unstarted(j.id, j.owner_pid, "cancelled before it started (mnp cancel)"):
+            click.echo(f"job {j.id} CANCELLED before it started")
+            return
+        j = records.get(j.id)  # taken by its own process meanwhile: signal that one
+        if j.final:
+            raise MnpError(f"job {j.id} is not running: {j.state} (exit {j.exit_code})")
     if j.owner_pid is None or j.owner_host is None:
         raise MnpError(f"job {j.id}: its record names no coordinator process to signal")
     if j.owner_host != socket.gethostname():

@@ -143,6 +143,9 @@ class _Array:
                 if now - last_reap > 1:
                     self.records.reap_orphans()
                     last_reap = now
+                if self.sched.waiting:  # children cancelled before they started (mnp cancel JOB:i)
+                    for i, state in self.records.ended_children(self.job_id).items():
+                        self.sched.withdraw(i, state)
                 starts, fails = self.sched.decide(self.records.state_of)
                 for i, why in fails:
                     self._end_child(i, "FAILED", why)
@@ -266,6 +269,12 @@ def _child_main(req: LaunchRequest, child_events: Callable[[str], EventSink]) ->
     interrupts.pending.clear()
     interrupts.catch_early()  # from here a signal is the child's own, taken over by its coordinator
     code = 1
+    records = Records()
+    try:
+        if not records.take(req.job_id or ""):  # cancelled (mnp cancel JOB:i) between the decision and now
+            return EXIT_INTERRUPTED
+    finally:
+        records.close()
     try:
         events = child_events(req.job_id or "")
         req = replace(req, events=events)

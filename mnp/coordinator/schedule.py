@@ -120,6 +120,12 @@ class ArrayScheduler:
         self.running.pop(index, None)
         self.states[index] = state
 
+    def withdraw(self, index: int, state: str) -> None:
+        """A child not started ended without running (cancelled from another shell): never start it."""
+        if index in self.waiting:
+            self.waiting.remove(index)
+            self.states[index] = state
+
     def cancel_rest(self) -> list[int]:
         """The children not started: CANCELLED (the array was stopped)."""
         rest, self.waiting = self.waiting, []

@@ -221,3 +221,23 @@ def test_hosts_are_shared_out_so_concurrent_children_never_share_one(tmp_path: P
             sorted(list(range(4)) * 2)
     finally:
         hosts.stop()
+
+
+def test_cancel_of_an_unstarted_child_cancels_that_child_alone(tmp_path: Path, mnp_home: Path,
+                                                              no_leftovers: None) -> None:
+    """Before: `mnp cancel JOB:2` of a child still waiting signalled the array's process (its record's owner until
+    the child starts), and the whole array was cancelled."""
+    proc = _popen(["run", "-J", "three", "--array", "3", "--max-concurrency", "1", "sh", "-c", "sleep 2"], mnp_home)
+    try:
+        _wait_record(mnp_home, "three:0", "RUNNING", timeout=120)
+        c = run_mnp(["cancel", "three:2"], mnp_home)
+        assert c.returncode == 0 and "CANCELLED before it started" in c.stdout, c.stderr
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rec = _status(mnp_home, "three")
+    assert [k["state"] for k in rec["children"]] == ["SUCCEEDED", "SUCCEEDED", "CANCELLED"], err
+    assert [t["state"] for t in rec["children"][2]["transitions"]] == ["SUBMITTED", "CANCELLED"]
+    assert proc.returncode != 0 and "2 CANCELLED" in err  # the array did not succeed whole, and says which
