@@ -199,6 +199,11 @@ class LocalCluster(Cluster):
         self.bridge = f"mnpb-{self.short}"
         self.dir = RUN_DIR / self.short
         self.private_root = _private_root(self.short)
+        # each node's init runs the agent's code, forked: imported here, before create (whose every step may be cut
+        # short by a Ctrl-C), never inside it -- an interrupt inside a class definition surfaces as a RuntimeError
+        from mnp.node.agent import run_from_fd
+
+        self._agent_main = run_from_fd
         self.shm_bytes = 0
         self._nodes: dict[int, NodeProcess] = {}
         self.node_cpus: dict[int, list[int]] = plan_node_cpus(os.sched_getaffinity(0), num_nodes)
@@ -265,10 +270,8 @@ class LocalCluster(Cluster):
         lines = ["127.0.0.1\tlocalhost", f"{self.control_address}\tmnp-coordinator"]
         lines += [f"{n.address}\t{n.hostname}" for n in self.nodes]
         (self.dir / "hosts").write_text("\n".join(lines) + "\n")
-        from mnp.node.agent import run_from_fd
-
         for n in self.nodes:
-            run = run_from_fd if init is None else functools.partial(init, n.index)
+            run = self._agent_main if init is None else functools.partial(init, n.index)
             with held_signals():  # a keeper forked is a keeper recorded, for teardown
                 self._nodes[n.index] = fork_node(f"/run/netns/{self.ns(n.index)}", n.hostname, self.shm_bytes,
                                                  str(self.dir / "hosts"), str(n.index), run,
