@@ -201,7 +201,9 @@ try:
 except KeyboardInterrupt as e:
     if where != "after create":
         frames = [f.name for f in traceback.extract_tb(e.__traceback__)]
-        where = "in create: " + " > ".join(frames[frames.index("create"):])
+        # a Ctrl-C may also land between create's return and the next line: not in create, torn down below
+        where = "in create: " + " > ".join(frames[frames.index("create"):]) if "create" in frames else \
+            "beside create"
 except ClusterError as e:
     where = f"ERROR {e}"
 finally:
