@@ -17,6 +17,7 @@ import click
 from mnp.cli.options import node_source_options
 from mnp.cli.types import MAX_NODES_OPTION, Seconds
 from mnp.config import DEFAULTS
+from mnp.placement import BIND_SPELLINGS, MAP_SPELLINGS
 
 __all__ = ["JobOptions", "job_options", "MAX_RANKS", "MAX_RANKS_PER_NODE"]
 
@@ -24,10 +25,8 @@ MAX_RANKS_PER_NODE = 4096  # mnp.spec.jobspec.MAX_RANKS_PER_NODE (not imported: 
 MAX_RANKS = MAX_NODES_OPTION * MAX_RANKS_PER_NODE
 _MAX_TIMEOUT = 365 * 24 * 3600  # mnp.spec.jobspec.MAX_TIMEOUT
 _MAX_ARRAY = 10_000  # mnp.spec.jobspec.MAX_ARRAY
-# mnp.spec.jobspec.CHOICES (a test keeps them equal)
-_BIND = ("auto", "none", "core", "cores", "socket", "sockets", "package", "numa")
-_MAP = ("auto", "slot", "core", "socket", "package", "numa", "node", "block", "cyclic", "block:block", "block:cyclic",
-        "cyclic:block", "cyclic:cyclic")
+_BIND = tuple(BIND_SPELLINGS)  # placement's spellings: a dict of plain data, no import cost
+_MAP = tuple(MAP_SPELLINGS)
 
 
 @dataclass(frozen=True)

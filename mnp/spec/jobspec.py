@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from mnp.errors import SpecError
+from mnp.placement import BIND_SPELLINGS, MAP_SPELLINGS
 from mnp.spec.noderange import NodeRange
 from mnp.spec.processes import Dependencies, Processes
 from mnp.spec.retry import RetryStrategy
@@ -45,10 +46,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "transport": ("auto", "tcp", "efa", "shm"),
     "action": ("retry", "exit"),
     "on_stuck": ("wait", "fail"),
-    # mnp.placement.BIND_SPELLINGS / MAP_SPELLINGS (the mpirun and srun spellings; a test keeps them equal)
-    "bind_to": ("auto", "none", "core", "cores", "socket", "sockets", "package", "numa"),
-    "map_by": ("auto", "slot", "core", "socket", "package", "numa", "node", "block", "cyclic", "block:block",
-               "block:cyclic", "cyclic:block", "cyclic:cyclic"),
+    "bind_to": tuple(BIND_SPELLINGS),  # the mpirun and srun spellings, as mnp.placement reads them
+    "map_by": tuple(MAP_SPELLINGS),
     "condition": ("START", "COMPLETE", "SUCCESS", "HEALTHY"),
 }
 BindTo = Literal["auto", "none", "core", "cores", "socket", "sockets", "package", "numa"]
