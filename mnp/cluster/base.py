@@ -38,10 +38,10 @@ class Cluster:
     probe_ifaces: bool = True
     #: whether each node has a /dev/shm of its own (telemetry then counts all of it, else only the job's files)
     shm_private: bool = False
-    #: whether the nodes share one /tmp (nodes that are one machine): each node's processes then get a TMPDIR of
-    #: their own, as on separate machines (PRRTE and PMIx name session files by PIDs, which PID namespaces repeat)
-    shared_tmp: bool = False
-    #: where agents make their private directories (None: the node's temporary directory); the provider removes it
+    #: set where the nodes share one /tmp (nodes that are one machine): agents make their private directories
+    #: under it (the provider removes it), and each node's processes get a TMPDIR of their own there, as on
+    #: separate machines (PRRTE and PMIx name session files by PIDs, which PID namespaces repeat). None: each
+    #: node's own temporary directory, and the node's TMPDIR as it is
     private_root: str | None = None
 
     def join_hint(self, node: int) -> str | None:

@@ -189,7 +189,6 @@ class LocalCluster(Cluster):
 
     probe_ifaces = False  # every node has eth0 on our bridge
     shm_private = True  # every node mounts its own tmpfs
-    shared_tmp = True  # but /tmp is the host's (job files live there)
 
     def __init__(self, job_id: str, num_nodes: int) -> None:
         super().__init__(job_id, num_nodes)
@@ -339,10 +338,10 @@ class ProcessCluster(Cluster):
 
     warning = "nodes are not isolated (no root or no namespaces): all ranks share this machine's network and /dev/shm"
     probe_ifaces = False
-    shared_tmp = True
 
     def __init__(self, job_id: str, num_nodes: int) -> None:
         super().__init__(job_id, num_nodes)
+        self.private_root = _private_root(_short(job_id))
         mine = sorted(os.sched_getaffinity(0))
         self.node_cpus: dict[int, list[int]] = {i: list(mine) for i in range(num_nodes)}
         self.cpus_shared: bool = num_nodes > 1
@@ -351,6 +350,8 @@ class ProcessCluster(Cluster):
         import socket
 
         self.control_address = "127.0.0.1"
+        assert self.private_root is not None
+        os.makedirs(self.private_root, mode=0o700, exist_ok=True)
         self.nodes = [NodeInfo(i, socket.gethostname(), "127.0.0.1") for i in range(self.num_nodes)]
         return self.nodes
 
@@ -375,6 +376,8 @@ class ProcessCluster(Cluster):
                     except ProcessLookupError:
                         pass
                     p.wait()
+        if self.private_root is not None:
+            shutil.rmtree(self.private_root, ignore_errors=True)
 
 
 def local_cluster(job_id: str, num_nodes: int, isolate: bool | None = None) -> Cluster:

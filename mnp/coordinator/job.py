@@ -242,8 +242,7 @@ class _Job:
         cluster.start_agents({i: {**keys.agent_handoff(i), "endpoint": chan.endpoint, "node": i,
                                   "job_id": self.job_id, "heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
                                   "report_ifaces": cluster.probe_ifaces, "telemetry_s": self.telemetry_s,
-                                  "shm_private": cluster.shm_private, "shared_tmp": cluster.shared_tmp,
-                                  "private_root": cluster.private_root}
+                                  "shm_private": cluster.shm_private, "private_root": cluster.private_root}
                                  for i in range(self.n)})
         self.engine.why_missing = {i: why for i in range(self.n) if (why := cluster.join_hint(i))}
         self._loop(lambda: self.engine.phase == "JOINING", progress=True)

@@ -53,8 +53,8 @@ class Agent:
         self.dialed: str | None = handoff.get("dialed")
         self.command: list[str] | None = handoff.get("command")  # this node's own rank command (AWS Batch)
         self.report_ifaces = bool(handoff.get("report_ifaces"))
-        self.shared_tmp = bool(handoff.get("shared_tmp"))  # give the node's processes a TMPDIR of their own
-        self.private_root: str | None = handoff.get("private_root")  # where its private directory goes
+        # nodes that share one /tmp: the private directory goes here, with a TMPDIR for the node's processes
+        self.private_root: str | None = handoff.get("private_root")
         # ties the node's processes to this agent: they die with it, whatever it dies of; started before
         # the ZeroMQ context (and its thread), so it is forked, not a second interpreter
         try:

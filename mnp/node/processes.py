@@ -82,7 +82,7 @@ class Processes:
         if self.base is not None:
             return self.base
         subst: dict[str, str] = {}
-        own_tmp = self.agent.shared_tmp and "TMPDIR" not in msg.env
+        own_tmp = self.agent.private_root is not None and "TMPDIR" not in msg.env
         if msg.files or msg.rsh or msg.io_ranks or own_tmp:
             self.private = tempfile.mkdtemp(prefix="mnp-agent-", dir=self.agent.private_root)  # 0700: ours alone
             for name, content in msg.files.items():
