@@ -231,6 +231,11 @@ class JobEngine(ProcessMessages):
     # -- messages ----------------------------------------------------------------------------------------------
     def on_message(self, node: int, msg: m.ToCoordinator | m.InvalidMessage, data: bytes | None,
                    now: float) -> list[Action]:
+        if node in self.lost and self.phase in ("BYE", "DONE") and 0 <= node < self.n:
+            # told to go: its agent may end before its last messages are read (its Bye among them); no stranger
+            if isinstance(msg, m.Bye):
+                self.byes[node] = msg
+            return []
         if not 0 <= node < self.n or node in self.lost:
             return self._refuse(f"message from node {node}, which is not (or no longer) in this job")
         self.last_heard[node] = now

@@ -185,6 +185,20 @@ def test_shutdown_waits_for_byes_and_an_ending_agent_is_no_failure() -> None:
     assert e.bye_info() == {"agent_maxrss_kb": {"0": 1000}, "shm_removed": {"0": ["mnp_shm"]}}
 
 
+def test_a_bye_read_after_its_agent_ended_is_kept_not_refused() -> None:
+    """At 128 nodes an agent's exit was seen before its last frames were read: each Bye was reported as a
+    message from a stranger. Once the job said goodbye, a node that ended may still have frames in flight."""
+    e, _ = running()
+    for rank in range(4):
+        e.on_message(rank // 2, m.Exit(rank, 0), None, 1.0)
+    e.on_tick(1.0, {})
+    e.shutdown(1.1)
+    e.on_tick(1.2, {1: 0})  # node 1's agent ended; its Bye is still on the socket
+    assert e.on_message(1, m.Bye(900), None, 1.3) == [] and e.refused == []
+    assert e.bye_info()["agent_maxrss_kb"] == {"1": 900}
+    assert e.on_message(7, m.Bye(900), None, 1.3)[0].kind == "security"  # not a node of this job: still refused
+
+
 def test_output_is_shown_and_only_for_the_nodes_own_ranks() -> None:
     e, _ = running()
     assert e.on_message(1, m.Output(2, "stdout"), b"hi\n", 1.0) == [ShowOutput(1, 2, "stdout", b"hi\n")]
