@@ -62,6 +62,7 @@ class JobOptions:
     transit_timeout: float | None = None
     on_stuck: str | None = None
     notify: str | None = None
+    tree_width: int | None = None
     where: dict[str, Any] = field(default_factory=dict)  # node-source options, for nodes_from_options
 
 
@@ -136,6 +137,9 @@ _JOB = [
     click.option("--notify", metavar="CMD", envvar="MNP_NOTIFY",
                  help="Shell command run with each stuck-in-transit alert as JSON on its stdin (killed after "
                       "$MNP_NOTIFY_TIMEOUT, default 10 s; its failure never fails the job)."),
+    click.option("--tree-width", type=click.IntRange(1, MAX_NODES_OPTION), metavar="K", envvar="MNP_TREE_WIDTH",
+                 help="Agents the coordinator (and each relaying agent) holds at most: above K nodes the control "
+                      "plane is a K-ary tree, as Slurm's TreeWidth (default 32; local and SSH nodes)."),
     click.option("--remount-shm", is_flag=True, envvar="MNP_REMOUNT_SHM",
                  help="As root, grow a node's /dev/shm that is smaller than the job needs (instead of stopping)."),
 ]

@@ -93,7 +93,8 @@ def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOpti
                                       events=render, grace_s=grace, hosts=hosts, ssh=ssh, iface=opts.iface,
                                       remount_shm=opts.remount_shm, explain=opts.explain, job_id=job_id, cluster=early,
                                       stdin=job.stdin, stdin_fd=_stdin_fd() if job.stdin != "none" else None,
-                                      depends_on=list(opts.depends_on), notify=opts.notify))
+                                      depends_on=list(opts.depends_on), notify=opts.notify,
+                                      tree_width=opts.tree_width))
     except BaseException:
         if early is not None:  # the job's own teardown ran unless it failed before its nodes: end them here too
             with contextlib.suppress(Exception):
@@ -126,7 +127,8 @@ def _start_array(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: 
     result = launch_array(LaunchRequest(spec=job.spec, spec_path=job.source, nodes=job.nodes, isolate=opts.isolate,
                                         events=render, grace_s=grace, hosts=hosts, ssh=ssh, iface=opts.iface,
                                         remount_shm=opts.remount_shm, explain=opts.explain, job_id=job_id,
-                                        stdin="none", depends_on=list(opts.depends_on), notify=opts.notify),
+                                        stdin="none", depends_on=list(opts.depends_on), notify=opts.notify,
+                                        tree_width=opts.tree_width),
                           job.spec.array.size, most, child_events)
     ok, bad = result.indexes("SUCCEEDED"), [c for c in result.children if c["state"] != "SUCCEEDED"]
     line = f"mnp: array {result.job_id} {result.state}: {len(ok)} of {len(result.children)} succeeded"

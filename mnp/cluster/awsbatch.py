@@ -116,6 +116,7 @@ def batch_node(environ: Mapping[str, str]) -> BatchNode:
 class BatchMainCluster(Cluster):
     """The main node's view: children start themselves and dial in; this node's own agent is started here."""
 
+    tree_ok = False  # the nodes start at once (srun, Batch) and dial the coordinator: a star
     probe_ifaces = True  # Batch made the network, not mnp: every node lists its interfaces (children: run_child)
     shm_private = True  # each container has its own /dev/shm (sharedMemorySize)
 

@@ -43,6 +43,13 @@ class Cluster:
     #: separate machines (PRRTE and PMIx name session files by PIDs, which PID namespaces repeat). None: each
     #: node's own temporary directory, and the node's TMPDIR as it is
     private_root: str | None = None
+    #: whether the coordinator may start agents level by level, each dialling its parent in the control tree
+    #: (:mod:`mnp.control.tree`); False where the nodes start at once and dial the coordinator (srun, AWS Batch)
+    tree_ok: bool = True
+    #: whether every node has an address (and ports) of its own, so a relay can bind the coordinator's port on it
+    #: and its children can start at once with it (local isolated nodes); else each relay binds any free port and
+    #: its children start once it said which
+    own_addresses: bool = False
 
     def join_hint(self, node: int) -> str | None:
         """What the provider knows of why ``node``'s agent has not joined yet (a stuck-in-transit alert says it)."""

@@ -187,6 +187,8 @@ class LocalCluster(Cluster):
         coordinator should ask MPI not to bind (``--bind-to none``).
     """
 
+    own_addresses = True  # each node is a network namespace of its own
+
     probe_ifaces = False  # every node has eth0 on our bridge
     shm_private = True  # every node mounts its own tmpfs
 

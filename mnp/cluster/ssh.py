@@ -212,11 +212,12 @@ class SshCluster(Cluster):
     # -- agents ------------------------------------------------------------------------------------------------
     def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
         """The agents run since the preflight, waiting on their channel's stdin: hand each its job."""
-        for i, h in enumerate(self.hosts):
+        for i, handoff in handoffs.items():  # all of them, or one level of the control tree
+            h = self.hosts[i]
             chan = h.channel
             chan.settimeout(None)
             try:
-                chan.sendall(json.dumps({**handoffs[i], "watch_stdin": True}).encode() + b"\n")
+                chan.sendall(json.dumps({**handoff, "watch_stdin": True}).encode() + b"\n")
             except (OSError, EOFError) as e:
                 raise HostError(h.spec.name, f"lost the SSH connection: {e}") from None
             h.stderr_thread = threading.Thread(target=self._relay_stderr, args=(i, chan), daemon=True)

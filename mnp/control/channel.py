@@ -9,18 +9,27 @@ by the node its key was issued to (the ZAP user id). Every frame the coordinator
 a peer's node index comes from its key, never from anything it claims. The first connection of a node fixes its
 route; a second connection with the same key (a copy of the key, not a reconnect: an agent keeps its routing
 identity across reconnects) is refused and reported.
+
+In a tree (:mod:`mnp.control.tree`) only the top nodes dial the coordinator; each relays for its subtree. A frame
+that a relay forwards starts with an empty frame, then the origins (or, going down, the targets), then the
+message: ``[b"", pack(nodes), message, data?]``. A message never encodes to an empty frame, so the two forms
+cannot be mistaken for each other. The origins a top node claims must lie in its own subtree.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import zmq
 from zmq.utils import z85
 
+from mnp.control import messages as m
+from mnp.control import tree as t
 from mnp.control.messages import InvalidMessage, ToAgent, ToCoordinator, decode_to_agent, decode_to_coordinator, encode
 
 __all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "Received"]
@@ -57,8 +66,9 @@ def keys_from_secret(secret: str, nodes: int) -> JobKeys:
 class _NodeKeys:
     """The ZAP credentials provider: a key is admitted when the job issued it to a node."""
 
-    def __init__(self, keys: JobKeys) -> None:
-        self.node_of = {pub: i for i, (pub, _) in keys.agents.items()}
+    def __init__(self, keys: JobKeys, admit: Iterable[int] | None = None) -> None:
+        chosen = set(admit) if admit is not None else None
+        self.node_of = {pub: i for i, (pub, _) in keys.agents.items() if chosen is None or i in chosen}
 
     def callback(self, domain: str, key: bytes) -> bool:
         return key in self.node_of
@@ -91,9 +101,11 @@ class Received:
 class CoordinatorChannel:
     """The coordinator's end: one ROUTER socket that all agents dial."""
 
-    def __init__(self, keys: JobKeys, bind_address: str, port: int = 0) -> None:
+    def __init__(self, keys: JobKeys, bind_address: str, port: int = 0, tree: t.Tree | None = None) -> None:
+        self.tree = tree if tree is not None and not tree.star else None
         self.ctx = zmq.Context()
-        self._auth = _authenticator(self.ctx, _NodeKeys(keys))
+        # in a tree only the top nodes dial here: any other node's key is refused at the handshake
+        self._auth = _authenticator(self.ctx, _NodeKeys(keys, self.tree.tops() if self.tree else None))
         s = self.ctx.socket(zmq.ROUTER)
         s.curve_server = True
         s.curve_secretkey = keys.server_secret
@@ -108,17 +120,40 @@ class CoordinatorChannel:
         self.endpoint = f"tcp://{bind_address}:{port}"
         self.routes: dict[int, bytes] = {}  # node -> its connection's routing identity
         self.refused: list[str] = []  # one line per frame refused here (the coordinator reports and records them)
+        self._ready: deque[Received] = deque()  # the rest of a frame that spoke for several nodes
 
     def send(self, node: int, msg: ToAgent, data: bytes | None = None) -> bool:
-        """Send to one agent; False when it has not connected (or is gone: ROUTER_MANDATORY says so)."""
+        """Send to one agent; False when it (or, in a tree, the top node above it) has not connected or is gone
+        (ROUTER_MANDATORY says so)."""
+        return self.send_many([node], msg, data)
+
+    def send_many(self, nodes: Iterable[int], msg: ToAgent, data: bytes | None = None) -> bool:
+        """One message for several agents: encoded once, and in a tree sent once per top node, which relays it
+        down (each edge carries it once). False when some could not be sent."""
+        body = [encode(msg)] + ([data] if data is not None else [])
+        if self.tree is None:
+            return all([self._send(node, body) for node in nodes])
+        by_top: dict[int, list[int]] = {}
+        for node in nodes:
+            top = self.tree.toward(None, node)
+            if top is None:
+                return False
+            by_top.setdefault(top, []).append(node)
+        ok = True
+        for top, targets in by_top.items():
+            if targets == [top]:
+                ok &= self._send(top, body)
+            else:
+                whole = len(targets) == len(sub := self.tree.subtree(top)) and set(targets) == set(sub)
+                ok &= self._send(top, [b"", t.ALL if whole else t.pack(targets), *body])
+        return ok
+
+    def _send(self, node: int, frames: list[bytes]) -> bool:
         route = self.routes.get(node)
         if route is None:
             return False
-        frames = [route, encode(msg)]
-        if data is not None:
-            frames.append(data)
         try:
-            self.sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            self.sock.send_multipart([route, *frames], flags=zmq.NOBLOCK)
             return True
         except zmq.ZMQError:
             return False
@@ -126,6 +161,8 @@ class CoordinatorChannel:
     def recv(self, timeout_ms: int) -> Received | None:
         """The next message, or None after ``timeout_ms``. Frames that are not a message an agent may send come
         back as :class:`InvalidMessage`; a second connection holding a node's key is dropped here."""
+        if self._ready:
+            return self._ready.popleft()
         if not self.sock.poll(timeout_ms):
             return None
         frames = self.sock.recv_multipart(copy=False)
@@ -135,10 +172,31 @@ class CoordinatorChannel:
         if known != route:
             self.refused.append(f"a second connection holding node {node}'s key was refused")
             return None
-        if len(frames) < 2:
+        body = [f.bytes for f in frames[1:]]
+        if len(body) >= 2 and body[0] == b"":
+            return self._relayed(node, body[1], body[2:])
+        if not body:
             return Received(node, InvalidMessage("empty message"))
-        data = frames[2].bytes if len(frames) > 2 else None
-        return Received(node, decode_to_coordinator(frames[1].bytes), data)
+        return Received(node, decode_to_coordinator(body[0]), body[1] if len(body) > 1 else None)
+
+    def _relayed(self, top: int, origins_frame: bytes, body: list[bytes]) -> Received | None:
+        """A frame a top node forwarded for nodes of its subtree: one :class:`Received` per origin. A PMI
+        barrier entry merged by the relays holds every origin's puts; the engine gets them with the first."""
+        origins = t.unpack(origins_frame)
+        if self.tree is None or origins is None or not body:
+            self.refused.append(f"node {top} sent a relayed frame that is not one; dropped")
+            return None
+        strangers = [o for o in origins if not self.tree.within(top, o)]
+        if strangers:
+            self.refused.append(f"node {top} relayed a message as node {strangers[0]}, which is not in its subtree;"
+                                " dropped")
+            return None
+        msg = decode_to_coordinator(body[0])
+        data = body[1] if len(body) > 1 else None
+        for i, origin in enumerate(origins):
+            one = m.Barrier({}) if i and isinstance(msg, m.Barrier) else msg
+            self._ready.append(Received(origin, one, data))
+        return self._ready.popleft() if self._ready else None
 
     def close(self) -> None:
         self.sock.close(linger=200)
@@ -170,12 +228,24 @@ class AgentChannel:
             frames.append(data)
         self.sock.send_multipart(frames)
 
-    def recv_nowait(self) -> tuple[ToAgent | InvalidMessage, bytes | None] | None:
+    def send_frames(self, frames: list[bytes]) -> None:
+        self.sock.send_multipart(frames)
+
+    def recv_frames_nowait(self) -> list[bytes] | None:
         try:
-            frames = self.sock.recv_multipart(flags=zmq.NOBLOCK)
+            return self.sock.recv_multipart(flags=zmq.NOBLOCK)
         except zmq.Again:
             return None
-        return decode_to_agent(frames[0]), (frames[1] if len(frames) > 1 else None)
+
+    def recv_nowait(self) -> tuple[ToAgent | InvalidMessage, bytes | None] | None:
+        """The next message for this node (a relay reads frames with :meth:`recv_frames_nowait` instead)."""
+        while (frames := self.recv_frames_nowait()) is not None:
+            if frames and frames[0] == b"":  # relayed down to us: the targets must be us
+                if len(frames) < 3:
+                    continue
+                frames = frames[2:]
+            return decode_to_agent(frames[0]), (frames[1] if len(frames) > 1 else None)
+        return None
 
     def close(self) -> None:
         self.sock.close()

@@ -195,6 +195,7 @@ class Hello(_Msg, frozen=True, tag="hello"):
     dialed: str | None = None
     command: list[str] | None = None  # the node's own rank command (AWS Batch: the node range's container command)
     fabric: dict[str, object] = {}
+    relay: str | None = None  # where this node's children in the control tree dial it (tcp://address:port)
 
 
 class Started(_Msg, frozen=True, tag="started"):

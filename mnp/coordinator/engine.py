@@ -138,7 +138,7 @@ class JobEngine(ProcessMessages):
         """Whatever the phase: ask every agent to stop and say goodbye (BYE ends when all did, or after bye_s)."""
         self.phase = "BYE"
         self.bye_deadline = now + self.timing.bye_s
-        return [Send(i, m.Shutdown()) for i in range(self.n) if i not in self.lost]
+        return _to_all(m.Shutdown(), [i for i in range(self.n) if i not in self.lost])
 
     def fail(self, f: Failure) -> None:
         if self.failure is None:
@@ -148,7 +148,7 @@ class JobEngine(ProcessMessages):
         self.now = now
         out: list[Action] = []
         if now - self.last_ping >= self.timing.heartbeat_s and self.phase not in ("BYE", "DONE"):
-            out += [Send(i, m.Ping()) for i in sorted(self.hellos) if i not in self.lost]
+            out += _to_all(m.Ping(), [i for i in sorted(self.hellos) if i not in self.lost])
             self.last_ping = now
         for node, status in sorted(dead_agents.items()):
             if self.phase in ("BYE", "DONE"):
@@ -180,14 +180,14 @@ class JobEngine(ProcessMessages):
         elif self.failure is not None and self.phase == "RUNNING":
             self.phase = "STOPPING"
             self.stop_deadline = now + self.timing.grace_s + 5
-            out += [Send(i, m.Kill(self.timing.grace_s)) for i in range(self.n) if i not in self.lost]
+            out += _to_all(m.Kill(self.timing.grace_s), [i for i in range(self.n) if i not in self.lost])
         if self.phase == "RUNNING" and self.failure is None and (self.waiting or self.procs.live) \
                 and (self.ending or (self.had_ranks and not self.waiting)):
             # the job's work is done (every rank exited, or an essential process ended): stop what still runs, and
             # keep the agents until shutdown (an agent that ended now would look lost)
             self.phase = "STOPPING"
             self.stop_deadline = now + self.timing.grace_s + 5
-            out += [Send(i, m.Kill(self.timing.grace_s, stay=True)) for i in range(self.n) if i not in self.lost]
+            out += _to_all(m.Kill(self.timing.grace_s, stay=True), [i for i in range(self.n) if i not in self.lost])
         if self.phase == "STOPPING" and (not (self.waiting or self.procs.live) or now > (self.stop_deadline or now)):
             self.phase = "DONE"  # nodes that do not answer are torn down by the provider
         if self.phase == "RUNNING" and not self.waiting and not self.procs.live:
@@ -317,7 +317,7 @@ class JobEngine(ProcessMessages):
         for puts in self.barrier.values():
             kvs.update(puts)
         self.barrier = {}
-        return [Send(i, m.BarrierDone(kvs)) for i in range(self.n) if i not in self.lost]
+        return _to_all(m.BarrierDone(kvs), [i for i in range(self.n) if i not in self.lost])
 
     def _on_rexec(self, node: int, msg: m.Rexec, data: bytes | None) -> list[Action]:
         from mnp.launch.backends import LAUNCHER
@@ -366,3 +366,8 @@ class JobEngine(ProcessMessages):
         procs = {"processes": self.procs.info()} if self.procs.results else {}
         return {**procs, "agent_maxrss_kb": {str(k): v.maxrss_kb for k, v in sorted(self.byes.items())},
                 "shm_removed": {str(k): v.shm_removed for k, v in sorted(self.byes.items()) if v.shm_removed}}
+
+
+def _to_all(msg: m.ToAgent, nodes: list[int]) -> list[Action]:
+    """One message object for every node: the driver sees it is the same and sends it once per tree edge."""
+    return [Send(i, msg) for i in nodes]

@@ -29,6 +29,8 @@ from mnp import config, interrupts
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.control import messages as m
 from mnp.control.channel import CoordinatorChannel
+from mnp.control.tree import DEFAULT_WIDTH as DEFAULT_TREE_WIDTH
+from mnp.control.tree import Tree
 from mnp.coordinator.actions import Action, ProcessDone, RankDone, Report, Send, ShowOutput, Stuck, Transition
 from mnp.coordinator.alerts import Alerts
 from mnp.coordinator.binding import Binding, decide_binding, node_cpus, one_machine
@@ -84,6 +86,7 @@ class LaunchRequest:
     notify: str | None = None  # a shell command given each stuck-in-transit alert as JSON on its stdin
     adopt: bool = False  # the record exists already (made PENDING, or by an array's parent): this process runs it
     telemetry_s: float | None = None  # seconds between samples on each node; None: $MNP_TELEMETRY_INTERVAL, else 1
+    tree_width: int | None = None  # agents the coordinator and each relay hold at most (None: 32, mnp.control.tree)
 
     def timing(self, timeout_s: float | None) -> Timing:
         return Timing(heartbeat_s=config.setting("heartbeat", self.heartbeat_s),
@@ -154,6 +157,7 @@ class _Job:
         self.timings: dict[str, float] = {}
         self.engine = JobEngine(self.n, req.timing(self.spec.timeout), self.t0, transit=alerts.watch)
         self.chan: CoordinatorChannel | None = None
+        self.levels: _Levels | None = None  # who starts when (the control tree), from bring-up on
         self.cluster: Cluster | None = None
         self.stdin: StdinFeed | None = None  # mnp's stdin while the ranks that read it run
         self.telemetry_s = req.telemetry_s if req.telemetry_s is not None else telemetry_interval()
@@ -237,13 +241,16 @@ class _Job:
         self.say(Progress("hosts ready", len(nodes), self.n, final=True))
         self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
         keys = cluster.keys()
-        chan = self.chan = CoordinatorChannel(keys, cluster.control_address, cluster.control_port)
+        width = self.req.tree_width if self.req.tree_width is not None else DEFAULT_TREE_WIDTH
+        self.tree = Tree(self.n, width if cluster.tree_ok else max(width, self.n))
+        chan = self.chan = CoordinatorChannel(keys, cluster.control_address, cluster.control_port, self.tree)
         t = self.engine.timing
-        cluster.start_agents({i: {**keys.agent_handoff(i), "endpoint": chan.endpoint, "node": i,
-                                  "job_id": self.job_id, "heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
-                                  "report_ifaces": cluster.probe_ifaces, "telemetry_s": self.telemetry_s,
-                                  "shm_private": cluster.shm_private, "private_root": cluster.private_root}
-                                 for i in range(self.n)})
+        common = {"job_id": self.job_id, "heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
+                  "report_ifaces": cluster.probe_ifaces, "telemetry_s": self.telemetry_s,
+                  "shm_private": cluster.shm_private, "private_root": cluster.private_root}
+        self.levels = _Levels(keys, chan, self.tree, common,
+                              [n.address for n in nodes] if cluster.own_addresses else None)
+        cluster.start_agents(self.levels.first())
         self.engine.why_missing = {i: why for i in range(self.n) if (why := cluster.join_hint(i))}
         self._loop(lambda: self.engine.phase == "JOINING", progress=True)
         self.say(Progress("nodes up", len(self.engine.hellos), self.n, final=True))
@@ -283,14 +290,24 @@ class _Job:
             self.chan.refused.clear()
             if got is not None:
                 self._act(self.engine.on_message(got.node, got.msg, got.data, time.monotonic()))
+                if isinstance(got.msg, m.Hello) and self.levels is not None and \
+                        (below := self.levels.below(got.node, got.msg.relay)):
+                    self.cluster.start_agents(below)  # the next level dials the relay that just said hello
             if self.engine.telemetry.write_due(time.monotonic() - self.engine.t0):
                 self._record_telemetry()  # while it runs, `mnp status` shows the peaks so far
 
     def _act(self, actions: list[Action]) -> None:
         assert self.chan is not None
-        for a in actions:
-            if isinstance(a, Send):
-                self.chan.send(a.node, a.msg, a.data)
+        i = 0
+        while i < len(actions):
+            a = actions[i]
+            i += 1
+            if isinstance(a, Send):  # one message for many nodes (the same object): once per edge of the tree
+                nodes = [a.node]
+                while i < len(actions) and isinstance(b := actions[i], Send) and b.msg is a.msg and b.data is a.data:
+                    nodes.append(b.node)
+                    i += 1
+                self.chan.send_many(nodes, a.msg, a.data)
             elif isinstance(a, ShowOutput):
                 self.sink.write(a.node, a.rank, a.stream, a.data, a.process)
             elif isinstance(a, RankDone):
@@ -420,6 +437,51 @@ class _Job:
             if write:
                 self.records.update(self.job_id, info=self.info)
         return tel
+
+
+class _Levels:
+    """Which agents start when: the top nodes at once, each relay's children once it said hello with the
+    endpoint they dial (:mod:`mnp.control.tree`). Each handoff names the server key its agent dials, and a relay's
+    gets its children's public keys (the only ones it admits)."""
+
+    def __init__(self, keys: Any, chan: CoordinatorChannel, tree: Tree, common: dict[str, Any],
+                 addresses: list[str] | None = None) -> None:
+        self.keys, self.tree, self.common = keys, tree, common
+        self.endpoint = chan.endpoint
+        self.started: set[int] = set()
+        # nodes with addresses of their own: each relay binds the coordinator's port on its node, and every agent
+        # starts at once (its parent's endpoint is known); ZeroMQ dials again until the relay is up
+        self.addresses = addresses
+        self.port = int(chan.endpoint.rsplit(":", 1)[1])
+
+    def _handoff(self, node: int, endpoint: str, server_public: str) -> dict[str, Any]:
+        h = {**self.keys.agent_handoff(node), **self.common, "endpoint": endpoint, "node": node,
+             "server_public": server_public}
+        if children := self.tree.children(node):
+            h["tree"] = [self.tree.n, self.tree.width]
+            h["children"] = {str(c): self.keys.agents[c][0].decode() for c in children}
+            if self.addresses is not None:
+                h["relay_port"] = self.port
+        return h
+
+    def first(self) -> dict[int, dict[str, Any]]:
+        if self.addresses is not None:
+            self.started.update(range(self.tree.n))
+            return {i: self._handoff(i, self.endpoint, self.keys.server_public.decode()) if p is None
+                    else self._handoff(i, f"tcp://{self.addresses[p]}:{self.port}", self.keys.agents[p][0].decode())
+                    for i in range(self.tree.n) for p in [self.tree.parent(i)]}
+        tops = self.tree.tops()
+        self.started.update(tops)
+        return {i: self._handoff(i, self.endpoint, self.keys.server_public.decode()) for i in tops}
+
+    def below(self, node: int, relay: str | None) -> dict[int, dict[str, Any]]:
+        """The handoffs of ``node``'s children, once (none before it names a relay endpoint)."""
+        children = [c for c in self.tree.children(node) if c not in self.started]
+        if not children or not relay or not relay.startswith("tcp://"):
+            return {}
+        self.started.update(children)
+        server = self.keys.agents[node][0].decode()
+        return {c: self._handoff(c, relay, server) for c in children}
 
 
 def _hello_dict(h: m.Hello) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class Agent:
         self.chan = AgentChannel(handoff["endpoint"], handoff)
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)
+        self.relay = self._relay(handoff)  # this node's children in the control tree dial it (None: a leaf)
         self.handlers: dict[int, Any] = {}  # fd -> callback(fd): rank pipes, PMI sockets, the relays
         self.ps = Processes(self)
         self._wake_r, self._wake_w = os.pipe()
@@ -85,9 +86,27 @@ class Agent:
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(s, lambda signum, _f: self.signals.append(signum))
 
+    def _relay(self, handoff: dict[str, Any]) -> Any:
+        children = {int(c): k for c, k in (handoff.get("children") or {}).items()}
+        if not children:
+            return None
+        from mnp.control.tree import Tree
+        from mnp.node.treerelay import TreeRelay
+
+        n, width = handoff["tree"]
+        relay = TreeRelay(self.chan.ctx, Tree(int(n), int(width)), self.node, handoff["public"], handoff["secret"],
+                          children, self._my_address() or "127.0.0.1", self.chan.send_frames,
+                          lambda line: log.warning("mnp agent %d: %s", self.node, line), handoff.get("relay_port"))
+        for sock in relay.sockets():
+            self.poller.register(sock, zmq.POLLIN)
+        return relay
+
     # -- the loop ----------------------------------------------------------------------------------------------
     def send(self, msg: m.ToCoordinator, data: bytes | None = None) -> None:
-        self.chan.send(msg, data)
+        if self.relay is None:
+            self.chan.send(msg, data)
+        else:  # through the relay: its barrier and heartbeat are merged with its subtree's
+            self.relay.up([self.node], [m.encode(msg)] + ([data] if data is not None else []))
 
     def hello(self) -> None:
         try:
@@ -95,7 +114,8 @@ class Agent:
         except AttributeError:  # pragma: no cover - not Linux
             cpus = os.cpu_count() or 1
         self.send(m.Hello(socket.gethostname(), cpus, os.getpid(), sys.version.split()[0], self._my_address(),
-                          self.dialed, self.command, node_facts(self.report_ifaces)))
+                          self.dialed, self.command, node_facts(self.report_ifaces),
+                          self.relay.endpoint if self.relay is not None else None))
 
     def _my_address(self) -> str | None:
         """The address this node has on the way to the coordinator (no packet is sent)."""
@@ -109,8 +129,12 @@ class Agent:
 
     def run(self) -> int:
         self.hello()
+        next_beat = 0.0
         while not self.engine.finished:
             self.act(self.engine.on_tick(time.monotonic()))
+            if self.relay is not None and time.monotonic() >= next_beat:
+                self.relay.beat()
+                next_beat = time.monotonic() + self.engine.heartbeat_s
             if self.sampler is not None and (sample := self.sampler.poll(time.monotonic())) is not None:
                 self.send(sample)
             while self.signals:
@@ -122,6 +146,8 @@ class Agent:
                     self._drain_wake()
                 elif sock == self.stdin_fd:
                     self._read_stdin()
+                elif self.relay is not None and sock in self.relay.sockets():
+                    self.relay.handle(sock)
                 else:
                     handler = self.handlers.get(sock)
                     if handler is not None:
@@ -131,7 +157,12 @@ class Agent:
         removed = self.ps.close()
         if self.watchdog is not None:
             self.watchdog.close()
+        if self.relay is not None:
+            self.relay.beat()
+            self._drain_children(2.5)  # the subtree's last words (their Byes) go up before this relay ends
         self.send(m.Bye(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, removed))
+        if self.relay is not None:
+            self.relay.close()
         self.chan.close()
         return self.engine.exit_code
 
@@ -147,8 +178,27 @@ class Agent:
             self.act(self.engine.on_session_closed())
 
     def _drain_control(self) -> None:
-        while (got := self.chan.recv_nowait()) is not None:
-            self.act(self.engine.on_message(got[0], got[1], time.monotonic()))
+        if self.relay is None:
+            while (got := self.chan.recv_nowait()) is not None:
+                self.act(self.engine.on_message(got[0], got[1], time.monotonic()))
+            return
+        while (frames := self.chan.recv_frames_nowait()) is not None:
+            mine = self.relay.down(frames)
+            if mine:
+                self.act(self.engine.on_message(m.decode_to_agent(mine[0]), mine[1] if len(mine) > 1 else None,
+                                                time.monotonic()))
+
+    def _drain_children(self, timeout: float) -> None:
+        """Forward what the children still send until each of them said goodbye (or ``timeout``)."""
+        assert self.relay is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.relay.all_gone():
+            for sock, _ in self.poller.poll(timeout=50):
+                if sock in self.relay.sockets():
+                    self.relay.handle(sock)
+                elif sock is self.chan.sock:  # what is still on its way down (their Shutdown) goes on
+                    while (frames := self.chan.recv_frames_nowait()) is not None:
+                        self.relay.down(frames)
 
     def _drain_wake(self) -> None:
         try:

@@ -1,0 +1,184 @@
+"""An agent that relays for its subtree of the control tree (:mod:`mnp.control.tree`).
+
+It binds a ROUTER of its own (CURVE server with its node's key pair, which the coordinator gave its children as
+their server's key) and admits exactly its children's public keys, through a ZAP handler answered in the agent's
+own loop (no thread). Up, it forwards each child's frames with their origin, after checking that the origins lie
+in that child's subtree; it merges its subtree's PMI barrier entries into one (all the puts, every origin) and
+its subtree's heartbeats into one per interval. Down, it delivers what is for its own node and sends the rest on,
+once per child whose subtree holds a target.
+
+The frames follow :mod:`mnp.control.channel`: ``[message, data?]`` from and to the node itself,
+``[b"", pack(nodes) | ALL, message, data?]`` for others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import zmq
+from zmq.utils import z85
+
+from mnp.control import tree as t
+from mnp.control.messages import Barrier, Heartbeat, encode
+
+__all__ = ["TreeRelay"]
+
+HEARTBEAT = encode(Heartbeat())
+_BARRIER = b'{"t":"barrier"'
+_BYE = b'{"t":"bye"'
+_ZAP = "inproc://zeromq.zap.01"
+
+
+class _Puts(msgspec.Struct):
+    puts: dict[str, str]
+
+
+class TreeRelay:
+    """``send_up(frames)`` writes to the parent; ``report(line)`` says what was refused (logged by the agent)."""
+
+    def __init__(self, ctx: zmq.Context[Any], tree: t.Tree, node: int, public: str, secret: str,
+                 children: dict[int, str], bind_host: str, send_up: Callable[[list[bytes]], None],
+                 report: Callable[[str], None], port: int | None = None) -> None:
+        self.tree, self.node = tree, node
+        self.send_up, self.report = send_up, report
+        self.child_of_key = {k.encode(): c for c, k in children.items() if c in tree.children(node)}
+        self.mine = set(tree.subtree(node))
+        self.routes: dict[int, bytes] = {}
+        self.zap = ctx.socket(zmq.REP)
+        self.zap.linger = 0
+        self.zap.bind(_ZAP)
+        s = ctx.socket(zmq.ROUTER)
+        s.curve_server = True
+        s.curve_publickey = public.encode()
+        s.curve_secretkey = secret.encode()
+        s.zap_domain = b"mnp"
+        s.router_mandatory = True
+        s.sndhwm = 0  # never drop what goes down (stdin, the barrier's key-value space)
+        s.linger = 1000
+        if port:  # chosen by the coordinator, so the children could start with this relay (a node's own address)
+            s.bind(f"tcp://{bind_host}:{port}")
+        else:
+            port = s.bind_to_random_port(f"tcp://{bind_host}")
+        self.sock = s
+        self.endpoint = f"tcp://{bind_host}:{port}"
+        self.barrier_in: set[int] = set()
+        self.barrier_puts: dict[str, str] = {}
+        self.heard: set[int] = set()
+        self.gone: set[int] = {node}  # nodes of the subtree that said goodbye (this one counts as gone)
+
+    def sockets(self) -> list[zmq.Socket[Any]]:
+        return [self.zap, self.sock]
+
+    def handle(self, sock: Any) -> None:
+        if sock is self.zap:
+            self._answer_zap()
+        else:
+            self._from_children()
+
+    # -- admission ---------------------------------------------------------------------------------------------
+    def _answer_zap(self) -> None:
+        """ZAP (RFC 27): a CURVE handshake is let through when the key is one of this relay's children's."""
+        while True:
+            try:
+                req = self.zap.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            version, request_id = (req + [b"", b""])[:2]
+            key = req[6] if len(req) >= 7 and req[5] == b"CURVE" else b""
+            child = self.child_of_key.get(z85.encode(key)) if len(key) == 32 else None
+            if child is None:
+                self.report(f"refused a connection from a key that is not one of node {self.node}'s children")
+                self.zap.send_multipart([version, request_id, b"400", b"not a child of this node", b"", b""])
+            else:
+                self.zap.send_multipart([version, request_id, b"200", b"OK", str(child).encode(), b""])
+
+    # -- up ----------------------------------------------------------------------------------------------------
+    def _from_children(self) -> None:
+        while True:
+            try:
+                frames = self.sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            route = frames[0].bytes
+            child = int(frames[0].get("User-Id"))
+            if self.routes.setdefault(child, route) != route:
+                self.report(f"a second connection holding node {child}'s key was refused")
+                continue
+            body = [f.bytes for f in frames[1:]]
+            if len(body) >= 3 and body[0] == b"":
+                origins = t.unpack(body[1])
+                if origins is None or not all(self.tree.within(child, o) for o in origins):
+                    self.report(f"node {child} relayed a message for a node outside its subtree; dropped")
+                    continue
+                self.up(origins, body[2:])
+            elif body and body[0]:
+                self.up([child], body)
+
+    def up(self, origins: list[int], body: list[bytes]) -> None:
+        """A message of ``origins`` (this node's own, or from below) on its way to the coordinator."""
+        if body[0] == HEARTBEAT:
+            self.heard.update(origins)
+            return
+        if body[0].startswith(_BARRIER) and len(body) == 1:
+            try:
+                puts = msgspec.json.decode(body[0], type=_Puts).puts
+            except msgspec.DecodeError:
+                puts = None
+            if puts is not None:
+                self.barrier_in.update(origins)
+                self.barrier_puts.update(puts)
+                if self.barrier_in >= self.mine:
+                    merged = encode(Barrier(self.barrier_puts))
+                    self.send_up([b"", t.pack(sorted(self.barrier_in)), merged])
+                    self.barrier_in, self.barrier_puts = set(), {}
+                return
+        if body[0].startswith(_BYE):
+            self.gone.update(origins)
+        if origins == [self.node]:
+            self.send_up(body)
+        else:
+            self.send_up([b"", t.pack(origins), *body])
+
+    def all_gone(self) -> bool:
+        return self.gone >= self.mine
+
+    def beat(self) -> None:
+        """Once per heartbeat interval: the subtree's heartbeats (this node's own among them) as one frame."""
+        if self.heard:
+            self.send_up([b"", t.pack(sorted(self.heard)), HEARTBEAT])
+            self.heard = set()
+
+    # -- down --------------------------------------------------------------------------------------------------
+    def down(self, frames: list[bytes]) -> list[bytes] | None:
+        """Frames from the parent: sends on what is for the subtree; returns the message for this node, if any."""
+        if not frames or frames[0] != b"":
+            return frames or None
+        if len(frames) < 3:
+            return None
+        body = frames[2:]
+        targets = self.mine if frames[1] == t.ALL else set(t.unpack(frames[1]) or ())
+        by_child: dict[int, list[int]] = {}
+        for target in targets:
+            if target != self.node and (c := self.tree.toward(self.node, target)) is not None:
+                by_child.setdefault(c, []).append(target)
+        for child, sub in by_child.items():
+            route = self.routes.get(child)
+            if route is None:
+                continue  # not connected (yet, or any more): the coordinator's deadlines deal with it
+            if sub == [child]:
+                out = body
+            else:
+                whole = len(sub) == len(below := self.tree.subtree(child))
+                out = [b"", t.ALL if whole and set(sub) == set(below) else t.pack(sub), *body]
+            try:
+                self.sock.send_multipart([route, *out], flags=zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass  # gone: its subtree falls silent, which the coordinator sees
+        return body if self.node in targets else None
+
+    def close(self) -> None:
+        self.sock.close(linger=500)
+        self.zap.close()
+
