@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 
 from mnp.control import messages as m
+from mnp.control.tree import Tree
 from mnp.coordinator.actions import Action, RankDone, Report, Send, ShowOutput, Stuck, Transition
 from mnp.coordinator.procs import JobProcesses, ProcessMessages
 from mnp.coordinator.rexec import RemoteExecs
@@ -97,6 +98,7 @@ class JobEngine(ProcessMessages):
     transit: TransitWatch | None = None  # the stuck-in-transit clock (None: not watched)
     why_missing: dict[int, str] = field(default_factory=dict)  # node -> what the provider knows of its delay
     telemetry: TelemetryBook = field(default_factory=TelemetryBook)  # each node's samples: peaks, a short series
+    tree: Tree | None = None  # the control tree (None: a star): a lost relay takes its subtree with it
 
     def __post_init__(self) -> None:
         self.t0 = self.now
@@ -220,12 +222,17 @@ class JobEngine(ProcessMessages):
         return self._forget(node)
 
     def _forget(self, node: int) -> list[Action]:
-        self.lost.add(node)
-        self.procs.node_lost(node)
+        """``node`` is gone, and with it (in a tree) every node it relayed for: they can be reached no more."""
+        gone = self.tree.subtree(node) if self.tree is not None else [node]
         out: list[Action] = []
-        for proc in [p for p, n in self.waiting.items() if n == node]:
-            del self.waiting[proc]
-            out.append(RankDone(proc))
+        for lost in gone:
+            if lost != node and lost in self.lost:
+                continue
+            self.lost.add(lost)
+            self.procs.node_lost(lost)
+            for proc in [p for p, n in self.waiting.items() if n == lost]:
+                del self.waiting[proc]
+                out.append(RankDone(proc))
         return out
 
     # -- messages ----------------------------------------------------------------------------------------------

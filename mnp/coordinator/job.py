@@ -243,6 +243,7 @@ class _Job:
         keys = cluster.keys()
         width = self.req.tree_width if self.req.tree_width is not None else DEFAULT_TREE_WIDTH
         self.tree = Tree(self.n, width if cluster.tree_ok else max(width, self.n))
+        self.engine.tree = None if self.tree.star else self.tree
         chan = self.chan = CoordinatorChannel(keys, cluster.control_address, cluster.control_port, self.tree)
         t = self.engine.timing
         common = {"job_id": self.job_id, "heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,

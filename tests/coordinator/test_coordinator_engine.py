@@ -199,6 +199,23 @@ def test_a_bye_read_after_its_agent_ended_is_kept_not_refused() -> None:
     assert e.on_message(7, m.Bye(900), None, 1.3)[0].kind == "security"  # not a node of this job: still refused
 
 
+def test_a_lost_relay_takes_its_subtree_and_nothing_waits_for_it() -> None:
+    """Tree(4, 2): node 0 relays for nodes 2 and 3. Node 0's agent exits: they can be reached no more either."""
+    from mnp.control.tree import Tree
+
+    e = JobEngine(4, Timing(), now=0.0)
+    e.tree = Tree(4, 2)
+    for i in range(4):
+        e.on_message(i, _hello(i), None, 0.1)
+    b = DirectPmi()
+    e.start(b, b.starts(_plan(4, 1), "/work"), {}, 0.2)
+    out = e.on_tick(1.0, {0: -9})
+    assert e.lost == {0, 2, 3} and e.failure is not None and "node 0 lost" in e.failure.reason
+    assert sorted(a.rank for a in out if isinstance(a, RankDone)) == [0, 2, 3]
+    assert sorted(e.waiting) == [1]
+    assert [s.node for s in _sends(out + e.on_tick(2.5, {}), m.Kill)] == [1]  # stop what is left
+
+
 def test_output_is_shown_and_only_for_the_nodes_own_ranks() -> None:
     e, _ = running()
     assert e.on_message(1, m.Output(2, "stdout"), b"hi\n", 1.0) == [ShowOutput(1, 2, "stdout", b"hi\n")]
