@@ -15,6 +15,11 @@ the mpi4py hello (each rank starts a Python interpreter and imports mpi4py: on a
 with N whatever the launcher does) and with the C hello built by CMake against the same MPICH (where what grows
 with N is mostly the launcher's own work).
 
+Tree mode (``--tree 8,32,64,128``) times the whole ``mnp launch`` of the C hello, 1 rank per node, on N isolated
+local nodes with the control tree at its default width (32) and as a star (``--tree-width N``), alternating, and
+prints from each job's record its bring-up, the frames the coordinator read and wrote, and the coordinator
+process's CPU time (target: t(128)/t(8) <= 4).
+
 Slurm mode (``--slurm 8`` or ``--slurm 8,32``; needs Slurm's Debian packages, which setup.sh installs) builds a real
 Slurm cluster of namespace nodes (tests/slurmnodes.py: slurmctld, slurmd, munged), holds an allocation of N nodes
 (``salloc --no-shell``) and, inside it, times ``mnp launch`` (agents through srun, 1 rank per node) against
@@ -70,15 +75,16 @@ def build_c_hello(tmp: Path) -> list[str]:
     return [str(build / "mpi_hello")]
 
 
-def time_mnp(home: Path, nodes: int, rpn: int, command: list[str] | None = None) -> tuple[float, dict]:
+def time_mnp(home: Path, nodes: int, rpn: int, command: list[str] | None = None,
+             extra: list[str] | None = None) -> tuple[float, dict]:
     job = home / f"hello-{nodes}x{rpn}.yaml"
     job.write_text(json.dumps({"name": "bench-hello", "nodes": nodes, "ranks_per_node": rpn,
                                "command": command or HELLO,
                                "mpi": "mpich", "transport": "tcp"}))
     env = {**os.environ, "MNP_HOME": str(home)}
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "mnp", "launch", "--json", str(job)], capture_output=True, text=True,
-                       env=env, check=False)
+    p = subprocess.run([sys.executable, "-m", "mnp", "launch", "--json", *(extra or []), str(job)],
+                       capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"mnp launch failed ({p.returncode}): {p.stderr[-2000:]}")
@@ -315,6 +321,36 @@ def _ssh_once(argv: list[str], env: dict[str, str], cwd: Path, n: int,
     return wall, cpu, json.loads(st.stdout)["info"].get("timings", {})
 
 
+def tree_mode(counts: list[int], reps: int) -> None:
+    """The control tree against the star: whole ``mnp launch`` of the C hello (1 rank per node) on N isolated
+    local nodes, default width (32) and ``--tree-width N`` (every agent a child of the coordinator), alternating;
+    bring-up, frames the coordinator read and wrote, and its CPU time, from each job's record."""
+    with tempfile.TemporaryDirectory(prefix="mnp-bench-") as d:
+        tmp = Path(d)
+        command = build_c_hello(tmp)
+        time_mnp(tmp, counts[0], 1, command)  # warm the page cache
+        print(f"# control tree (width 32) against the star: C hello, 1 rank per node, {reps} alternating runs each;"
+              " medians (min-max)")
+        print(f"{'nodes':>5}  {'shape':>6}  {'whole s':>20}  {'t(N)/t(' + str(counts[0]) + ')':>9}  "
+              f"{'bring-up s':>10}  {'frames in':>9}  {'frames out':>10}  {'coord CPU s':>11}")
+        base: dict[str, float] = {}
+        for n in counts:
+            runs: dict[str, list[tuple[float, dict]]] = {"tree": [], "star": []}
+            for _ in range(reps):
+                runs["tree"].append(time_mnp(tmp, n, 1, command))
+                runs["star"].append(time_mnp(tmp, n, 1, command, ["--tree-width", str(n)]))
+            for shape, got in runs.items():
+                walls = [w for w, _ in got]
+                t = statistics.median(walls)
+                base.setdefault(shape, t)
+                med = {k: statistics.median(i["control"][k] for _, i in got)
+                       for k in ("frames_in", "frames_out", "coordinator_cpu_s")}
+                up = statistics.median(i["timings"]["bringup_s"] for _, i in got)
+                print(f"{n:>5}  {shape:>6}  {t:7.3f} ({min(walls):.3f}-{max(walls):.3f})  {t / base[shape]:9.2f}  "
+                      f"{up:10.3f}  {med['frames_in']:9.0f}  {med['frames_out']:10.0f}  "
+                      f"{med['coordinator_cpu_s']:11.3f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
@@ -324,12 +360,17 @@ def main() -> None:
                     "on N sshd hosts")
     ap.add_argument("--baseline", metavar="DIR", type=Path, help="SSH mode: also time the mnp of another checkout "
                     "(e.g. `git archive COMMIT | tar -x -C DIR`) in the same alternation")
+    ap.add_argument("--tree", metavar="N[,N...]", help="Tree mode only: the control tree (width 32) against the star "
+                    "on N isolated local nodes (e.g. 8,32,64,128)")
     args = ap.parse_args()
     if not namespaces_available():
         raise SystemExit("bench/launch.py needs root (isolated local nodes)")
     clean_stale()
     if args.slurm:
         slurm_mode([int(x) for x in args.slurm.split(",")], args.reps)
+        return
+    if args.tree:
+        tree_mode([int(x) for x in args.tree.split(",")], args.reps)
         return
     if args.ssh:
         ssh_mode([int(x) for x in args.ssh.split(",")], args.reps, args.baseline and args.baseline.resolve())

@@ -121,6 +121,7 @@ class CoordinatorChannel:
         self.routes: dict[int, bytes] = {}  # node -> its connection's routing identity
         self.refused: list[str] = []  # one line per frame refused here (the coordinator reports and records them)
         self._ready: deque[Received] = deque()  # the rest of a frame that spoke for several nodes
+        self.frames_in = self.frames_out = 0  # messages read and written here (the job's record keeps them)
 
     def send(self, node: int, msg: ToAgent, data: bytes | None = None) -> bool:
         """Send to one agent; False when it (or, in a tree, the top node above it) has not connected or is gone
@@ -154,6 +155,7 @@ class CoordinatorChannel:
             return False
         try:
             self.sock.send_multipart([route, *frames], flags=zmq.NOBLOCK)
+            self.frames_out += 1
             return True
         except zmq.ZMQError:
             return False
@@ -166,6 +168,7 @@ class CoordinatorChannel:
         if not self.sock.poll(timeout_ms):
             return None
         frames = self.sock.recv_multipart(copy=False)
+        self.frames_in += 1
         route = frames[0].bytes
         node = int(frames[0].get("User-Id"))
         known = self.routes.setdefault(node, route)

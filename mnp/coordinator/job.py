@@ -19,6 +19,7 @@ provider removes the nodes. Retries (AWS Batch's rules) are in :mod:`mnp.coordin
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import time
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,10 @@ if TYPE_CHECKING:
     from mnp.spec.model import JobSpec
 
 __all__ = ["LaunchRequest", "JobResult", "run_attempt", "Interrupt"]
+
+
+#: seconds between looks at the provider's list of ended agents (a node's loss is seen within this)
+LOST_CHECK_S = 0.05
 
 
 @dataclass
@@ -158,6 +163,7 @@ class _Job:
         self.engine = JobEngine(self.n, req.timing(self.spec.timeout), self.t0, transit=alerts.watch)
         self.chan: CoordinatorChannel | None = None
         self.levels: _Levels | None = None  # who starts when (the control tree), from bring-up on
+        self.next_lost_check = 0.0
         self.cluster: Cluster | None = None
         self.stdin: StdinFeed | None = None  # mnp's stdin while the ranks that read it run
         self.telemetry_s = req.telemetry_s if req.telemetry_s is not None else telemetry_interval()
@@ -272,7 +278,11 @@ class _Job:
             self.alerts.poll()
             if self.interrupt.signum is not None:
                 self.engine.interrupt(self.interrupt.signum)
-            self._act(self.engine.on_tick(time.monotonic(), self.cluster.lost()))
+            now = time.monotonic()
+            dead: dict[int, int] = {}
+            if now >= self.next_lost_check:  # a waitpid per node: at 128 nodes, every pass made this the busiest part
+                dead, self.next_lost_check = self.cluster.lost(), now + LOST_CHECK_S
+            self._act(self.engine.on_tick(now, dead))
             if progress and self.engine.phase == "JOINING":
                 missing = self.engine.missing()
                 self.say(Progress("nodes up", self.n - len(missing), self.n, "waiting for node " +
@@ -403,6 +413,11 @@ class _Job:
                 self._loop(lambda: not self.engine.done, poll_ms=50)
             except KeyboardInterrupt:
                 self._cancel()
+            use = resource.getrusage(resource.RUSAGE_SELF)  # this process: the CLI and the coordinator
+            self.info["control"] = {"width": self.tree.width if not self.tree.star else None,
+                                    "depth": len(self.tree.levels()), "frames_in": self.chan.frames_in,
+                                    "frames_out": self.chan.frames_out,
+                                    "coordinator_cpu_s": round(use.ru_utime + use.ru_stime, 3)}
             self.chan.close()
         self.timings["shutdown_s"] = time.monotonic() - self.t0
         if self.cluster is not None:

@@ -222,6 +222,8 @@ class Agent:
     # -- actions -----------------------------------------------------------------------------------------------
     def act(self, actions: list[e.NodeAction]) -> None:
         for a in actions:
+            if self.sampler is not None and isinstance(a, (e.Spawn, e.SpawnProcess, e.RunExec)):
+                self.sampler.arm(time.monotonic())  # the job's processes start here: telemetry has something to see
             if isinstance(a, e.Send):
                 self.send(a.msg, a.data)
             elif isinstance(a, e.PmiReply):

@@ -70,6 +70,9 @@ def test_tree_memory_and_cpu_of_children_reaped_and_gone(tmp_path: Path, child: 
 def test_poll_is_paced_and_quiet_without_processes(tmp_path: Path, child: subprocess.Popen[str]) -> None:
     s = Sampler(2.0, shm_private=False, shm_path=str(tmp_path))
     _step(child, "two", send=False)
+    assert s.poll(99.0) is None and s.next_due == 0.0  # not armed: the node started nothing yet, no pass is made
+    s.arm(99.5)  # (the agent does it when it starts the job's first process): the first pass a moment later
+    assert s.poll(99.6) is None and s.next_due == pytest.approx(99.7)
     first = s.poll(100.0)
     assert isinstance(first, m.Telemetry) and first.procs == 2 and first.rss >= 64 * MiB
     assert first.cpu_pct == 0.0  # nothing to compare with yet
