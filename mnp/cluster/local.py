@@ -204,6 +204,9 @@ class LocalCluster(Cluster):
         # short by a Ctrl-C), never inside it -- an interrupt inside a class definition surfaces as a RuntimeError
         from mnp.node.agent import run_from_fd
 
+        if num_nodes > 1:
+            import psutil  # noqa: F401 - the agents' telemetry: once here (30 ms), not in each forked node
+
         self._agent_main = run_from_fd
         self.shm_bytes = 0
         self._nodes: dict[int, NodeProcess] = {}

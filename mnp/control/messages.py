@@ -259,6 +259,7 @@ class Heartbeat(_Msg, frozen=True, tag="heartbeat"):
 class Bye(_Msg, frozen=True, tag="bye"):
     maxrss_kb: int | None = None
     shm_removed: list[str] = []
+    cpu_s: float | None = None  # the agent's own CPU time (user + system), start to goodbye
 
 
 class ExecOutput(_Msg, frozen=True, tag="exec_output"):

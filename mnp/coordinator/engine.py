@@ -371,7 +371,9 @@ class JobEngine(ProcessMessages):
 
     def bye_info(self) -> dict[str, Any]:
         procs = {"processes": self.procs.info()} if self.procs.results else {}
+        cpu = {str(k): v.cpu_s for k, v in sorted(self.byes.items()) if v.cpu_s is not None}
         return {**procs, "agent_maxrss_kb": {str(k): v.maxrss_kb for k, v in sorted(self.byes.items())},
+                **({"agent_cpu_s": cpu} if cpu else {}),
                 "shm_removed": {str(k): v.shm_removed for k, v in sorted(self.byes.items()) if v.shm_removed}}
 
 

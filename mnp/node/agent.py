@@ -160,7 +160,8 @@ class Agent:
         if self.relay is not None:
             self.relay.beat()
             self._drain_children(2.5)  # the subtree's last words (their Byes) go up before this relay ends
-        self.send(m.Bye(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, removed))
+        use = resource.getrusage(resource.RUSAGE_SELF)
+        self.send(m.Bye(use.ru_maxrss, removed, round(use.ru_utime + use.ru_stime, 4)))
         if self.relay is not None:
             self.relay.close()
         self.chan.close()
