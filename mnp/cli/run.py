@@ -58,6 +58,10 @@ def _host_names(job_id: str) -> Callable[[int], str]:
 
 def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOptions | None) -> NoReturn:
     """Run ``job`` (or, with ``--dry-run``, print its plan) and exit with its exit status."""
+    if ssh is not None and opts.tree_width is not None:  # SSH hosts beyond the width are dialled by relays
+        import dataclasses
+
+        ssh = dataclasses.replace(ssh, tree_width=opts.tree_width)
     for note in job.notes:
         click.echo(f"mnp: {note}", err=True)
     if opts.dry_run:

@@ -50,6 +50,14 @@ class Cluster:
     #: and its children can start at once with it (local isolated nodes); else each relay binds any free port and
     #: its children start once it said which
     own_addresses: bool = False
+    #: the control tree's width this provider was made for (SSH: it dials only that many hosts itself); None: the
+    #: job's --tree-width
+    tree_width: int | None = None
+
+    def spawn_spec(self, node: int) -> dict[str, Any] | None:
+        """How a relay starts node ``node``'s agent itself (tree spawn; :mod:`mnp.node.spawner`), or None where
+        the coordinator starts every agent (local nodes: forked here)."""
+        return None
 
     def join_hint(self, node: int) -> str | None:
         """What the provider knows of why ``node``'s agent has not joined yet (a stuck-in-transit alert says it)."""

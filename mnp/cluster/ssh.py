@@ -28,8 +28,9 @@ from typing import Any
 
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.cluster.hosts import HostSpec
-from mnp.cluster.ssh_task import BOOTSTRAP, TAG
+from mnp.cluster.ssh_task import BOOTSTRAP, TAG, preflight_problem
 from mnp.cluster.sshdial import Dialer, DialOptions
+from mnp.control.tree import DEFAULT_WIDTH
 from mnp.errors import ClusterError, HostError
 
 __all__ = ["SshCluster", "SshOptions"]
@@ -46,6 +47,7 @@ class SshOptions:
     remote_python: str | None = None  # default: this interpreter's path
     fanout: int = 32
     via: str = "ssh"  # how agents start on the hosts: "ssh", or "srun" inside a Slurm allocation
+    tree_width: int | None = None  # hosts this process dials at most; the others are dialled by relays (None: 32)
 
 
 @dataclass
@@ -65,6 +67,10 @@ class SshCluster(Cluster):
         super().__init__(job_id, len(hosts))
         self.opts = opts
         self.hosts = [_Host(h) for h in hosts]
+        # tree spawn: this process dials the first `tree_width` hosts; each of their agents dials its children
+        # (mnp.node.spawner) with the system ssh and the same options, and so on down (mnp.control.tree)
+        self.tree_width = opts.tree_width or DEFAULT_WIDTH
+        self.dialled = self.hosts[: self.tree_width]
         self.python = opts.remote_python or sys.executable
         self.dialer = Dialer(DialOptions(opts.user, opts.port, opts.key_file, opts.connect_timeout, opts.known_hosts,
                                          opts.config_file, opts.insecure_no_host_key_check))
@@ -76,7 +82,7 @@ class SshCluster(Cluster):
         and waits for its handoff while the coordinator loads, records and plans the job."""
         if self._work is None:
             pool = ThreadPoolExecutor(max_workers=max(1, min(self.opts.fanout, len(self.hosts))))
-            self._work = (pool, [pool.submit(self._reach, h) for h in self.hosts])
+            self._work = (pool, [pool.submit(self._reach, h) for h in self.dialled])
 
     def _reach(self, h: _Host) -> HostError | None:
         try:
@@ -104,7 +110,7 @@ class SshCluster(Cluster):
                     continue
                 done += 1  # the progress line counts hosts that are ready, never ones that failed
                 if progress:
-                    progress(done, len(self.hosts))
+                    progress(done, len(self.dialled))
         finally:
             self._finish_work()
         if errors:
@@ -114,18 +120,43 @@ class SshCluster(Cluster):
                 if len(errors) > 1 else ""
             raise HostError(errors[0].host, errors[0].problem + more)
         self.control_address = os.environ.get("MNP_BIND_ADDRESS") or self._local_address()
+        for h in self.hosts[len(self.dialled):]:  # reached by a relay: the address comes from the agent's hello
+            h.direct = False
         self.nodes = [NodeInfo(i, h.info["hostname"] if h.info else h.spec.name, h.address)
                       for i, h in enumerate(self.hosts)]
         return self.nodes
 
+    def spawn_spec(self, node: int) -> dict[str, Any]:
+        """How a relay reaches host ``node``: the system ssh with this job's options (config file, identity,
+        known_hosts, strictness, connect timeout; never a prompt), running the same bootstrap as here. The files
+        named must exist on the relay's host too (a shared home directory, as for PRRTE's and Hydra's tree spawn)."""
+        import shlex
+
+        h, o = self.hosts[node].spec, self.opts
+        argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(max(1, o.connect_timeout or 10))}"]
+        if o.config_file:
+            argv += ["-F", o.config_file]
+        if o.key_file:
+            argv += ["-i", o.key_file, "-o", "IdentitiesOnly=yes"]
+        if o.known_hosts:
+            argv += ["-o", f"UserKnownHostsFile={o.known_hosts}"]
+        if o.insecure_no_host_key_check:
+            argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+        if h.user or o.user:
+            argv += ["-l", str(h.user or o.user)]
+        if h.port or o.port:
+            argv += ["-p", str(h.port or o.port)]
+        argv += ["--", h.name, f"exec {shlex.quote(self.python)} -c {shlex.quote(BOOTSTRAP)}"]
+        return {"name": h.name, "argv": argv, "python": self.python}
+
     def _local_address(self) -> str:
         """The address the hosts reach us at: ours on the first direct connection, else on the way to the first
         host (agents dial the coordinator directly, also behind a ProxyJump: MNP_BIND_ADDRESS chooses it)."""
-        for h in self.hosts:
+        for h in self.dialled:
             sock = h.client.get_transport().sock
             if isinstance(sock, socket.socket):
                 return str(sock.getsockname()[0])
-        for h in self.hosts:
+        for h in self.dialled:
             try:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # no packet is sent
                     s.connect((h.address or h.spec.name, 9))
@@ -187,16 +218,8 @@ class SshCluster(Cluster):
                 raise HostError(name, f"Python not found at {self.python} (set --remote-python)")
             raise HostError(name, f"{self.python} failed to run (exit {rc}): {err.strip().splitlines()[-1:]}")
         info = json.loads(line.decode().split(" ", 1)[1])
-        here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-        if info["python"] != here:
-            raise HostError(name, f"Python version mismatch: {info['python']} at {self.python} there, {here} here "
-                            "(use the same version, or --remote-python)")
-        if not info["mnp"]:
-            raise HostError(name, f"mnp is not installed for {self.python} there ({info.get('mnp_error', '')})")
-        if not info["mpi"]:
-            raise HostError(name, f"MPI not usable for {self.python} there: {info.get('mpi_error', '')}")
-        if info.get("agent_error"):
-            raise HostError(name, f"mnp's agent cannot start with {self.python} there: {info['agent_error']}")
+        if problem := preflight_problem(info, self.python):
+            raise HostError(name, problem)
         h.info = info
 
     @staticmethod
@@ -212,7 +235,7 @@ class SshCluster(Cluster):
     # -- agents ------------------------------------------------------------------------------------------------
     def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
         """The agents run since the preflight, waiting on their channel's stdin: hand each its job."""
-        for i, handoff in handoffs.items():  # all of them, or one level of the control tree
+        for i, handoff in handoffs.items():  # the hosts dialled here (the others' handoffs go through relays)
             h = self.hosts[i]
             chan = h.channel
             chan.settimeout(None)

@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["BOOTSTRAP", "TAG", "main"]
+__all__ = ["BOOTSTRAP", "TAG", "main", "preflight_problem"]
 
 TAG = "MNP-PREFLIGHT"
 
@@ -36,6 +36,22 @@ BOOTSTRAP = (
     f" r['mnp_error'] = str(e); print('{TAG} ' + json.dumps(r), flush=True); sys.exit(3)\n"
     "sys.exit(main(r))\n"
 )
+
+
+def preflight_problem(info: dict[str, Any], python: str) -> str | None:
+    """What stops a host whose preflight answered ``info`` from running an agent (None: nothing). The same rules
+    wherever a host is started from: the coordinator, or a relay of the control tree."""
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if info.get("python") != here:
+        return (f"Python version mismatch: {info.get('python')} at {python} there, {here} here "
+                "(use the same version, or --remote-python)")
+    if not info.get("mnp"):
+        return f"mnp is not installed for {python} there ({info.get('mnp_error', '')})"
+    if not info.get("mpi"):
+        return f"MPI not usable for {python} there: {info.get('mpi_error', '')}"
+    if info.get("agent_error"):
+        return f"mnp's agent cannot start with {python} there: {info['agent_error']}"
+    return None
 
 
 def _mpi_check() -> tuple[int, int]:

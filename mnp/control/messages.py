@@ -290,6 +290,16 @@ class ShmRemounted(_Msg, frozen=True, tag="shm_remounted"):
     error: str = ""
 
 
+class NodeFailed(_Msg, frozen=True, tag="node_failed"):
+    """A relay's child (``node``, on host ``name``) could not be started (``started`` False: unreachable, its
+    preflight failed) or its session ended; ``problem`` is one line."""
+
+    node: int
+    name: str
+    problem: str
+    started: bool = False
+
+
 class Telemetry(_Msg, frozen=True, tag="telemetry"):
     """One sample of the job's processes on this node (:mod:`mnp.node.telemetry` says what each figure counts):
     ``cpu_pct`` (100 = one core busy) over the last interval, ``cpu_s`` used so far, ``rss`` resident private
@@ -307,7 +317,7 @@ ToAgent: TypeAlias = (Start | Stdin | BarrierDone | Kill | Ping | Shutdown | Exe
                       | RexecExit | RemountShm | PeerProcess)
 ToCoordinator: TypeAlias = (Hello | Started | Output | Exit | Barrier | Abort | Heartbeat | Bye | ExecOutput | ExecExit
                             | Rexec | RexecKill | ShmRemounted | Telemetry | ProcessStarted | ProcessHealth
-                            | ProcessOutput | ProcessExit)
+                            | ProcessOutput | ProcessExit | NodeFailed)
 
 
 class InvalidMessage(msgspec.Struct, frozen=True):

@@ -294,6 +294,18 @@ class JobEngine(ProcessMessages):
             return [Transition("RUNNING")]
         return []
 
+    def _on_node_failed(self, node: int, msg: m.NodeFailed, data: bytes | None) -> list[Action]:
+        """A relay could not start its child ``msg.node``, or lost its session: named by its host, as a host that
+        the coordinator dials itself."""
+        if self.tree is None or self.tree.parent(msg.node) != node:
+            return self._refuse(f"node {node} reported node {msg.node} failed, which is not its child; dropped")
+        if msg.node in self.lost:
+            return []
+        if msg.node not in self.hellos:
+            self.fail(Failure(1, f"{msg.name}: {msg.problem}", msg.node))
+            return self._forget(msg.node)
+        return self._node_lost(msg.node, f"{msg.name}: {msg.problem}")
+
     def _on_exit(self, node: int, msg: m.Exit, data: bytes | None) -> list[Action]:
         if self.waiting.get(msg.rank) != node:
             if self._owns(node, msg.rank):

@@ -22,6 +22,7 @@ import os
 import resource
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,7 +248,7 @@ class _Job:
         self.say(Progress("hosts ready", len(nodes), self.n, final=True))
         self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
         keys = cluster.keys()
-        width = self.req.tree_width if self.req.tree_width is not None else DEFAULT_TREE_WIDTH
+        width = cluster.tree_width or self.req.tree_width or DEFAULT_TREE_WIDTH
         self.tree = Tree(self.n, width if cluster.tree_ok else max(width, self.n))
         self.engine.tree = None if self.tree.star else self.tree
         chan = self.chan = CoordinatorChannel(keys, cluster.control_address, cluster.control_port, self.tree)
@@ -256,7 +257,7 @@ class _Job:
                   "report_ifaces": cluster.probe_ifaces, "telemetry_s": self.telemetry_s,
                   "shm_private": cluster.shm_private, "private_root": cluster.private_root}
         self.levels = _Levels(keys, chan, self.tree, common,
-                              [n.address for n in nodes] if cluster.own_addresses else None)
+                              [n.address for n in nodes] if cluster.own_addresses else None, cluster.spawn_spec)
         cluster.start_agents(self.levels.first())
         self.engine.why_missing = {i: why for i in range(self.n) if (why := cluster.join_hint(i))}
         self._loop(lambda: self.engine.phase == "JOINING", progress=True)
@@ -461,8 +462,13 @@ class _Levels:
     gets its children's public keys (the only ones it admits)."""
 
     def __init__(self, keys: Any, chan: CoordinatorChannel, tree: Tree, common: dict[str, Any],
-                 addresses: list[str] | None = None) -> None:
+                 addresses: list[str] | None = None,
+                 spawn: Callable[[int], dict[str, Any] | None] | None = None) -> None:
         self.keys, self.tree, self.common = keys, tree, common
+        # tree spawn (SSH): a relay starts its children itself; their handoffs travel inside its own, down the
+        # same encrypted channel that carries the relay's (the relay is trusted with its subtree's keys, as it
+        # speaks for its subtree anyway)
+        self.spawn = spawn if spawn is not None and not tree.star and spawn(tree.n - 1) is not None else None
         self.endpoint = chan.endpoint
         self.started: set[int] = set()
         # nodes with addresses of their own: each relay binds the coordinator's port on its node, and every agent
@@ -478,9 +484,16 @@ class _Levels:
             h["children"] = {str(c): self.keys.agents[c][0].decode() for c in children}
             if self.addresses is not None:
                 h["relay_port"] = self.port
+            if self.spawn is not None:
+                server = self.keys.agents[node][0].decode()
+                h["spawn"] = {str(c): {**(self.spawn(c) or {}), "handoff": self._handoff(c, "", server)}
+                              for c in children}
         return h
 
     def first(self) -> dict[int, dict[str, Any]]:
+        if self.spawn is not None:  # the tops here; every other node inside its relay's handoff
+            self.started.update(range(self.tree.n))
+            return {i: self._handoff(i, self.endpoint, self.keys.server_public.decode()) for i in self.tree.tops()}
         if self.addresses is not None:
             self.started.update(range(self.tree.n))
             return {i: self._handoff(i, self.endpoint, self.keys.server_public.decode()) if p is None

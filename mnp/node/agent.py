@@ -85,6 +85,11 @@ class Agent:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a closed stderr (SSH gone) is no reason to die
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(s, lambda signum, _f: self.signals.append(signum))
+        self.spawner: Any = None  # the children this relay starts itself over SSH (tree spawn)
+        if self.relay is not None and handoff.get("spawn"):
+            from mnp.node.spawner import Spawner
+
+            self.spawner = Spawner(self, handoff["spawn"])
 
     def _relay(self, handoff: dict[str, Any]) -> Any:
         children = {int(c): k for c, k in (handoff.get("children") or {}).items()}
@@ -162,6 +167,8 @@ class Agent:
             self._drain_children(2.5)  # the subtree's last words (their Byes) go up before this relay ends
         use = resource.getrusage(resource.RUSAGE_SELF)
         self.send(m.Bye(use.ru_maxrss, removed, round(use.ru_utime + use.ru_stime, 4)))
+        if self.spawner is not None:
+            self.spawner.close()
         if self.relay is not None:
             self.relay.close()
         self.chan.close()

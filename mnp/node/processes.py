@@ -271,6 +271,8 @@ class Processes:
                 return
             if pid == 0:
                 return
+            if (sp := getattr(self.agent, "spawner", None)) is not None and sp.reaped(pid, status):
+                continue  # an ssh client of this relay's children (mnp.node.spawner)
             done = self.execs.reaped(pid, status)
             if done is not None:
                 self.agent.act(self.agent.engine.exec_exited(*done))
