@@ -106,7 +106,8 @@ def _slurm_address(name: str, env: dict[str, str]) -> str | None:
 class SlurmCluster(Cluster):
     """The nodes of the Slurm allocation this process runs in, reached through ``srun``."""
 
-    tree_ok = False  # the nodes start at once (srun, Batch) and dial the coordinator: a star
+    # the control tree: every task waits for its own handoff line on the step's stdin, so each level's lines are
+    # written once its relays said hello (they bind any free port; only public facts cross srun)
 
     def __init__(self, job_id: str, hosts: list[HostSpec], remote_python: str | None = None,
                  start_timeout: float = 60.0, environ: dict[str, str] | None = None) -> None:

@@ -34,6 +34,8 @@ from mnp.control.messages import InvalidMessage, ToAgent, ToCoordinator, decode_
 
 __all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "Received"]
 
+_HEARTBEAT = encode(m.Heartbeat())
+
 
 @dataclass(frozen=True)
 class JobKeys:
@@ -160,6 +162,11 @@ class CoordinatorChannel:
         except zmq.ZMQError:
             return False
 
+    @property
+    def pending(self) -> bool:
+        """Messages already read (a relayed frame spoke for several nodes): the caller should not wait."""
+        return bool(self._ready)
+
     def recv(self, timeout_ms: int) -> Received | None:
         """The next message, or None after ``timeout_ms``. Frames that are not a message an agent may send come
         back as :class:`InvalidMessage`; a second connection holding a node's key is dropped here."""
@@ -194,8 +201,15 @@ class CoordinatorChannel:
             self.refused.append(f"node {top} relayed a message as node {strangers[0]}, which is not in its subtree;"
                                 " dropped")
             return None
+        if len(set(origins)) != len(origins) or (len(origins) > 1 and body[0] != _HEARTBEAT
+                                                  and b'"barrier"' not in body[0]):
+            self.refused.append(f"node {top} relayed one message for several nodes (or one node twice); dropped")
+            return None
         msg = decode_to_coordinator(body[0])
         data = body[1] if len(body) > 1 else None
+        if len(origins) > 1 and not isinstance(msg, (m.Barrier, m.Heartbeat)):
+            self.refused.append(f"node {top} relayed one message for several nodes; dropped")
+            return None
         for i, origin in enumerate(origins):
             one = m.Barrier({}) if i and isinstance(msg, m.Barrier) else msg
             self._ready.append(Received(origin, one, data))

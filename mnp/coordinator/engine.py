@@ -251,6 +251,10 @@ class JobEngine(ProcessMessages):
         handler = getattr(self, f"_on_{msg.__struct_config__.tag}")
         return handler(node, msg, data)  # type: ignore[no-any-return]
 
+    def refuse(self, text: str) -> list[Action]:
+        """A frame refused before it was a message (by the channel): said and kept like the engine's own."""
+        return self._refuse(text)
+
     def _refuse(self, text: str) -> list[Action]:
         """Refused: said and kept, the first :data:`MAX_REFUSED` of them; after that only counted, so a peer that
         floods forged messages costs a counter, not memory and a line each."""

@@ -290,19 +290,20 @@ class _Job:
                                   ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")))
             if not cond():
                 break
-            wait_ms = poll_ms
-            if self.stdin is not None and self.engine.phase == "RUNNING":
+            wait_ms = 0 if self.chan.pending else poll_ms
+            if self.stdin is not None and self.engine.phase == "RUNNING" and not self.chan.pending:
                 data = self.stdin.read(poll_ms)  # waits for stdin or the socket
                 if data is not None:
                     self._act(self.engine.on_stdin(data, eof=not data))
                 wait_ms = 0  # (this iteration only: the loop spun when it stayed 0)
             got = self.chan.recv(wait_ms)
-            for line in self.chan.refused:
-                self._act([Report("security", line)])
+            for line in self.chan.refused:  # counted with the engine's own: at most MAX_REFUSED lines
+                self._act(self.engine.refuse(line))
             self.chan.refused.clear()
             if got is not None:
                 self._act(self.engine.on_message(got.node, got.msg, got.data, time.monotonic()))
                 if isinstance(got.msg, m.Hello) and self.levels is not None and \
+                        self.engine.hellos.get(got.node) is got.msg and \
                         (below := self.levels.below(got.node, got.msg.relay)):
                     self.cluster.start_agents(below)  # the next level dials the relay that just said hello
             if self.engine.telemetry.write_due(time.monotonic() - self.engine.t0):
@@ -506,11 +507,19 @@ class _Levels:
     def below(self, node: int, relay: str | None) -> dict[int, dict[str, Any]]:
         """The handoffs of ``node``'s children, once (none before it names a relay endpoint)."""
         children = [c for c in self.tree.children(node) if c not in self.started]
-        if not children or not relay or not relay.startswith("tcp://"):
+        if not children or relay is None or not _endpoint(relay):
             return {}
         self.started.update(children)
         server = self.keys.agents[node][0].decode()
         return {c: self._handoff(c, relay, server) for c in children}
+
+
+def _endpoint(text: str | None) -> bool:
+    """``tcp://HOST:PORT`` with a port number (a relay's word for where its children dial it)."""
+    if not text or not text.startswith("tcp://") or len(text) > 300:
+        return False
+    host, _, port = text[6:].rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536 and not any(c.isspace() for c in host)
 
 
 def _hello_dict(h: m.Hello) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class Agent:
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)
         self.relay = self._relay(handoff)  # this node's children in the control tree dial it (None: a leaf)
+        self.shutdown_seen = False
         self.handlers: dict[int, Any] = {}  # fd -> callback(fd): rank pipes, PMI sockets, the relays
         self.ps = Processes(self)
         self._wake_r, self._wake_w = os.pipe()
@@ -135,7 +136,7 @@ class Agent:
     def run(self) -> int:
         self.hello()
         next_beat = 0.0
-        while not self.engine.finished:
+        while not self.engine.finished or self._still_relaying():
             self.act(self.engine.on_tick(time.monotonic()))
             if self.relay is not None and time.monotonic() >= next_beat:
                 self.relay.beat()
@@ -164,7 +165,9 @@ class Agent:
             self.watchdog.close()
         if self.relay is not None:
             self.relay.beat()
-            self._drain_children(2.5)  # the subtree's last words (their Byes) go up before this relay ends
+            # the subtree's last words (their Byes) go up before this relay ends; deeper relays wait less, so
+            # their own Byes reach their parents within the coordinator's wait (3 s)
+            self._drain_children(2.5 / self.relay.tree.depth(self.node))
         use = resource.getrusage(resource.RUSAGE_SELF)
         self.send(m.Bye(use.ru_maxrss, removed, round(use.ru_utime + use.ru_stime, 4)))
         if self.spawner is not None:
@@ -173,6 +176,14 @@ class Agent:
             self.relay.close()
         self.chan.close()
         return self.engine.exit_code
+
+    def _still_relaying(self) -> bool:
+        """A relay whose own work is over stays while its subtree still works (a Kill ends the ranks here first:
+        the others' last output, exit codes and goodbyes still come through here), until the coordinator says
+        Shutdown, or falls silent."""
+        if self.relay is None or self.relay.all_gone() or self.shutdown_seen:
+            return False
+        return time.monotonic() - self.engine.last_heard < self.engine.dead_s
 
     def _read_stdin(self) -> None:
         assert self.stdin_fd is not None
@@ -193,8 +204,9 @@ class Agent:
         while (frames := self.chan.recv_frames_nowait()) is not None:
             mine = self.relay.down(frames)
             if mine:
-                self.act(self.engine.on_message(m.decode_to_agent(mine[0]), mine[1] if len(mine) > 1 else None,
-                                                time.monotonic()))
+                msg = m.decode_to_agent(mine[0])
+                self.shutdown_seen = self.shutdown_seen or isinstance(msg, m.Shutdown)
+                self.act(self.engine.on_message(msg, mine[1] if len(mine) > 1 else None, time.monotonic()))
 
     def _drain_children(self, timeout: float) -> None:
         """Forward what the children still send until each of them said goodbye (or ``timeout``)."""

@@ -16,23 +16,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import zmq
 from zmq.utils import z85
 
 from mnp.control import tree as t
-from mnp.control.messages import Barrier, Heartbeat, encode
+from mnp.control.messages import Barrier, Heartbeat, decode_to_coordinator, encode
 
 __all__ = ["TreeRelay"]
 
 HEARTBEAT = encode(Heartbeat())
-_BARRIER = b'{"t":"barrier"'
 _BYE = b'{"t":"bye"'
+_BATCH = 256  # frames handled per call, at most
+_MAX_REPORTS = 20  # refusals said per relay; the rest only counted
+
+
+def origins_fit(tree: t.Tree, sender: int, origins: list[int], message: bytes) -> bool:
+    """Whether ``sender`` may speak for ``origins``: each in its subtree, none twice, and several only for the
+    messages relays merge (a PMI barrier entry, heartbeats); anything else speaks for one node."""
+    if not origins or len(set(origins)) != len(origins) or not all(tree.within(sender, o) for o in origins):
+        return False
+    return len(origins) == 1 or message == HEARTBEAT or b'"barrier"' in message
 _ZAP = "inproc://zeromq.zap.01"
-
-
-class _Puts(msgspec.Struct):
-    puts: dict[str, str]
 
 
 class TreeRelay:
@@ -42,7 +46,8 @@ class TreeRelay:
                  children: dict[int, str], bind_host: str, send_up: Callable[[list[bytes]], None],
                  report: Callable[[str], None], port: int | None = None) -> None:
         self.tree, self.node = tree, node
-        self.send_up, self.report = send_up, report
+        self.send_up, self._report = send_up, report
+        self.refused = 0
         self.child_of_key = {k.encode(): c for c, k in children.items() if c in tree.children(node)}
         self.mine = set(tree.subtree(node))
         self.routes: dict[int, bytes] = {}
@@ -63,10 +68,14 @@ class TreeRelay:
             port = s.bind_to_random_port(f"tcp://{bind_host}")
         self.sock = s
         self.endpoint = f"tcp://{bind_host}:{port}"
-        self.barrier_in: set[int] = set()
-        self.barrier_puts: dict[str, str] = {}
+        self.barrier_puts: dict[int, dict[str, str]] = {}  # this round's entries so far, by node
         self.heard: set[int] = set()
         self.gone: set[int] = {node}  # nodes of the subtree that said goodbye (this one counts as gone)
+
+    def report(self, line: str) -> None:
+        self.refused += 1
+        if self.refused <= _MAX_REPORTS:
+            self._report(line + ("" if self.refused < _MAX_REPORTS else " (further refusals only counted)"))
 
     def sockets(self) -> list[zmq.Socket[Any]]:
         return [self.zap, self.sock]
@@ -80,7 +89,7 @@ class TreeRelay:
     # -- admission ---------------------------------------------------------------------------------------------
     def _answer_zap(self) -> None:
         """ZAP (RFC 27): a CURVE handshake is let through when the key is one of this relay's children's."""
-        while True:
+        for _ in range(_BATCH):
             try:
                 req = self.zap.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
@@ -96,7 +105,7 @@ class TreeRelay:
 
     # -- up ----------------------------------------------------------------------------------------------------
     def _from_children(self) -> None:
-        while True:
+        for _ in range(_BATCH):  # a bounded batch: a child that floods cannot starve this node's own work
             try:
                 frames = self.sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -109,8 +118,9 @@ class TreeRelay:
             body = [f.bytes for f in frames[1:]]
             if len(body) >= 3 and body[0] == b"":
                 origins = t.unpack(body[1])
-                if origins is None or not all(self.tree.within(child, o) for o in origins):
-                    self.report(f"node {child} relayed a message for a node outside its subtree; dropped")
+                if origins is None or not origins_fit(self.tree, child, origins, body[2]):
+                    self.report(f"node {child} relayed a message for nodes outside its subtree, or for several "
+                                "nodes where one may speak; dropped")
                     continue
                 self.up(origins, body[2:])
             elif body and body[0]:
@@ -121,18 +131,17 @@ class TreeRelay:
         if body[0] == HEARTBEAT:
             self.heard.update(origins)
             return
-        if body[0].startswith(_BARRIER) and len(body) == 1:
-            try:
-                puts = msgspec.json.decode(body[0], type=_Puts).puts
-            except msgspec.DecodeError:
-                puts = None
-            if puts is not None:
-                self.barrier_in.update(origins)
-                self.barrier_puts.update(puts)
-                if self.barrier_in >= self.mine:
-                    merged = encode(Barrier(self.barrier_puts))
-                    self.send_up([b"", t.pack(sorted(self.barrier_in)), merged])
-                    self.barrier_in, self.barrier_puts = set(), {}
+        if b'"barrier"' in body[0] and len(body) == 1:
+            msg = decode_to_coordinator(body[0])  # decoded as the coordinator will: no form slips past the count
+            if isinstance(msg, Barrier):
+                for origin in origins:  # a node that enters again replaces its entry (as the coordinator does)
+                    self.barrier_puts[origin] = msg.puts if origin == origins[0] else {}
+                if set(self.barrier_puts) >= self.mine:
+                    merged: dict[str, str] = {}
+                    for puts in self.barrier_puts.values():
+                        merged.update(puts)
+                    self.send_up([b"", t.pack(sorted(self.barrier_puts)), encode(Barrier(merged))])
+                    self.barrier_puts = {}
                 return
         if body[0].startswith(_BYE):
             self.gone.update(origins)

@@ -93,6 +93,23 @@ def test_salloc_hello_agents_are_srun_tasks(slurm: SlurmNodes, work: Path) -> No
     assert "Traceback" not in p.stderr
 
 
+def test_salloc_control_tree_through_srun(slurm: SlurmNodes, work: Path) -> None:
+    """--tree-width 2 on 4 nodes: nodes 2 and 3 dial node 0's agent, not the coordinator; their handoff lines come
+    once node 0 said where it listens. The MPI hello's barrier is merged at node 0."""
+    p = _salloc(slurm, work, 4, ["--tree-width", "2", str(_job(work))])
+    assert p.returncode == 0, p.stderr
+    recs = _hellos(p.stdout)
+    assert [r["rank"] for r in recs] == [0, 1, 2, 3] and {r["size"] for r in recs} == {4}
+    assert [r["host"] for r in recs] == ["node0", "node1", "node2", "node3"]
+    assert {r["agent_parent"] for r in recs} == {"slurmstepd"}
+    listed = slurm.run([*MNP[:-1], "list", "--json"], env={"MNP_HOME": str(work / "home")}, cwd=str(ROOT))
+    job = json.loads(listed.stdout)[0]["job_id"]
+    st = slurm.run([*MNP[:-1], "status", "--json", job], env={"MNP_HOME": str(work / "home")}, cwd=str(ROOT))
+    info = json.loads(st.stdout)["info"]
+    assert info["control"]["width"] == 2 and info["control"]["depth"] == 2
+    assert sorted(map(int, info["agent_maxrss_kb"])) == [0, 1, 2, 3]
+
+
 def test_sbatch_four_nodes(slurm: SlurmNodes, work: Path) -> None:
     job = _job(work)
     script = work / "batch.sh"

@@ -230,3 +230,31 @@ def test_only_top_nodes_may_dial_the_coordinator_and_only_children_a_relay(net: 
         for refused in (direct, wrong_child):
             refused.sock.linger = 0  # their frames can never be delivered
             refused.close()
+
+
+def test_one_message_cannot_speak_for_many_nodes_or_twice_for_one(net: Net) -> None:
+    """Only what relays merge (a barrier entry, heartbeats) may carry several origins; none may repeat one: a
+    leaf repeating its own index 5,000 times once made 5,000 messages of one frame."""
+    _join(net)
+    net.agents[2].send_frames([b"", t.pack([2] * 5000), m.encode(m.Output(2, "stdout")), b"x"])
+    net.agents[0].send_frames([b"", t.pack([2, 3]), m.encode(m.Output(2, "stdout")), b"y"])  # a top, to the door
+    net.agents[1].send_frames([b"", t.pack([4, 4]), m.encode(m.Heartbeat())])
+    assert not [r for r in net.received(0.6) if isinstance(r.msg, (m.Output, m.Heartbeat))]
+    assert any("several" in line for line in net.reports)
+    assert any("several nodes" in line for line in net.coord.refused)
+    assert len(net.coord.refused) == 2
+
+
+def test_a_barrier_entry_counts_in_any_field_order_and_a_second_entry_replaces_the_first(net: Net) -> None:
+    _join(net)
+    net.agents[2].send_frames([b'{"puts":{"a":"1"},"t":"barrier"}'])  # the same message, fields the other way round
+    net.agents[2].send(m.Barrier({"b": "2"}))  # entered again: replaces, never adds
+    net.agents[3].send(m.Barrier({"c": "3"}))
+    net.pump(0.3)
+    net.relays[0].up([0], [m.encode(m.Barrier({"d": "4"}))])
+    got = [r for r in net.received(3.0, enough=3) if isinstance(r.msg, m.Barrier)]
+    assert sorted(r.node for r in got) == [0, 2, 3]
+    merged: dict[str, str] = {}
+    for r in got:
+        merged.update(r.msg.puts)
+    assert merged == {"b": "2", "c": "3", "d": "4"}

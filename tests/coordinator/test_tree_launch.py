@@ -52,6 +52,20 @@ def test_tree_of_plain_processes_starts_level_by_level(tmp_path: Path, mnp_home:
     assert sorted(map(int, _record(mnp_home)["info"]["agent_maxrss_kb"])) == list(range(5))
 
 
+@pytest.mark.noroot
+def test_a_relay_whose_ranks_end_first_still_carries_its_subtrees_last_words(tmp_path: Path, mnp_home: Path,
+                                                                              no_leftovers: None) -> None:
+    """Width 1: node 0 relays for node 1, node 1 for node 2. Node 0's rank fails after 2 s; the others end only
+    a second after their SIGTERM. Node 0's agent stays until they did: their output and goodbyes come through."""
+    script = tmp_path / "cmd.sh"
+    script.write_text('if [ "$MNP_NODE_INDEX" = 0 ]; then sleep 2; exit 3; fi\n'
+                      "trap 'sleep 1; echo done-$MNP_NODE_INDEX; exit 0' TERM\nsleep 30 & wait\n")
+    p = run_mnp(["run", "-N", "3", "--tree-width", "1", "--no-isolate", "sh", str(script)], mnp_home)
+    assert p.returncode == 3, p.stderr
+    assert "[node 1 rank 1] done-1" in p.stdout and "[node 2 rank 2] done-2" in p.stdout
+    assert sorted(map(int, _record(mnp_home)["info"]["agent_maxrss_kb"])) == [0, 1, 2]
+
+
 def test_a_relay_that_dies_fails_the_job_and_its_subtree_goes_too(tmp_path: Path, mnp_home: Path,
                                                                   no_leftovers: None) -> None:
     """Node 2 relays for node 6. Killed, the job fails at once naming node 2; node 6, cut off, is stopped with
