@@ -24,7 +24,6 @@ import signal
 from dataclasses import dataclass, field
 
 from mnp.control import messages as m
-from mnp.launch.daemons import check_daemon_command
 from mnp.node.actions import (
     DeliverRexec,
     KillExec,
@@ -177,6 +176,8 @@ class NodeEngine(NamedProcessRules):
         if self.start is None or not (self.start.daemons or self.start.rsh) or not self.running:
             why = "this node runs no launcher's daemons"
         else:
+            from mnp.launch.daemons import check_daemon_command  # only a launcher's nodes get here: shlex, re
+
             why = check_daemon_command(msg.command) or ""
         if why:
             return self._refuse_exec(msg, why)
