@@ -33,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mnp.fabric.facts import cpu_list  # the kernel's CPU list format, also in every node's hello
+
 __all__ = ["BIND_SPELLINGS", "MAP_SPELLINGS", "NodeCpus", "Placement", "Policy", "cpu_list", "mapping_of", "place",
            "resolve", "rank_nodes"]
 
@@ -167,20 +169,6 @@ class Placement:
             out.append(head + "rank " + " ".join(shown) + (f" ... ({len(rs) - limit} more)" if len(rs) > limit
                                                              else ""))
         return out
-
-
-def cpu_list(cpus: Sequence[int] | set[int] | None) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2,5"`` (the kernel's cpulist format)."""
-    ordered = sorted(set(cpus or ()))
-    out: list[str] = []
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(out)
 
 
 def _core_key(node: NodeCpus, cpu: int) -> tuple[int, int, int]:

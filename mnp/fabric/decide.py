@@ -18,80 +18,22 @@ the plan into the words for the failure line: which interface and provider they 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from mnp.errors import MnpError
 from mnp.fabric.efa import EfaReport
+from mnp.fabric.facts import MAX_CPUS, cpu_list, node_facts, parse_cpu_list
 from mnp.fabric.shm import fmt_bytes, shm_budget, shm_verdict
 from mnp.fabric.transport import TransportChoice, binding_env, choose_transport
-from mnp.placement import cpu_list
 
-__all__ = ["FabricError", "FabricPlan", "cpu_list", "decide", "node_facts", "oversubscription", "parse_cpu_list",
-           "startup_hint"]
+__all__ = ["MAX_CPUS", "FabricError", "FabricPlan", "cpu_list", "decide", "node_facts", "oversubscription",
+           "parse_cpu_list", "startup_hint"]
 
 
 class FabricError(MnpError):
     """The nodes cannot run the job as asked (/dev/shm too small, no common interface...)."""
-
-
-def node_facts(report_ifaces: bool) -> dict[str, Any]:
-    """What this node tells the coordinator about its fabric (run by the agent; cheap: sysfs and statvfs)."""
-    from mnp.fabric.efa import detect_efa
-    from mnp.fabric.shm import shm_free
-
-    try:
-        total, free = shm_free("/dev/shm")
-    except OSError:
-        total = free = 0
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = list(range(os.cpu_count() or 1))
-    facts: dict[str, Any] = {"shm_total": total, "shm_free": free, "kernel": os.uname().release,
-                             "efa": detect_efa().to_dict(), "cpus": len(cpus), "cpu_list": cpu_list(cpus),
-                             "cores": _cores(cpus), "boot_id": _boot_id()}
-    if report_ifaces:
-        try:
-            from mnp.fabric.ifaces import local_ifaces
-
-            facts["ifaces"] = [i.to_dict() for i in local_ifaces()]
-        except MnpError as e:
-            facts["ifaces_error"] = str(e)
-    return facts
-
-
-def _cores(cpus: list[int]) -> list[list[int]]:
-    """[cpu, package, core] of each CPU whose topology the kernel gives (for :mod:`mnp.placement`)."""
-    from mnp.cluster.cpus import sysfs_core
-
-    return [[cpu, *core] for cpu in cpus if (core := sysfs_core(cpu)) is not None]
-
-
-def _boot_id() -> str | None:
-    """This kernel's boot id: the same for every namespace and container on one machine, different elsewhere."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
-
-
-#: the most CPUs a node's facts may name (Linux's own limit, CONFIG_NR_CPUS, is at most 8192): a node's hello is
-#: a peer's word, and "0-4000000000" must not become a set of four billion
-MAX_CPUS = 65536
-
-
-def parse_cpu_list(text: str) -> set[int]:
-    """``"0-2,5"`` -> ``{0, 1, 2, 5}``; malformed parts, and CPUs past :data:`MAX_CPUS`, are skipped."""
-    out: set[int] = set()
-    for part in (text or "")[:65536].split(","):
-        lo, _, hi = part.strip().partition("-")
-        if lo.isdigit() and (not hi or hi.isdigit()) and len(hi or lo) <= 6 and int(hi or lo) < MAX_CPUS:
-            out.update(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def oversubscription(ranks_per_node: list[int], facts: list[dict[str, Any]], hostnames: list[str],

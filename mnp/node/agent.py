@@ -29,7 +29,7 @@ import zmq
 
 from mnp.control import messages as m
 from mnp.control.channel import AgentChannel
-from mnp.fabric.decide import node_facts
+from mnp.fabric.facts import node_facts  # not mnp.fabric.decide: the coordinator's decisions, not needed here
 from mnp.fabric.shm import shm_free
 from mnp.node import engine as e
 from mnp.node.processes import SECRET_VARS, Processes, rank_environment
