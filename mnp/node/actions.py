@@ -1,8 +1,12 @@
-"""What the node engine (:mod:`mnp.node.engine`) asks its driver (:mod:`mnp.node.agent`) to do."""
+"""What the node engine (:mod:`mnp.node.engine`) asks its driver (:mod:`mnp.node.agent`) to do.
+
+Frozen msgspec structs rather than dataclasses: every agent defines them at start-up, and msgspec makes a struct
+class in C where a dataclass compiles its generated methods (equality, hashing and repr are the same). Never encoded.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from mnp.control import messages as m
 
@@ -10,26 +14,22 @@ __all__ = ["Send", "Spawn", "SpawnProcess", "RunHealth", "SignalAll", "PmiReply"
            "DeliverRexec", "WriteStdin", "Remount", "Log", "NodeAction"]
 
 
-@dataclass(frozen=True)
-class Send:
+class Send(msgspec.Struct, frozen=True):
     msg: m.ToCoordinator
     data: bytes | None = None
 
 
-@dataclass(frozen=True)
-class Spawn:
+class Spawn(msgspec.Struct, frozen=True):
     start: m.Start
 
 
-@dataclass(frozen=True)
-class SpawnProcess:
+class SpawnProcess(msgspec.Struct, frozen=True):
     """Start one of the node's named processes (its dependencies are met)."""
 
     spec: m.ProcessStart
 
 
-@dataclass(frozen=True)
-class RunHealth:
+class RunHealth(msgspec.Struct, frozen=True):
     """Run a process's health check (its command, within its timeout) and report with ``health_result``."""
 
     name: str
@@ -37,48 +37,40 @@ class RunHealth:
     timeout: float
 
 
-@dataclass(frozen=True)
-class SignalAll:
+class SignalAll(msgspec.Struct, frozen=True):
     sig: int
 
 
-@dataclass(frozen=True)
-class PmiReply:
+class PmiReply(msgspec.Struct, frozen=True):
     rank: int
     line: str
 
 
-@dataclass(frozen=True)
-class RunExec:
+class RunExec(msgspec.Struct, frozen=True):
     id: str
     command: str
 
 
-@dataclass(frozen=True)
-class KillExec:
+class KillExec(msgspec.Struct, frozen=True):
     id: str
 
 
-@dataclass(frozen=True)
-class DeliverRexec:
+class DeliverRexec(msgspec.Struct, frozen=True):
     msg: m.RexecOutput | m.RexecExit
     data: bytes | None
 
 
-@dataclass(frozen=True)
-class WriteStdin:
+class WriteStdin(msgspec.Struct, frozen=True):
     ranks: list[int]
     data: bytes
     eof: bool
 
 
-@dataclass(frozen=True)
-class Remount:
+class Remount(msgspec.Struct, frozen=True):
     size: int
 
 
-@dataclass(frozen=True)
-class Log:
+class Log(msgspec.Struct, frozen=True):
     text: str
 
 
