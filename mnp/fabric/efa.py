@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -146,6 +145,8 @@ def _rdma_read(root: Path, devices: Sequence[str]) -> bool | None:
 
 def probe_fi_info(fi_info: str | None = None, timeout: float = 10.0) -> tuple[bool | None, str]:
     """Run ``fi_info -p efa -t FI_EP_RDM``: (True|False|None, one-line note). None: could not tell."""
+    import shutil  # only on a node with EFA devices: every agent imports this module
+
     exe = fi_info or shutil.which("fi_info")
     if not exe:
         return None, "fi_info not on PATH"

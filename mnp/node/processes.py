@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -84,6 +82,8 @@ class Processes:
         subst: dict[str, str] = {}
         own_tmp = self.agent.private_root is not None and "TMPDIR" not in msg.env
         if msg.files or msg.rsh or msg.io_ranks or own_tmp:
+            import tempfile  # only a job that needs a private directory: tempfile pulls in shutil (bz2, lzma)
+
             self.private = tempfile.mkdtemp(prefix="mnp-agent-", dir=self.agent.private_root)  # 0700: ours alone
             for name, content in msg.files.items():
                 path = os.path.join(self.private, os.path.basename(name))
@@ -311,6 +311,8 @@ class Processes:
             if closer is not None:
                 closer.close()
         if self.private is not None:
+            import shutil  # only when prepare made a private directory
+
             shutil.rmtree(self.private, ignore_errors=True)
         if self.kvsname is None:
             return []
