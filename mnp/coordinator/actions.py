@@ -1,23 +1,25 @@
-"""What the coordinator's engine asks its driver to do (the engine itself does no I/O)."""
+"""What the coordinator's engine asks its driver to do (the engine itself does no I/O).
+
+Frozen msgspec structs rather than dataclasses, as :mod:`mnp.node.actions`: msgspec makes a struct class in C where
+a dataclass compiles its generated methods, and this is imported before any node starts. Never encoded.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from mnp.control import messages as m
 
 __all__ = ["Send", "ShowOutput", "RankDone", "ProcessDone", "Transition", "Report", "Stuck", "Action"]
 
 
-@dataclass(frozen=True)
-class Send:
+class Send(msgspec.Struct, frozen=True):
     node: int
     msg: m.ToAgent
     data: bytes | None = None
 
 
-@dataclass(frozen=True)
-class ShowOutput:
+class ShowOutput(msgspec.Struct, frozen=True):
     node: int
     rank: int
     stream: str
@@ -25,30 +27,25 @@ class ShowOutput:
     process: str = ""  # a named process's output (``rank`` is then -1)
 
 
-@dataclass(frozen=True)
-class RankDone:
+class RankDone(msgspec.Struct, frozen=True):
     rank: int
 
 
-@dataclass(frozen=True)
-class ProcessDone:
+class ProcessDone(msgspec.Struct, frozen=True):
     node: int
     name: str
 
 
-@dataclass(frozen=True)
-class Transition:
+class Transition(msgspec.Struct, frozen=True):
     state: str
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(msgspec.Struct, frozen=True):
     kind: str  # "warning" | "security"
     text: str
 
 
-@dataclass(frozen=True)
-class Stuck:
+class Stuck(msgspec.Struct, frozen=True):
     """The job is stuck in transit (:mod:`mnp.coordinator.transit`): in ``state``, waiting for ``waiting_for``."""
 
     state: str
