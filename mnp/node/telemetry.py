@@ -107,13 +107,12 @@ class Sampler:
 
     def __init__(self, interval: float, shm_private: bool, root: int | None = None, exclude: Iterable[int] = (),
                  shm_path: str = _SHM) -> None:
-        import psutil  # here, not at import: an agent with telemetry off never loads it
-
-        self._psutil = psutil
+        self._psutil: Any = None  # psutil, imported by the first pass (well after the agent's hello), not here
         self.interval = interval
         self.shm_private = shm_private
         self.shm_path = shm_path
-        self.root = psutil.Process(os.getpid() if root is None else root)
+        self.root_pid = os.getpid() if root is None else root
+        self.root: Any = None  # psutil's Process of root_pid, made with the first pass
         self.exclude = set(exclude)
         self.shm_before = set() if shm_private else set(_listing(shm_path))
         self.last: dict[tuple[int, float], float] = {}  # (pid, start time) of a direct child -> its CPU seconds
@@ -135,10 +134,7 @@ class Sampler:
             return None  # a bad variable on a node that was not told: no telemetry rather than no node
         if not math.isfinite(interval) or interval <= 0:
             return None
-        try:
-            return cls(max(1.0, interval), bool(handoff.get("shm_private")), exclude=exclude)
-        except ImportError:  # a node's Python without psutil runs the job all the same, unsampled
-            return None
+        return cls(max(1.0, interval), bool(handoff.get("shm_private")), exclude=exclude)
 
     def arm(self, now: float) -> None:
         """The node started a process of the job: sample from a moment after it (not the instant of its exec)."""
@@ -151,6 +147,9 @@ class Sampler:
         of the job runs here; else None. Messages are always at least ``interval`` apart."""
         if now < self.next_due or not self.armed:
             return None
+        if not self._started():  # a node's Python without psutil runs the job all the same, unsampled
+            self.next_due = math.inf
+            return None
         self.next_due = now + self.interval
         s = self.sample()
         prev, self.prev = self.prev, (now, s.cpu_s)
@@ -162,8 +161,20 @@ class Sampler:
             pct = max(0.0, s.cpu_s - prev[1]) / (now - prev[0]) * 100
         return m.Telemetry(round(min(pct, 1e6), 1), round(s.cpu_s, 3), s.rss, s.shm, s.procs, round(s.cost_s, 6))
 
+    def _started(self) -> bool:
+        """psutil and the root's process, at the first pass; False where this Python has no psutil."""
+        if self.root is None:
+            try:
+                import psutil  # here, not when the agent is made: its import would delay the agent's hello
+            except ImportError:
+                return False
+            self._psutil, self.root = psutil, psutil.Process(self.root_pid)
+        return True
+
     def sample(self) -> Sample:
-        """One pass over the job's processes and /dev/shm."""
+        """One pass over the job's processes and /dev/shm (none without psutil)."""
+        if not self._started():
+            return Sample(0, self.done_cpu, 0, 0, 0.0)
         psutil = self._psutil
         t0 = time.thread_time()  # the pass's own CPU time: what it costs the node, whatever the load
         try:
