@@ -15,6 +15,10 @@ the mpi4py hello (each rank starts a Python interpreter and imports mpi4py: on a
 with N whatever the launcher does) and with the C hello built by CMake against the same MPICH (where what grows
 with N is mostly the launcher's own work).
 
+SSH tree spawn mode (``--ssh-tree 8,64,128 [--width K]``) times ``mnp launch --hostfile`` of the C hello on N sshd
+hosts with ``--tree-width K`` (mnp dials K hosts, their agents dial the rest with ``ssh``) against the star
+(``--tree-width N``: mnp dials every host, 32 at once) and against ``mpiexec -launcher ssh``, alternating.
+
 Tree mode (``--tree 8,32,64,128``) times the whole ``mnp launch`` of the C hello, 1 rank per node, on N isolated
 local nodes with the control tree at its default width (32) and as a star (``--tree-width N``), alternating, and
 prints from each job's record its bring-up, the frames the coordinator read and wrote, and the coordinator
@@ -187,6 +191,7 @@ def _ssh_hosts_said(said: str, ranks: int) -> set[str]:
     import re
 
     found = {int(r): host for r, host in re.findall(r"hello from rank (\d+) of \d+ on (\S+)", said)}  # Hydra
+    found.update({int(r): host for r, host in re.findall(r"C-HELLO rank=(\d+) size=\d+ sum=\d+ host=(\S+)", said)})
     # may run two ranks' lines together: search, do not split
     if len(found) != ranks:
         raise SystemExit(f"expected {ranks} hello lines, got {sorted(found)}:\n{said[-2000:]}")
@@ -297,7 +302,7 @@ def _cpu_of(pids: list[int]) -> float:
 
 
 def _ssh_once(argv: list[str], env: dict[str, str], cwd: Path, n: int,
-              is_mnp: bool) -> tuple[float, float, dict]:
+              is_mnp: bool, whole: bool = False) -> tuple[float, float, dict]:
     """One timed run: wall time, CPU time of the command and what it waited for (its ssh clients), and mnp's phase
     timings (from ``mnp status --json``, read after the clock)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -318,7 +323,69 @@ def _ssh_once(argv: list[str], env: dict[str, str], cwd: Path, n: int,
     job_id = json.loads(p.stdout)["job_id"]
     st = subprocess.run([*argv[:3], "status", "--json", job_id], capture_output=True, text=True, env=env, cwd=cwd,
                         check=True)
-    return wall, cpu, json.loads(st.stdout)["info"].get("timings", {})
+    info = json.loads(st.stdout)["info"]
+    return wall, cpu, info if whole else info.get("timings", {})
+
+
+def ssh_tree_mode(counts: list[int], reps: int, width: int) -> None:
+    """Tree spawn on sshd hosts: ``mnp launch --hostfile`` of the C hello with ``--tree-width K`` (mnp dials K
+    hosts, their agents the rest) against the star (``--tree-width N``: mnp dials every host, 32 at once) and
+    against ``mpiexec -launcher ssh`` (Hydra dials every host from mpiexec), alternating."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from sshnodes import SshNodes
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "mnp")], check=True, stdout=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory(prefix="mnp-bench-sshtree-") as d:
+        hello = build_c_hello(Path(d))
+        for n in counts:
+            tmp = Path(d) / str(n)
+            tmp.mkdir()
+            hosts = SshNodes(n, tmp, shm_bytes=64 << 20, quiet=True).start()
+            try:
+                config = tmp / "bench_ssh_config"
+                config.write_text(f"Host *\n    User root\n    IdentityFile {hosts.client_key}\n"
+                                  f"    IdentitiesOnly yes\n    UserKnownHostsFile {hosts.known_hosts}\n"
+                                  "    StrictHostKeyChecking yes\n    BatchMode yes\n    ConnectTimeout 10\n")
+                ssh = tmp / "ssh"
+                ssh.write_text(f"#!/bin/sh\nexec ssh -F {config} \"$@\"\n")
+                ssh.chmod(0o755)
+                hostfile = tmp / "hostfile"
+                hostfile.write_text("".join(f"{a}:1\n" for a in hosts.addresses))
+                job = tmp / "hello.yaml"
+                job.write_text(json.dumps({"name": "bench-hello-sshtree", "ranks_per_node": 1, "command": hello,
+                                           "mpi": "mpich", "transport": "tcp"}))
+                home = {"MNP_HOME": str(tmp / "home")}
+                mnp = [sys.executable, "-m", "mnp", "launch", "--json", "--hostfile", str(hostfile), "--ssh-config",
+                       str(config)]
+                genv = [a for k, v in TRANSPORT.items() for a in ("-genv", k, v)]
+                runs = [(f"mnp, tree width {width}", [*mnp, "--tree-width", str(width), str(job)], home, True),
+                        ("mnp, star", [*mnp, "--tree-width", str(n), str(job)], home, True),
+                        ("mpiexec -launcher ssh", [str(Path(sys.executable).parent / "mpiexec"), "-launcher", "ssh",
+                                                   "-launcher-exec", str(ssh), "-f", str(hostfile), "-n", str(n),
+                                                   "-iface", hosts.cluster.bridge, *genv, *hello],
+                         {"HYDRA_LAUNCHER_AUTOFORK": "0"}, False)]
+                got: dict[str, list[tuple[float, float, dict]]] = {label: [] for label, *_ in runs}
+                for rep in range(reps + 1):  # the first round warms the page cache and is not counted
+                    for label, argv, extra, is_mnp in runs:
+                        wall, here, info = _ssh_once(argv, {**os.environ, **extra}, ROOT, n, is_mnp, whole=True)
+                        if rep:
+                            got[label].append((wall, here, info))
+            finally:
+                hosts.stop()
+            print(f"# {n} sshd hosts x 1 rank, C hello, {reps} alternating runs each (whole command): "
+                  "medians (min-max)")
+            for label, *_ in runs:
+                walls = [w for w, _, _ in got[label]]
+                line = (f"{label:24} {statistics.median(walls):7.3f} s ({min(walls):.3f}-{max(walls):.3f}); CPU here "
+                        f"{statistics.median(h for _, h, _ in got[label]):.2f} s")
+                infos = [i for _, _, i in got[label] if i]
+                if infos:
+                    line += (f"; bring-up {statistics.median(i['timings']['bringup_s'] for i in infos):.3f} s, "
+                             f"frames in/out {statistics.median(i['control']['frames_in'] for i in infos):.0f}/"
+                             f"{statistics.median(i['control']['frames_out'] for i in infos):.0f}, coordinator CPU "
+                             f"{statistics.median(i['control']['coordinator_cpu_s'] for i in infos):.2f} s")
+                print(line, flush=True)
+            print(flush=True)
 
 
 def tree_mode(counts: list[int], reps: int) -> None:
@@ -360,6 +427,9 @@ def main() -> None:
                     "on N sshd hosts")
     ap.add_argument("--baseline", metavar="DIR", type=Path, help="SSH mode: also time the mnp of another checkout "
                     "(e.g. `git archive COMMIT | tar -x -C DIR`) in the same alternation")
+    ap.add_argument("--ssh-tree", metavar="N[,N...]", help="SSH tree spawn mode only: mnp with --tree-width "
+                    "--width against the star and Hydra on N sshd hosts, C hello")
+    ap.add_argument("--width", type=int, default=32, help="--ssh-tree: the tree's width (default 32)")
     ap.add_argument("--tree", metavar="N[,N...]", help="Tree mode only: the control tree (width 32) against the star "
                     "on N isolated local nodes (e.g. 8,32,64,128)")
     args = ap.parse_args()
@@ -368,6 +438,9 @@ def main() -> None:
     clean_stale()
     if args.slurm:
         slurm_mode([int(x) for x in args.slurm.split(",")], args.reps)
+        return
+    if args.ssh_tree:
+        ssh_tree_mode([int(x) for x in args.ssh_tree.split(",")], args.reps, args.width)
         return
     if args.tree:
         tree_mode([int(x) for x in args.tree.split(",")], args.reps)

@@ -31,6 +31,7 @@ from zmq.utils import z85
 from mnp.control import messages as m
 from mnp.control import tree as t
 from mnp.control.messages import InvalidMessage, ToAgent, ToCoordinator, decode_to_agent, decode_to_coordinator, encode
+from mnp.control.zap import ZapThread
 
 __all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "Received"]
 
@@ -72,23 +73,15 @@ class _NodeKeys:
         chosen = set(admit) if admit is not None else None
         self.node_of = {pub: i for i, (pub, _) in keys.agents.items() if chosen is None or i in chosen}
 
-    def callback(self, domain: str, key: bytes) -> bool:
-        return key in self.node_of
 
 
-def _authenticator(ctx: zmq.Context[Any], nodes: _NodeKeys) -> Any:
-    """pyzmq's ZAP thread, with the user id of a connection set to its node index. Imported here: it brings
-    asyncio, which no agent needs (agents start on every node, and their start-up is launch time)."""
-    from zmq.auth.thread import ThreadAuthenticator
+def _authenticator(ctx: zmq.Context[Any], nodes: _NodeKeys) -> ZapThread:
+    """The ZAP handler: the user id of a connection is its node index (its key's), and no other key gets in."""
+    def user_of(key: bytes) -> str | None:
+        node = nodes.node_of.get(key)
+        return None if node is None else str(node)
 
-    class Authenticator(ThreadAuthenticator):
-        def curve_user_id(self, client_public_key: bytes) -> str:
-            return str(nodes.node_of[z85.encode(client_public_key)])
-
-    auth = Authenticator(ctx)
-    auth.start()
-    auth.configure_curve_callback("*", nodes)
-    return auth
+    return ZapThread(ctx, user_of)
 
 
 @dataclass(frozen=True)

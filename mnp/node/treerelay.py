@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
-from zmq.utils import z85
 
 from mnp.control import tree as t
+from mnp.control import zap
 from mnp.control.messages import Barrier, Heartbeat, decode_to_coordinator, encode
 
 __all__ = ["TreeRelay"]
@@ -36,7 +36,6 @@ def origins_fit(tree: t.Tree, sender: int, origins: list[int], message: bytes) -
     if not origins or len(set(origins)) != len(origins) or not all(tree.within(sender, o) for o in origins):
         return False
     return len(origins) == 1 or message == HEARTBEAT or b'"barrier"' in message
-_ZAP = "inproc://zeromq.zap.01"
 
 
 class TreeRelay:
@@ -53,7 +52,7 @@ class TreeRelay:
         self.routes: dict[int, bytes] = {}
         self.zap = ctx.socket(zmq.REP)
         self.zap.linger = 0
-        self.zap.bind(_ZAP)
+        self.zap.bind(zap.ENDPOINT)
         s = ctx.socket(zmq.ROUTER)
         s.curve_server = True
         s.curve_publickey = public.encode()
@@ -88,20 +87,21 @@ class TreeRelay:
 
     # -- admission ---------------------------------------------------------------------------------------------
     def _answer_zap(self) -> None:
-        """ZAP (RFC 27): a CURVE handshake is let through when the key is one of this relay's children's."""
+        """A CURVE handshake is let through when the key is one of this relay's children's (its node index the
+        connection's user id)."""
         for _ in range(_BATCH):
             try:
                 req = self.zap.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
-            version, request_id = (req + [b"", b""])[:2]
-            key = req[6] if len(req) >= 7 and req[5] == b"CURVE" else b""
-            child = self.child_of_key.get(z85.encode(key)) if len(key) == 32 else None
-            if child is None:
+            answer = zap.reply(req, self._child_of)
+            if answer[2] != b"200":
                 self.report(f"refused a connection from a key that is not one of node {self.node}'s children")
-                self.zap.send_multipart([version, request_id, b"400", b"not a child of this node", b"", b""])
-            else:
-                self.zap.send_multipart([version, request_id, b"200", b"OK", str(child).encode(), b""])
+            self.zap.send_multipart(answer)
+
+    def _child_of(self, key: bytes) -> str | None:
+        child = self.child_of_key.get(key)
+        return None if child is None else str(child)
 
     # -- up ----------------------------------------------------------------------------------------------------
     def _from_children(self) -> None:
