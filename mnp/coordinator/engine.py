@@ -88,6 +88,7 @@ class JobEngine(ProcessMessages):
     waiting: dict[int, int] = field(default_factory=dict)  # process -> node, until it exits
     started: set[int] = field(default_factory=set)
     barrier: dict[int, dict[str, str]] = field(default_factory=dict)
+    barriers: int = 0  # PMI barriers completed (the record's control figures)
     hosts: dict[str, int] = field(default_factory=dict)  # address or hostname -> node (remote commands)
     lost: set[int] = field(default_factory=set)
     byes: dict[int, m.Bye] = field(default_factory=dict)
@@ -340,6 +341,7 @@ class JobEngine(ProcessMessages):
         for puts in self.barrier.values():
             kvs.update(puts)
         self.barrier = {}
+        self.barriers += 1
         return _to_all(m.BarrierDone(kvs), [i for i in range(self.n) if i not in self.lost])
 
     def _on_rexec(self, node: int, msg: m.Rexec, data: bytes | None) -> list[Action]:

@@ -418,7 +418,7 @@ class _Job:
             use = resource.getrusage(resource.RUSAGE_SELF)  # this process: the CLI and the coordinator
             self.info["control"] = {"width": self.tree.width if not self.tree.star else None,
                                     "depth": len(self.tree.levels()), "frames_in": self.chan.frames_in,
-                                    "frames_out": self.chan.frames_out,
+                                    "frames_out": self.chan.frames_out, "barriers": self.engine.barriers,
                                     "coordinator_cpu_s": round(use.ru_utime + use.ru_stime, 3)}
             self.chan.close()
         self.timings["shutdown_s"] = time.monotonic() - self.t0
