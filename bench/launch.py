@@ -20,7 +20,7 @@ hosts with ``--tree-width K`` (mnp dials K hosts, their agents dial the rest wit
 (``--tree-width N``: mnp dials every host, 32 at once) and against ``mpiexec -launcher ssh``, alternating.
 
 Tree mode (``--tree 8,32,64,128``) times the whole ``mnp launch`` of the C hello, 1 rank per node, on N isolated
-local nodes with the control tree at its default width (32) and as a star (``--tree-width N``), alternating, and
+local nodes with the control tree at width 32 and as a star (``--tree-width N``), alternating, and
 prints from each job's record its bring-up, the frames the coordinator read and wrote, and the coordinator
 process's CPU time (target: t(128)/t(8) <= 4).
 
@@ -390,7 +390,7 @@ def ssh_tree_mode(counts: list[int], reps: int, width: int) -> None:
 
 def tree_mode(counts: list[int], reps: int) -> None:
     """The control tree against the star: whole ``mnp launch`` of the C hello (1 rank per node) on N isolated
-    local nodes, default width (32) and ``--tree-width N`` (every agent a child of the coordinator), alternating;
+    local nodes, ``--tree-width 32`` and ``--tree-width N`` (every agent a child of the coordinator), alternating;
     bring-up, frames the coordinator read and wrote, and its CPU time, from each job's record."""
     with tempfile.TemporaryDirectory(prefix="mnp-bench-") as d:
         tmp = Path(d)
@@ -404,7 +404,7 @@ def tree_mode(counts: list[int], reps: int) -> None:
         for n in counts:
             runs: dict[str, list[tuple[float, dict]]] = {"tree": [], "star": []}
             for _ in range(reps):
-                runs["tree"].append(time_mnp(tmp, n, 1, command))
+                runs["tree"].append(time_mnp(tmp, n, 1, command, ["--tree-width", "32"]))
                 runs["star"].append(time_mnp(tmp, n, 1, command, ["--tree-width", str(n)]))
             for shape, got in runs.items():
                 walls = [w for w, _ in got]

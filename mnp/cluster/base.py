@@ -53,6 +53,9 @@ class Cluster:
     #: the control tree's width this provider was made for (SSH: it dials only that many hosts itself); None: the
     #: job's --tree-width
     tree_width: int | None = None
+    #: whether a job that does not name a width gets the default tree (32); False where every node shares this
+    #: machine's CPUs (local nodes), so relays would only add hops: a star unless --tree-width asks
+    tree_by_default: bool = True
 
     def spawn_spec(self, node: int) -> dict[str, Any] | None:
         """How a relay starts node ``node``'s agent itself (tree spawn; :mod:`mnp.node.spawner`), or None where

@@ -188,6 +188,7 @@ class LocalCluster(Cluster):
     """
 
     own_addresses = True  # each node is a network namespace of its own
+    tree_by_default = False  # one machine's CPUs: a star unless --tree-width asks (README, Scale)
 
     probe_ifaces = False  # every node has eth0 on our bridge
     shm_private = True  # every node mounts its own tmpfs
@@ -340,6 +341,8 @@ class ProcessCluster(Cluster):
     ``node_cpus`` gives every node all of this process's CPUs and ``cpus_shared`` is True with more than one node
     (see :class:`LocalCluster`): binding ranks to cores inside each "node" would stack them.
     """
+
+    tree_by_default = False  # one machine's CPUs: a star unless --tree-width asks
 
     warning = "nodes are not isolated (no root or no namespaces): all ranks share this machine's network and /dev/shm"
     probe_ifaces = False

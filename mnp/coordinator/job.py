@@ -248,7 +248,7 @@ class _Job:
         self.say(Progress("hosts ready", len(nodes), self.n, final=True))
         self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
         keys = cluster.keys()
-        width = cluster.tree_width or self.req.tree_width or DEFAULT_TREE_WIDTH
+        width = cluster.tree_width or self.req.tree_width or (DEFAULT_TREE_WIDTH if cluster.tree_by_default else self.n)
         self.tree = Tree(self.n, width if cluster.tree_ok else max(width, self.n))
         self.engine.tree = None if self.tree.star else self.tree
         chan = self.chan = CoordinatorChannel(keys, cluster.control_address, cluster.control_port, self.tree)

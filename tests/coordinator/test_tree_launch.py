@@ -97,10 +97,12 @@ def test_a_relay_that_dies_fails_the_job_and_its_subtree_goes_too(tmp_path: Path
 
 
 def test_128_nodes(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
-    """128 isolated nodes under the default width (32): 32 relays, each with 3 children."""
-    p = run_mnp(["run", "-N", "128", "sh", "-c", "echo $MNP_NODE_INDEX $(hostname)"], mnp_home, timeout=300)
+    """128 isolated nodes, width 32: 32 relays, each with 3 children (local nodes are a star unless asked)."""
+    p = run_mnp(["run", "-N", "128", "--tree-width", "32", "sh", "-c", "echo $MNP_NODE_INDEX $(hostname)"], mnp_home,
+                timeout=300)
     assert p.returncode == 0, p.stderr
     got = sorted(line.split("] ")[1] for line in p.stdout.splitlines())
     assert got == sorted(f"{i} node{i}" for i in range(128))
     info = _record(mnp_home)["info"]
     assert len(info["agent_maxrss_kb"]) == 128 and "refused" not in info
+    assert info["control"]["width"] == 32 and info["control"]["depth"] == 2
