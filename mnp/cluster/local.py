@@ -135,15 +135,42 @@ def _inventory() -> dict[str, tuple[list[str], list[str]]]:
 
 
 def clean_stale() -> list[str]:
-    """Remove namespaces and links of local clusters whose coordinator is gone; returns their job ids."""
-    if not namespaces_available():
-        return []
+    """Remove what local clusters whose coordinator is gone left behind: namespaces, links and run files (as
+    root), and the private directories of plain-process nodes (``--no-isolate``, whose owner is named in the
+    directory itself); returns their job ids."""
     removed = []
-    for short, (namespaces, links) in _inventory().items():
-        if not _owner_alive(short):
-            _remove(short, namespaces, links)
-            removed.append(short)
-    return removed
+    if namespaces_available():
+        for short, (namespaces, links) in _inventory().items():
+            if not _owner_alive(short):
+                _remove(short, namespaces, links)
+                removed.append(short)
+    return removed + [short for short in _stale_private_roots() if short not in removed]
+
+
+_OWNER = ".owner"  # in a plain-process cluster's private directory: the pid of the coordinator that made it
+
+
+def _stale_private_roots() -> list[str]:
+    root = tempfile.gettempdir()
+    found = []
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    for name in names:
+        if not (m := re.fullmatch(r"mnp-([0-9a-f]{6})", name)):
+            continue
+        path = os.path.join(root, name)
+        try:
+            st = os.lstat(path)
+            with open(os.path.join(path, _OWNER)) as f:
+                pid = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # no owner named: an isolated cluster's (its pid file is in the run directory), or not ours
+        if st.st_uid == os.geteuid() and not pid_alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            found.append(m.group(1))
+    return found
 
 
 def _short(job_id: str) -> str:
@@ -360,6 +387,8 @@ class ProcessCluster(Cluster):
         self.control_address = "127.0.0.1"
         assert self.private_root is not None
         os.makedirs(self.private_root, mode=0o700, exist_ok=True)
+        with open(os.path.join(self.private_root, _OWNER), "w") as f:  # a crash's leftover is known for one
+            f.write(f"{os.getpid()}\n")
         self.nodes = [NodeInfo(i, socket.gethostname(), "127.0.0.1") for i in range(self.num_nodes)]
         return self.nodes
 

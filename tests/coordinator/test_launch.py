@@ -357,3 +357,27 @@ def test_killed_agent_leaves_no_private_directory(tmp_path: Path, mnp_home: Path
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 255, err
     assert not any(Path(d).exists() for d in seen)
+
+
+@pytest.mark.noroot
+def test_a_crashed_plain_process_clusters_directory_is_removed_at_next_start(tmp_path: Path, mnp_home: Path) -> None:
+    """--no-isolate nodes keep their private files under /tmp/mnp-<id>, which names its coordinator: a crashed
+    one's is removed by the next start; a live one's stays."""
+    import tempfile
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = Path(tempfile.gettempdir()) / "mnp-dead01"
+    live = Path(tempfile.gettempdir()) / "mnp-11fe01"
+    try:
+        for d, pid in ((dead, gone.pid), (live, os.getpid())):
+            d.mkdir(mode=0o700)
+            (d / ".owner").write_text(f"{pid}\n")
+            (d / "node0-tmp").mkdir()
+        p = run_mnp(["run", "--no-isolate", "-N", "1", "true"], mnp_home)
+        assert p.returncode == 0, p.stderr
+        assert "removed leftovers of an earlier local cluster (dead01)" in p.stderr
+        assert not dead.exists() and (live / "node0-tmp").is_dir()
+    finally:
+        for d in (dead, live):
+            subprocess.run(["rm", "-rf", str(d)], check=False)
