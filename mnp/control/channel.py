@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import zmq
 from zmq.utils import z85
 
@@ -36,6 +37,7 @@ from mnp.control.zap import ZapThread
 __all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "Received"]
 
 _HEARTBEAT = encode(m.Heartbeat())
+_SAMPLES = msgspec.json.Decoder(list[m.Telemetry])  # relays send their subtree's samples as one list
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,18 @@ class CoordinatorChannel:
             return Received(node, InvalidMessage("empty message"))
         return Received(node, decode_to_coordinator(body[0]), body[1] if len(body) > 1 else None)
 
+    def _samples(self, top: int, origins: list[int], frame: bytes) -> Received | None:
+        """A relay's telemetry: one sample per origin, in order (each a Telemetry message, checked as such)."""
+        try:
+            samples = _SAMPLES.decode(frame) if len(frame) <= m.MAX_FRAME else None
+        except msgspec.DecodeError:
+            samples = None
+        if samples is None or len(samples) != len(origins) or len(set(origins)) != len(origins):
+            self.refused.append(f"node {top} relayed telemetry that does not match its origins; dropped")
+            return None
+        self._ready.extend(Received(o, sample) for o, sample in zip(origins, samples))
+        return self._ready.popleft()
+
     def _relayed(self, top: int, origins_frame: bytes, body: list[bytes]) -> Received | None:
         """A frame a top node forwarded for nodes of its subtree: one :class:`Received` per origin. A PMI
         barrier entry merged by the relays holds every origin's puts; the engine gets them with the first."""
@@ -194,6 +208,8 @@ class CoordinatorChannel:
             self.refused.append(f"node {top} relayed a message as node {strangers[0]}, which is not in its subtree;"
                                 " dropped")
             return None
+        if body[0].startswith(b"["):  # (a relay sends its samples as a list, also when only one node's came)
+            return self._samples(top, origins, body[0])
         if len(set(origins)) != len(origins) or (len(origins) > 1 and body[0] != _HEARTBEAT
                                                   and b'"barrier"' not in body[0]):
             self.refused.append(f"node {top} relayed one message for several nodes (or one node twice); dropped")

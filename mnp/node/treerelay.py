@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import zmq
 
 from mnp.control import tree as t
@@ -26,6 +27,7 @@ __all__ = ["TreeRelay"]
 
 HEARTBEAT = encode(Heartbeat())
 _BYE = b'{"t":"bye"'
+_TELEMETRY = b'{"t":"telemetry"'
 _BATCH = 256  # frames handled per call, at most
 _MAX_REPORTS = 20  # refusals said per relay; the rest only counted
 
@@ -35,7 +37,7 @@ def origins_fit(tree: t.Tree, sender: int, origins: list[int], message: bytes) -
     messages relays merge (a PMI barrier entry, heartbeats); anything else speaks for one node."""
     if not origins or len(set(origins)) != len(origins) or not all(tree.within(sender, o) for o in origins):
         return False
-    return len(origins) == 1 or message == HEARTBEAT or b'"barrier"' in message
+    return len(origins) == 1 or message == HEARTBEAT or b'"barrier"' in message or message.startswith(b"[")
 
 
 class TreeRelay:
@@ -69,6 +71,7 @@ class TreeRelay:
         self.endpoint = f"tcp://{bind_host}:{port}"
         self.barrier_puts: dict[int, dict[str, str]] = {}  # this round's entries so far, by node
         self.heard: set[int] = set()
+        self.samples: dict[int, bytes] = {}  # each node's newest telemetry sample, until the next beat
         self.gone: set[int] = {node}  # nodes of the subtree that said goodbye (this one counts as gone)
 
     def report(self, line: str) -> None:
@@ -131,6 +134,17 @@ class TreeRelay:
         if body[0] == HEARTBEAT:
             self.heard.update(origins)
             return
+        if len(body) == 1 and body[0].startswith(_TELEMETRY) and len(origins) == 1:
+            self.samples[origins[0]] = body[0]  # the newest per node; sent on with the heartbeats
+            return
+        if len(body) == 1 and body[0].startswith(b"["):  # a child relay's samples (one or more)
+            try:
+                items = [msgspec.json.encode(x) for x in msgspec.json.decode(body[0], type=list[msgspec.Raw])]
+            except (msgspec.DecodeError, TypeError):
+                items = []
+            if len(items) == len(origins):
+                self.samples.update(zip(origins, items))
+            return
         if b'"barrier"' in body[0] and len(body) == 1:
             msg = decode_to_coordinator(body[0])  # decoded as the coordinator will: no form slips past the count
             if isinstance(msg, Barrier):
@@ -158,6 +172,10 @@ class TreeRelay:
         if self.heard:
             self.send_up([b"", t.pack(sorted(self.heard)), HEARTBEAT])
             self.heard = set()
+        if self.samples:  # the subtree's telemetry as one frame: a JSON list, in the origins' order
+            origins = sorted(self.samples)
+            self.send_up([b"", t.pack(origins), b"[" + b",".join(self.samples[o] for o in origins) + b"]"])
+            self.samples = {}
 
     # -- down --------------------------------------------------------------------------------------------------
     def down(self, frames: list[bytes]) -> list[bytes] | None:

@@ -258,3 +258,37 @@ def test_a_barrier_entry_counts_in_any_field_order_and_a_second_entry_replaces_t
     for r in got:
         merged.update(r.msg.puts)
     assert merged == {"b": "2", "c": "3", "d": "4"}
+
+
+def test_a_subtrees_telemetry_goes_up_as_one_frame_per_interval(net: Net) -> None:
+    _join(net)
+    for node in (2, 3):
+        net.agents[node].send(m.Telemetry(10.0 * node, 1.0, node << 20, 0, 1))
+    net.relays[0].up([0], [m.encode(m.Telemetry(5.0, 1.0, 1 << 20, 0, 1))])
+    net.pump(0.3)
+    assert net.coord.recv(50) is None  # held until the relay's beat
+    frames_before = net.coord.frames_in
+    net.relays[0].beat()
+    got = [r for r in net.received(3.0, enough=3) if isinstance(r.msg, m.Telemetry)]
+    assert sorted((r.node, r.msg.cpu_pct) for r in got) == [(0, 5.0), (2, 20.0), (3, 30.0)]
+    assert net.coord.frames_in - frames_before == 1  # three samples, one frame (the relay's own included)
+
+
+def test_relayed_telemetry_must_match_its_origins(net: Net) -> None:
+    _join(net)
+    sample = m.encode(m.Telemetry(1.0, 1.0, 1, 0, 1))
+    net.agents[0].send_frames([b"", t.pack([2, 3]), b"[" + sample + b"]"])  # two origins, one sample
+    net.agents[0].send_frames([b"", t.pack([2, 3]), b'[{"t":"exit","rank":2,"code":0},' + sample + b"]"])
+    assert not [r for r in net.received(0.6) if not isinstance(r.msg, m.Heartbeat)]
+    assert net.coord.refused == ["node 0 relayed telemetry that does not match its origins; dropped"] * 2
+
+
+def test_one_nodes_sample_alone_still_goes_up_as_a_list(net: Net) -> None:
+    """Seen at 128 nodes: a relay whose only pending sample was one child's sent a one-item list, which the
+    coordinator read as a plain message and refused."""
+    _join(net)
+    net.agents[2].send(m.Telemetry(7.0, 1.0, 1, 0, 1))
+    net.pump(0.3)
+    net.relays[0].beat()
+    got = [r for r in net.received(3.0, enough=1) if isinstance(r.msg, m.Telemetry)]
+    assert [(r.node, r.msg.cpu_pct) for r in got] == [(2, 7.0)] and net.coord.refused == []
