@@ -106,3 +106,13 @@ def test_128_nodes(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
     info = _record(mnp_home)["info"]
     assert len(info["agent_maxrss_kb"]) == 128 and "refused" not in info
     assert info["control"]["width"] == 32 and info["control"]["depth"] == 2
+
+
+def test_mpirun_daemons_reach_nodes_below_a_relay(tmp_path: Path, mnp_home: Path, no_leftovers: None) -> None:
+    """Open MPI's mpirun on node 0 starts its daemons on every other node through the control plane (remote
+    commands): with width 2, nodes 2-4 are reached through relays 0 and 1."""
+    p = run_mnp(["launch", "-N", "5", "--tree-width", "2", str(ROOT / "examples" / "hello-openmpi.yaml")], mnp_home,
+                timeout=240)
+    assert p.returncode == 0, p.stderr
+    assert "10 ranks on 5 hosts: node0, node1, node2, node3, node4" in p.stdout
+    assert _record(mnp_home)["info"]["control"]["depth"] == 2
