@@ -57,7 +57,19 @@ def _binding(job: Job, family: str, launcher: str, owned: list[list[int]] | None
     return {**chosen.to_info(), "lines": chosen.lines}
 
 
-def plan(job: Job, hosts: list[HostSpec] | None, isolate: bool | None) -> dict[str, Any]:
+def _control(n: int, hosts: list[HostSpec] | None, width: int | None) -> dict[str, Any]:
+    """The control plane's shape: a star, or the tree's levels (local nodes are a star unless a width is given)."""
+    from mnp.control.tree import DEFAULT_WIDTH, Tree
+
+    k = width or (DEFAULT_WIDTH if hosts is not None else n)
+    tree = Tree(max(1, n), k)
+    levels = [len(level) for level in tree.levels()]
+    return {"width": None if tree.star else k, "levels": levels,
+            "relays": sum(1 for i in range(tree.n) if tree.children(i))}
+
+
+def plan(job: Job, hosts: list[HostSpec] | None, isolate: bool | None,
+         tree_width: int | None = None) -> dict[str, Any]:
     """The plan as data (``--dry-run --json`` prints it as it is)."""
     from mnp.launch.backends import check_layout, choose_mpi
     from mnp.spec.resolve import resolve_nodes
@@ -89,7 +101,8 @@ def plan(job: Job, hosts: list[HostSpec] | None, isolate: bool | None) -> dict[s
     return {"dry_run": True, "name": spec.name, "num_nodes": job.nodes, "main_node": spec.main_node,
             "ranks": first if known else None, "where": where, "mpi": mpi.family, "launcher": mpi.launcher,
             "mpi_why": mpi.why, "transport": spec.transport, "shm_size": spec.shm_size, "timeout": spec.timeout,
-            "binding": _binding(job, mpi.family, mpi.launcher, owned, layout), "nodes": nodes}
+            "binding": _binding(job, mpi.family, mpi.launcher, owned, layout),
+            "control": _control(job.nodes, hosts, tree_width), "nodes": nodes}
 
 
 def _dep(d: Any) -> str:
@@ -106,6 +119,13 @@ def _span(ranks: list[int] | None) -> str:
     if ranks == list(range(ranks[0], ranks[-1] + 1)):
         return f"ranks {ranks[0]}-{ranks[-1]}"
     return "ranks " + ",".join(map(str, ranks[:6])) + (",..." if len(ranks) > 6 else "")
+
+
+def _control_line(c: dict[str, Any]) -> str:
+    if c["width"] is None:
+        return "control    star: every agent dials the coordinator"
+    return (f"control    tree of width {c['width']}: {len(c['levels'])} levels of agents "
+            f"({', '.join(map(str, c['levels']))}), {c['relays']} of them relaying")
 
 
 def render(p: dict[str, Any]) -> str:
@@ -127,7 +147,8 @@ def render(p: dict[str, Any]) -> str:
              *[f"           {line}" for line in p["binding"].get("lines", [])],
              *[f"           warning: {w}" for w in p["binding"].get("wrapped", [])],
              f"shm_size   {fmt_bytes(p['shm_size']) if p['shm_size'] else 'what MPI needs (at least 64 MiB)'}",
-             f"timeout    {p['timeout']:g} s" if p["timeout"] else "timeout    none"]
+             f"timeout    {p['timeout']:g} s" if p["timeout"] else "timeout    none",
+             _control_line(p["control"])]
     common = p["nodes"][0]["env"] if all(n["env"] == p["nodes"][0]["env"] for n in p["nodes"]) else None
     for n in p["nodes"]:
         after = f"  (after {', '.join(n['ranks_depend_on'])})" if n.get("ranks_depend_on") else ""

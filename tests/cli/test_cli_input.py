@@ -139,6 +139,18 @@ def test_old_meaning_of_n_on_launch(job: Path, rpn_job: Path, tmp_path: Path) ->
     assert recorded(home) == 0
 
 
+def test_dry_run_shows_the_control_planes_shape(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    r = invoke(["run", "-N", "7", "--dry-run", "hostname"], home)
+    assert "control    star: every agent dials the coordinator" in r.stdout.splitlines()  # local: a star
+    r = invoke(["run", "-N", "7", "--tree-width", "2", "--dry-run", "--json", "hostname"], home)
+    assert json.loads(r.stdout)["control"] == {"width": 2, "levels": [2, 4, 1], "relays": 3}
+    hosts = ",".join(f"h{i}" for i in range(40))
+    r = invoke(["run", "--hosts", hosts, "--dry-run", "hostname"], home)
+    assert "control    tree of width 32: 2 levels of agents (32, 8), 1 of them relaying" in r.stdout.splitlines()
+    assert recorded(home) == 0
+
+
 def test_dry_run_prints_the_plan_and_records_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
     r = invoke(["run", "-N", "3", "-n", "7", "-x", "A=1", "--transport", "tcp", "--timeout", "60", "--dry-run",
