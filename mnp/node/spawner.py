@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,8 +164,9 @@ class Spawner:
             c.ended = True
             if c.proc.stdin is not None and not c.proc.stdin.closed:
                 c.proc.stdin.close()
+        deadline = time.monotonic() + 1.0  # one second for all of them, not one each
         for c in self.children.values():
             try:
-                c.proc.wait(1.0)
+                c.proc.wait(max(0.01, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self._kill(c)
