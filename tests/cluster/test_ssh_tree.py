@@ -95,3 +95,37 @@ def test_tree_spawn_needs_no_more_than_the_job_gave(hosts: SshNodes, tmp_path: P
     assert f"UserKnownHostsFile={hosts.known_hosts}" in argv and argv[argv.index("-l") + 1] == "root"
     assert argv[-2] == hosts.addresses[2] and "mnp.cluster.ssh_task" in argv[-1]
     assert "secret" not in " ".join(argv)
+
+
+def test_a_relayed_host_that_dies_is_lost_at_once_by_name(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> None:
+    """Host 6's agent (started by host 2's) is killed mid-job: its relay sees the ssh session end and says so;
+    the job fails naming node 6 and its host, without waiting for the node to fall silent (15 s)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    hf = _hostfile(hosts, tmp_path, list(range(7)))
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "run", *hosts.ssh_args(), "--hostfile", str(hf),
+                             "--tree-width", "2", "sleep", "100"], env={**os.environ, "MNP_HOME": str(mnp_home)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    agent, deadline = None, time.monotonic() + 60
+    while agent is None and time.monotonic() < deadline:
+        pids = hosts.pids(6)
+        cmds = {}
+        for pid in pids:
+            try:
+                cmds[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+        if any(c.startswith("sleep 100") for c in cmds.values()):
+            agent = next((p for p, c in cmds.items() if "ssh_task" in c and "mnp-watchdog" not in c), None)
+        time.sleep(0.2)
+    assert agent is not None, proc.kill() or proc.communicate()
+    os.kill(agent, signal.SIGKILL)
+    t0 = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 255, err
+    last = err.strip().splitlines()[-1]
+    assert "node 6 lost" in last and hosts.addresses[6] in last and "SSH session ended" in last, err
+    assert time.monotonic() - t0 < 10
