@@ -38,6 +38,7 @@ class ZapThread:
         self._stop = threading.Event()
         self._bound = threading.Event()
         self._error: BaseException | None = None
+        self._wake = f"inproc://mnp-zap-stop-{id(self):x}"
         self.thread = threading.Thread(target=self._run, name="mnp-zap", daemon=True)
         self.thread.start()
         self._bound.wait()
@@ -49,18 +50,35 @@ class ZapThread:
             sock = self.ctx.socket(zmq.REP)
             sock.linger = 0
             sock.bind(ENDPOINT)
+            wake = self.ctx.socket(zmq.PULL)  # stop() says so here: no polling interval to wait out
+            wake.linger = 0
+            wake.bind(self._wake)
         except zmq.ZMQError as e:
             self._error = e
             self._bound.set()
             return
         self._bound.set()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if sock.poll(100):
+                ready = dict(poller.poll(1000))
+                if sock in ready:
                     sock.send_multipart(reply(sock.recv_multipart(), self.user_of))
         finally:
             sock.close()
+            wake.close()
 
     def stop(self) -> None:
         self._stop.set()
+        push = self.ctx.socket(zmq.PUSH)
+        push.linger = 0
+        try:
+            push.connect(self._wake)
+            push.send(b"", flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the thread ends at its next look at the flag (within a second)
+        finally:
+            push.close()
         self.thread.join(2)
