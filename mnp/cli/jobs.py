@@ -166,6 +166,11 @@ def status(job: str, as_json: bool) -> None:
                    f"need {fmt_bytes(sh['need'])}{'  ' + sh['problem'] if sh.get('problem') else ''}")
     if tr and tr.get("env"):
         click.echo("env       " + " ".join(f"{k}={v}" for k, v in sorted(tr["env"].items())))
+    ctl = j.info.get("control")
+    if isinstance(ctl, dict):
+        shape = f"tree of width {ctl.get('width')}, {ctl.get('depth')} levels" if ctl.get("width") else "star"
+        click.echo(f"control   {shape}; the coordinator read {ctl.get('frames_in')} and wrote {ctl.get('frames_out')} "
+                   f"frames, {ctl.get('barriers', 0)} PMI barrier(s), {ctl.get('coordinator_cpu_s')} s of CPU")
     from mnp.coordinator.telemetry import status_lines
 
     for line in status_lines(j.info.get("telemetry"), j.info.get("shm")):

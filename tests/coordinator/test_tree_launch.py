@@ -34,10 +34,14 @@ def test_mpi_hello_over_a_three_level_tree(tmp_path: Path, mnp_home: Path, no_le
     assert "7 ranks on 7 hosts: node0, node1, node2, node3, node4, node5, node6" in p.stdout
     assert sorted(line.split("]")[0] for line in p.stdout.splitlines() if "hello from rank" in line) == \
         sorted(f"[node {i} rank {i}" for i in range(7))
-    info = _record(mnp_home)["info"]
+    record = _record(mnp_home)
+    info = record["info"]
     assert sorted(map(int, info["agent_maxrss_kb"])) == list(range(7))  # every goodbye came up the tree
     assert "refused" not in info
     assert "refused" not in p.stderr
+    assert info["control"]["width"] == 2 and info["control"]["depth"] == 3 and info["control"]["barriers"] >= 1
+    shown = run_mnp(["status", record["job_id"]], mnp_home).stdout
+    assert "control   tree of width 2, 3 levels; the coordinator read" in shown
 
 
 @pytest.mark.noroot
