@@ -36,7 +36,6 @@ from mnp.control.zap import ZapThread
 
 __all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "Received"]
 
-_HEARTBEAT = encode(m.Heartbeat())
 _SAMPLES = msgspec.json.Decoder(list[m.Telemetry])  # relays send their subtree's samples as one list
 
 
@@ -190,7 +189,7 @@ class CoordinatorChannel:
             samples = _SAMPLES.decode(frame) if len(frame) <= m.MAX_FRAME else None
         except msgspec.DecodeError:
             samples = None
-        if samples is None or len(samples) != len(origins) or len(set(origins)) != len(origins):
+        if samples is None or len(samples) != len(origins):
             self.refused.append(f"node {top} relayed telemetry that does not match its origins; dropped")
             return None
         self._ready.extend(Received(o, sample) for o, sample in zip(origins, samples))
@@ -200,20 +199,15 @@ class CoordinatorChannel:
         """A frame a top node forwarded for nodes of its subtree: one :class:`Received` per origin. A PMI
         barrier entry merged by the relays holds every origin's puts; the engine gets them with the first."""
         origins = t.unpack(origins_frame)
-        if self.tree is None or origins is None or not body:
+        if self.tree is None or not body:
             self.refused.append(f"node {top} sent a relayed frame that is not one; dropped")
             return None
-        strangers = [o for o in origins if not self.tree.within(top, o)]
-        if strangers:
-            self.refused.append(f"node {top} relayed a message as node {strangers[0]}, which is not in its subtree;"
-                                " dropped")
+        if why := t.refusal(self.tree, top, origins, body[0]):
+            self.refused.append(f"node {top} relayed a message {why}; dropped")
             return None
+        assert origins is not None
         if body[0].startswith(b"["):  # (a relay sends its samples as a list, also when only one node's came)
             return self._samples(top, origins, body[0])
-        if len(set(origins)) != len(origins) or (len(origins) > 1 and body[0] != _HEARTBEAT
-                                                  and b'"barrier"' not in body[0]):
-            self.refused.append(f"node {top} relayed one message for several nodes (or one node twice); dropped")
-            return None
         msg = decode_to_coordinator(body[0])
         data = body[1] if len(body) > 1 else None
         if len(origins) > 1 and not isinstance(msg, (m.Barrier, m.Heartbeat)):

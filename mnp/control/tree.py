@@ -24,7 +24,12 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Tree", "pack", "unpack", "ALL", "DEFAULT_WIDTH", "TreeModel", "model"]
+from mnp.control.messages import Heartbeat, encode
+
+__all__ = ["Tree", "pack", "unpack", "ALL", "DEFAULT_WIDTH", "HEARTBEAT", "refusal", "TreeModel", "model"]
+
+#: a heartbeat as a frame (relays merge them by comparing frames, without decoding)
+HEARTBEAT = encode(Heartbeat())
 
 #: the coordinator's (and each relay's) children at most, unless ``--tree-width`` says otherwise
 DEFAULT_WIDTH = 32
@@ -117,6 +122,22 @@ class Tree:
                 return None
             node = p
         return node
+
+
+def refusal(tree: Tree, sender: int, origins: list[int] | None, message: bytes) -> str | None:
+    """Why ``sender`` may not speak for ``origins`` in a frame carrying ``message`` (None: it may). Each origin
+    must lie in the sender's subtree and come once; several only where relays merge: a PMI barrier entry,
+    heartbeats, a list of telemetry samples. The same rule at every relay and at the coordinator."""
+    if not origins:
+        return "with origins that are not node indices"
+    stranger = next((o for o in origins if not tree.within(sender, o)), None)
+    if stranger is not None:
+        return f"as node {stranger}, which is not in its subtree"
+    if len(origins) > 1 and not (message == HEARTBEAT or b'"barrier"' in message or message.startswith(b"[")):
+        return "for several nodes where one may speak"
+    if len(set(origins)) != len(origins):
+        return "for one node twice"
+    return None
 
 
 @dataclass(frozen=True)

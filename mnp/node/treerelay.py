@@ -21,23 +21,14 @@ import zmq
 
 from mnp.control import tree as t
 from mnp.control import zap
-from mnp.control.messages import Barrier, Heartbeat, decode_to_coordinator, encode
+from mnp.control.messages import Barrier, decode_to_coordinator, encode
 
 __all__ = ["TreeRelay"]
 
-HEARTBEAT = encode(Heartbeat())
 _BYE = b'{"t":"bye"'
 _TELEMETRY = b'{"t":"telemetry"'
 _BATCH = 256  # frames handled per call, at most
 _MAX_REPORTS = 20  # refusals said per relay; the rest only counted
-
-
-def origins_fit(tree: t.Tree, sender: int, origins: list[int], message: bytes) -> bool:
-    """Whether ``sender`` may speak for ``origins``: each in its subtree, none twice, and several only for the
-    messages relays merge (a PMI barrier entry, heartbeats); anything else speaks for one node."""
-    if not origins or len(set(origins)) != len(origins) or not all(tree.within(sender, o) for o in origins):
-        return False
-    return len(origins) == 1 or message == HEARTBEAT or b'"barrier"' in message or message.startswith(b"[")
 
 
 class TreeRelay:
@@ -121,17 +112,17 @@ class TreeRelay:
             body = [f.bytes for f in frames[1:]]
             if len(body) >= 3 and body[0] == b"":
                 origins = t.unpack(body[1])
-                if origins is None or not origins_fit(self.tree, child, origins, body[2]):
-                    self.report(f"node {child} relayed a message for nodes outside its subtree, or for several "
-                                "nodes where one may speak; dropped")
+                if why := t.refusal(self.tree, child, origins, body[2]):
+                    self.report(f"node {child} relayed a message {why}; dropped")
                     continue
+                assert origins is not None
                 self.up(origins, body[2:])
             elif body and body[0]:
                 self.up([child], body)
 
     def up(self, origins: list[int], body: list[bytes]) -> None:
         """A message of ``origins`` (this node's own, or from below) on its way to the coordinator."""
-        if body[0] == HEARTBEAT:
+        if body[0] == t.HEARTBEAT:
             self.heard.update(origins)
             return
         if len(body) == 1 and body[0].startswith(_TELEMETRY) and len(origins) == 1:
@@ -170,7 +161,7 @@ class TreeRelay:
     def beat(self) -> None:
         """Once per heartbeat interval: the subtree's heartbeats (this node's own among them) as one frame."""
         if self.heard:
-            self.send_up([b"", t.pack(sorted(self.heard)), HEARTBEAT])
+            self.send_up([b"", t.pack(sorted(self.heard)), t.HEARTBEAT])
             self.heard = set()
         if self.samples:  # the subtree's telemetry as one frame: a JSON list, in the origins' order
             origins = sorted(self.samples)
