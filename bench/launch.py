@@ -206,6 +206,30 @@ def _launcher(tmp: Path, tree: Path) -> Path:
     return wrapper
 
 
+def _ssh_setup(tmp: Path, hosts: Any, name: str,
+               command: list[str]) -> tuple[list[str], list[str], Path, dict[str, str]]:
+    """One ssh_config for both launchers (identity, known_hosts, strict host keys, batch mode), Hydra's ssh
+    wrapper, the hostfile (1 slot a host) and the job: mnp's argv without the job file, mpiexec's whole argv, the
+    job file, and mnp's environment."""
+    config = tmp / "bench_ssh_config"
+    config.write_text(f"Host *\n    User root\n    IdentityFile {hosts.client_key}\n"
+                      f"    IdentitiesOnly yes\n    UserKnownHostsFile {hosts.known_hosts}\n"
+                      "    StrictHostKeyChecking yes\n    BatchMode yes\n    ConnectTimeout 10\n")
+    ssh = tmp / "ssh"
+    ssh.write_text(f"#!/bin/sh\nexec ssh -F {config} \"$@\"\n")
+    ssh.chmod(0o755)
+    hostfile = tmp / "hostfile"
+    hostfile.write_text("".join(f"{a}:1\n" for a in hosts.addresses))
+    job = tmp / "hello.yaml"
+    job.write_text(json.dumps({"name": name, "ranks_per_node": 1, "command": command, "mpi": "mpich",
+                               "transport": "tcp"}))
+    mnp = [sys.executable, "-m", "mnp", "launch", "--json", "--hostfile", str(hostfile), "--ssh-config", str(config)]
+    genv = [a for k, v in TRANSPORT.items() for a in ("-genv", k, v)]
+    hydra = [str(Path(sys.executable).parent / "mpiexec"), "-launcher", "ssh", "-launcher-exec", str(ssh),
+             "-f", str(hostfile), "-n", str(len(hosts.addresses)), "-iface", hosts.cluster.bridge, *genv, *command]
+    return mnp, hydra, job, {"MNP_HOME": str(tmp / "home")}
+
+
 def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None:
     """mnp launch --hostfile against mpiexec -launcher ssh, on the same sshd hosts, alternating runs; ``baseline``:
     another mnp checkout (the code before a change), timed in the same alternation."""
@@ -221,24 +245,8 @@ def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None
             tmp = Path(d)
             hosts = SshNodes(n, tmp, shm_bytes=256 << 20, quiet=True).start()
             try:
-                config = tmp / "bench_ssh_config"  # one set of options for both launchers
-                config.write_text(f"Host *\n    User root\n    IdentityFile {hosts.client_key}\n"
-                                  f"    IdentitiesOnly yes\n    UserKnownHostsFile {hosts.known_hosts}\n"
-                                  "    StrictHostKeyChecking yes\n    BatchMode yes\n    ConnectTimeout 10\n")
-                ssh = tmp / "ssh"
-                ssh.write_text(f"#!/bin/sh\nexec ssh -F {config} \"$@\"\n")
-                ssh.chmod(0o755)
-                hostfile = tmp / "hostfile"
-                hostfile.write_text("".join(f"{a}:1\n" for a in hosts.addresses))
-                job = tmp / "hello.yaml"
-                job.write_text(json.dumps({"name": "bench-hello-ssh", "ranks_per_node": 1, "command": HELLO,
-                                           "mpi": "mpich", "transport": "tcp"}))
-                home = {"MNP_HOME": str(tmp / "home")}
-                mnp = [sys.executable, "-m", "mnp", "launch", "--json", "--hostfile", str(hostfile), "--ssh-config",
-                       str(config), str(job)]
-                genv = [a for k, v in TRANSPORT.items() for a in ("-genv", k, v)]
-                hydra = [str(Path(sys.executable).parent / "mpiexec"), "-launcher", "ssh", "-launcher-exec", str(ssh),
-                         "-f", str(hostfile), "-n", str(n), "-iface", hosts.cluster.bridge, *genv, *HELLO]
+                launch, hydra, job, home = _ssh_setup(tmp, hosts, "bench-hello-ssh", HELLO)
+                mnp = [*launch, str(job)]
                 # (label, argv, extra environment, working directory, is mnp)
                 runs: list[tuple[str, list[str], dict[str, str], Path, bool]] = [
                     ("mnp launch --hostfile", mnp, home, ROOT, True),
@@ -342,28 +350,10 @@ def ssh_tree_mode(counts: list[int], reps: int, width: int) -> None:
             tmp.mkdir()
             hosts = SshNodes(n, tmp, shm_bytes=64 << 20, quiet=True).start()
             try:
-                config = tmp / "bench_ssh_config"
-                config.write_text(f"Host *\n    User root\n    IdentityFile {hosts.client_key}\n"
-                                  f"    IdentitiesOnly yes\n    UserKnownHostsFile {hosts.known_hosts}\n"
-                                  "    StrictHostKeyChecking yes\n    BatchMode yes\n    ConnectTimeout 10\n")
-                ssh = tmp / "ssh"
-                ssh.write_text(f"#!/bin/sh\nexec ssh -F {config} \"$@\"\n")
-                ssh.chmod(0o755)
-                hostfile = tmp / "hostfile"
-                hostfile.write_text("".join(f"{a}:1\n" for a in hosts.addresses))
-                job = tmp / "hello.yaml"
-                job.write_text(json.dumps({"name": "bench-hello-sshtree", "ranks_per_node": 1, "command": hello,
-                                           "mpi": "mpich", "transport": "tcp"}))
-                home = {"MNP_HOME": str(tmp / "home")}
-                mnp = [sys.executable, "-m", "mnp", "launch", "--json", "--hostfile", str(hostfile), "--ssh-config",
-                       str(config)]
-                genv = [a for k, v in TRANSPORT.items() for a in ("-genv", k, v)]
+                mnp, hydra, job, home = _ssh_setup(tmp, hosts, "bench-hello-sshtree", hello)
                 runs = [(f"mnp, tree width {width}", [*mnp, "--tree-width", str(width), str(job)], home, True),
                         ("mnp, star", [*mnp, "--tree-width", str(n), str(job)], home, True),
-                        ("mpiexec -launcher ssh", [str(Path(sys.executable).parent / "mpiexec"), "-launcher", "ssh",
-                                                   "-launcher-exec", str(ssh), "-f", str(hostfile), "-n", str(n),
-                                                   "-iface", hosts.cluster.bridge, *genv, *hello],
-                         {"HYDRA_LAUNCHER_AUTOFORK": "0"}, False)]
+                        ("mpiexec -launcher ssh", hydra, {"HYDRA_LAUNCHER_AUTOFORK": "0"}, False)]
                 got: dict[str, list[tuple[float, float, dict]]] = {label: [] for label, *_ in runs}
                 for rep in range(reps + 1):  # the first round warms the page cache and is not counted
                     for label, argv, extra, is_mnp in runs:
