@@ -40,7 +40,10 @@ timeout): mnp through ``--ssh-config``, Hydra's ``ssh`` through ``-F`` (a two-li
 prints min/median/max of each, mnp's median bring-up (from its job record), the median CPU time spent on this
 machine (the launcher and the ssh clients it waited for) and on the hosts (each host's sshd and every session it
 reaped: the shells, agents or proxies, ranks), and the ratio of medians (target <= 1.0).
-``--baseline DIR`` adds a third contender to the same alternation: the mnp of another checkout (``git archive
+A third contender is ``mnp launch --via pool`` on the same hosts: their pool agents are started once before the
+first run (``mnp pool start``, not timed, as a user starts a pool once for many jobs) and stopped at the end; each
+job's agents are forked by them, with no SSH session per host and job.
+``--baseline DIR`` adds another contender to the same alternation: the mnp of another checkout (``git archive
 COMMIT | tar -x -C DIR``), coordinator and agents (a remote Python that puts DIR first on its path), to measure a
 change before and after under the same load.
 """
@@ -244,13 +247,18 @@ def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None
         with tempfile.TemporaryDirectory(prefix="mnp-bench-ssh-") as d:
             tmp = Path(d)
             hosts = SshNodes(n, tmp, shm_bytes=256 << 20, quiet=True).start()
+            launch: list[str] = []
             try:
                 launch, hydra, job, home = _ssh_setup(tmp, hosts, "bench-hello-ssh", HELLO)
                 mnp = [*launch, str(job)]
                 # (label, argv, extra environment, working directory, is mnp)
                 runs: list[tuple[str, list[str], dict[str, str], Path, bool]] = [
                     ("mnp launch --hostfile", mnp, home, ROOT, True),
+                    ("mnp launch --via pool", [*launch, "--via", "pool", str(job)], home, ROOT, True),
                     ("mpiexec -launcher ssh", hydra, {"HYDRA_LAUNCHER_AUTOFORK": "0"}, ROOT, False)]
+                # the pool agents are started once, before the clock (as a user's `mnp pool start` is)
+                subprocess.run([*launch[:3], "pool", "start", *launch[5:]], env={**os.environ, **home}, cwd=ROOT,
+                               check=True, capture_output=True)
                 if baseline is not None:
                     runs.insert(1, ("mnp (baseline tree)", [*mnp[:3], "launch", "--remote-python",
                                                             str(_launcher(tmp, baseline)), *mnp[4:]],
@@ -261,6 +269,7 @@ def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None
                 sshds = _sshd_pids(hosts)
                 if len(sshds) != n:
                     raise SystemExit(f"found the sshd of {len(sshds)} of the {n} hosts")
+                sshds += _pool_pids(hosts)  # the jobs' agents they fork are reaped by them, not by sshd
                 for rep in range(reps + 1):  # the first round warms the page cache and is not counted
                     for label, argv, extra, cwd, is_mnp in runs:
                         there = _cpu_of(sshds)
@@ -271,9 +280,13 @@ def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None
                             if phases:
                                 bringup[label].append(phases.get("bringup_s", 0.0))
             finally:
+                if launch:
+                    subprocess.run([*launch[:3], "pool", "stop"], env={**os.environ, **home}, cwd=ROOT,
+                                   capture_output=True)
                 hosts.stop()
         print(f"# {n} sshd hosts x 1 rank, mpi4py hello, {reps} alternating runs each (whole command); CPU: this "
-              "machine's side (the launcher, its ssh clients) and the hosts' (sshd sessions, agents or proxies, ranks)")
+              "machine's side (the launcher, its ssh clients) and the hosts' (sshd sessions, pool agents, agents or "
+              "proxies, ranks); the pool agents were started once before the first run (mnp pool start)")
         hydra_median = statistics.median(times[runs[-1][0]])
         for label, *_ in runs:
             t = times[label]
@@ -296,6 +309,19 @@ def _sshd_pids(hosts: Any) -> list[int]:
                         Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
                     found.append(pid)
                     break
+            except OSError:
+                continue
+    return found
+
+
+def _pool_pids(hosts: Any) -> list[int]:
+    """Each host's pool agent (``mnp pool start``), if any."""
+    found = []
+    for i in range(len(hosts.addresses)):
+        for pid in hosts.pids(i):
+            try:
+                if b"mnp.cluster.ssh_task" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
             except OSError:
                 continue
     return found

@@ -28,7 +28,8 @@ class _Group(click.Group):
 
     lazy = {"doctor": ("mnp.cli.doctor", "doctor"), "list": ("mnp.cli.jobs", "list_jobs"),
             "status": ("mnp.cli.jobs", "status"), "logs": ("mnp.cli.jobs", "logs"),
-            "cancel": ("mnp.cli.jobs", "cancel"), "bench": ("mnp.cli.bench", "bench")}
+            "cancel": ("mnp.cli.jobs", "cancel"), "bench": ("mnp.cli.bench", "bench"),
+            "pool": ("mnp.cli.pool", "pool")}
 
     @staticmethod
     def one_line(text: str) -> str:

@@ -41,8 +41,9 @@ _NODE_SOURCE = [
                  help="Python on the hosts that has mnp (default: this interpreter's path)."),
     click.option("--insecure-no-host-key-check", is_flag=True,
                  help="INSECURE: accept any SSH host key (man-in-the-middle goes unnoticed)."),
-    click.option("--via", type=click.Choice(["srun", "ssh"]), envvar="MNP_VIA",
-                 help="How agents start on hosts: srun (default inside a Slurm allocation) or ssh."),
+    click.option("--via", type=click.Choice(["srun", "ssh", "pool"]), envvar="MNP_VIA",
+                 help="How agents start on hosts: srun (default inside a Slurm allocation), ssh, or pool (forked "
+                      "by the pool agents `mnp pool start` left on the hosts)."),
 ]
 
 
@@ -64,6 +65,10 @@ def nodes_from_options(hostfile: str | None, hosts_opt: str | None, local: bool,
     hosts = _hosts(hostfile, hosts_opt, local)
     how = choose_via(via, hosts is not None and hostfile is None and hosts_opt is None, os.environ)
     if hosts is None:
+        if how == "pool":
+            from mnp.errors import UsageError
+
+            raise UsageError("--via pool: name the pool's hosts with --hostfile or --hosts")
         return None, None
     from mnp.cluster.ssh import SshOptions
 

@@ -10,7 +10,8 @@ and calls :func:`main`, which
 2. prints one line, ``MNP-PREFLIGHT <JSON>`` (Python version, hostname, mnp version, MPI library, or the error of
    each, and the error of the agent's imports), on stdout, and stops there (exit 3) when any failed;
 3. reads its job handoff (endpoint, node index, CURVE keys) as one JSON line on stdin, the same channel, and runs
-   :class:`mnp.node.agent.Agent` in this process, watching stdin: end of stdin is the end of the session.
+   :class:`mnp.node.agent.Agent` in this process, watching stdin: end of stdin is the end of the session; or, for
+   ``mnp pool start``, a pool handoff, and becomes the host's pool agent (:mod:`mnp.node.poold`).
 
 End of stdin before a handoff (another host failed its preflight, or the user stopped mnp) is a quiet exit 0.
 Compared with a preflight command and then an agent command: one Python start-up and one SSH exec per host instead
@@ -116,9 +117,14 @@ def main(facts: dict[str, Any]) -> int:
     line = agent._readline(sys.stdin.fileno())
     if not line.strip():
         return 0  # the coordinator went away, or stopped the job before it started: nothing to do
+    handoff = json.loads(line)
+    if "pool" in handoff:  # `mnp pool start`: stay as this host's pool agent, detached from the session
+        from mnp.node import poold
+
+        return poold.start(handoff["pool"], facts)
     agent._logging()
     try:
-        return int(agent.Agent(json.loads(line)).run())
+        return int(agent.Agent(handoff).run())
     finally:
         import gc
 

@@ -24,12 +24,17 @@ __all__ = ["make_cluster", "shm_guess", "node_work", "short_nodes", "apply_remou
 
 def make_cluster(job_id: str, n: int, hosts: list[HostSpec] | None, ssh: SshOptions | None, isolate: bool | None,
                  say: EventSink) -> Cluster:
-    """Hosts when the job has them (through srun inside a Slurm allocation when asked, else SSH), else local nodes
+    """Hosts when the job has them (through srun inside a Slurm allocation when asked, their pool agents with --via
+    pool, else SSH), else local nodes
     (leftovers of dead coordinators removed first)."""
     if hosts is not None and ssh is not None and ssh.via == "srun":
         from mnp.cluster.slurm import SlurmCluster
 
         return SlurmCluster(job_id, hosts, ssh.remote_python)
+    if hosts is not None and ssh is not None and ssh.via == "pool":
+        from mnp.cluster.pool import PoolCluster
+
+        return PoolCluster(job_id, hosts)
     if hosts is not None:
         from mnp.cluster.ssh import SshCluster, SshOptions  # only SSH jobs pay for it
 

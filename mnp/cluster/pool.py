@@ -1,0 +1,360 @@
+"""Pools of agents that stay between jobs: ``mnp pool start|status|stop`` and ``mnp launch --via pool``.
+
+A pool agent (:mod:`mnp.node.poold`) runs on each host of the pool. ``mnp pool start`` reaches the hosts over SSH
+exactly as a job does (ssh_config, host keys, the preflight of Python, mnp and MPI) and, instead of a job's
+handoff, sends each host's agent a pool handoff with this machine's pool client public key; the agent detaches and
+answers with its port and its own public key, which are kept in ``$MNP_HOME/pool.json`` (0600, with the client's
+key pair). A job launched ``--via pool`` then asks each host's pool agent, over CURVE, to fork the job's agent: no
+SSH session, login shell or interpreter start per host and job (PRRTE's DVM and Flux's instance make the same
+trade). The pool agent's key came back over the host-key-checked SSH channel, so the client knows it talks to that
+host; the pool agent hears only the client key that started it.
+
+:class:`PoolCluster` is the job's provider: its nodes are the pool's hosts (named by ``--hostfile``/``--hosts``, in
+that order), its agents are forked by their pool agents, and it learns of an agent's end from the pool agent
+(``Ended``), as the SSH provider does from the channel's exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnp.cluster.base import Cluster, NodeInfo
+from mnp.cluster.hosts import HostSpec
+from mnp.control import pool as p
+from mnp.errors import ClusterError, HostError, UsageError
+
+__all__ = ["PoolStore", "PoolCluster", "PoolClient", "start_pool", "stop_pool", "ping_pool", "DEFAULT_IDLE_S"]
+
+#: a pool agent with no job and no request for this long exits by itself
+DEFAULT_IDLE_S = 3600.0
+#: how long a pool agent has to answer (it is up already: this is a round trip and, for Run, one fork)
+ANSWER_S = 5.0
+
+
+def _store_path() -> Path:
+    from mnp.records import mnp_home
+
+    return mnp_home() / "pool.json"
+
+
+@dataclass
+class PoolStore:
+    """``$MNP_HOME/pool.json``: the client's CURVE key pair and, per host (by the name the hostfile gives it),
+    where its pool agent listens and its public key."""
+
+    public: str
+    secret: str
+    hosts: dict[str, dict[str, Any]]
+
+    @classmethod
+    def load(cls, create: bool = False) -> PoolStore:
+        path = _store_path()
+        try:
+            data = json.loads(path.read_text())
+            return cls(str(data["public"]), str(data["secret"]), dict(data.get("hosts") or {}))
+        except FileNotFoundError:
+            if not create:
+                return cls("", "", {})
+        except (ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"{path}: not a pool file ({e}): remove it and run mnp pool start again") from None
+        import zmq
+
+        pub, sec = zmq.curve_keypair()
+        return cls(pub.decode(), sec.decode(), {})
+
+    def save(self) -> None:
+        from mnp.records import _private_dir
+
+        path = _store_path()
+        _private_dir(path.parent, tighten=False)
+        tmp = path.with_name(f".pool.json.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"public": self.public, "secret": self.secret, "hosts": self.hosts}, f, indent=1)
+        os.replace(tmp, path)
+
+
+class PoolClient:
+    """CURVE DEALER sockets to some pool agents, one per host."""
+
+    def __init__(self, store: PoolStore, names: list[str]) -> None:
+        import zmq
+
+        self.zmq = zmq
+        self.ctx = zmq.Context()
+        self.names = names
+        self.socks: dict[str, Any] = {}
+        for name in names:
+            rec = store.hosts[name]
+            s = self.ctx.socket(zmq.DEALER)
+            s.linger = 0
+            s.curve_serverkey = str(rec["public"]).encode()
+            s.curve_publickey = store.public.encode()
+            s.curve_secretkey = store.secret.encode()
+            s.connect(f"tcp://{_bracket(str(rec['address']))}:{int(rec['port'])}")
+            self.socks[name] = s
+        self.by_sock = {s: n for n, s in self.socks.items()}
+
+    def send(self, name: str, msg: p.ToPool) -> bool:
+        """False when it cannot even be queued (the handshake was refused): as good as no answer."""
+        try:
+            self.socks[name].send(p.encode(msg), self.zmq.NOBLOCK)
+        except self.zmq.Again:
+            return False
+        return True
+
+    def recv(self, timeout_ms: int) -> list[tuple[str, p.FromPool | str]]:
+        """What came within ``timeout_ms`` (at least one answer, or none when the time ran out)."""
+        poller = self.zmq.Poller()
+        for s in self.socks.values():
+            poller.register(s, self.zmq.POLLIN)
+        out: list[tuple[str, p.FromPool | str]] = []
+        for s, _ in poller.poll(timeout_ms):
+            while True:
+                try:
+                    frame = s.recv(self.zmq.NOBLOCK)
+                except self.zmq.Again:
+                    break
+                out.append((self.by_sock[s], p.decode_from_pool(frame)))
+        return out
+
+    def ask(self, msgs: dict[str, p.ToPool], want: Callable[[Any], bool],
+            timeout: float = ANSWER_S) -> dict[str, p.FromPool | str]:
+        """Send each host its request; the first answer ``want`` accepts (or a Refused, or a string: what was
+        wrong) per host, until every host answered or ``timeout``."""
+        for name, msg in msgs.items():
+            self.send(name, msg)
+        got: dict[str, p.FromPool | str] = {}
+        deadline = time.monotonic() + timeout
+        while len(got) < len(msgs) and (left := deadline - time.monotonic()) > 0:
+            for name, ans in self.recv(int(left * 1000) + 1):
+                if name in msgs and name not in got and (isinstance(ans, (str, p.Refused)) or want(ans)):
+                    got[name] = ans
+        return got
+
+    def close(self) -> None:
+        for s in self.socks.values():
+            s.close(0)
+        self.ctx.term()
+
+
+def _bracket(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _not_answering(name: str, rec: dict[str, Any]) -> str:
+    return (f"its pool agent at {rec.get('address')}:{rec.get('port')} does not answer (stopped, idle for "
+            f"{float(rec.get('idle_s', DEFAULT_IDLE_S)):g} s, or the host is down): run mnp pool start again")
+
+
+def ping_pool(names: list[str] | None = None, timeout: float = ANSWER_S) -> list[tuple[str, dict[str, Any],
+                                                                                    p.FromPool | str | None]]:
+    """Each pool host (``names``: these, in this order; else all) with its record and its answer to a Ping
+    (None: no answer in ``timeout``)."""
+    store = PoolStore.load()
+    names = list(store.hosts) if names is None else names
+    known = [n for n in names if n in store.hosts]
+    answers: dict[str, p.FromPool | str] = {}
+    if known:
+        client = PoolClient(store, known)
+        try:
+            answers = client.ask({n: p.Ping() for n in known}, lambda a: isinstance(a, p.Ready), timeout)
+        finally:
+            client.close()
+    return [(n, store.hosts.get(n, {}), answers.get(n)) for n in names]
+
+
+def start_pool(hosts: list[HostSpec], ssh: Any, idle_s: float,
+               say: Callable[[str], None]) -> list[tuple[str, str]]:
+    """Start a pool agent on each host that has none answering (over SSH, with the job's preflight); returns each
+    host with what happened (``started``, ``running``). A host that cannot be reached or fails its preflight is one
+    error naming it, and no pool agent is left started by this call."""
+    from dataclasses import replace
+
+    from mnp.cluster.ssh import SshCluster
+    from mnp.node.poold import TAG
+
+    store = PoolStore.load(create=True)
+    names = [h.name for h in hosts]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise UsageError(f"host {dup}: named twice (a pool has one agent per host)")
+    alive = {n for n, _, ans in ping_pool([n for n in names if n in store.hosts]) if isinstance(ans, p.Ready)}
+    todo = [h for h in hosts if h.name not in alive]
+    result = {n: "running" for n in alive}
+    if todo:
+        cluster = SshCluster(f"pool-{os.getpid()}", todo, replace(ssh, tree_width=len(todo)))
+        started: list[str] = []
+        try:
+            cluster.create(None, lambda k, n: say(f"hosts ready {k}/{n}"))
+            line = json.dumps({"pool": {"client_public": store.public, "idle_s": idle_s}}).encode() + b"\n"
+            for h in cluster.hosts:
+                h.channel.sendall(line)
+            for h in cluster.hosts:
+                said = _read_tagged(h.channel, TAG)
+                if not said.startswith("{"):
+                    raise HostError(h.spec.name, f"the pool agent did not start: {said.lstrip('!') or 'no answer'}")
+                info = json.loads(said)
+                store.hosts[h.spec.name] = {"address": h.address, "port": int(info["port"]),
+                                            "public": str(info["public"]), "pid": int(info["pid"]),
+                                            "hostname": (h.info or {}).get("hostname", h.spec.name),
+                                            "idle_s": idle_s, "started": time.time()}
+                started.append(h.spec.name)
+                result[h.spec.name] = "started"
+            store.save()
+        except BaseException:
+            if started:  # what this call started goes again: no pool agent nobody knows of
+                store.save()
+                stop_pool(started)
+            raise
+        finally:
+            cluster.teardown()
+    return [(n, result[n]) for n in names]
+
+
+def _read_tagged(chan: Any, tag: str) -> str:
+    """The rest of the channel's first line that starts with ``tag``, or "" when the channel ends first."""
+    out = b""
+    chan.settimeout(30)
+    try:
+        while True:
+            for ln in out.split(b"\n")[:-1]:
+                if ln.startswith(tag.encode() + b" "):
+                    return ln.decode(errors="replace").split(" ", 1)[1]
+            more = chan.recv(65536)
+            if not more:
+                return ""
+            out += more
+    except (OSError, EOFError):
+        return ""
+
+
+def stop_pool(names: list[str] | None = None, timeout: float = ANSWER_S) -> list[tuple[str, str]]:
+    """Stop these pool hosts' agents (None: all) and forget them; each host with what happened."""
+    store = PoolStore.load()
+    names = list(store.hosts) if names is None else [n for n in names if n in store.hosts]
+    answers: dict[str, p.FromPool | str] = {}
+    if names:
+        client = PoolClient(store, names)
+        try:
+            answers = client.ask({n: p.Stop() for n in names}, lambda a: isinstance(a, p.Stopping), timeout)
+        finally:
+            client.close()
+        for n in names:
+            store.hosts.pop(n, None)
+        store.save()
+    out = []
+    for n in names:
+        a = answers.get(n)
+        out.append((n, f"stopping ({a.agents} job agent(s) told to stop)" if isinstance(a, p.Stopping) and a.agents
+                    else "stopped" if isinstance(a, p.Stopping) else "not answering (forgotten)"))
+    return out
+
+
+class PoolCluster(Cluster):
+    """A job's nodes on the pool's hosts: each node's agent forked by its host's pool agent."""
+
+    def __init__(self, job_id: str, hosts: list[HostSpec]) -> None:
+        super().__init__(job_id, len(hosts))
+        self.hosts = hosts
+        self.store = PoolStore.load()
+        self.client: PoolClient | None = None
+        self.ready: dict[str, p.Ready] = {}
+        self.running: dict[int, int] = {}  # node -> the agent's pid on its host
+        self.ended: dict[int, int] = {}  # node -> exit status, as its pool agent said
+
+    def _name(self, node: int) -> str:
+        return self.hosts[node].name
+
+    def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
+        import mnp
+
+        missing = [h.name for h in self.hosts if h.name not in self.store.hosts]
+        if missing:
+            raise UsageError(f"host {missing[0]}: no pool agent started for it"
+                             + (f" (nor for {len(missing) - 1} more)" if len(missing) > 1 else "")
+                             + ": run mnp pool start with the same hosts, or launch --via ssh")
+        names = [h.name for h in self.hosts]
+        self.client = PoolClient(self.store, names)
+        answers = self.client.ask({n: p.Ping() for n in names}, lambda a: isinstance(a, p.Ready))
+        here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        for i, n in enumerate(names):
+            a = answers.get(n)
+            if not isinstance(a, p.Ready):
+                raise HostError(n, _not_answering(n, self.store.hosts[n]) if a is None else
+                                f"its pool agent refused: {a.reason if isinstance(a, p.Refused) else a}")
+            if a.python != here or a.mnp != mnp.__version__:
+                raise HostError(n, f"its pool agent runs mnp {a.mnp} on Python {a.python}, this is mnp "
+                                   f"{mnp.__version__} on Python {here}: mnp pool stop, then mnp pool start")
+            self.ready[n] = a
+            if progress:
+                progress(i + 1, len(names))
+        self.control_address = os.environ.get("MNP_BIND_ADDRESS") or self._local_address()
+        self.nodes = [NodeInfo(i, self.ready[n].hostname, str(self.store.hosts[n]["address"]))
+                      for i, n in enumerate(names)]
+        return self.nodes
+
+    def _local_address(self) -> str:
+        for h in self.hosts:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # no packet is sent
+                    s.connect((str(self.store.hosts[h.name]["address"]), 9))
+                    return str(s.getsockname()[0])
+            except OSError:
+                continue
+        raise ClusterError("no address of this host the pool's hosts can reach is known: set MNP_BIND_ADDRESS")
+
+    def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
+        assert self.client is not None
+        msgs: dict[str, p.ToPool] = {self._name(i): p.Run(i, h) for i, h in handoffs.items()}
+        answers = self.client.ask(msgs, lambda a: isinstance(a, p.Running))
+        for i in handoffs:
+            n = self._name(i)
+            a = answers.get(n)
+            if isinstance(a, p.Running):
+                self.running[i] = a.pid
+            elif a is None:
+                raise HostError(n, _not_answering(n, self.store.hosts[n]))
+            else:
+                raise HostError(n, f"its pool agent refused node {i}'s agent: "
+                                   f"{a.reason if isinstance(a, p.Refused) else a}")
+
+    def _drain(self, timeout_ms: int = 0) -> None:
+        if self.client is None:
+            return
+        index = {h.name: i for i, h in enumerate(self.hosts)}
+        for name, a in self.client.recv(timeout_ms):
+            if isinstance(a, p.Ended) and a.node == index.get(name) and self.running.get(a.node) == a.pid:
+                self.ended[a.node] = a.status
+
+    def lost(self) -> dict[int, int]:
+        self._drain()
+        return dict(self.ended)
+
+    def wait_agents(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while set(self.running) - set(self.ended) and (left := deadline - time.monotonic()) > 0:
+            self._drain(int(left * 1000) + 1)
+
+    def teardown(self) -> None:
+        if self.client is None:
+            return
+        try:
+            self.wait_agents(3)  # the agents end on the coordinator's Shutdown
+            for node in set(self.running) - set(self.ended):  # else (a job that failed early) their pool agent
+                self.client.send(self._name(node), p.Kill(node))  # tells them, as the end of an SSH session would
+            self.wait_agents(7)
+            if set(self.running) - set(self.ended):
+                raise ClusterError("some agents did not exit within 10 s of the job's end: nodes " +
+                                   ", ".join(map(str, sorted(set(self.running) - set(self.ended)))))
+        finally:
+            self.client.close()
+            self.client = None

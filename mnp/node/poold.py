@@ -1,0 +1,372 @@
+"""A host's pool agent (``mnp pool start``): an agent that stays between jobs and forks each job's agent.
+
+Started by :mod:`mnp.cluster.ssh_task` after the usual preflight (Python, mnp, MPI: the same checks as a job's),
+when its handoff line asks for a pool instead of a job. It detaches from the SSH session (its own session, stdio
+away from the channel), binds a CURVE ROUTER on a free port of every address, and says ``MNP-POOL {port,
+public key}`` on the channel before the session ends. From then on it hears only the client key that
+started it (ZAP, answered in its own loop), and for each :class:`~mnp.control.pool.Run` forks the job's agent
+from itself: the interpreter and every module the agent needs are loaded already, so a job's node costs a fork
+instead of an SSH session, a login shell and an interpreter start.
+
+What it decides lives in :class:`PoolEngine` (no I/O: requests, agent exits, signals and the clock in, replies and
+actions out); :class:`PoolDaemon` wires it to the socket, ``fork`` and ``waitpid``.
+
+It ends on ``Stop``, SIGTERM/SIGINT/SIGHUP (its agents are told to stop first, and killed 10 s later), or after
+``idle_s`` with no request and no agent. The jobs' agents are its children and die with it (``PR_SET_PDEATHSIG``);
+their own ranks die with them (the agent's watchdog).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnp.control import pool as p
+
+__all__ = ["PoolEngine", "Reply", "Fork", "SignalAgents", "Exit", "start", "TAG", "STOP_GRACE_S"]
+
+TAG = "MNP-POOL"
+#: after Stop (or SIGTERM) the agents have this long to stop their ranks before they are killed
+STOP_GRACE_S = 10.0
+
+
+# -- the engine: what to do, no I/O ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reply:
+    to: bytes  # the client's routing id
+    msg: p.FromPool
+
+
+@dataclass(frozen=True)
+class Fork:
+    to: bytes
+    node: int
+    handoff: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SignalAgents:
+    pids: tuple[int, ...]
+    sig: int
+
+
+@dataclass(frozen=True)
+class Exit:
+    code: int
+    why: str
+
+
+Action = Reply | Fork | SignalAgents | Exit
+
+
+@dataclass
+class PoolEngine:
+    idle_s: float
+    last: float  # the last request, or the last agent's end: the idle clock starts there
+    facts: dict[str, Any]  # hostname, python, mnp, mpi (the preflight's)
+    started: float = field(default_factory=time.time)
+    agents: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # pid -> (client, node)
+    stopping_since: float | None = None
+    killed: bool = False
+
+    def on_request(self, to: bytes, msg: p.ToPool | str, now: float) -> list[Action]:
+        self.last = now
+        if isinstance(msg, str):
+            return [Reply(to, p.Refused(f"not a pool request: {msg}"))]
+        if isinstance(msg, p.Ping):
+            f = self.facts
+            return [Reply(to, p.Ready(str(f.get("hostname", "")), str(f.get("python", "")), str(f.get("mnp", "")),
+                                      str(f.get("mpi", "")), int(f.get("pid", 0)), len(self.agents), self.idle_s,
+                                      self.started))]
+        if isinstance(msg, p.Stop):
+            return [Reply(to, p.Stopping(len(self.agents))), *self._stop(now, "stopped by mnp pool stop")]
+        if isinstance(msg, p.Kill):
+            return [SignalAgents(tuple(pid for pid, (c, n) in self.agents.items() if c == to and n == msg.node),
+                                 signal.SIGTERM)]
+        if self.stopping_since is not None:
+            return [Reply(to, p.Refused("the pool agent is stopping", msg.node))]
+        if msg.node < 0 or msg.handoff.get("node") != msg.node:
+            return [Reply(to, p.Refused(f"run: the handoff is not node {msg.node}'s", msg.node))]
+        if any(c == to and n == msg.node for c, n in self.agents.values()):
+            return [Reply(to, p.Refused(f"run: node {msg.node}'s agent runs already", msg.node))]
+        return [Fork(to, msg.node, msg.handoff)]
+
+    def forked(self, to: bytes, node: int, pid: int) -> list[Action]:
+        self.agents[pid] = (to, node)
+        return [Reply(to, p.Running(node, pid))]
+
+    def fork_failed(self, to: bytes, node: int, error: str) -> list[Action]:
+        return [Reply(to, p.Refused(f"run: could not fork the agent: {error}", node))]
+
+    def on_exit(self, pid: int, status: int, now: float) -> list[Action]:
+        if pid not in self.agents:
+            return []  # not a job's agent (a helper it forked and reaped itself)
+        to, node = self.agents.pop(pid)
+        self.last = now
+        out: list[Action] = [Reply(to, p.Ended(node, pid, status))]
+        if self.stopping_since is not None and not self.agents:
+            out.append(Exit(0, "stopped"))
+        return out
+
+    def on_signal(self, sig: int, now: float) -> list[Action]:
+        return self._stop(now, f"signal {sig}")
+
+    def _stop(self, now: float, why: str) -> list[Action]:
+        if self.stopping_since is None:
+            self.stopping_since = now
+        if not self.agents:
+            return [Exit(0, why)]
+        return [SignalAgents(tuple(self.agents), signal.SIGTERM)]
+
+    def on_tick(self, now: float) -> list[Action]:
+        if self.stopping_since is not None:
+            if not self.agents:
+                return [Exit(0, "stopped")]
+            if not self.killed and now - self.stopping_since >= STOP_GRACE_S:
+                self.killed = True
+                return [SignalAgents(tuple(self.agents), signal.SIGKILL)]
+            if now - self.stopping_since >= STOP_GRACE_S + 5:
+                return [Exit(1, "agents did not end after SIGKILL")]
+            return []
+        if not self.agents and now - self.last >= self.idle_s:
+            return [Exit(0, f"idle for {self.idle_s:g} s")]
+        return []
+
+
+# -- the driver ----------------------------------------------------------------------------------------------------
+def _warm() -> None:
+    """What a job's agent would import on its way (telemetry, the control tree's relay, a launcher's checks):
+    loaded once here, shared by every fork."""
+    import psutil  # noqa: F401
+
+    from mnp.control import tree  # noqa: F401
+    from mnp.node import agent, treerelay  # noqa: F401
+
+
+class PoolDaemon:
+    def __init__(self, client_public: str, idle_s: float, facts: dict[str, Any]) -> None:
+        import zmq
+
+        from mnp.control.zap import ENDPOINT
+
+        self.zmq = zmq
+        self.client_public = client_public
+        self.ctx = zmq.Context()
+        self.zap = self.ctx.socket(zmq.REP)  # answered in this loop: no thread here, so the forks are clean
+        self.zap.linger = 0
+        self.zap.bind(ENDPOINT)
+        self.public, secret = zmq.curve_keypair()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.curve_server = True
+        self.sock.curve_publickey = self.public
+        self.sock.curve_secretkey = secret
+        self.sock.zap_domain = b"mnp-pool"
+        self.sock.bind("tcp://*:0")
+        self.port = int(bytes(self.sock.last_endpoint).decode().rsplit(":", 1)[1])  # type: ignore[arg-type]
+        self.engine = PoolEngine(idle_s, time.monotonic(), {**facts, "pid": os.getpid()})
+        self.signals: list[int] = []
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, lambda signum, _f: self.signals.append(signum))
+
+    def run(self) -> int:
+        from mnp.control.zap import reply
+
+        zmq = self.zmq
+        poller = zmq.Poller()
+        for s in (self.sock, self.zap, self._wake_r):
+            poller.register(s, zmq.POLLIN)
+        while True:
+            ready = dict(poller.poll(1000))
+            now = time.monotonic()
+            actions: list[Action] = []
+            if self.zap in ready:
+                self.zap.send_multipart(reply(self.zap.recv_multipart(),
+                                              lambda key: "client" if key.decode() == self.client_public else None))
+            if self.sock in ready:
+                while True:
+                    try:
+                        frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    if len(frames) == 2:
+                        actions += self.engine.on_request(frames[0], p.decode_to_pool(frames[1]), now)
+                    else:
+                        actions.append(Reply(frames[0], p.Refused(f"{len(frames) - 1} frames: one request a message")))
+            if self._wake_r in ready:
+                try:
+                    while os.read(self._wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            while self.signals:
+                actions += self.engine.on_signal(self.signals.pop(), now)
+            actions += self._reap(now)
+            actions += self.engine.on_tick(now)
+            for a in actions:
+                if (code := self._act(a)) is not None:
+                    self._close()
+                    return code
+
+    def _reap(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return out
+            if pid == 0:
+                return out
+            code = os.waitstatus_to_exitcode(status)
+            out += self.engine.on_exit(pid, code if code >= 0 else 128 - code, now)
+
+    def _act(self, a: Action) -> int | None:
+        if isinstance(a, Reply):
+            try:
+                self.sock.send_multipart([a.to, p.encode(a.msg)], self.zmq.NOBLOCK)
+            except self.zmq.ZMQError:
+                pass  # that client is gone (or not reading): its job's agents end with its job
+        elif isinstance(a, Fork):
+            try:
+                pid = self._fork_agent(a.handoff)
+            except OSError as e:
+                for b in self.engine.fork_failed(a.to, a.node, str(e)):
+                    self._act(b)
+                return None
+            for b in self.engine.forked(a.to, a.node, pid):
+                self._act(b)
+        elif isinstance(a, SignalAgents):
+            for pid in a.pids:
+                try:
+                    os.kill(pid, a.sig)
+                except ProcessLookupError:
+                    pass
+        elif isinstance(a, Exit):
+            if a.code:
+                sys.stderr.write(f"mnp pool agent: exiting: {a.why}\n")
+            return a.code
+        return None
+
+    def _fork_agent(self, handoff: dict[str, Any]) -> int:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 70  # pragma: no cover - the child: this process's sockets and signal handling are not its own
+        try:
+            signal.set_wakeup_fd(-1)
+            for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(s, signal.SIG_DFL)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            import ctypes
+
+            from mnp.node.watchdog import PR_SET_PDEATHSIG
+
+            # the pool agent killed: this agent hears SIGTERM, stops its ranks and ends
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+            from mnp.node import agent
+
+            code = int(agent.Agent({**handoff, "watch_stdin": False}).run())
+        except BaseException:  # noqa: BLE001 - said on stderr (the pool agent's log), then the exit status says it
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)  # never the pool agent's own finalizers: its sockets belong to its own ZeroMQ threads
+
+    def _close(self) -> None:
+        self.sock.close(0)
+        self.zap.close(0)
+        self.ctx.term()
+
+
+def _log_path(hostname: str) -> str:
+    """Where a pool agent's stderr goes (its jobs' agents' warnings): removed at its end, kept after a failure."""
+    return os.path.join(tempfile.gettempdir(), f"mnp-pool-{os.getuid()}-{hostname}-{os.getpid()}.log")
+
+
+def _remove_stale_logs(hostname: str) -> None:
+    """Empty logs of this host's pool agents that are gone without cleaning up (killed): a new one clears them."""
+    import glob
+
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"mnp-pool-{os.getuid()}-{glob.escape(hostname)}-*.log")):
+        try:
+            pid = int(path.rsplit("-", 1)[1].removesuffix(".log"))
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            try:
+                if os.path.getsize(path) == 0:
+                    os.unlink(path)
+            except OSError:
+                pass
+        except (ValueError, OSError):
+            continue
+
+
+def start(cfg: dict[str, Any], facts: dict[str, Any]) -> int:
+    """Become this host's pool agent: called in the SSH session after the preflight, with the pool handoff. The
+    session's process says ``MNP-POOL <JSON>`` (port, public key, pid) or ``MNP-POOL !<error>`` and exits; the
+    pool agent goes on in a detached child."""
+    client_public = str(cfg.get("client_public", ""))
+    idle_s = float(cfg.get("idle_s", 3600))
+    if len(client_public) != 40 or not idle_s > 0:
+        sys.stdout.write(f"{TAG} !bad pool handoff\n")
+        return 3
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        said = b""
+        while chunk := os.read(r, 4096):
+            said += chunk
+        os.close(r)
+        sys.stdout.write(f"{TAG} {said.decode(errors='replace') or '!the pool agent died at its start'}\n")
+        sys.stdout.flush()
+        return 0 if said.startswith(b"{") else 3
+    code = 1  # pragma: no cover - the detached child
+    hostname = str(facts.get("hostname") or socket.gethostname())
+    log = _log_path(hostname)
+    try:
+        os.close(r)
+        _remove_stale_logs(hostname)
+        os.setsid()  # the SSH session's end (its SIGHUP) is not ours
+        null = os.open(os.devnull, os.O_RDWR)
+        err = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(err, 2)  # the session sees end of output once the parent exits: nothing here holds the channel
+        os.close(null)
+        os.close(err)
+        _warm()
+        daemon = PoolDaemon(client_public, idle_s, facts)
+        os.write(w, json.dumps({"port": daemon.port, "public": daemon.public.decode(), "pid": os.getpid()}).encode())
+        os.close(w)
+        code = daemon.run()
+    except BaseException as e:  # noqa: BLE001 - the session's process says it, if it still listens
+        try:
+            os.write(w, f"!{type(e).__name__}: {e}".encode())
+        except OSError:
+            pass
+    finally:
+        try:
+            if code == 0 or os.path.getsize(log) == 0:  # kept only after a failure, to say why
+                os.unlink(log)
+        except OSError:
+            pass
+        os._exit(code)

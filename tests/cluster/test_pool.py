@@ -1,0 +1,208 @@
+"""Pool agents on real sshd hosts: ``mnp pool start``, jobs launched ``--via pool`` (each node's agent forked by the
+host's pool agent, no SSH session), their failures named by host, and nothing left after ``mnp pool stop``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_mnp
+from sshnodes import SshNodes
+
+pytestmark = pytest.mark.namespaces
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshNodes]:
+    nodes = SshNodes(3, tmp_path_factory.mktemp("pool"), quiet=True).start()
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+def _cmd(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _extra(hosts: SshNodes) -> list[str]:
+    """Processes on the hosts other than each host's sshd and its keeper."""
+    out = []
+    for i in range(len(hosts.addresses)):
+        for pid in hosts.pids(i):
+            cmd = _cmd(pid)
+            if cmd and "sshd" not in cmd.split(" ")[0] and "mnp-keep" not in Path(f"/proc/{pid}/comm").read_text():
+                out.append(f"host {i} pid {pid}: {cmd[:100]}")
+    return out
+
+
+def _pool_agents(hosts: SshNodes, i: int) -> list[int]:
+    return [pid for pid in hosts.pids(i) if "mnp.cluster.ssh_task" in _cmd(pid)]
+
+
+@pytest.fixture
+def pool(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> Iterator[Path]:
+    """A pool on the three hosts (their hostfile); stopped afterwards, and then nothing of it may be left."""
+    hf = tmp_path / "hosts"
+    hf.write_text("".join(f"{a}\n" for a in hosts.addresses))
+    p = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--json"], mnp_home, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert [h["state"] for h in json.loads(p.stdout)["hosts"]] == ["started"] * 3
+    try:
+        yield hf
+    finally:
+        run_mnp(["pool", "stop"], mnp_home, timeout=60)
+        deadline = time.monotonic() + 10
+        while _extra(hosts) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _extra(hosts), _extra(hosts)
+        assert not list(Path("/tmp").glob(f"mnp-pool-{os.getuid()}-node*.log"))
+
+
+CHAIN = ("import os\nfrom mpi4py import MPI\nc = MPI.COMM_WORLD\nagent = os.getppid()\n"
+         "parent = open(f'/proc/{agent}/stat').read().rsplit(')', 1)[1].split()[1]\n"
+         "print('CHAIN', c.Get_rank(), c.Get_size(), os.environ['MNP_NODE_INDEX'], agent, parent, flush=True)\n")
+
+
+def _status(home: Path) -> dict[str, dict[str, object]]:
+    p = run_mnp(["pool", "status", "--json"], home, timeout=30)
+    return {h["host"]: h for h in json.loads(p.stdout)["hosts"]}
+
+
+def test_jobs_run_on_agents_forked_by_the_pool(hosts: SshNodes, pool: Path, tmp_path: Path, mnp_home: Path) -> None:
+    """Two MPI jobs in a row: every rank's agent is a child of its host's pool agent (the pid `mnp pool status`
+    gives), a new agent per job; the PMI barrier crosses the hosts; the pool agents stay up with no job agent."""
+    script = tmp_path / "chain.py"
+    script.write_text(CHAIN)
+    before = _status(mnp_home)
+    assert all(h["state"] == "up" and h["agents"] == 0 for h in before.values()), before
+    agents = []
+    for _ in range(2):
+        p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "--transport", "tcp", sys.executable,
+                     str(script)], mnp_home, timeout=120)
+        assert p.returncode == 0, p.stderr
+        rows = [line[line.index("CHAIN"):].split()[1:] for line in p.stdout.splitlines() if "CHAIN " in line]
+        assert sorted(int(r[0]) for r in rows) == [0, 1, 2] and {r[1] for r in rows} == {"3"}, p.stdout
+        for _rank, _, node, _agent, parent in rows:
+            assert int(parent) == before[hosts.addresses[int(node)]]["pid"], (rows, before)
+        agents.append({r[2]: r[3] for r in rows})
+    assert agents[0] != agents[1]  # each job's own agents
+    after = _status(mnp_home)
+    assert all(h["state"] == "up" and h["agents"] == 0 and h["pid"] == before[n]["pid"] for n, h in after.items())
+
+
+def test_a_rank_exit_code_and_a_killed_agent(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
+    p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "sh", "-c",
+                 'if [ "$MNP_NODE_INDEX" = 1 ]; then exit 7; fi'], mnp_home, timeout=60)
+    assert p.returncode == 7, p.stderr
+    # node 2's rank kills its own agent: the pool agent says it ended, and the job names the node at once
+    t0 = time.monotonic()
+    p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "sh", "-c",
+                 'if [ "$MNP_NODE_INDEX" = 2 ]; then kill -9 $PPID; fi; sleep 30'], mnp_home, timeout=60)
+    assert p.returncode != 0 and time.monotonic() - t0 < 15, p.stderr
+    assert "node 2" in p.stderr.strip().splitlines()[-1] and "lost" in p.stderr, p.stderr
+    assert all(h["state"] == "up" for h in _status(mnp_home).values())
+
+
+def test_ctrl_c_stops_the_job_and_keeps_the_pool(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "run", "--hostfile", str(pool), "--via", "pool", "sh", "-c",
+                             "echo SLEEPING; exec sleep 60"], env={**os.environ, "MNP_HOME": str(mnp_home)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    seen = 0
+    while seen < 3:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else ""
+        seen += "SLEEPING" in line
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130
+    deadline = time.monotonic() + 10
+    while any("sleep 60" in e for e in _extra(hosts)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any("sleep 60" in e for e in _extra(hosts)), _extra(hosts)
+    assert all(h["state"] == "up" and h["agents"] == 0 for h in _status(mnp_home).values())
+
+
+def test_a_dead_pool_agent_and_a_host_outside_the_pool_are_named(hosts: SshNodes, pool: Path, tmp_path: Path,
+                                                                  mnp_home: Path) -> None:
+    other = tmp_path / "other"
+    other.write_text(f"{hosts.addresses[0]}\nnot-a-pool-host\n")
+    p = run_mnp(["run", "--hostfile", str(other), "--via", "pool", "true"], mnp_home, timeout=30)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("mnp: error: host not-a-pool-host: "), \
+        p.stderr
+    assert "Traceback" not in p.stderr
+    for pid in _pool_agents(hosts, 1):
+        os.kill(pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=30)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 1 and f"{hosts.addresses[1]}: its pool agent" in last and "does not answer" in last, p.stderr
+    assert time.monotonic() - t0 < 10
+    st = run_mnp(["pool", "status"], mnp_home, timeout=30)
+    assert st.returncode == 1 and f"{hosts.addresses[1]}  not answering" in st.stdout, st.stdout
+    # started again: that host gets a new pool agent (which clears the killed one's empty log), the others stay
+    again = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(pool), "--json"], mnp_home, timeout=60)
+    assert [h["state"] for h in json.loads(again.stdout)["hosts"]] == ["running", "started", "running"], again.stderr
+    assert run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=30).returncode == 0
+
+
+def test_only_the_key_that_started_the_pool_is_heard(hosts: SshNodes, pool: Path, mnp_home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client with another key pair (another user's, or a copy of the pool file without its secret) gets no
+    answer: the CURVE handshake is refused. The pool's own key still works afterwards."""
+    import zmq
+
+    from mnp.cluster.pool import PoolClient, PoolStore
+    from mnp.control import pool as p
+
+    monkeypatch.setenv("MNP_HOME", str(mnp_home))
+    store = PoolStore.load()
+    pub, sec = zmq.curve_keypair()
+    intruder = PoolClient(PoolStore(pub.decode(), sec.decode(), store.hosts), list(store.hosts))
+    try:
+        assert intruder.ask({n: p.Ping() for n in store.hosts}, lambda a: True, timeout=1.5) == {}
+        # a run request from it would fork an agent: none appears
+        intruder.send(hosts.addresses[0], p.Run(0, {"node": 0, "endpoint": "tcp://127.0.0.1:9"}))
+        time.sleep(0.5)
+    finally:
+        intruder.close()
+    own = PoolClient(store, list(store.hosts))
+    try:
+        got = own.ask({n: p.Ping() for n in store.hosts}, lambda a: isinstance(a, p.Ready))
+    finally:
+        own.close()
+    assert all(isinstance(a, p.Ready) and a.agents == 0 for a in got.values()) and len(got) == 3, got
+
+
+def test_an_idle_pool_agent_exits_by_itself(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> None:
+    hf = tmp_path / "one"
+    hf.write_text(f"{hosts.addresses[2]}\n")
+    p = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--idle", "1"], mnp_home, timeout=60)
+    assert p.returncode == 0 and "started" in p.stdout, p.stderr
+    again = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--idle", "1"], mnp_home, timeout=60)
+    assert again.returncode == 0 and "running" in again.stdout, again.stderr  # one agent per host: kept
+    deadline = time.monotonic() + 10
+    while _pool_agents(hosts, 2) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _pool_agents(hosts, 2) and not _extra(hosts)
+    assert not list(Path("/tmp").glob(f"mnp-pool-{os.getuid()}-node*.log"))
+    p = run_mnp(["run", "--hostfile", str(hf), "--via", "pool", "true"], mnp_home, timeout=30)
+    assert p.returncode == 1 and "does not answer" in p.stderr and "mnp pool start again" in p.stderr, p.stderr
+    run_mnp(["pool", "stop"], mnp_home, timeout=30)
+
+
+def test_via_pool_needs_hosts(mnp_home: Path) -> None:
+    p = run_mnp(["run", "--via", "pool", "true"], mnp_home, timeout=30)
+    assert p.returncode == 2 and "--via pool: name the pool's hosts" in p.stderr, p.stderr
+    p = run_mnp(["pool", "start"], mnp_home, timeout=30)
+    assert p.returncode == 2 and "--hostfile or --hosts" in p.stderr, p.stderr

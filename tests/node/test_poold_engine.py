@@ -1,0 +1,100 @@
+"""The pool agent's decisions (:class:`mnp.node.poold.PoolEngine`) and its messages (:mod:`mnp.control.pool`),
+without sockets or processes."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from mnp.control import pool as p
+from mnp.node.poold import STOP_GRACE_S, Exit, Fork, PoolEngine, Reply, SignalAgents
+
+pytestmark = pytest.mark.noroot
+
+A, B = b"client-a", b"client-b"
+FACTS = {"hostname": "h0", "python": "3.11", "mnp": "0.1", "mpi": "MPICH 4", "pid": 42}
+
+
+def engine(idle: float = 60.0) -> PoolEngine:
+    return PoolEngine(idle, 0.0, dict(FACTS), started=1000.0)
+
+
+def test_ping_says_who_it_is() -> None:
+    e = engine()
+    [r] = e.on_request(A, p.Ping(), 1.0)
+    assert r == Reply(A, p.Ready("h0", "3.11", "0.1", "MPICH 4", 42, 0, 60.0, 1000.0))
+
+
+def test_run_forks_once_per_client_and_node() -> None:
+    e = engine()
+    handoff = {"node": 3, "endpoint": "tcp://10.0.0.1:5000"}
+    assert e.on_request(A, p.Run(3, handoff), 1.0) == [Fork(A, 3, handoff)]
+    assert e.forked(A, 3, 101) == [Reply(A, p.Running(3, 101))]
+    [again] = e.on_request(A, p.Run(3, handoff), 1.1)
+    assert isinstance(again.msg, p.Refused) and "runs already" in again.msg.reason  # type: ignore[union-attr]
+    assert e.on_request(B, p.Run(3, handoff), 1.2) == [Fork(B, 3, handoff)]  # another job's node 3: its own
+
+
+@pytest.mark.parametrize("node, handoff", [(-1, {"node": -1}), (2, {"node": 3}), (2, {})])
+def test_run_refuses_a_handoff_of_another_node(node: int, handoff: dict[str, object]) -> None:
+    [r] = engine().on_request(A, p.Run(node, handoff), 1.0)
+    assert isinstance(r, Reply) and isinstance(r.msg, p.Refused) and r.msg.node == node
+
+
+def test_malformed_requests_are_refused_with_the_reason() -> None:
+    for frame in (b"", b"{", b'{"t": "run", "node": "x", "handoff": {}}', b'{"t": "shell", "cmd": "id"}',
+                  b'{"t": "ping", "extra": 1}', b'[1, 2]', b"x" * (p.MAX_FRAME + 1)):
+        msg = p.decode_to_pool(frame)
+        assert isinstance(msg, str) and msg, frame[:40]
+        [r] = engine().on_request(A, msg, 1.0)
+        assert isinstance(r, Reply) and isinstance(r.msg, p.Refused) and "not a pool request" in r.msg.reason
+    assert p.decode_to_pool(p.encode(p.Run(1, {"node": 1}))) == p.Run(1, {"node": 1})
+    assert isinstance(p.decode_from_pool(p.encode(p.Ping())), str)  # a request is not an answer
+
+
+def test_kill_signals_only_that_clients_agent() -> None:
+    e = engine()
+    e.forked(A, 1, 101)
+    e.forked(B, 1, 201)
+    e.forked(A, 2, 102)
+    assert e.on_request(A, p.Kill(1), 2.0) == [SignalAgents((101,), signal.SIGTERM)]
+    assert e.on_request(B, p.Kill(2), 2.0) == [SignalAgents((), signal.SIGTERM)]  # not B's
+
+
+def test_an_agents_end_goes_to_its_client_and_restarts_the_idle_clock() -> None:
+    e = engine(idle=10)
+    e.forked(A, 0, 101)
+    assert e.on_tick(50.0) == []  # an agent runs: never idle
+    assert e.on_exit(101, 7, 50.0) == [Reply(A, p.Ended(0, 101, 7))]
+    assert e.on_exit(999, 0, 50.0) == []  # not a job's agent
+    assert e.on_tick(59.0) == []
+    [x] = e.on_tick(60.0)
+    assert isinstance(x, Exit) and x.code == 0 and "idle" in x.why
+
+
+def test_stop_tells_agents_waits_for_them_then_kills() -> None:
+    e = engine()
+    e.forked(A, 0, 101)
+    e.forked(A, 1, 102)
+    out = e.on_request(B, p.Stop(), 5.0)
+    assert out == [Reply(B, p.Stopping(2)), SignalAgents((101, 102), signal.SIGTERM)]
+    [r] = e.on_request(A, p.Run(2, {"node": 2}), 5.1)
+    assert isinstance(r, Reply) and isinstance(r.msg, p.Refused) and "stopping" in r.msg.reason
+    assert e.on_tick(5.0 + STOP_GRACE_S - 0.1) == []
+    assert e.on_tick(5.0 + STOP_GRACE_S) == [SignalAgents((101, 102), signal.SIGKILL)]
+    assert e.on_tick(5.0 + STOP_GRACE_S + 0.1) == []  # killed once
+    assert e.on_exit(101, 137, 16.0) == [Reply(A, p.Ended(0, 101, 137))]
+    assert e.on_exit(102, 137, 16.0) == [Reply(A, p.Ended(1, 102, 137)), Exit(0, "stopped")]
+
+
+def test_a_signal_stops_it_like_stop_and_an_empty_pool_exits_at_once() -> None:
+    e = engine()
+    [x] = e.on_signal(signal.SIGTERM, 1.0)
+    assert isinstance(x, Exit) and x.code == 0
+    e = engine()
+    e.forked(A, 0, 101)
+    assert e.on_signal(signal.SIGHUP, 1.0) == [SignalAgents((101,), signal.SIGTERM)]
+    assert e.on_tick(1.0 + STOP_GRACE_S) == [SignalAgents((101,), signal.SIGKILL)]
+    [x] = e.on_tick(1.0 + STOP_GRACE_S + 5)
+    assert isinstance(x, Exit) and x.code == 1  # its agent would not die even of SIGKILL: said, not hidden
