@@ -28,7 +28,9 @@ Slurm mode (``--slurm 8`` or ``--slurm 8,32``; needs Slurm's Debian packages, wh
 Slurm cluster of namespace nodes (tests/slurmnodes.py: slurmctld, slurmd, munged), holds an allocation of N nodes
 (``salloc --no-shell``) and, inside it, times ``mnp launch`` (agents through srun, 1 rank per node) against
 ``srun --mpi=pmi2`` running the same hello, in alternating runs, for the mpi4py and the C hello; it prints the
-medians and the ratio (target: <= 1.5 at 8 nodes, <= 1.0 at 32).
+medians and the ratio (target: <= 1.5 at 8 nodes, <= 1.0 at 32). A third contender, ``mnp launch --via pool``,
+runs on pool agents started once in the allocation before the first run (``mnp pool start``: one srun step that
+stays), stopped at the end.
 
 SSH mode (``--ssh 4`` or ``--ssh 4,8``) builds N hosts that run a stock OpenSSH server (tests/sshnodes.py: isolated
 namespace hosts whose init is ``sshd``, a client key, their host keys in a known_hosts file) and times the whole
@@ -167,23 +169,31 @@ def slurm_mode(counts: list[int], reps: int) -> None:
                     job.write_text(json.dumps({"name": "bench-hello", "ranks_per_node": 1, "command": command,
                                                "mpi": "mpich", "transport": "tcp"}))
                     mnp = [sys.executable, "-m", "mnp", "launch", "--json", str(job)]
+                    pooled = [*mnp[:4], "--via", "pool", *mnp[4:]]
                     srun = ["srun", "--mpi=pmi2", f"-N{n}", f"-n{n}", "--ntasks-per-node=1", *command]
                     srun_env = {**env, **TRANSPORT}
-                    _timed(mnp, env, n, marker)  # warm both
-                    _timed(srun, srun_env, n, marker)
-                    ours, theirs = [], []
+                    # the pool agents: one srun step started once, before the clock (as a user's `mnp pool start`)
+                    subprocess.run([*mnp[:3], "pool", "start"], env=env, check=True, capture_output=True)
+                    runs = [("mnp launch (srun agents)", mnp, env), ("mnp launch --via pool", pooled, env),
+                            ("srun --mpi=pmi2", srun, srun_env)]
+                    for _, argv, e in runs:  # warm each
+                        _timed(argv, e, n, marker)
+                    times: dict[str, list[float]] = {name: [] for name, _, _ in runs}
                     for _ in range(reps):
-                        ours.append(_timed(mnp, env, n, marker))
-                        theirs.append(_timed(srun, srun_env, n, marker))
-                    m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
+                        for name, argv, e in runs:
+                            times[name].append(_timed(argv, e, n, marker))
                     print(f"# Slurm allocation of {n} nodes x 1 rank, {label}, {reps} alternating runs each "
-                          f"(allocation {job_id}, Slurm 22.05 namespace nodes)")
-                    print(f"mnp launch (srun agents)  median {m_ours:6.3f} s  (min {min(ours):.3f}, "
-                          f"max {max(ours):.3f})")
-                    print(f"srun --mpi=pmi2           median {m_theirs:6.3f} s  (min {min(theirs):.3f}, "
-                          f"max {max(theirs):.3f})")
-                    print(f"ratio mnp/srun = {m_ours / m_theirs:.2f}  (target <= {1.5 if n <= 8 else 1.0})\n")
+                          f"(allocation {job_id}, Slurm 22.05 namespace nodes; the pool's step started once before)")
+                    for name, _, _ in runs:
+                        t = times[name]
+                        print(f"{name:25} median {statistics.median(t):6.3f} s  (min {min(t):.3f}, max {max(t):.3f})")
+                    m_theirs = statistics.median(times["srun --mpi=pmi2"])
+                    for name, _, _ in runs[:2]:
+                        print(f"ratio {name} / srun = {statistics.median(times[name]) / m_theirs:.2f}  "
+                              f"(target <= {1.5 if n <= 8 else 1.0})")
+                    print()
             finally:
+                cluster.run([sys.executable, "-m", "mnp", "pool", "stop"], env=env)
                 cluster.run(["scancel", job_id])
     finally:
         cluster.stop()

@@ -16,7 +16,7 @@ from mnp.cli.types import Seconds
 
 if TYPE_CHECKING:
     from mnp.cluster.hosts import HostSpec
-    from mnp.cluster.ssh import SshOptions
+    from mnp.cluster.sshopts import SshOptions
 
 __all__ = ["node_source_options", "nodes_from_options"]
 
@@ -70,7 +70,7 @@ def nodes_from_options(hostfile: str | None, hosts_opt: str | None, local: bool,
 
             raise UsageError("--via pool: name the pool's hosts with --hostfile or --hosts")
         return None, None
-    from mnp.cluster.ssh import SshOptions
+    from mnp.cluster.sshopts import SshOptions
 
     return hosts, SshOptions(user=ssh_user, port=ssh_port, key_file=ssh_key, connect_timeout=connect_timeout,
                              known_hosts=known_hosts, config_file=ssh_config, fanout=fanout,

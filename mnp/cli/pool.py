@@ -57,16 +57,15 @@ def _rows(rows: list[tuple[str, str]], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @node_source_options
 def start(idle: float, as_json: bool, **where: Any) -> None:
-    """Start a pool agent on each host that has none answering (--hostfile or --hosts)."""
+    """Start a pool agent on each host that has none answering (--hostfile or --hosts over SSH; inside a Slurm
+    allocation, its nodes through one srun step that stays)."""
     from mnp.cluster.pool import start_pool
     from mnp.errors import UsageError
 
-    if where.get("hostfile") is None and where.get("hosts_opt") is None:
-        raise UsageError("mnp pool start: name the hosts with --hostfile or --hosts")
-    if where.get("via") not in (None, "ssh", "pool"):
-        raise UsageError(f"mnp pool start: --via {where['via']}: pool agents are started over SSH")
-    hosts, ssh = nodes_from_options(**{**where, "local": True, "via": None})
-    assert hosts is not None and ssh is not None
+    hosts, ssh = nodes_from_options(**{**where, "via": None if where.get("via") == "pool" else where.get("via")})
+    if hosts is None or ssh is None:
+        raise UsageError("mnp pool start: name the hosts with --hostfile or --hosts (or run it inside a Slurm "
+                         "allocation)")
     _rows(start_pool(hosts, ssh, idle, lambda line: click.echo(f"mnp: {line}", err=True)), as_json)
 
 

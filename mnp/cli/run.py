@@ -17,7 +17,7 @@ from mnp.cli.render import RankFiles, Renderer, check_pattern
 if TYPE_CHECKING:
     from mnp.cli.layout import Job
     from mnp.cluster.hosts import HostSpec
-    from mnp.cluster.ssh import SshOptions
+    from mnp.cluster.sshopts import SshOptions
 
 __all__ = ["check_options", "report", "start"]
 
@@ -147,14 +147,21 @@ def _start_array(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: 
 
 
 def _begin_hosts(job: Job, hosts: list[HostSpec] | None, ssh: SshOptions | None, job_id: str) -> Any:
-    """The job's SSH hosts, already being dialled and preflighted (:meth:`SshCluster.begin`), or None (other
-    nodes, or a node count the coordinator will refuse). The job's teardown ends them (and, should the job fail
-    before it has nodes, the caller's)."""
-    if hosts is None or ssh is None or ssh.via != "ssh" or (job.nodes is not None and not 0 < job.nodes <= len(hosts)):
+    """The job's SSH hosts, already being dialled and preflighted (:meth:`SshCluster.begin`; a pool's agents,
+    asked who they are), or None (other nodes, or a node count the coordinator will refuse). The job's teardown
+    ends them (and, should the job fail before it has nodes, the caller's)."""
+    if hosts is None or ssh is None or ssh.via not in ("ssh", "pool") or \
+            (job.nodes is not None and not 0 < job.nodes <= len(hosts)):
         return None
-    from mnp.cluster.ssh import SshCluster
+    cluster: Any
+    if ssh.via == "pool":  # the pool agents are asked who they are (CURVE handshakes included) meanwhile
+        from mnp.cluster.pool import PoolCluster
 
-    cluster = SshCluster(job_id, hosts[: job.nodes or len(hosts)], ssh)
+        cluster = PoolCluster(job_id, hosts[: job.nodes or len(hosts)])
+    else:
+        from mnp.cluster.ssh import SshCluster
+
+        cluster = SshCluster(job_id, hosts[: job.nodes or len(hosts)], ssh)
     cluster.begin()
     return cluster
 

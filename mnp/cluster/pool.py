@@ -126,17 +126,19 @@ class PoolClient:
                 out.append((self.by_sock[s], p.decode_from_pool(frame)))
         return out
 
-    def ask(self, msgs: dict[str, p.ToPool], want: Callable[[Any], bool],
-            timeout: float = ANSWER_S) -> dict[str, p.FromPool | str]:
+    def ask(self, msgs: dict[str, p.ToPool], want: Callable[[Any], bool], timeout: float = ANSWER_S,
+            expect: list[str] | None = None) -> dict[str, p.FromPool | str]:
         """Send each host its request; the first answer ``want`` accepts (or a Refused, or a string: what was
-        wrong) per host, until every host answered or ``timeout``."""
+        wrong) per host, until every host answered or ``timeout``. ``expect``: also wait for these hosts' answers
+        to what was sent before."""
         for name, msg in msgs.items():
             self.send(name, msg)
+        waiting = set(msgs) | set(expect or ())
         got: dict[str, p.FromPool | str] = {}
         deadline = time.monotonic() + timeout
-        while len(got) < len(msgs) and (left := deadline - time.monotonic()) > 0:
+        while len(got) < len(waiting) and (left := deadline - time.monotonic()) > 0:
             for name, ans in self.recv(int(left * 1000) + 1):
-                if name in msgs and name not in got and (isinstance(ans, (str, p.Refused)) or want(ans)):
+                if name in waiting and name not in got and (isinstance(ans, (str, p.Refused)) or want(ans)):
                     got[name] = ans
         return got
 
@@ -190,7 +192,10 @@ def start_pool(hosts: list[HostSpec], ssh: Any, idle_s: float,
     alive = {n for n, _, ans in ping_pool([n for n in names if n in store.hosts]) if isinstance(ans, p.Ready)}
     todo = [h for h in hosts if h.name not in alive]
     result = {n: "running" for n in alive}
-    if todo:
+    if todo and getattr(ssh, "via", "ssh") == "srun":
+        for n in _start_srun(todo, store, idle_s, getattr(ssh, "remote_python", None) or sys.executable, say):
+            result[n] = "started"
+    elif todo:
         cluster = SshCluster(f"pool-{os.getpid()}", todo, replace(ssh, tree_width=len(todo)))
         started: list[str] = []
         try:
@@ -218,6 +223,82 @@ def start_pool(hosts: list[HostSpec], ssh: Any, idle_s: float,
         finally:
             cluster.teardown()
     return [(n, result[n]) for n in names]
+
+
+def _start_srun(hosts: list[HostSpec], store: PoolStore, idle_s: float, python: str,
+                say: Callable[[str], None], timeout: float = 60.0) -> list[str]:
+    """Pool agents as the tasks of one srun step that stays (inside a Slurm allocation: no SSH to the nodes). Each
+    task runs the preflight and says ``MNP-POOL <JSON>``, labelled by srun; the step goes on after this process
+    exits, its output in ``$MNP_HOME/pool-srun-<job>-<pid>.out`` (removed by mnp pool stop)."""
+    import re
+    import subprocess
+
+    import hostlist
+
+    from mnp.cluster.slurm import SlurmCluster
+    from mnp.cluster.ssh_task import preflight_problem
+    from mnp.node.poold import TAG
+    from mnp.records import _private_dir, mnp_home
+
+    names = [h.name for h in hosts]
+    env = {k: v for k, v in os.environ.items() if k != "MNP_JOB_SECRET"}
+    toward = env.get("MNP_BIND_ADDRESS") or SlurmCluster(f"pool-{os.getpid()}", hosts, python)._control_address()
+    _private_dir(mnp_home(), tighten=False)
+    out = mnp_home() / f"pool-srun-{env.get('SLURM_JOB_ID', 'x')}-{os.getpid()}.out"
+    argv = ["srun", f"--nodes={len(names)}", f"--ntasks={len(names)}", "--ntasks-per-node=1",
+            f"--nodelist={hostlist.collect_hostlist(names)}", "--overlap", "--kill-on-bad-exit=0", "--wait=0",
+            "--mpi=none", "--cpu-bind=none", "--label", "--input=none", "--job-name=mnp-pool",
+            python, "-m", "mnp.node.poold", "--client-public", store.public, "--idle", f"{idle_s:g}",
+            "--toward", toward]
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)  # the pool's step outlives this command
+    except FileNotFoundError:
+        out.unlink(missing_ok=True)
+        raise UsageError("mnp pool start: srun is not on PATH (or --via ssh)") from None
+    finally:
+        os.close(fd)
+    said: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(said) < len(names):
+            for line in out.read_text(errors="replace").splitlines():
+                m = re.match(rf"^\s*\d+: {TAG} (\{{.*)$", line)
+                if m:
+                    info = json.loads(m.group(1))
+                    if info.get("node") in names:
+                        said[info["node"]] = info
+            bad = next((n for n in names if n in said and "port" not in said[n]), None)
+            if bad is not None:
+                raise HostError(bad, preflight_problem(said[bad].get("facts") or {}, python)
+                                or "the pool agent did not start")
+            if len(said) < len(names) and proc.poll() is not None:
+                last = [ln for ln in out.read_text(errors="replace").splitlines() if TAG not in ln][-2:]
+                raise ClusterError(f"srun ended (exit {proc.returncode}) before every node's pool agent started: "
+                                   + (" / ".join(last) or "no output"))
+            if time.monotonic() > deadline:
+                missing = [n for n in names if n not in said]
+                raise ClusterError(f"{len(missing)} node(s) did not start a pool agent through srun within "
+                                   f"{timeout:g}s: {', '.join(missing[:4])}")
+            say(f"hosts ready {len(said)}/{len(names)}")
+            time.sleep(0.05)
+    except BaseException:
+        proc.terminate()  # srun passes it on to the step: every task ends
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        out.unlink(missing_ok=True)
+        raise
+    for n in names:
+        info = said[n]
+        store.hosts[n] = {"address": info.get("address") or n, "port": int(info["port"]),
+                          "public": str(info["public"]), "pid": int(info["pid"]),
+                          "hostname": info.get("facts", {}).get("hostname", n), "idle_s": idle_s,
+                          "started": time.time(), "via": "srun", "output": str(out)}
+    store.save()
+    return names
 
 
 def _read_tagged(chan: Any, tag: str) -> str:
@@ -248,9 +329,12 @@ def stop_pool(names: list[str] | None = None, timeout: float = ANSWER_S) -> list
             answers = client.ask({n: p.Stop() for n in names}, lambda a: isinstance(a, p.Stopping), timeout)
         finally:
             client.close()
+        outputs = {str(store.hosts[n].get("output")) for n in names if store.hosts[n].get("output")}
         for n in names:
             store.hosts.pop(n, None)
         store.save()
+        for path in outputs - {str(r.get("output")) for r in store.hosts.values()}:  # an srun pool's last node
+            Path(path).unlink(missing_ok=True)
     out = []
     for n in names:
         a = answers.get(n)
@@ -270,9 +354,19 @@ class PoolCluster(Cluster):
         self.ready: dict[str, p.Ready] = {}
         self.running: dict[int, int] = {}  # node -> the agent's pid on its host
         self.ended: dict[int, int] = {}  # node -> exit status, as its pool agent said
+        self._asked: dict[str, bool] = {}
 
     def _name(self, node: int) -> str:
         return self.hosts[node].name
+
+    def begin(self) -> None:
+        """Ask every pool agent who it is, without waiting: the CURVE handshakes and the answers come while the
+        caller loads and plans the job (:meth:`create` collects them)."""
+        if self.client is not None or any(h.name not in self.store.hosts for h in self.hosts):
+            return  # (create says which host is missing)
+        names = [h.name for h in self.hosts]
+        self.client = PoolClient(self.store, names)
+        self._asked = {n: self.client.send(n, p.Ping()) for n in names}
 
     def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
         import mnp
@@ -283,8 +377,9 @@ class PoolCluster(Cluster):
                              + (f" (nor for {len(missing) - 1} more)" if len(missing) > 1 else "")
                              + ": run mnp pool start with the same hosts, or launch --via ssh")
         names = [h.name for h in self.hosts]
-        self.client = PoolClient(self.store, names)
-        answers = self.client.ask({n: p.Ping() for n in names}, lambda a: isinstance(a, p.Ready))
+        self.begin()
+        assert self.client is not None
+        answers = self.client.ask({}, lambda a: isinstance(a, p.Ready), expect=names)
         here = f"{sys.version_info[0]}.{sys.version_info[1]}"
         for i, n in enumerate(names):
             a = answers.get(n)

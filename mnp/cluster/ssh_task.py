@@ -25,7 +25,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["BOOTSTRAP", "TAG", "main", "preflight_problem"]
+__all__ = ["BOOTSTRAP", "TAG", "main", "preflight", "preflight_problem"]
 
 TAG = "MNP-PREFLIGHT"
 
@@ -95,7 +95,9 @@ def _collect(pid: int, fd: int) -> str:
     return out.decode(errors="replace")
 
 
-def main(facts: dict[str, Any]) -> int:
+def preflight(facts: dict[str, Any]) -> Any:
+    """Fill in ``facts`` (mnp's version, MPI's library or its error, the agent's import error) and return the
+    agent's module, or None when it cannot be imported. Forks the MPI check: call it before any thread starts."""
     import mnp
 
     facts["mnp"] = mnp.__version__
@@ -110,6 +112,11 @@ def main(facts: dict[str, Any]) -> int:
         facts["mpi_error"] = said[1:]
     else:
         facts["mpi"] = said
+    return agent
+
+
+def main(facts: dict[str, Any]) -> int:
+    agent = preflight(facts)
     sys.stdout.write(f"{TAG} {json.dumps(facts)}\n")
     sys.stdout.flush()
     if agent is None or facts["mpi"] is None:

@@ -53,7 +53,7 @@ from mnp.records import Records, new_job_id
 
 if TYPE_CHECKING:
     from mnp.cluster.hosts import HostSpec
-    from mnp.cluster.ssh import SshOptions
+    from mnp.cluster.sshopts import SshOptions
     from mnp.spec.model import JobSpec
 
 __all__ = ["LaunchRequest", "JobResult", "run_attempt", "Interrupt"]

@@ -17,7 +17,7 @@ from mnp.plan import NodeWork
 if TYPE_CHECKING:
     from mnp.cluster.base import Cluster
     from mnp.cluster.hosts import HostSpec
-    from mnp.cluster.ssh import SshOptions
+    from mnp.cluster.sshopts import SshOptions
 
 __all__ = ["make_cluster", "shm_guess", "node_work", "short_nodes", "apply_remounts", "startup_hint_of"]
 
@@ -36,7 +36,8 @@ def make_cluster(job_id: str, n: int, hosts: list[HostSpec] | None, ssh: SshOpti
 
         return PoolCluster(job_id, hosts)
     if hosts is not None:
-        from mnp.cluster.ssh import SshCluster, SshOptions  # only SSH jobs pay for it
+        from mnp.cluster.ssh import SshCluster  # only SSH jobs pay for it
+        from mnp.cluster.sshopts import SshOptions
 
         return SshCluster(job_id, hosts, ssh or SshOptions())
     from mnp.cluster.local import clean_stale, local_cluster

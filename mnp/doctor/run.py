@@ -29,7 +29,7 @@ from mnp.doctor.report import Check, DoctorReport, one_line
 if TYPE_CHECKING:
     from mnp.cluster.base import Cluster
     from mnp.cluster.hosts import HostSpec
-    from mnp.cluster.ssh import SshOptions
+    from mnp.cluster.sshopts import SshOptions
 
 __all__ = ["PROBE_SHM", "DoctorRequest", "run_doctor"]
 

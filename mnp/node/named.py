@@ -59,8 +59,15 @@ class NamedProcesses:
 
     def _popen(self, argv: list[str], env: dict[str, str], cwd: str | None,
                out: int) -> subprocess.Popen[bytes]:
+        die, register = self.agent.pdeathsig, (self.agent.watchdog.register_self() if self.agent.watchdog else None)
+
+        def preexec() -> None:
+            if register is not None:
+                register()  # the watchdog knows its group before it runs (see Processes._preexec)
+            die()
+
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                start_new_session=True, preexec_fn=self.agent.pdeathsig)
+                                start_new_session=True, preexec_fn=preexec)
         if self.agent.watchdog is not None:
             self.agent.watchdog.add_group(proc.pid)
         return proc

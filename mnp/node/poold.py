@@ -370,3 +370,68 @@ def start(cfg: dict[str, Any], facts: dict[str, Any]) -> int:
         except OSError:
             pass
         os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A pool agent as a task of an ``srun`` step (``mnp pool start`` inside a Slurm allocation):
+    ``python -m mnp.node.poold --client-public KEY [--idle S] [--toward ADDRESS]``.
+
+    There is no SSH session to leave, so it stays in its task: Slurm tracks it and ends it with the allocation. It
+    runs the same preflight as over SSH and says on stdout (srun labels the line with the task's id) ``MNP-POOL
+    <JSON>``: the preflight's facts, this node's name and address (on the way to ``--toward``), and, when the
+    preflight passed, its port and public key. Nothing secret crosses srun: the client's key is its public half.
+    """
+    import argparse
+
+    from mnp.cluster.srun_task import node_name, scrub_environment
+    from mnp.cluster.ssh_task import preflight
+
+    ap = argparse.ArgumentParser(prog="python -m mnp.node.poold")
+    ap.add_argument("--client-public", required=True)
+    ap.add_argument("--idle", type=float, default=3600.0)
+    ap.add_argument("--toward", help="an address of the client's host: this node reports its own on the way there")
+    args = ap.parse_args(argv)
+    name = node_name()
+    facts: dict[str, Any] = {"python": f"{sys.version_info[0]}.{sys.version_info[1]}", "hostname": socket.gethostname(),
+                             "node": name, "mnp": None, "mpi": None}
+    agent = preflight(facts)
+    address = None
+    if args.toward:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # no packet is sent
+                s.connect((args.toward, 9))
+                address = str(s.getsockname()[0])
+        except OSError:
+            address = None
+    said: dict[str, Any] = {"facts": facts, "node": name, "address": address}
+    if agent is None or facts["mpi"] is None or len(args.client_public) != 40 or not args.idle > 0:
+        sys.stdout.write(f"{TAG} {json.dumps(said)}\n")
+        return 3
+    scrub_environment(os.environ)  # the step's variables are not the jobs' business (as for srun_task's agents)
+    _warm()
+    log = _log_path(name)
+    _remove_stale_logs(name)
+    daemon = PoolDaemon(args.client_public, args.idle, facts)
+    said.update(port=daemon.port, public=daemon.public.decode(), pid=os.getpid())
+    sys.stdout.write(f"{TAG} {json.dumps(said)}\n")
+    sys.stdout.flush()
+    null = os.open(os.devnull, os.O_RDWR)
+    err = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    for fd, to in ((0, null), (1, null), (2, err)):
+        os.dup2(to, fd)
+    os.close(null)
+    os.close(err)
+    code = 1
+    try:
+        code = daemon.run()
+    finally:
+        try:
+            if code == 0 or os.path.getsize(log) == 0:
+                os.unlink(log)
+        except OSError:
+            pass
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -169,18 +169,20 @@ class Processes:
         return pids, failed
 
     def _preexec(self, cpus: list[int] | None) -> Callable[[], None]:
-        """What runs in the child before exec: the parent-death signal, and the rank's binding -- the CPUs it was
-        given that this node may use (none of them: it keeps the node's set)."""
+        """What runs in the child before exec: its group told to the watchdog, the parent-death signal, and the
+        rank's binding -- the CPUs it was given that this node may use (none of them: it keeps the node's set)."""
         mine = sorted(set(cpus or ()) & os.sched_getaffinity(0))
         die = self.agent.pdeathsig
-        if not mine:
-            return die
+        register = self.agent.watchdog.register_self() if self.agent.watchdog is not None else None
 
-        def bind() -> None:
+        def preexec() -> None:
+            if register is not None:
+                register()  # before anything of the rank's runs: a rank that kills its agent at once is caught
             die()
-            os.sched_setaffinity(0, mine)
+            if mine:
+                os.sched_setaffinity(0, mine)
 
-        return bind
+        return preexec
 
     def write_stdin(self, ranks: list[int], data: bytes, eof: bool) -> None:
         """Queue bytes for these ranks' standard input (a rank that reads slowly never blocks the agent)."""

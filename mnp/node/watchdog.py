@@ -94,6 +94,22 @@ class Watchdog:
         the agent runs in its own group. Processes of the session of the same id are stopped too."""
         self._send(f"group {int(pgid)}")
 
+    def register_self(self) -> Callable[[], None]:
+        """A ``preexec_fn`` part for a child started in a session of its own: it tells the watchdog its own group
+        itself, before it execs, so a rank that kills its agent at once (before :meth:`add_group` is written) is
+        stopped all the same. The child writes one short line on the pipe it inherits until exec (atomic, as the
+        agent's own lines are)."""
+        fd = self._fd
+
+        def register() -> None:
+            if fd is not None:
+                try:
+                    os.write(fd, f"group {os.getpid()}\n".encode())
+                except OSError:
+                    pass
+
+        return register
+
     def add_shm(self, kvsname: str) -> None:
         """A job's PMI kvsname: its MPICH segments in /dev/shm are removed if the agent dies."""
         if not kvsname or any(c.isspace() for c in kvsname):

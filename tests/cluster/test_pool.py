@@ -58,6 +58,8 @@ def pool(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> Iterator[Path]:
     p = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--json"], mnp_home, timeout=60)
     assert p.returncode == 0, p.stderr
     assert [h["state"] for h in json.loads(p.stdout)["hosts"]] == ["started"] * 3
+    logs = [_log_of(h) for h in _status(mnp_home).values()]
+    assert all(log.exists() for log in logs), logs  # each pool agent's stderr, while it runs
     try:
         yield hf
     finally:
@@ -66,7 +68,11 @@ def pool(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> Iterator[Path]:
         while _extra(hosts) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _extra(hosts), _extra(hosts)
-        assert not list(Path("/tmp").glob(f"mnp-pool-{os.getuid()}-node*.log"))
+        assert not [log for log in logs if log.exists()]
+
+
+def _log_of(status: dict[str, object]) -> Path:
+    return Path("/tmp") / f"mnp-pool-{os.getuid()}-{status['hostname']}-{status['pid']}.log"
 
 
 CHAIN = ("import os\nfrom mpi4py import MPI\nc = MPI.COMM_WORLD\nagent = os.getppid()\n"
@@ -189,13 +195,14 @@ def test_an_idle_pool_agent_exits_by_itself(hosts: SshNodes, tmp_path: Path, mnp
     hf.write_text(f"{hosts.addresses[2]}\n")
     p = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--idle", "1"], mnp_home, timeout=60)
     assert p.returncode == 0 and "started" in p.stdout, p.stderr
+    [log] = [_log_of(h) for h in _status(mnp_home).values()]
     again = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--idle", "1"], mnp_home, timeout=60)
     assert again.returncode == 0 and "running" in again.stdout, again.stderr  # one agent per host: kept
     deadline = time.monotonic() + 10
     while _pool_agents(hosts, 2) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _pool_agents(hosts, 2) and not _extra(hosts)
-    assert not list(Path("/tmp").glob(f"mnp-pool-{os.getuid()}-node*.log"))
+    assert not log.exists()
     p = run_mnp(["run", "--hostfile", str(hf), "--via", "pool", "true"], mnp_home, timeout=30)
     assert p.returncode == 1 and "does not answer" in p.stderr and "mnp pool start again" in p.stderr, p.stderr
     run_mnp(["pool", "stop"], mnp_home, timeout=30)

@@ -237,3 +237,27 @@ def test_via_srun_outside_an_allocation_is_a_usage_error(tmp_path: Path, mnp_hom
     p = run_mnp(["launch", "--via", "srun", "--hosts", "a,b", str(_job(tmp_path))], mnp_home,
                 env={**env, "SLURM_JOB_ID": "7"})
     assert p.returncode == 2 and "--via srun: srun starts agents on the Slurm allocation's nodes only" in p.stderr
+
+
+def test_pool_through_srun_inside_the_allocation(slurm: SlurmNodes, work: Path) -> None:
+    """`mnp pool start` inside an allocation: pool agents as the tasks of one srun step that outlives the command;
+    two jobs --via pool run on agents forked by them (the agent's parent is the pool agent, not slurmstepd), with
+    no Slurm variable of the pool's step; `mnp pool stop` ends the step (the fixture checks: no step, no agent)."""
+    job = _job(work)
+    mnp = f"{sys.executable} -m mnp"
+    script = (f"set -e\n{mnp} pool start --json\n{mnp} pool status\n{mnp} launch --via pool {job}\n"
+              f"{mnp} launch --via pool {job}\n{mnp} pool stop\n")
+    p = slurm.run(["salloc", "-N", "3", "bash", "-c", script], timeout=180, cwd=str(ROOT),
+                  env={"MNP_HOME": str(work / "home")})
+    assert p.returncode == 0, p.stderr
+    started = json.loads(p.stdout.splitlines()[0])
+    assert [(h["host"], h["state"]) for h in started["hosts"]] == [("node0", "started"), ("node1", "started"),
+                                                                   ("node2", "started")], p.stdout
+    assert sum(line.startswith("node") and "  up  pid" in line for line in p.stdout.splitlines()) == 3, p.stdout
+    recs = _hellos(p.stdout)
+    assert [r["rank"] for r in recs] == [0, 0, 1, 1, 2, 2], recs  # two jobs of three ranks
+    assert {r["agent_parent"] for r in recs} != {"slurmstepd"} and \
+        all(str(r["agent_parent"]).startswith("python") for r in recs), recs
+    assert {tuple(r["slurm_env"]) for r in recs} == {("SLURM_CONF",)}
+    assert not list((work / "home").glob("pool-srun-*.out"))  # removed with the pool
+    assert "Traceback" not in p.stderr
