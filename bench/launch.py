@@ -330,7 +330,7 @@ def _pool_pids(hosts: Any) -> list[int]:
     for i in range(len(hosts.addresses)):
         for pid in hosts.pids(i):
             try:
-                if b"mnp.cluster.ssh_task" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "mnp-pool":
                     found.append(pid)
             except OSError:
                 continue

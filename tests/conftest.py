@@ -76,7 +76,7 @@ def leftovers() -> list[str]:
         name = p.info["name"] or ""
         if p.info["pid"] != me and ("mnp agent" in cmd or "mnp.node.agent" in cmd or "mnp.cluster.srun_task" in cmd
                                     or str(JOBS) in cmd or
-                                    name.startswith(("mnp-agent", "mnp-keep"))):
+                                    name.startswith(("mnp-agent", "mnp-keep", "mnp-pool"))):
             found.append(f"process {p.info['pid']} ({name}): {cmd[:80]}")
     return found
 

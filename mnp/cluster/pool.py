@@ -16,12 +16,13 @@ that order), its agents are forked by their pool agents, and it learns of an age
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,15 +57,33 @@ class PoolStore:
 
     @classmethod
     def load(cls, create: bool = False) -> PoolStore:
+        """The pool file (an empty pool when there is none; ``create``: with a fresh client key pair). A file
+        others may read, or that is not what mnp writes, is a usage error naming it: its secret is a key to every
+        pool host."""
         path = _store_path()
         try:
+            st = os.stat(path)
+            if st.st_uid != os.getuid() or st.st_mode & 0o077:
+                raise UsageError(f"{path}: readable by others or not yours (mode {st.st_mode & 0o777:o}): its "
+                                 "secret key reaches every pool host; chmod 600 it (or mnp pool stop and remove it)")
             data = json.loads(path.read_text())
-            return cls(str(data["public"]), str(data["secret"]), dict(data.get("hosts") or {}))
+            store = cls(str(data["public"]), str(data["secret"]), dict(data.get("hosts") or {}))
+            for name, rec in store.hosts.items():
+                if not isinstance(rec, dict) or not isinstance(rec.get("address"), str) or \
+                        not isinstance(rec.get("port"), int) or not 0 < rec["port"] < 65536 or \
+                        not (isinstance(rec.get("public"), str) and len(rec["public"]) == 40):
+                    raise ValueError(f"host {name!r}: not a pool host entry")
+            if len(store.public) != 40 or len(store.secret) != 40:
+                raise ValueError("the client key pair is not two 40-character Z85 keys")
+            return store
         except FileNotFoundError:
             if not create:
                 return cls("", "", {})
-        except (ValueError, KeyError, TypeError) as e:
-            raise UsageError(f"{path}: not a pool file ({e}): remove it and run mnp pool start again") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UsageError(f"{path}: not a pool file ({e}): remove it (its pool agents exit after their idle "
+                             "time) and run mnp pool start again") from None
+        except OSError as e:
+            raise UsageError(f"{path}: cannot read it: {e.strerror or e}") from None
         import zmq
 
         pub, sec = zmq.curve_keypair()
@@ -74,12 +93,37 @@ class PoolStore:
         from mnp.records import _private_dir
 
         path = _store_path()
-        _private_dir(path.parent, tighten=False)
         tmp = path.with_name(f".pool.json.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"public": self.public, "secret": self.secret, "hosts": self.hosts}, f, indent=1)
-        os.replace(tmp, path)
+        try:
+            _private_dir(path.parent, tighten=False)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"public": self.public, "secret": self.secret, "hosts": self.hosts}, f, indent=1)
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise UsageError(f"{path}: cannot write it: {e.strerror or e}") from None
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """One ``mnp pool start``/``stop`` at a time per pool file (two at once would each start agents, and one of the
+    files would lose the other's)."""
+    import fcntl
+
+    from mnp.records import _private_dir, mnp_home
+
+    try:
+        _private_dir(mnp_home(), tighten=False)
+        fd = os.open(mnp_home() / "pool.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise UsageError(f"{mnp_home()}: cannot lock the pool file there: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class PoolClient:
@@ -102,6 +146,7 @@ class PoolClient:
             s.connect(f"tcp://{_bracket(str(rec['address']))}:{int(rec['port'])}")
             self.socks[name] = s
         self.by_sock = {s: n for n, s in self.socks.items()}
+        self.backlog: list[tuple[str, p.FromPool | str]] = []  # what came while ask() waited for something else
 
     def send(self, name: str, msg: p.ToPool) -> bool:
         """False when it cannot even be queued (the handshake was refused): as good as no answer."""
@@ -140,6 +185,8 @@ class PoolClient:
             for name, ans in self.recv(int(left * 1000) + 1):
                 if name in waiting and name not in got and (isinstance(ans, (str, p.Refused)) or want(ans)):
                     got[name] = ans
+                else:
+                    self.backlog.append((name, ans))  # an agent's end, say: its job must still hear of it
         return got
 
     def close(self) -> None:
@@ -176,57 +223,89 @@ def ping_pool(names: list[str] | None = None, timeout: float = ANSWER_S) -> list
 
 def start_pool(hosts: list[HostSpec], ssh: Any, idle_s: float,
                say: Callable[[str], None]) -> list[tuple[str, str]]:
-    """Start a pool agent on each host that has none answering (over SSH, with the job's preflight); returns each
-    host with what happened (``started``, ``running``). A host that cannot be reached or fails its preflight is one
-    error naming it, and no pool agent is left started by this call."""
+    """Start a pool agent on each host that has none answering (over SSH, with the job's preflight; inside a Slurm
+    allocation through srun); returns each host with what happened (``started``, ``running``). A host that cannot
+    be reached, fails its preflight, or whose new pool agent this machine cannot reach is one error naming it; the
+    pool agents this call started on the others are stopped again, and one it could not tell to stop exits by
+    itself when no client reaches it within 30 s."""
+    names = [h.name for h in hosts]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise UsageError(f"host {dup}: named twice (a pool has one agent per host)")
+    with _locked():
+        store = PoolStore.load(create=True)
+        alive = {n for n, _, ans in ping_pool([n for n in names if n in store.hosts]) if isinstance(ans, p.Ready)}
+        todo = [h for h in hosts if h.name not in alive]
+        result = {n: "running" for n in alive}
+        if todo:
+            new = (_start_srun(todo, idle_s, getattr(ssh, "remote_python", None) or sys.executable, say, store)
+                   if getattr(ssh, "via", "ssh") == "srun" else _start_ssh(todo, ssh, idle_s, say, store))
+            try:
+                # reached from here: a pool agent no one reaches exits within FIRST_CONTACT_S (a firewall, a
+                # proxy between), so what is recorded is what answers
+                store.hosts.update(new)
+                answers = PoolClient(store, list(new))
+                try:
+                    got = answers.ask({n: p.Ping() for n in new}, lambda a: isinstance(a, p.Ready))
+                finally:
+                    answers.close()
+                bad = next((n for n in new if not isinstance(got.get(n), p.Ready)), None)
+                if bad is not None:
+                    raise HostError(bad, f"its new pool agent does not answer at {new[bad]['address']}:"
+                                         f"{new[bad]['port']} from here (a firewall, or a proxy between?): it exits "
+                                         f"by itself; use --via ssh")
+                store.save()
+            except BaseException:
+                _stop(store, list(new))
+                raise
+            result.update({n: "started" for n in new})
+    return [(n, result[n]) for n in names]
+
+
+def _start_ssh(hosts: list[HostSpec], ssh: Any, idle_s: float, say: Callable[[str], None],
+               store: PoolStore) -> dict[str, dict[str, Any]]:
+    """Pool agents over SSH: each host's agent, after its preflight, gets a pool handoff instead of a job and
+    answers ``MNP-POOL <JSON>``. Every host's answer is read before a failure is raised (the others are stopped)."""
     from dataclasses import replace
 
     from mnp.cluster.ssh import SshCluster
     from mnp.node.poold import TAG
 
-    store = PoolStore.load(create=True)
-    names = [h.name for h in hosts]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise UsageError(f"host {dup}: named twice (a pool has one agent per host)")
-    alive = {n for n, _, ans in ping_pool([n for n in names if n in store.hosts]) if isinstance(ans, p.Ready)}
-    todo = [h for h in hosts if h.name not in alive]
-    result = {n: "running" for n in alive}
-    if todo and getattr(ssh, "via", "ssh") == "srun":
-        for n in _start_srun(todo, store, idle_s, getattr(ssh, "remote_python", None) or sys.executable, say):
-            result[n] = "started"
-    elif todo:
-        cluster = SshCluster(f"pool-{os.getpid()}", todo, replace(ssh, tree_width=len(todo)))
-        started: list[str] = []
-        try:
-            cluster.create(None, lambda k, n: say(f"hosts ready {k}/{n}"))
-            line = json.dumps({"pool": {"client_public": store.public, "idle_s": idle_s}}).encode() + b"\n"
-            for h in cluster.hosts:
-                h.channel.sendall(line)
-            for h in cluster.hosts:
-                said = _read_tagged(h.channel, TAG)
-                if not said.startswith("{"):
-                    raise HostError(h.spec.name, f"the pool agent did not start: {said.lstrip('!') or 'no answer'}")
-                info = json.loads(said)
-                store.hosts[h.spec.name] = {"address": h.address, "port": int(info["port"]),
-                                            "public": str(info["public"]), "pid": int(info["pid"]),
-                                            "hostname": (h.info or {}).get("hostname", h.spec.name),
-                                            "idle_s": idle_s, "started": time.time()}
-                started.append(h.spec.name)
-                result[h.spec.name] = "started"
-            store.save()
-        except BaseException:
-            if started:  # what this call started goes again: no pool agent nobody knows of
-                store.save()
-                stop_pool(started)
-            raise
-        finally:
-            cluster.teardown()
-    return [(n, result[n]) for n in names]
+    cluster = SshCluster(f"pool-{os.getpid()}", hosts, replace(ssh, tree_width=len(hosts)))
+    new: dict[str, dict[str, Any]] = {}
+    try:
+        cluster.create(None, lambda k, n: say(f"hosts ready {k}/{n}"))
+        behind = next((h for h in cluster.hosts if not h.direct or not h.address), None)
+        if behind is not None:
+            raise HostError(behind.spec.name, "reached through a proxy (ProxyJump/ProxyCommand): its pool agent "
+                                              "could not be reached directly from here; use --via ssh")
+        line = json.dumps({"pool": {"client_public": store.public, "idle_s": idle_s}}).encode() + b"\n"
+        for h in cluster.hosts:
+            h.channel.sendall(line)
+        problem: HostError | None = None
+        for h in cluster.hosts:  # every answer, also after a failure: what started is known, and stopped
+            said = _read_tagged(h.channel, TAG)
+            if not said.startswith("{"):
+                problem = problem or HostError(h.spec.name, "the pool agent did not start: "
+                                                            f"{said.lstrip('!') or 'no answer'}")
+                continue
+            info = json.loads(said)
+            new[h.spec.name] = {"address": h.address, "port": int(info["port"]), "public": str(info["public"]),
+                                "pid": int(info["pid"]), "hostname": (h.info or {}).get("hostname", h.spec.name),
+                                "idle_s": idle_s, "started": time.time()}
+        if problem is not None:
+            raise problem
+    except BaseException:
+        if new:
+            _stop(PoolStore(store.public, store.secret, new), list(new))
+        raise
+    finally:
+        cluster.teardown()
+    return new
 
 
-def _start_srun(hosts: list[HostSpec], store: PoolStore, idle_s: float, python: str,
-                say: Callable[[str], None], timeout: float = 60.0) -> list[str]:
+def _start_srun(hosts: list[HostSpec], idle_s: float, python: str, say: Callable[[str], None], store: PoolStore,
+                timeout: float = 60.0) -> dict[str, dict[str, Any]]:
     """Pool agents as the tasks of one srun step that stays (inside a Slurm allocation: no SSH to the nodes). Each
     task runs the preflight and says ``MNP-POOL <JSON>``, labelled by srun; the step goes on after this process
     exits, its output in ``$MNP_HOME/pool-srun-<job>-<pid>.out`` (removed by mnp pool stop)."""
@@ -291,14 +370,10 @@ def _start_srun(hosts: list[HostSpec], store: PoolStore, idle_s: float, python: 
             proc.kill()
         out.unlink(missing_ok=True)
         raise
-    for n in names:
-        info = said[n]
-        store.hosts[n] = {"address": info.get("address") or n, "port": int(info["port"]),
-                          "public": str(info["public"]), "pid": int(info["pid"]),
-                          "hostname": info.get("facts", {}).get("hostname", n), "idle_s": idle_s,
-                          "started": time.time(), "via": "srun", "output": str(out)}
-    store.save()
-    return names
+    return {n: {"address": said[n].get("address") or n, "port": int(said[n]["port"]),
+                "public": str(said[n]["public"]), "pid": int(said[n]["pid"]),
+                "hostname": said[n].get("facts", {}).get("hostname", n), "idle_s": idle_s, "started": time.time(),
+                "via": "srun", "output": str(out)} for n in names}
 
 
 def _read_tagged(chan: Any, tag: str) -> str:
@@ -320,8 +395,18 @@ def _read_tagged(chan: Any, tag: str) -> str:
 
 def stop_pool(names: list[str] | None = None, timeout: float = ANSWER_S) -> list[tuple[str, str]]:
     """Stop these pool hosts' agents (None: all) and forget them; each host with what happened."""
-    store = PoolStore.load()
-    names = list(store.hosts) if names is None else [n for n in names if n in store.hosts]
+    with _locked():
+        store = PoolStore.load()
+        names = list(store.hosts) if names is None else [n for n in names if n in store.hosts]
+        out = _stop(store, names, timeout)
+        if names:
+            store.save()
+    return out
+
+
+def _stop(store: PoolStore, names: list[str], timeout: float = ANSWER_S) -> list[tuple[str, str]]:
+    """Tell these hosts' pool agents to stop and drop them from ``store`` (not saved here), with what each said;
+    an srun pool's output file goes with its last host."""
     answers: dict[str, p.FromPool | str] = {}
     if names:
         client = PoolClient(store, names)
@@ -329,12 +414,11 @@ def stop_pool(names: list[str] | None = None, timeout: float = ANSWER_S) -> list
             answers = client.ask({n: p.Stop() for n in names}, lambda a: isinstance(a, p.Stopping), timeout)
         finally:
             client.close()
-        outputs = {str(store.hosts[n].get("output")) for n in names if store.hosts[n].get("output")}
-        for n in names:
-            store.hosts.pop(n, None)
-        store.save()
-        for path in outputs - {str(r.get("output")) for r in store.hosts.values()}:  # an srun pool's last node
-            Path(path).unlink(missing_ok=True)
+    outputs = {str(store.hosts[n].get("output")) for n in names if store.hosts[n].get("output")}
+    for n in names:
+        store.hosts.pop(n, None)
+    for path in outputs - {str(r.get("output")) for r in store.hosts.values()}:  # an srun pool's last node
+        Path(path).unlink(missing_ok=True)
     out = []
     for n in names:
         a = answers.get(n)
@@ -426,7 +510,8 @@ class PoolCluster(Cluster):
         if self.client is None:
             return
         index = {h.name: i for i, h in enumerate(self.hosts)}
-        for name, a in self.client.recv(timeout_ms):
+        came, self.client.backlog = self.client.backlog, []
+        for name, a in came + self.client.recv(0 if came else timeout_ms):
             if isinstance(a, p.Ended) and a.node == index.get(name) and self.running.get(a.node) == a.pid:
                 self.ended[a.node] = a.status
 
@@ -447,9 +532,8 @@ class PoolCluster(Cluster):
             for node in set(self.running) - set(self.ended):  # else (a job that failed early) their pool agent
                 self.client.send(self._name(node), p.Kill(node))  # tells them, as the end of an SSH session would
             self.wait_agents(7)
-            if set(self.running) - set(self.ended):
-                raise ClusterError("some agents did not exit within 10 s of the job's end: nodes " +
-                                   ", ".join(map(str, sorted(set(self.running) - set(self.ended)))))
+            # an agent whose end was never said: its pool agent died (the agent then got SIGTERM and stopped its
+            # ranks: PR_SET_PDEATHSIG), or it is cut off (it stops its ranks when the coordinator falls silent)
         finally:
             self.client.close()
             self.client = None

@@ -102,6 +102,8 @@ def _decode(decoder: msgspec.json.Decoder, frame: bytes) -> object:
         return decoder.decode(frame)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         return str(e) or type(e).__name__
+    except (RecursionError, MemoryError, ValueError) as e:  # nesting deeper than the decoder goes, and the like
+        return f"undecodable ({type(e).__name__})"
 
 
 def decode_to_pool(frame: bytes) -> ToPool | str:

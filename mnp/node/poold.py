@@ -30,11 +30,17 @@ from typing import Any
 
 from mnp.control import pool as p
 
-__all__ = ["PoolEngine", "Reply", "Fork", "SignalAgents", "Exit", "start", "TAG", "STOP_GRACE_S"]
+__all__ = ["PoolEngine", "Reply", "Fork", "SignalAgents", "Exit", "start", "main", "TAG", "STOP_GRACE_S",
+           "FIRST_CONTACT_S"]
 
 TAG = "MNP-POOL"
 #: after Stop (or SIGTERM) the agents have this long to stop their ranks before they are killed
 STOP_GRACE_S = 10.0
+#: a pool agent its client never reached (mnp pool start failed or was stopped half-way, a firewall, a proxy) exits
+#: after this long, instead of staying unknown to any pool file until its idle time
+FIRST_CONTACT_S = 30.0
+#: requests handled per pass of the loop: a flood cannot keep ZAP, signals and reaping waiting
+BATCH = 64
 
 
 # -- the engine: what to do, no I/O ---------------------------------------------------------------------------
@@ -75,11 +81,15 @@ class PoolEngine:
     agents: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # pid -> (client, node)
     stopping_since: float | None = None
     killed: bool = False
+    contacted: bool = False  # a request came: its client can reach it (else it exits after FIRST_CONTACT_S)
+    born: float | None = None  # the monotonic clock at its start (None: ``last``)
 
     def on_request(self, to: bytes, msg: p.ToPool | str, now: float) -> list[Action]:
-        self.last = now
+        self.contacted = True
         if isinstance(msg, str):
             return [Reply(to, p.Refused(f"not a pool request: {msg}"))]
+        if not isinstance(msg, p.Ping):
+            self.last = now  # a job's work keeps it; a status query (Ping) does not
         if isinstance(msg, p.Ping):
             f = self.facts
             return [Reply(to, p.Ready(str(f.get("hostname", "")), str(f.get("python", "")), str(f.get("mnp", "")),
@@ -100,6 +110,7 @@ class PoolEngine:
 
     def forked(self, to: bytes, node: int, pid: int) -> list[Action]:
         self.agents[pid] = (to, node)
+        self.contacted = True
         return [Reply(to, p.Running(node, pid))]
 
     def fork_failed(self, to: bytes, node: int, error: str) -> list[Action]:
@@ -135,12 +146,23 @@ class PoolEngine:
             if now - self.stopping_since >= STOP_GRACE_S + 5:
                 return [Exit(1, "agents did not end after SIGKILL")]
             return []
+        if not self.contacted and now - (self.last if self.born is None else self.born) >= FIRST_CONTACT_S:
+            return [Exit(0, f"never reached by its client within {FIRST_CONTACT_S:g} s")]
         if not self.agents and now - self.last >= self.idle_s:
             return [Exit(0, f"idle for {self.idle_s:g} s")]
         return []
 
 
 # -- the driver ----------------------------------------------------------------------------------------------------
+def _name_process(name: bytes) -> None:
+    """This process's name as ``ps -o comm`` shows it (PR_SET_NAME); best effort."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
 def _warm() -> None:
     """What a job's agent would import on its way (telemetry, the control tree's relay, a launcher's checks):
     loaded once here, shared by every fork."""
@@ -158,6 +180,7 @@ class PoolDaemon:
 
         self.zmq = zmq
         self.client_public = client_public
+        _name_process(b"mnp-pool")  # `ps -o comm`, top: a pool agent is not a job's agent
         self.ctx = zmq.Context()
         self.zap = self.ctx.socket(zmq.REP)  # answered in this loop: no thread here, so the forks are clean
         self.zap.linger = 0
@@ -169,9 +192,11 @@ class PoolDaemon:
         self.sock.curve_publickey = self.public
         self.sock.curve_secretkey = secret
         self.sock.zap_domain = b"mnp-pool"
+        self.sock.maxmsgsize = p.MAX_FRAME  # a larger frame is dropped by ZeroMQ before it takes memory here
         self.sock.bind("tcp://*:0")
         self.port = int(bytes(self.sock.last_endpoint).decode().rsplit(":", 1)[1])  # type: ignore[arg-type]
-        self.engine = PoolEngine(idle_s, time.monotonic(), {**facts, "pid": os.getpid()})
+        now = time.monotonic()
+        self.engine = PoolEngine(idle_s, now, {**facts, "pid": os.getpid()}, born=now)
         self.signals: list[int] = []
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
@@ -197,15 +222,22 @@ class PoolDaemon:
                 self.zap.send_multipart(reply(self.zap.recv_multipart(),
                                               lambda key: "client" if key.decode() == self.client_public else None))
             if self.sock in ready:
-                while True:
+                for _ in range(BATCH):
                     try:
                         frames = self.sock.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    if len(frames) == 2:
-                        actions += self.engine.on_request(frames[0], p.decode_to_pool(frames[1]), now)
-                    else:
-                        actions.append(Reply(frames[0], p.Refused(f"{len(frames) - 1} frames: one request a message")))
+                    try:
+                        if len(frames) == 2:
+                            actions += self.engine.on_request(frames[0], p.decode_to_pool(frames[1]), now)
+                        else:
+                            actions.append(Reply(frames[0], p.Refused(f"{len(frames) - 1} frames: one request a "
+                                                                      "message")))
+                    except Exception as e:  # noqa: BLE001 - one request's problem is its answer, never our end
+                        import traceback
+
+                        traceback.print_exc()
+                        actions.append(Reply(frames[0], p.Refused(f"could not handle it: {type(e).__name__}")))
             if self._wake_r in ready:
                 try:
                     while os.read(self._wake_r, 512):
@@ -270,8 +302,7 @@ class PoolDaemon:
             signal.set_wakeup_fd(-1)
             for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(s, signal.SIG_DFL)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the pool agent's sockets are not this agent's
             import ctypes
 
             from mnp.node.watchdog import PR_SET_PDEATHSIG
@@ -280,6 +311,7 @@ class PoolDaemon:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
             if os.getppid() != parent:
                 os.kill(os.getpid(), signal.SIGTERM)
+            _name_process(b"mnp-agent")
             from mnp.node import agent
 
             code = int(agent.Agent({**handoff, "watch_stdin": False}).run())
@@ -296,26 +328,30 @@ class PoolDaemon:
         self.ctx.term()
 
 
-def _log_path(hostname: str) -> str:
-    """Where a pool agent's stderr goes (its jobs' agents' warnings): removed at its end, kept after a failure."""
-    return os.path.join(tempfile.gettempdir(), f"mnp-pool-{os.getuid()}-{hostname}-{os.getpid()}.log")
+def _open_log(hostname: str) -> tuple[int, str]:
+    """A new file for a pool agent's stderr (its jobs' agents' warnings), 0600, a name no one can take first:
+    ``$TMPDIR/mnp-pool-<uid>-<host>-<pid>-<random>.log``; removed at its end, kept after a failure."""
+    return tempfile.mkstemp(prefix=f"mnp-pool-{os.getuid()}-{hostname}-{os.getpid()}-", suffix=".log")
 
 
 def _remove_stale_logs(hostname: str) -> None:
-    """Empty logs of this host's pool agents that are gone without cleaning up (killed): a new one clears them."""
-    import glob
+    """Logs of this host's pool agents that are gone without cleaning up (killed): a new one clears them."""
+    import re
 
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"mnp-pool-{os.getuid()}-{glob.escape(hostname)}-*.log")):
+    pattern = re.compile(rf"mnp-pool-{os.getuid()}-{re.escape(hostname)}-(\d+)-\w+\.log")
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        m = pattern.fullmatch(name)
+        if m is None:
+            continue
         try:
-            pid = int(path.rsplit("-", 1)[1].removesuffix(".log"))
-            os.kill(pid, 0)
+            os.kill(int(m.group(1)), 0)
         except ProcessLookupError:
             try:
-                if os.path.getsize(path) == 0:
-                    os.unlink(path)
+                os.unlink(os.path.join(tmp, name))
             except OSError:
                 pass
-        except (ValueError, OSError):
+        except OSError:
             continue
 
 
@@ -341,13 +377,13 @@ def start(cfg: dict[str, Any], facts: dict[str, Any]) -> int:
         return 0 if said.startswith(b"{") else 3
     code = 1  # pragma: no cover - the detached child
     hostname = str(facts.get("hostname") or socket.gethostname())
-    log = _log_path(hostname)
+    log = ""
     try:
         os.close(r)
         _remove_stale_logs(hostname)
         os.setsid()  # the SSH session's end (its SIGHUP) is not ours
         null = os.open(os.devnull, os.O_RDWR)
-        err = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        err, log = _open_log(hostname)
         os.dup2(null, 0)
         os.dup2(null, 1)
         os.dup2(err, 2)  # the session sees end of output once the parent exits: nothing here holds the channel
@@ -357,12 +393,17 @@ def start(cfg: dict[str, Any], facts: dict[str, Any]) -> int:
         daemon = PoolDaemon(client_public, idle_s, facts)
         os.write(w, json.dumps({"port": daemon.port, "public": daemon.public.decode(), "pid": os.getpid()}).encode())
         os.close(w)
+        w = -1
         code = daemon.run()
-    except BaseException as e:  # noqa: BLE001 - the session's process says it, if it still listens
-        try:
-            os.write(w, f"!{type(e).__name__}: {e}".encode())
-        except OSError:
-            pass
+    except BaseException as e:  # noqa: BLE001 - the session's process says it, if it still listens; the log too
+        import traceback
+
+        traceback.print_exc()
+        if w >= 0:
+            try:
+                os.write(w, f"!{type(e).__name__}: {e}".encode())
+            except OSError:
+                pass
     finally:
         try:
             if code == 0 or os.path.getsize(log) == 0:  # kept only after a failure, to say why
@@ -409,14 +450,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     scrub_environment(os.environ)  # the step's variables are not the jobs' business (as for srun_task's agents)
     _warm()
-    log = _log_path(name)
     _remove_stale_logs(name)
     daemon = PoolDaemon(args.client_public, args.idle, facts)
     said.update(port=daemon.port, public=daemon.public.decode(), pid=os.getpid())
     sys.stdout.write(f"{TAG} {json.dumps(said)}\n")
     sys.stdout.flush()
     null = os.open(os.devnull, os.O_RDWR)
-    err = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    err, log = _open_log(name)
     for fd, to in ((0, null), (1, null), (2, err)):
         os.dup2(to, fd)
     os.close(null)

@@ -41,13 +41,20 @@ def _extra(hosts: SshNodes) -> list[str]:
     for i in range(len(hosts.addresses)):
         for pid in hosts.pids(i):
             cmd = _cmd(pid)
-            if cmd and "sshd" not in cmd.split(" ")[0] and "mnp-keep" not in Path(f"/proc/{pid}/comm").read_text():
+            if cmd and "sshd" not in cmd.split(" ")[0] and not _comm(pid).startswith("mnp-keep"):
                 out.append(f"host {i} pid {pid}: {cmd[:100]}")
     return out
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _pool_agents(hosts: SshNodes, i: int) -> list[int]:
-    return [pid for pid in hosts.pids(i) if "mnp.cluster.ssh_task" in _cmd(pid)]
+    return [pid for pid in hosts.pids(i) if _comm(pid) == "mnp-pool"]
 
 
 @pytest.fixture
@@ -57,10 +64,10 @@ def pool(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> Iterator[Path]:
     hf.write_text("".join(f"{a}\n" for a in hosts.addresses))
     p = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--json"], mnp_home, timeout=60)
     assert p.returncode == 0, p.stderr
-    assert [h["state"] for h in json.loads(p.stdout)["hosts"]] == ["started"] * 3
-    logs = [_log_of(h) for h in _status(mnp_home).values()]
-    assert all(log.exists() for log in logs), logs  # each pool agent's stderr, while it runs
+    logs: list[Path] = []
     try:
+        assert [h["state"] for h in json.loads(p.stdout)["hosts"]] == ["started"] * 3
+        logs = [_log_of(h) for h in _status(mnp_home).values()]  # each pool agent's stderr, while it runs
         yield hf
     finally:
         run_mnp(["pool", "stop"], mnp_home, timeout=60)
@@ -72,7 +79,8 @@ def pool(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> Iterator[Path]:
 
 
 def _log_of(status: dict[str, object]) -> Path:
-    return Path("/tmp") / f"mnp-pool-{os.getuid()}-{status['hostname']}-{status['pid']}.log"
+    found = Path("/tmp").glob(f"mnp-pool-{os.getuid()}-{status['hostname']}-{status['pid']}-*.log")
+    return max(found, key=lambda f: f.stat().st_mtime)  # (a pid of a host's namespace may have been used before)
 
 
 CHAIN = ("import os\nfrom mpi4py import MPI\nc = MPI.COMM_WORLD\nagent = os.getppid()\n"
@@ -213,3 +221,15 @@ def test_via_pool_needs_hosts(mnp_home: Path) -> None:
     assert p.returncode == 2 and "--via pool: name the pool's hosts" in p.stderr, p.stderr
     p = run_mnp(["pool", "start"], mnp_home, timeout=30)
     assert p.returncode == 2 and "--hostfile or --hosts" in p.stderr, p.stderr
+
+
+def test_a_host_that_fails_leaves_no_pool_agent(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> None:
+    hf = tmp_path / "some-down"
+    hf.write_text(f"{hosts.addresses[0]}\n{hosts.addresses[1]}\n127.0.0.1 port=1\n")
+    p = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf)], mnp_home, timeout=60)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 1 and last.startswith("mnp: error: 127.0.0.1: ") and "Traceback" not in p.stderr, p.stderr
+    time.sleep(0.5)
+    assert not _extra(hosts), _extra(hosts)
+    st = run_mnp(["pool", "status"], mnp_home, timeout=30)
+    assert st.returncode == 0 and "no pool" in st.stdout, st.stdout

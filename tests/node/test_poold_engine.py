@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from mnp.control import pool as p
-from mnp.node.poold import STOP_GRACE_S, Exit, Fork, PoolEngine, Reply, SignalAgents
+from mnp.node.poold import FIRST_CONTACT_S, STOP_GRACE_S, Exit, Fork, PoolEngine, Reply, SignalAgents
 
 pytestmark = pytest.mark.noroot
 
@@ -98,3 +98,25 @@ def test_a_signal_stops_it_like_stop_and_an_empty_pool_exits_at_once() -> None:
     assert e.on_tick(1.0 + STOP_GRACE_S) == [SignalAgents((101,), signal.SIGKILL)]
     [x] = e.on_tick(1.0 + STOP_GRACE_S + 5)
     assert isinstance(x, Exit) and x.code == 1  # its agent would not die even of SIGKILL: said, not hidden
+
+
+def test_a_status_query_does_not_keep_it_alive_and_an_unreached_one_exits() -> None:
+    e = engine(idle=10)
+    e.on_request(A, p.Ping(), 9.0)
+    [x] = e.on_tick(10.0)  # pinged at 9 s, idle since 0 s: a monitor does not keep a pool forever
+    assert isinstance(x, Exit) and "idle" in x.why
+    e = PoolEngine(3600.0, 0.0, dict(FACTS), born=0.0)
+    assert e.on_tick(FIRST_CONTACT_S - 0.1) == []
+    [x] = e.on_tick(FIRST_CONTACT_S)  # its start failed half-way, or a firewall: no client ever reached it
+    assert isinstance(x, Exit) and "never reached" in x.why
+    e = PoolEngine(3600.0, 0.0, dict(FACTS), born=0.0)
+    e.on_request(A, p.Ping(), 1.0)
+    assert e.on_tick(FIRST_CONTACT_S + 1) == []
+
+
+def test_frames_that_break_decoders_are_reasons_not_crashes() -> None:
+    deep = b'{"t":"run","node":0,"handoff":{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}}"
+    for frame in (deep, b'{"t":"run","node":0,"handoff":' + b'{"a":' * 50_000 + b"1" + b"}" * 50_001):
+        msg = p.decode_to_pool(frame)
+        assert isinstance(msg, str) and msg
+        assert isinstance(p.decode_from_pool(frame), str)
