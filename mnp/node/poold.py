@@ -168,7 +168,9 @@ def _warm() -> None:
     loaded once here, shared by every fork."""
     import psutil  # noqa: F401
 
+    from mnp.cluster import cpus  # noqa: F401
     from mnp.control import tree  # noqa: F401
+    from mnp.fabric import efa, ifaces, shm  # noqa: F401 - the hello's node facts
     from mnp.node import agent, treerelay  # noqa: F401
 
 
