@@ -19,6 +19,10 @@ SSH tree spawn mode (``--ssh-tree 8,64,128 [--width K]``) times ``mnp launch --h
 hosts with ``--tree-width K`` (mnp dials K hosts, their agents dial the rest with ``ssh``) against the star
 (``--tree-width N``: mnp dials every host, 32 at once) and against ``mpiexec -launcher ssh``, alternating.
 
+Pool scaling mode (``--pool-scale 8,128``) makes max(N) sshd hosts, starts one pool on all of them (not timed) and
+times, alternating, ``mnp run --via pool`` on the first N hosts of ``hostname`` (bring-up, start, output and
+goodbye, no MPI) and of the C hello, printing t(N)/t(smallest N) (the issue's target: t(128)/t(8) <= 4).
+
 Tree mode (``--tree 8,32,64,128``) times the whole ``mnp launch`` of the C hello, 1 rank per node, on N isolated
 local nodes with the control tree at width 32 and as a star (``--tree-width N``), alternating, and
 prints from each job's record its bring-up, the frames the coordinator read and wrote, and the coordinator
@@ -414,6 +418,65 @@ def ssh_tree_mode(counts: list[int], reps: int, width: int) -> None:
             print(flush=True)
 
 
+def pool_scale_mode(counts: list[int], reps: int) -> None:
+    """Scaling on pool agents: max(N) sshd hosts, one pool on all of them (``mnp pool start``, not timed), then in
+    alternating runs ``mnp run --via pool`` on the first N hosts of a command that only says where it ran
+    (``hostname``: bring-up, start, output, goodbye) and of the C hello (MPI over tcp), for each N; prints medians,
+    t(N)/t(smallest N), and bring-up from each job's record."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from sshnodes import SshNodes
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "mnp")], check=True, stdout=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory(prefix="mnp-bench-poolscale-") as d:
+        tmp = Path(d)
+        hello = build_c_hello(tmp)
+        hosts = SshNodes(max(counts), tmp, shm_bytes=64 << 20, quiet=True).start()
+        env = {**os.environ, "MNP_HOME": str(tmp / "home")}
+        mnp = [sys.executable, "-m", "mnp"]
+        try:
+            launch, _, _, _ = _ssh_setup(tmp, hosts, "bench-poolscale", hello)
+            files = {}
+            for n in counts:
+                files[n] = tmp / f"hosts-{n}"
+                files[n].write_text("".join(f"{a}:1\n" for a in hosts.addresses[:n]))
+            subprocess.run([*mnp, "pool", "start", *launch[5:]], env=env, check=True, capture_output=True,
+                           timeout=600)
+            commands = {"hostname": ["hostname"], "C hello": ["--transport", "tcp", "--mpi", "mpich", *hello]}
+            got: dict[tuple[str, int], list[tuple[float, float]]] = {(c, n): [] for c in commands for n in counts}
+            for rep in range(reps + 1):  # the first round warms the page cache and is not counted
+                for what, argv in commands.items():
+                    for n in counts:
+                        t0 = time.perf_counter()
+                        p = subprocess.run([*mnp, "run", "--json", "--hostfile", str(files[n]), "--via", "pool",
+                                            *argv], env=env, capture_output=True, text=True, timeout=600,
+                                           stdin=subprocess.DEVNULL)
+                        wall = time.perf_counter() - t0
+                        if p.returncode != 0:
+                            raise SystemExit(f"mnp run {what} on {n} hosts failed: {p.stderr[-2000:]}")
+                        said = p.stdout + p.stderr
+                        lines = said.count("] node") if what == "hostname" else said.count("C-HELLO")
+                        if lines < n:
+                            raise SystemExit(f"mnp run {what} on {n} hosts: {lines} lines of output")
+                        job_id = json.loads(p.stdout[p.stdout.index("{"):])["job_id"]
+                        st = subprocess.run([*mnp, "status", "--json", job_id], env=env, capture_output=True,
+                                            text=True, check=True)
+                        if rep:
+                            got[(what, n)].append((wall, json.loads(st.stdout)["info"]["timings"]["bringup_s"]))
+        finally:
+            subprocess.run([*mnp, "pool", "stop"], env=env, capture_output=True)
+            hosts.stop()
+    print(f"# pool agents on {max(counts)} sshd hosts, mnp run --via pool on the first N, 1 rank per host, "
+          f"{reps} alternating runs each (whole command): medians (min-max)")
+    for what in commands:
+        base = statistics.median(w for w, _ in got[(what, counts[0])])
+        for n in counts:
+            walls = [w for w, _ in got[(what, n)]]
+            med = statistics.median(walls)
+            print(f"{what:9} {n:4} hosts  {med:7.3f} s ({min(walls):.3f}-{max(walls):.3f})  t(N)/t({counts[0]}) "
+                  f"{med / base:5.2f}  bring-up {statistics.median(b for _, b in got[(what, n)]):.3f} s")
+    print(flush=True)
+
+
 def tree_mode(counts: list[int], reps: int) -> None:
     """The control tree against the star: whole ``mnp launch`` of the C hello (1 rank per node) on N isolated
     local nodes, ``--tree-width 32`` and ``--tree-width N`` (every agent a child of the coordinator), alternating;
@@ -456,6 +519,8 @@ def main() -> None:
     ap.add_argument("--ssh-tree", metavar="N[,N...]", help="SSH tree spawn mode only: mnp with --tree-width "
                     "--width against the star and Hydra on N sshd hosts, C hello")
     ap.add_argument("--width", type=int, default=32, help="--ssh-tree: the tree's width (default 32)")
+    ap.add_argument("--pool-scale", metavar="N[,N...]", help="Pool scaling mode only: mnp run --via pool of hostname "
+                    "and of the C hello on the first N of max(N) sshd hosts that hold a pool")
     ap.add_argument("--tree", metavar="N[,N...]", help="Tree mode only: the control tree (width 32) against the star "
                     "on N isolated local nodes (e.g. 8,32,64,128)")
     args = ap.parse_args()
@@ -470,6 +535,9 @@ def main() -> None:
         return
     if args.tree:
         tree_mode([int(x) for x in args.tree.split(",")], args.reps)
+        return
+    if args.pool_scale:
+        pool_scale_mode([int(x) for x in args.pool_scale.split(",")], args.reps)
         return
     if args.ssh:
         ssh_mode([int(x) for x in args.ssh.split(",")], args.reps, args.baseline and args.baseline.resolve())

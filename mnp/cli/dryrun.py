@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["plan", "render"]
 
 
-def _where(hosts: list[HostSpec] | None, isolate: bool | None) -> str:
+def _where(hosts: list[HostSpec] | None, isolate: bool | None, via: str | None = None) -> str:
     if hosts is not None:
-        return "ssh"
+        return via or "ssh"
     from mnp.cluster.local import namespaces_available
 
     return "local isolated" if isolate is not False and namespaces_available() else "local processes"
@@ -69,7 +69,7 @@ def _control(n: int, hosts: list[HostSpec] | None, width: int | None) -> dict[st
 
 
 def plan(job: Job, hosts: list[HostSpec] | None, isolate: bool | None,
-         tree_width: int | None = None) -> dict[str, Any]:
+         tree_width: int | None = None, via: str | None = None) -> dict[str, Any]:
     """The plan as data (``--dry-run --json`` prints it as it is)."""
     from mnp.launch.backends import check_layout, choose_mpi
     from mnp.spec.resolve import resolve_nodes
@@ -80,7 +80,7 @@ def plan(job: Job, hosts: list[HostSpec] | None, isolate: bool | None,
     check_layout(mpi, spec.map_by, job.source)
     from mnp.placement import rank_nodes, resolve
 
-    where = _where(hosts, isolate)
+    where = _where(hosts, isolate, via)
     owned = _local_cpus(job.nodes, where) if hosts is None else None
     counts = [w.ranks_per_node if w.ranks_per_node is not None
               else (hosts[w.index].slots if hosts else len(owned[w.index]) if owned else None) for w in work]

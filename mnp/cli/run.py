@@ -67,7 +67,7 @@ def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOpti
     if opts.dry_run:
         from mnp.cli import dryrun
 
-        plan = dryrun.plan(job, hosts, opts.isolate, opts.tree_width)
+        plan = dryrun.plan(job, hosts, opts.isolate, opts.tree_width, ssh.via if ssh is not None else None)
         click.echo(json.dumps(plan) if opts.as_json else dryrun.render(plan))
         sys.exit(0)
     from mnp import config

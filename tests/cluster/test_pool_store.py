@@ -66,3 +66,11 @@ def test_no_pool_and_an_unwritable_home(mnp_home: Path, tmp_path: Path) -> None:
     afile.write_text("")
     p = run_mnp(["pool", "stop"], afile / "home", timeout=30)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_dry_run_names_the_pool(mnp_home: Path, tmp_path: Path) -> None:
+    job = tmp_path / "j.yaml"
+    job.write_text("name: t\ncommand: [hostname]\n")
+    p = run_mnp(["launch", "--dry-run", "--hosts", "h1,h2", "--via", "pool", str(job)], mnp_home, timeout=30)
+    assert p.returncode == 0 and "nodes      2 (pool), main node 0" in p.stdout, p.stdout + p.stderr
+    assert not (mnp_home / "pool.json").exists()  # a dry run asks no pool agent anything
