@@ -77,6 +77,12 @@ class Agent:
         self.stdin_fd = sys.stdin.fileno() if handoff.get("watch_stdin") else None
         if self.stdin_fd is not None:
             self.poller.register(self.stdin_fd, zmq.POLLIN)
+        # A provider with no session to close (a pool agent's fork): the end of the connection upward is that end.
+        # The coordinator (or relay) process gone closes it at once; silence (a network cut) is still dead_s.
+        self.monitor: Any = None
+        if handoff.get("stop_on_disconnect"):
+            self.monitor = self.chan.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            self.poller.register(self.monitor, zmq.POLLIN)
         self.signals: list[int] = []
         self.pdeathsig = die_with_parent()
         # CPU, memory and /dev/shm of the job's processes, once a second (None: telemetry off)
@@ -152,6 +158,8 @@ class Agent:
                     self._drain_wake()
                 elif sock == self.stdin_fd:
                     self._read_stdin()
+                elif sock is self.monitor and self.monitor is not None:
+                    self._read_monitor()
                 elif self.relay is not None and sock in self.relay.sockets():
                     self.relay.handle(sock)
                 else:
@@ -174,6 +182,9 @@ class Agent:
             self.spawner.close()
         if self.relay is not None:
             self.relay.close()
+        if self.monitor is not None:
+            self.chan.sock.disable_monitor()
+            self.monitor.close(0)
         self.chan.close()
         return self.engine.exit_code
 
@@ -194,6 +205,23 @@ class Agent:
         if not more:
             self.poller.unregister(self.stdin_fd)
             self.stdin_fd = None
+            self.act(self.engine.on_session_closed())
+
+    def _read_monitor(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        gone = False
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            gone = gone or event.get("event") == zmq.EVENT_DISCONNECTED
+        if gone:
+            self.poller.unregister(self.monitor)
+            self.chan.sock.disable_monitor()
+            self.monitor.close(0)
+            self.monitor = None
             self.act(self.engine.on_session_closed())
 
     def _drain_control(self) -> None:

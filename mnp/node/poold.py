@@ -316,7 +316,7 @@ class PoolDaemon:
             _name_process(b"mnp-agent")
             from mnp.node import agent
 
-            code = int(agent.Agent({**handoff, "watch_stdin": False}).run())
+            code = int(agent.Agent({**handoff, "watch_stdin": False, "stop_on_disconnect": True}).run())
         except BaseException:  # noqa: BLE001 - said on stderr (the pool agent's log), then the exit status says it
             import traceback
 

@@ -233,3 +233,27 @@ def test_a_host_that_fails_leaves_no_pool_agent(hosts: SshNodes, tmp_path: Path,
     assert not _extra(hosts), _extra(hosts)
     st = run_mnp(["pool", "status"], mnp_home, timeout=30)
     assert st.returncode == 0 and "no pool" in st.stdout, st.stdout
+
+
+def test_a_killed_coordinator_stops_the_pools_agents_at_once(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
+    """mnp killed outright (SIGKILL: no Ctrl-C handling, no teardown): its connection closes, and each forked
+    agent takes that as the end of its session, as an SSH agent takes its stdin's end, instead of waiting for the
+    coordinator's silence (15 s)."""
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "run", "--hostfile", str(pool), "--via", "pool", "sh", "-c",
+                             "echo SLEEPING; exec sleep 60"], env={**os.environ, "MNP_HOME": str(mnp_home)},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    seen = 0
+    while seen < 3:
+        line = proc.stdout.readline()
+        assert line
+        seen += "SLEEPING" in line
+    proc.kill()
+    proc.wait(10)
+    t0 = time.monotonic()
+    while any("sleep 60" in e for e in _extra(hosts)) and time.monotonic() - t0 < 10:
+        time.sleep(0.1)
+    assert not any("sleep 60" in e for e in _extra(hosts)) and time.monotonic() - t0 < 6, _extra(hosts)
+    while any(h["agents"] for h in _status(mnp_home).values()) and time.monotonic() - t0 < 10:
+        time.sleep(0.2)  # the agents end too (their goodbye to a coordinator that is gone waits at most 2 s)
+    assert all(h["state"] == "up" and h["agents"] == 0 for h in _status(mnp_home).values())
