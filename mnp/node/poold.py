@@ -165,13 +165,19 @@ def _name_process(name: bytes) -> None:
 
 def _warm() -> None:
     """What a job's agent would import on its way (telemetry, the control tree's relay, a launcher's checks):
-    loaded once here, shared by every fork."""
+    loaded once here, shared by every fork; then every object so far is frozen out of the garbage collector, whose
+    passes in a forked agent would otherwise touch, and so copy, the pages they live on."""
+    import gc
+
     import psutil  # noqa: F401
 
     from mnp.cluster import cpus  # noqa: F401
     from mnp.control import tree  # noqa: F401
     from mnp.fabric import efa, ifaces, shm  # noqa: F401 - the hello's node facts
     from mnp.node import agent, treerelay  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
 
 
 class PoolDaemon:
