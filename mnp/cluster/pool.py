@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -195,6 +194,19 @@ class PoolClient:
         self.ctx.term()
 
 
+def _ask_each(store: PoolStore, names: list[str], msg: p.ToPool, want: type,
+              timeout: float = ANSWER_S) -> dict[str, p.FromPool | str]:
+    """``msg`` to each of these pool hosts on a client of its own; each host's answer of type ``want`` (or its
+    refusal), until all answered or ``timeout``."""
+    if not names:
+        return {}
+    client = PoolClient(store, names)
+    try:
+        return client.ask({n: msg for n in names}, lambda a: isinstance(a, want), timeout)
+    finally:
+        client.close()
+
+
 def _bracket(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -211,13 +223,7 @@ def ping_pool(names: list[str] | None = None, timeout: float = ANSWER_S) -> list
     store = PoolStore.load()
     names = list(store.hosts) if names is None else names
     known = [n for n in names if n in store.hosts]
-    answers: dict[str, p.FromPool | str] = {}
-    if known:
-        client = PoolClient(store, known)
-        try:
-            answers = client.ask({n: p.Ping() for n in known}, lambda a: isinstance(a, p.Ready), timeout)
-        finally:
-            client.close()
+    answers = _ask_each(store, known, p.Ping(), p.Ready, timeout)
     return [(n, store.hosts.get(n, {}), answers.get(n)) for n in names]
 
 
@@ -244,11 +250,7 @@ def start_pool(hosts: list[HostSpec], ssh: Any, idle_s: float,
                 # reached from here: a pool agent no one reaches exits within FIRST_CONTACT_S (a firewall, a
                 # proxy between), so what is recorded is what answers
                 store.hosts.update(new)
-                answers = PoolClient(store, list(new))
-                try:
-                    got = answers.ask({n: p.Ping() for n in new}, lambda a: isinstance(a, p.Ready))
-                finally:
-                    answers.close()
+                got = _ask_each(store, list(new), p.Ping(), p.Ready)
                 bad = next((n for n in new if not isinstance(got.get(n), p.Ready)), None)
                 if bad is not None:
                     raise HostError(bad, f"its new pool agent does not answer at {new[bad]['address']}:"
@@ -407,13 +409,7 @@ def stop_pool(names: list[str] | None = None, timeout: float = ANSWER_S) -> list
 def _stop(store: PoolStore, names: list[str], timeout: float = ANSWER_S) -> list[tuple[str, str]]:
     """Tell these hosts' pool agents to stop and drop them from ``store`` (not saved here), with what each said;
     an srun pool's output file goes with its last host."""
-    answers: dict[str, p.FromPool | str] = {}
-    if names:
-        client = PoolClient(store, names)
-        try:
-            answers = client.ask({n: p.Stop() for n in names}, lambda a: isinstance(a, p.Stopping), timeout)
-        finally:
-            client.close()
+    answers = _ask_each(store, names, p.Stop(), p.Stopping, timeout)
     outputs = {str(store.hosts[n].get("output")) for n in names if store.hosts[n].get("output")}
     for n in names:
         store.hosts.pop(n, None)
@@ -438,7 +434,6 @@ class PoolCluster(Cluster):
         self.ready: dict[str, p.Ready] = {}
         self.running: dict[int, int] = {}  # node -> the agent's pid on its host
         self.ended: dict[int, int] = {}  # node -> exit status, as its pool agent said
-        self._asked: dict[str, bool] = {}
 
     def _name(self, node: int) -> str:
         return self.hosts[node].name
@@ -450,7 +445,8 @@ class PoolCluster(Cluster):
             return  # (create says which host is missing)
         names = [h.name for h in self.hosts]
         self.client = PoolClient(self.store, names)
-        self._asked = {n: self.client.send(n, p.Ping()) for n in names}
+        for n in names:
+            self.client.send(n, p.Ping())
 
     def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
         import mnp
@@ -482,13 +478,11 @@ class PoolCluster(Cluster):
         return self.nodes
 
     def _local_address(self) -> str:
+        from mnp.fabric.facts import address_toward
+
         for h in self.hosts:
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # no packet is sent
-                    s.connect((str(self.store.hosts[h.name]["address"]), 9))
-                    return str(s.getsockname()[0])
-            except OSError:
-                continue
+            if (mine := address_toward(str(self.store.hosts[h.name]["address"]))) is not None:
+                return mine
         raise ClusterError("no address of this host the pool's hosts can reach is known: set MNP_BIND_ADDRESS")
 
     def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:

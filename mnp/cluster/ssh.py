@@ -142,13 +142,11 @@ class SshCluster(Cluster):
             sock = h.client.get_transport().sock
             if isinstance(sock, socket.socket):
                 return str(sock.getsockname()[0])
+        from mnp.fabric.facts import address_toward
+
         for h in self.dialled:
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # no packet is sent
-                    s.connect((h.address or h.spec.name, 9))
-                    return str(s.getsockname()[0])
-            except OSError:
-                continue
+            if (mine := address_toward(h.address or h.spec.name)) is not None:
+                return mine
         raise ClusterError("no address of this host the nodes can reach is known (all are behind a proxy): set "
                            "MNP_BIND_ADDRESS")
 

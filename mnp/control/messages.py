@@ -44,7 +44,7 @@ __all__ = [
     "ProcessExit", "PeerProcess", "Start", "Stdin", "BarrierDone", "Kill", "Ping", "Shutdown", "Exec", "ExecKill",
     "RexecOutput", "RexecExit", "RemountShm", "Hello", "Started", "Output", "Exit", "Barrier", "Abort", "Heartbeat",
     "Bye", "ExecOutput", "ExecExit", "Rexec", "RexecKill", "ShmRemounted", "ToAgent", "ToCoordinator", "InvalidMessage",
-    "encode", "decode_to_agent", "decode_to_coordinator", "MAX_FRAME",
+    "encode", "decode_to_agent", "decode_to_coordinator", "decode_frame", "MAX_FRAME",
     "Telemetry",
 ]
 
@@ -335,18 +335,25 @@ def encode(msg: ToAgent | ToCoordinator) -> bytes:
     return _encoder.encode(msg)
 
 
-def _decode(decoder: msgspec.json.Decoder, frame: bytes) -> object:
-    if len(frame) > MAX_FRAME:
-        return InvalidMessage(f"frame of {len(frame)} bytes is over the {MAX_FRAME}-byte limit")
+def decode_frame(decoder: msgspec.json.Decoder, frame: bytes, limit: int = MAX_FRAME) -> object:
+    """``frame`` decoded by ``decoder``, or :class:`InvalidMessage` saying why not: never an exception, whatever
+    a peer sends (a free-form field nested deeper than the decoder goes included)."""
+    if len(frame) > limit:
+        return InvalidMessage(f"frame of {len(frame)} bytes is over the {limit}-byte limit")
     try:
         return decoder.decode(frame)
     except msgspec.DecodeError as e:  # ValidationError is a DecodeError
-        return InvalidMessage(str(e).splitlines()[0][:200])
+        return InvalidMessage(str(e).splitlines()[0][:200] or type(e).__name__)
+    except (RecursionError, MemoryError, ValueError) as e:
+        return InvalidMessage(f"undecodable ({type(e).__name__})")
+
+
+
 
 
 def decode_to_agent(frame: bytes) -> ToAgent | InvalidMessage:
-    return _decode(_to_agent, frame)  # type: ignore[return-value]
+    return decode_frame(_to_agent, frame)  # type: ignore[return-value]
 
 
 def decode_to_coordinator(frame: bytes) -> ToCoordinator | InvalidMessage:
-    return _decode(_to_coordinator, frame)  # type: ignore[return-value]
+    return decode_frame(_to_coordinator, frame)  # type: ignore[return-value]

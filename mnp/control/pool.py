@@ -24,6 +24,8 @@ from typing import Any, TypeAlias
 
 import msgspec
 
+from mnp.control.messages import InvalidMessage, decode_frame
+
 __all__ = ["Ping", "Run", "Kill", "Stop", "Ready", "Running", "Ended", "Refused", "Stopping", "ToPool", "FromPool",
            "encode", "decode_to_pool", "decode_from_pool", "MAX_FRAME"]
 
@@ -96,14 +98,8 @@ def encode(msg: ToPool | FromPool) -> bytes:
 
 
 def _decode(decoder: msgspec.json.Decoder, frame: bytes) -> object:
-    if len(frame) > MAX_FRAME:
-        return f"frame of {len(frame)} bytes is over the {MAX_FRAME}-byte limit"
-    try:
-        return decoder.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        return str(e) or type(e).__name__
-    except (RecursionError, MemoryError, ValueError) as e:  # nesting deeper than the decoder goes, and the like
-        return f"undecodable ({type(e).__name__})"
+    got = decode_frame(decoder, frame, MAX_FRAME)  # the control plane's own rule: never an exception
+    return got.why if isinstance(got, InvalidMessage) else got
 
 
 def decode_to_pool(frame: bytes) -> ToPool | str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from mnp.errors import MnpError
 
-__all__ = ["MAX_CPUS", "cpu_list", "node_facts", "parse_cpu_list"]
+__all__ = ["MAX_CPUS", "address_toward", "cpu_list", "node_facts", "parse_cpu_list"]
 
 
 def node_facts(report_ifaces: bool) -> dict[str, Any]:
@@ -39,6 +39,19 @@ def node_facts(report_ifaces: bool) -> dict[str, Any]:
         except MnpError as e:
             facts["ifaces_error"] = str(e)
     return facts
+
+
+def address_toward(host: str) -> str | None:
+    """This host's IPv4 address on the way to ``host`` (the kernel's route choice; no packet is sent), or None
+    where there is no route."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        return None
 
 
 def _cores(cpus: list[int]) -> list[list[int]]:

@@ -29,7 +29,7 @@ import zmq
 
 from mnp.control import messages as m
 from mnp.control.channel import AgentChannel
-from mnp.fabric.facts import node_facts  # not mnp.fabric.decide: the coordinator's decisions, not needed here
+from mnp.fabric.facts import address_toward, node_facts  # not mnp.fabric.decide (the coordinator's)
 from mnp.fabric.shm import shm_free
 from mnp.node import engine as e
 from mnp.node.processes import SECRET_VARS, Processes, rank_environment
@@ -131,13 +131,7 @@ class Agent:
 
     def _my_address(self) -> str | None:
         """The address this node has on the way to the coordinator (no packet is sent)."""
-        host = self.endpoint.rsplit(":", 1)[0].removeprefix("tcp://")
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.connect((host, 9))
-                return str(s.getsockname()[0])
-        except OSError:
-            return None
+        return address_toward(self.endpoint.rsplit(":", 1)[0].removeprefix("tcp://"))
 
     def run(self) -> int:
         self.hello()

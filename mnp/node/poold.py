@@ -342,6 +342,27 @@ def _open_log(hostname: str) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=f"mnp-pool-{os.getuid()}-{hostname}-{os.getpid()}-", suffix=".log")
 
 
+def _stdio_to_log(hostname: str) -> str:
+    """Stdin and stdout to /dev/null, stderr to a new log (:func:`_open_log`; stale ones removed first); its path."""
+    _remove_stale_logs(hostname)
+    null = os.open(os.devnull, os.O_RDWR)
+    err, log = _open_log(hostname)
+    for fd, to in ((0, null), (1, null), (2, err)):
+        os.dup2(to, fd)
+    os.close(null)
+    os.close(err)
+    return log
+
+
+def _drop_log(log: str, code: int) -> None:
+    """At the end: the log goes, unless a failure left something in it to say why."""
+    try:
+        if code == 0 or os.path.getsize(log) == 0:
+            os.unlink(log)
+    except OSError:
+        pass
+
+
 def _remove_stale_logs(hostname: str) -> None:
     """Logs of this host's pool agents that are gone without cleaning up (killed): a new one clears them."""
     import re
@@ -388,15 +409,8 @@ def start(cfg: dict[str, Any], facts: dict[str, Any]) -> int:
     log = ""
     try:
         os.close(r)
-        _remove_stale_logs(hostname)
         os.setsid()  # the SSH session's end (its SIGHUP) is not ours
-        null = os.open(os.devnull, os.O_RDWR)
-        err, log = _open_log(hostname)
-        os.dup2(null, 0)
-        os.dup2(null, 1)
-        os.dup2(err, 2)  # the session sees end of output once the parent exits: nothing here holds the channel
-        os.close(null)
-        os.close(err)
+        log = _stdio_to_log(hostname)  # the session sees end of output once the parent exits: nothing here holds it
         _warm()
         daemon = PoolDaemon(client_public, idle_s, facts)
         os.write(w, json.dumps({"port": daemon.port, "public": daemon.public.decode(), "pid": os.getpid()}).encode())
@@ -413,11 +427,7 @@ def start(cfg: dict[str, Any], facts: dict[str, Any]) -> int:
             except OSError:
                 pass
     finally:
-        try:
-            if code == 0 or os.path.getsize(log) == 0:  # kept only after a failure, to say why
-                os.unlink(log)
-        except OSError:
-            pass
+        _drop_log(log, code)
         os._exit(code)
 
 
@@ -444,40 +454,25 @@ def main(argv: list[str] | None = None) -> int:
     facts: dict[str, Any] = {"python": f"{sys.version_info[0]}.{sys.version_info[1]}", "hostname": socket.gethostname(),
                              "node": name, "mnp": None, "mpi": None}
     agent = preflight(facts)
-    address = None
-    if args.toward:
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # no packet is sent
-                s.connect((args.toward, 9))
-                address = str(s.getsockname()[0])
-        except OSError:
-            address = None
+    from mnp.fabric.facts import address_toward
+
+    address = address_toward(args.toward) if args.toward else None
     said: dict[str, Any] = {"facts": facts, "node": name, "address": address}
     if agent is None or facts["mpi"] is None or len(args.client_public) != 40 or not args.idle > 0:
         sys.stdout.write(f"{TAG} {json.dumps(said)}\n")
         return 3
     scrub_environment(os.environ)  # the step's variables are not the jobs' business (as for srun_task's agents)
     _warm()
-    _remove_stale_logs(name)
     daemon = PoolDaemon(args.client_public, args.idle, facts)
     said.update(port=daemon.port, public=daemon.public.decode(), pid=os.getpid())
     sys.stdout.write(f"{TAG} {json.dumps(said)}\n")
     sys.stdout.flush()
-    null = os.open(os.devnull, os.O_RDWR)
-    err, log = _open_log(name)
-    for fd, to in ((0, null), (1, null), (2, err)):
-        os.dup2(to, fd)
-    os.close(null)
-    os.close(err)
+    log = _stdio_to_log(name)
     code = 1
     try:
         code = daemon.run()
     finally:
-        try:
-            if code == 0 or os.path.getsize(log) == 0:
-                os.unlink(log)
-        except OSError:
-            pass
+        _drop_log(log, code)
     return code
 
 

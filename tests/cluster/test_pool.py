@@ -128,16 +128,22 @@ def test_a_rank_exit_code_and_a_killed_agent(hosts: SshNodes, pool: Path, mnp_ho
     assert all(h["state"] == "up" for h in _status(mnp_home).values())
 
 
-def test_ctrl_c_stops_the_job_and_keeps_the_pool(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
+def _sleeping(pool: Path, mnp_home: Path) -> subprocess.Popen[str]:
+    """`mnp run --via pool` of a minute's sleep on the three hosts, returned once every rank said it sleeps."""
     proc = subprocess.Popen([sys.executable, "-m", "mnp", "run", "--hostfile", str(pool), "--via", "pool", "sh", "-c",
                              "echo SLEEPING; exec sleep 60"], env={**os.environ, "MNP_HOME": str(mnp_home)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     assert proc.stdout is not None
     seen = 0
     while seen < 3:
         line = proc.stdout.readline()
-        assert line, proc.stderr.read() if proc.stderr else ""
+        assert line
         seen += "SLEEPING" in line
+    return proc
+
+
+def test_ctrl_c_stops_the_job_and_keeps_the_pool(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
+    proc = _sleeping(pool, mnp_home)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 130
     deadline = time.monotonic() + 10
@@ -239,15 +245,7 @@ def test_a_killed_coordinator_stops_the_pools_agents_at_once(hosts: SshNodes, po
     """mnp killed outright (SIGKILL: no Ctrl-C handling, no teardown): its connection closes, and each forked
     agent takes that as the end of its session, as an SSH agent takes its stdin's end, instead of waiting for the
     coordinator's silence (15 s)."""
-    proc = subprocess.Popen([sys.executable, "-m", "mnp", "run", "--hostfile", str(pool), "--via", "pool", "sh", "-c",
-                             "echo SLEEPING; exec sleep 60"], env={**os.environ, "MNP_HOME": str(mnp_home)},
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
-    assert proc.stdout is not None
-    seen = 0
-    while seen < 3:
-        line = proc.stdout.readline()
-        assert line
-        seen += "SLEEPING" in line
+    proc = _sleeping(pool, mnp_home)
     proc.kill()
     proc.wait(10)
     t0 = time.monotonic()
