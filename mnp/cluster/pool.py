@@ -145,6 +145,9 @@ class PoolClient:
             s.connect(f"tcp://{_bracket(str(rec['address']))}:{int(rec['port'])}")
             self.socks[name] = s
         self.by_sock = {s: n for n, s in self.socks.items()}
+        self.poller = zmq.Poller()  # made once: a job's provider polls it every 50 ms (lost agents)
+        for s in self.socks.values():
+            self.poller.register(s, zmq.POLLIN)
         self.backlog: list[tuple[str, p.FromPool | str]] = []  # what came while ask() waited for something else
 
     def send(self, name: str, msg: p.ToPool) -> bool:
@@ -157,11 +160,8 @@ class PoolClient:
 
     def recv(self, timeout_ms: int) -> list[tuple[str, p.FromPool | str]]:
         """What came within ``timeout_ms`` (at least one answer, or none when the time ran out)."""
-        poller = self.zmq.Poller()
-        for s in self.socks.values():
-            poller.register(s, self.zmq.POLLIN)
         out: list[tuple[str, p.FromPool | str]] = []
-        for s, _ in poller.poll(timeout_ms):
+        for s, _ in self.poller.poll(timeout_ms):
             while True:
                 try:
                     frame = s.recv(self.zmq.NOBLOCK)
