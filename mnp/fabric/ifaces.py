@@ -1,8 +1,8 @@
 """This node's IPv4 interfaces, which of them can carry MPI traffic between nodes, and which one to use.
 
 The wrong interface is the classic way a multi-node MPI job hangs (docker0, virbr0, a NAT'ed NIC picked by the
-library: horovod 195/415, ompi 6377/4963). So interfaces are read from ``ip -d -j addr`` (iproute2's JSON) and
-sorted into usable and left out, with the reason:
+library: horovod 195/415, ompi 6377/4963). So interfaces are read from the kernel over rtnetlink
+(:mod:`mnp.fabric.netlink`, what ``ip -d -j addr`` shows) and sorted into usable and left out, with the reason:
 
 - loopback; interfaces that are not up (no ``UP`` flag, ``NO-CARRIER``, operstate ``DOWN``);
 - container and VM NAT bridges known by name: ``docker0``, Docker networks ``br-<12 hex>``, ``virbr*``
@@ -14,8 +14,8 @@ sorted into usable and left out, with the reason:
   A bridge is known by ``-d``'s kind, or without ``-d`` by other links naming it as their ``master`` (a bridge
   with no ports is then not recognisable).
 
-Parsing is pure over the JSON text (:func:`parse_ip_addr`) so it is tested without a network;
-:func:`local_ifaces` runs ``ip``.
+The sorting is pure over links in iproute2's JSON shape (:func:`classify`; :func:`parse_ip_addr` reads that
+JSON) so it is tested without a network; :func:`local_ifaces` asks the kernel.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import ipaddress
 import json
 import re
 import socket
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +103,12 @@ def parse_ip_addr(text: str, routes_json: str | None = None) -> list[Iface]:
         raise ValueError(f"not iproute2 JSON: {e}") from None
     if not isinstance(links, list):
         raise ValueError("not iproute2 JSON: expected a list of links")  # noqa: TRY004 -- bad input, not a bad call
-    default_devs = parse_default_route_devs(routes_json) if routes_json else set()
+    return classify(links, parse_default_route_devs(routes_json) if routes_json else set())
+
+
+def classify(links: list[Any], default_devs: set[str]) -> list[Iface]:
+    """Links in ``ip -d -j addr``'s shape (from iproute2's JSON, or :mod:`mnp.fabric.netlink`) -> every IPv4
+    address, marked usable or left out with the reason; ``default_devs`` hold the default route."""
     ports: dict[str, list[bool]] = {}  # bridge -> for each port: is it virtual (veth, tap, ...)?
     for link in links:
         if isinstance(link, Mapping) and link.get("master"):
@@ -139,22 +143,16 @@ def parse_ip_addr(text: str, routes_json: str | None = None) -> list[Iface]:
     return out
 
 
-def local_ifaces(timeout: float = 5.0) -> list[Iface]:
-    """This node's IPv4 interfaces, from ``ip -d -j addr`` (and ``ip -j route`` for default routes)."""
+def local_ifaces() -> list[Iface]:
+    """This node's IPv4 interfaces, asked of the kernel over rtnetlink (what ``ip -d -j addr`` and ``ip -j route``
+    would say; no process is started and iproute2 need not be installed)."""
+    from mnp.fabric import netlink
+
     try:
-        addr = subprocess.run(["ip", "-d", "-j", "addr"], capture_output=True, text=True, timeout=timeout,
-                              check=True, stdin=subprocess.DEVNULL).stdout
-    except (OSError, subprocess.SubprocessError) as e:
-        raise HostError(_hostname(), f"cannot list interfaces with 'ip -d -j addr': {e}") from None
-    try:
-        route = subprocess.run(["ip", "-j", "route"], capture_output=True, text=True, timeout=timeout,
-                               check=False, stdin=subprocess.DEVNULL).stdout
-    except (OSError, subprocess.SubprocessError):
-        route = ""
-    try:
-        return parse_ip_addr(addr, route)
-    except ValueError as e:
-        raise HostError(_hostname(), f"'ip -d -j addr': {e}") from None
+        links, default_devs = netlink.read()
+    except (OSError, ValueError) as e:
+        raise HostError(_hostname(), f"cannot list interfaces over rtnetlink: {e}") from None
+    return classify(links, default_devs)
 
 
 def _hostname() -> str:

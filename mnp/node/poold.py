@@ -173,7 +173,7 @@ def _warm() -> None:
 
     from mnp.cluster import cpus  # noqa: F401
     from mnp.control import tree  # noqa: F401
-    from mnp.fabric import efa, ifaces, shm  # noqa: F401 - the hello's node facts
+    from mnp.fabric import efa, ifaces, netlink, shm  # noqa: F401 - the hello's node facts
     from mnp.node import agent, treerelay  # noqa: F401
 
     gc.collect()
