@@ -153,6 +153,8 @@ def slurm_mode(counts: list[int], reps: int) -> None:
         raise SystemExit("--slurm: Slurm is not installed (setup.sh installs slurmctld, slurmd, slurm-client, munge)")
     if not PMI2.exists():
         raise SystemExit(f"--slurm: this Slurm has no pmi2 plugin ({PMI2}): srun --mpi=pmi2 cannot be compared")
+    # as installed packages have them: no module compiled at every start (PYTHONDONTWRITEBYTECODE may be set)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "mnp")], check=True, stdout=subprocess.DEVNULL)
     cluster = SlurmNodes(max(counts)).start()
     try:
         work = cluster.dir / "work"  # the nodes have their own /tmp: everything they run from lives here
