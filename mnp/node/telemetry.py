@@ -24,7 +24,9 @@ coordinator, or None while nothing of the job runs here. What is counted, and wh
   touched). Another job of the same user starting meanwhile on that host is counted too; nodes sharing one host
   each count the files of all of them.
 
-One pass costs one read of ``/proc/PID/stat`` per process visible (to find the agent's descendants), then
+One pass finds the agent's descendants from the kernel's lists of each task's children
+(``/proc/PID/task/TID/children``), so it costs in proportion to the job's processes, not the machine's (a
+kernel without them, ``CONFIG_PROC_CHILDREN`` unset: one read of ``/proc/PID/stat`` per process visible), then
 ``stat`` and ``statm`` of each of the job's processes, and one ``statvfs`` (or one listing of /dev/shm). The
 CPU time of each pass (this thread's, so the figure does not grow with the machine's load) is sent with the
 sample and kept in the record (``sample_ms``).
@@ -42,7 +44,7 @@ from mnp import config
 from mnp.control import messages as m
 from mnp.errors import UsageError
 
-__all__ = ["Sampler", "Sample", "telemetry_interval", "shm_used", "job_shm_files"]
+__all__ = ["Sampler", "Sample", "descendants", "telemetry_interval", "shm_used", "job_shm_files"]
 
 _SHM = "/dev/shm"
 _IDLE_S = 0.2  # how soon a pass that found nothing of the job is repeated (nothing is sent meanwhile)
@@ -88,6 +90,46 @@ def job_shm_files(path: str, before: Iterable[tuple[int, int]]) -> int:
     """Allocated bytes of this user's files directly in ``path`` that are not among ``before`` ((dev, inode))."""
     old = set(before)
     return sum(size for key, size in _listing(path).items() if key not in old)
+
+
+def descendants(root: int, proc: str = "/proc") -> list[int] | None:
+    """The PIDs of every descendant of ``root``, parents before children, from the children lists of each of
+    their threads (a process that forks from a second thread is the child of that thread). None where the kernel
+    keeps no such lists; a process gone meanwhile is left out with what it started (they were re-parented)."""
+    if not os.path.exists(f"{proc}/{root}/task/{root}/children"):
+        return None
+    out: list[int] = []
+    seen = {root}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tids = os.listdir(f"{proc}/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"{proc}/{pid}/task/{tid}/children", "rb") as f:
+                    kids = f.read().split()
+            except OSError:
+                continue
+            for k in kids:
+                child = int(k)
+                if child not in seen:  # a PID reused between two reads: counted once
+                    seen.add(child)
+                    out.append(child)
+                    todo.append(child)
+    return out
+
+
+def _processes(psutil: Any, pids: list[int]) -> list[Any]:
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.Error:
+            continue  # gone meanwhile
+    return procs
 
 
 class Sample:
@@ -178,7 +220,8 @@ class Sampler:
         psutil = self._psutil
         t0 = time.thread_time()  # the pass's own CPU time: what it costs the node, whatever the load
         try:
-            procs = self.root.children(recursive=True)
+            found = descendants(self.root_pid)
+            procs = self.root.children(recursive=True) if found is None else _processes(psutil, found)
         except (psutil.Error, OSError):  # telemetry never takes the agent down
             procs = []
         live_cpu, rss, seen = 0.0, 0, 0

@@ -127,3 +127,35 @@ def test_from_handoff() -> None:
     assert slow is not None and slow.interval == 3 and slow.shm_private
     fast = Sampler.from_handoff({"telemetry_s": 0.1})
     assert fast is not None and fast.interval == 1.0 and not fast.shm_private  # never more than once a second
+
+
+# A process that starts one child from its main thread and one from a second thread, then waits.
+THREADED = ("import subprocess, sys, threading\n"
+            "sleep = [sys.executable, '-c', 'import sys; sys.stdin.read()']\n"
+            "a = subprocess.Popen(sleep, stdin=subprocess.PIPE)\n"
+            "box = []\n"
+            "t = threading.Thread(target=lambda: box.append(subprocess.Popen(sleep, stdin=subprocess.PIPE)))\n"
+            "t.start(); t.join()\nprint('up', flush=True)\nsys.stdin.readline()\n"
+            "for p in (a, box[0]): p.stdin.close(); p.wait()\n")
+
+
+def test_descendants_are_psutils_and_include_a_threads_children() -> None:
+    import os
+
+    import psutil
+
+    from mnp.node.telemetry import descendants
+
+    p = subprocess.Popen([sys.executable, "-c", THREADED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        _step(p, "up", send=False)
+        found = descendants(os.getpid())
+        assert found is not None, "this kernel keeps /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN)"
+        assert sorted(found) == sorted(c.pid for c in psutil.Process().children(recursive=True))
+        assert found[0] == p.pid and len(found) == 3  # the child first, then its two: one forked by a thread
+        assert descendants(os.getpid(), proc="/nonexistent") is None  # no lists: the caller scans instead
+    finally:
+        assert p.stdin is not None
+        p.stdin.write("\n")  # its children end when their stdin closes, then it does
+        p.stdin.close()
+        p.wait(30)
