@@ -85,7 +85,8 @@ def status(as_json: bool, **where: Any) -> None:
         if not rec:
             row["state"], down = "no pool agent started", down + 1
         elif isinstance(ans, p.Ready):
-            row.update(state="up", hostname=ans.hostname, pid=ans.pid, agents=ans.agents, idle_s=ans.idle_s,
+            row.update(state="up", hostname=ans.hostname, pid=ans.pid, agents=ans.agents, served=ans.served,
+                       idle_s=ans.idle_s,
                        up_s=round(time.time() - ans.started, 1), mnp=ans.mnp, python=ans.python)
         else:
             row["state"], down = ("not answering" if ans is None else f"refused: {ans}"), down + 1
@@ -97,8 +98,8 @@ def status(as_json: bool, **where: Any) -> None:
     else:
         width = max(len(r["host"]) for r in out)
         for r in out:
-            more = (f"  pid {r['pid']}, {r['agents']} job agent(s), up {r['up_s']:g} s, exits after "
-                    f"{r['idle_s']:g} s idle  ({r['address']}:{r['port']})" if r["state"] == "up" else "")
+            more = (f"  pid {r['pid']}, {r['agents']} job agent(s) ({r['served']} so far), up {r['up_s']:g} s, "
+                    f"exits after {r['idle_s']:g} s idle  ({r['address']}:{r['port']})" if r["state"] == "up" else "")
             click.echo(f"{r['host']:{width}}  {r['state']}{more}")
     raise SystemExit(1 if down else 0)
 

@@ -90,6 +90,11 @@ def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOpti
     # SSH hosts start their agents while the coordinator loads (not for a job that may wait in PENDING for hours)
     waits = bool(opts.depends_on or job.spec.depends_on)
     early = None if waits else _begin_hosts(job, hosts, ssh, job_id)
+    control = None
+    if early is not None and ssh is not None and ssh.via == "pool":  # a message per node starts its agent:
+        from mnp.coordinator.bringup import prestart  # sent now, the agents come up while the coordinator loads
+
+        control = prestart(early, job_id, len(early.hosts), opts.tree_width)
     try:
         from mnp.coordinator import LaunchRequest, launch
 
@@ -98,8 +103,10 @@ def start(job: Job, opts: JobOptions, hosts: list[HostSpec] | None, ssh: SshOpti
                                       remount_shm=opts.remount_shm, explain=opts.explain, job_id=job_id, cluster=early,
                                       stdin=job.stdin, stdin_fd=_stdin_fd() if job.stdin != "none" else None,
                                       depends_on=list(opts.depends_on), notify=opts.notify,
-                                      tree_width=opts.tree_width))
+                                      tree_width=opts.tree_width, control=control))
     except BaseException:
+        if control is not None:  # closed by the job's teardown, unless it failed before: its agents end with it
+            control.close()
         if early is not None:  # the job's own teardown ran unless it failed before its nodes: end them here too
             with contextlib.suppress(Exception):
                 early.teardown()

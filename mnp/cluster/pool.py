@@ -432,8 +432,11 @@ class PoolCluster(Cluster):
         self.store = PoolStore.load()
         self.client: PoolClient | None = None
         self.ready: dict[str, p.Ready] = {}
+        self.asked: dict[int, float] = {}  # node -> when its Run went, until its pool agent answered
+        self.refused: dict[int, str] = {}  # node -> why its pool agent refused its Run (said once, by lost())
         self.running: dict[int, int] = {}  # node -> the agent's pid on its host
         self.ended: dict[int, int] = {}  # node -> exit status, as its pool agent said
+        self.unreachable: HostError | None = None  # what create() found wrong (not found again by waiting again)
 
     def _name(self, node: int) -> str:
         return self.hosts[node].name
@@ -449,19 +452,31 @@ class PoolCluster(Cluster):
             self.client.send(n, p.Ping())
 
     def create(self, shm_bytes: int | None, progress: Callable[[int, int], None] | None = None) -> list[NodeInfo]:
-        import mnp
-
         missing = [h.name for h in self.hosts if h.name not in self.store.hosts]
         if missing:
             raise UsageError(f"host {missing[0]}: no pool agent started for it"
                              + (f" (nor for {len(missing) - 1} more)" if len(missing) > 1 else "")
                              + ": run mnp pool start with the same hosts, or launch --via ssh")
+        if self.unreachable is not None:  # found when the CLI tried ahead of the job: said again, not waited again
+            raise self.unreachable
+        try:
+            nodes = self._reach()
+        except HostError as e:
+            self.unreachable = e
+            raise
+        if progress:
+            progress(len(nodes), len(nodes))
+        return nodes
+
+    def _reach(self) -> list[NodeInfo]:
+        import mnp
+
         names = [h.name for h in self.hosts]
         self.begin()
         assert self.client is not None
         answers = self.client.ask({}, lambda a: isinstance(a, p.Ready), expect=names)
         here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-        for i, n in enumerate(names):
+        for n in names:
             a = answers.get(n)
             if not isinstance(a, p.Ready):
                 raise HostError(n, _not_answering(n, self.store.hosts[n]) if a is None else
@@ -470,8 +485,6 @@ class PoolCluster(Cluster):
                 raise HostError(n, f"its pool agent runs mnp {a.mnp} on Python {a.python}, this is mnp "
                                    f"{mnp.__version__} on Python {here}: mnp pool stop, then mnp pool start")
             self.ready[n] = a
-            if progress:
-                progress(i + 1, len(names))
         self.control_address = os.environ.get("MNP_BIND_ADDRESS") or self._local_address()
         self.nodes = [NodeInfo(i, self.ready[n].hostname, str(self.store.hosts[n]["address"]))
                       for i, n in enumerate(names)]
@@ -486,19 +499,13 @@ class PoolCluster(Cluster):
         raise ClusterError("no address of this host the pool's hosts can reach is known: set MNP_BIND_ADDRESS")
 
     def start_agents(self, handoffs: dict[int, dict[str, Any]]) -> None:
+        """Each node's Run to its pool agent, without waiting: the forks and the agents' start overlap whatever
+        the caller does next; the answers are read with the agents' ends (:meth:`lost` says what went wrong)."""
         assert self.client is not None
-        msgs: dict[str, p.ToPool] = {self._name(i): p.Run(i, h) for i, h in handoffs.items()}
-        answers = self.client.ask(msgs, lambda a: isinstance(a, p.Running))
-        for i in handoffs:
-            n = self._name(i)
-            a = answers.get(n)
-            if isinstance(a, p.Running):
-                self.running[i] = a.pid
-            elif a is None:
-                raise HostError(n, _not_answering(n, self.store.hosts[n]))
-            else:
-                raise HostError(n, f"its pool agent refused node {i}'s agent: "
-                                   f"{a.reason if isinstance(a, p.Refused) else a}")
+        now = time.monotonic()
+        for i, h in handoffs.items():
+            self.client.send(self._name(i), p.Run(i, h))  # not even queued: as good as no answer
+            self.asked[i] = now
 
     def _drain(self, timeout_ms: int = 0) -> None:
         if self.client is None:
@@ -506,16 +513,33 @@ class PoolCluster(Cluster):
         index = {h.name: i for i, h in enumerate(self.hosts)}
         came, self.client.backlog = self.client.backlog, []
         for name, a in came + self.client.recv(0 if came else timeout_ms):
-            if isinstance(a, p.Ended) and a.node == index.get(name) and self.running.get(a.node) == a.pid:
+            node = index.get(name)
+            if isinstance(a, (p.Running, p.Refused, p.Ended)) and (node is None or a.node != node):
+                continue  # not about this job's node on that host
+            if isinstance(a, p.Running) and self.asked.pop(a.node, None) is not None:
+                self.running[a.node] = a.pid
+            elif isinstance(a, p.Refused) and self.asked.pop(a.node, None) is not None:  # type: ignore[arg-type]
+                self.refused[a.node] = a.reason  # type: ignore[index]
+            elif isinstance(a, p.Ended) and self.running.get(a.node) == a.pid:
                 self.ended[a.node] = a.status
 
     def lost(self) -> dict[int, int]:
+        """The agents that ended (node -> exit status). Raises, once per node, for a Run its pool agent refused
+        or left unanswered for :data:`ANSWER_S`."""
         self._drain()
+        for i, why in sorted(self.refused.items()):
+            del self.refused[i]
+            raise HostError(self._name(i), f"its pool agent refused node {i}'s agent: {why}")
+        late = sorted(i for i, t in self.asked.items() if time.monotonic() - t > ANSWER_S)
+        for i in late:
+            del self.asked[i]
+            n = self._name(i)
+            raise HostError(n, _not_answering(n, self.store.hosts[n]))
         return dict(self.ended)
 
     def wait_agents(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while set(self.running) - set(self.ended) and (left := deadline - time.monotonic()) > 0:
+        while (set(self.running) - set(self.ended) or self.asked) and (left := deadline - time.monotonic()) > 0:
             self._drain(int(left * 1000) + 1)
 
     def teardown(self) -> None:
@@ -523,8 +547,9 @@ class PoolCluster(Cluster):
             return
         try:
             self.wait_agents(3)  # the agents end on the coordinator's Shutdown
-            for node in set(self.running) - set(self.ended):  # else (a job that failed early) their pool agent
-                self.client.send(self._name(node), p.Kill(node))  # tells them, as the end of an SSH session would
+            # else (a job that failed early) their pool agent tells them, as the end of an SSH session would
+            for node in sorted(set(self.running) - set(self.ended) | set(self.asked)):
+                self.client.send(self._name(node), p.Kill(node))
             self.wait_agents(7)
             # an agent whose end was never said: its pool agent died (the agent then got SIGTERM and stopped its
             # ranks: PR_SET_PDEATHSIG), or it is cut off (it stops its ranks when the coordinator falls silent)

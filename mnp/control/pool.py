@@ -63,6 +63,7 @@ class Ready(_Msg, frozen=True, tag="ready"):
     agents: int  # the jobs' agents it runs now
     idle_s: float  # it exits after this long with no request and no agent
     started: float  # its start, seconds since the epoch
+    served: int = 0  # the jobs' agents it has forked since
 
 
 class Running(_Msg, frozen=True, tag="running"):

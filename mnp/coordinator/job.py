@@ -22,7 +22,6 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,11 +30,10 @@ from mnp import config, interrupts
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.control import messages as m
 from mnp.control.channel import CoordinatorChannel
-from mnp.control.tree import DEFAULT_WIDTH as DEFAULT_TREE_WIDTH
-from mnp.control.tree import Tree
 from mnp.coordinator.actions import Action, ProcessDone, RankDone, Report, Send, ShowOutput, Stuck, Transition
 from mnp.coordinator.alerts import Alerts
 from mnp.coordinator.binding import Binding, decide_binding, node_cpus, one_machine
+from mnp.coordinator.bringup import Control, Levels, open_control
 from mnp.coordinator.engine import EXIT_INTERRUPTED, Failure, JobEngine, Timing
 from mnp.coordinator.events import EventSink, JobCreated, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
@@ -93,6 +91,7 @@ class LaunchRequest:
     adopt: bool = False  # the record exists already (made PENDING, or by an array's parent): this process runs it
     telemetry_s: float | None = None  # seconds between samples on each node; None: $MNP_TELEMETRY_INTERVAL, else 1
     tree_width: int | None = None  # agents the coordinator and each relay hold at most (None: 32, mnp.control.tree)
+    control: Control | None = None  # opened, its first agents started, ahead of the job (the first attempt's)
 
     def timing(self, timeout_s: float | None) -> Timing:
         return Timing(heartbeat_s=config.setting("heartbeat", self.heartbeat_s),
@@ -163,11 +162,16 @@ class _Job:
         self.timings: dict[str, float] = {}
         self.engine = JobEngine(self.n, req.timing(self.spec.timeout), self.t0, transit=alerts.watch)
         self.chan: CoordinatorChannel | None = None
-        self.levels: _Levels | None = None  # who starts when (the control tree), from bring-up on
+        self.levels: Levels | None = None  # who starts when (the control tree), from bring-up on
         self.next_lost_check = 0.0
         self.cluster: Cluster | None = None
         self.stdin: StdinFeed | None = None  # mnp's stdin while the ranks that read it run
         self.telemetry_s = req.telemetry_s if req.telemetry_s is not None else telemetry_interval()
+        # the control plane the CLI opened ahead (a pool's agents, started while it loaded): adopted at once, so
+        # whatever fails before bring-up, the teardown tells those agents to go
+        self.control = req.control if req.attempt == 1 else None
+        if self.control is not None:
+            self._adopt(self.control)
 
     def run(self) -> JobResult:
         source = self.req.spec_path
@@ -243,22 +247,19 @@ class _Job:
         cluster = self.cluster = self.cluster or self._cluster()
         if cluster.warning:
             self.say(Note("warning", cluster.warning))
-        shm = shm_guess(work, self.mpi.family, self.spec.shm_size, getattr(cluster, "node_cpus", None))
-        nodes = cluster.create(shm, lambda done, wanted: self.say(Progress("hosts ready", done, wanted)))
+        early, self.control = self.control, None
+        if early is not None and early.nodes is not None:  # the CLI's: adopted already, its agents coming up
+            nodes = early.nodes
+        else:
+            shm = shm_guess(work, self.mpi.family, self.spec.shm_size, getattr(cluster, "node_cpus", None))
+            nodes = cluster.create(shm, lambda done, wanted: self.say(Progress("hosts ready", done, wanted)))
         self.say(Progress("hosts ready", len(nodes), self.n, final=True))
         self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
-        keys = cluster.keys()
-        width = cluster.tree_width or self.req.tree_width or (DEFAULT_TREE_WIDTH if cluster.tree_by_default else self.n)
-        self.tree = Tree(self.n, width if cluster.tree_ok else max(width, self.n))
-        self.engine.tree = None if self.tree.star else self.tree
-        chan = self.chan = CoordinatorChannel(keys, cluster.control_address, cluster.control_port, self.tree)
-        t = self.engine.timing
-        common = {"job_id": self.job_id, "heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
-                  "report_ifaces": cluster.probe_ifaces, "telemetry_s": self.telemetry_s,
-                  "shm_private": cluster.shm_private, "private_root": cluster.private_root}
-        self.levels = _Levels(keys, chan, self.tree, common,
-                              [n.address for n in nodes] if cluster.own_addresses else None, cluster.spawn_spec)
-        cluster.start_agents(self.levels.first())
+        if early is None:
+            t = self.engine.timing
+            self._adopt(open_control(cluster, self.job_id, self.n, self.req.tree_width,
+                                     {"heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
+                                      "telemetry_s": self.telemetry_s}))
         self.engine.why_missing = {i: why for i in range(self.n) if (why := cluster.join_hint(i))}
         self._loop(lambda: self.engine.phase == "JOINING", progress=True)
         self.say(Progress("nodes up", len(self.engine.hellos), self.n, final=True))
@@ -266,6 +267,10 @@ class _Job:
         if self.engine.phase != "PLANNING":
             return nodes
         return cluster.joined({i: _hello_dict(h) for i, h in self.engine.hellos.items()})
+
+    def _adopt(self, control: Control) -> None:
+        self.tree, self.chan, self.levels = control.tree, control.chan, control.levels
+        self.engine.tree = None if self.tree.star else self.tree
 
     def _cluster(self) -> Cluster:
         if self.req.cluster is not None:
@@ -455,71 +460,6 @@ class _Job:
             if write:
                 self.records.update(self.job_id, info=self.info)
         return tel
-
-
-class _Levels:
-    """Which agents start when: the top nodes at once, each relay's children once it said hello with the
-    endpoint they dial (:mod:`mnp.control.tree`). Each handoff names the server key its agent dials, and a relay's
-    gets its children's public keys (the only ones it admits)."""
-
-    def __init__(self, keys: Any, chan: CoordinatorChannel, tree: Tree, common: dict[str, Any],
-                 addresses: list[str] | None = None,
-                 spawn: Callable[[int], dict[str, Any] | None] | None = None) -> None:
-        self.keys, self.tree, self.common = keys, tree, common
-        # tree spawn (SSH): a relay starts its children itself; their handoffs travel inside its own, down the
-        # same encrypted channel that carries the relay's (the relay is trusted with its subtree's keys, as it
-        # speaks for its subtree anyway)
-        self.spawn = spawn if spawn is not None and not tree.star and spawn(tree.n - 1) is not None else None
-        self.endpoint = chan.endpoint
-        self.started: set[int] = set()
-        # nodes with addresses of their own: each relay binds the coordinator's port on its node, and every agent
-        # starts at once (its parent's endpoint is known); ZeroMQ dials again until the relay is up
-        self.addresses = addresses
-        self.port = int(chan.endpoint.rsplit(":", 1)[1])
-
-    def _handoff(self, node: int, endpoint: str, server_public: str) -> dict[str, Any]:
-        h = {**self.keys.agent_handoff(node), **self.common, "endpoint": endpoint, "node": node,
-             "server_public": server_public}
-        if children := self.tree.children(node):
-            h["tree"] = [self.tree.n, self.tree.width]
-            h["children"] = {str(c): self.keys.agents[c][0].decode() for c in children}
-            if self.addresses is not None:
-                h["relay_port"] = self.port
-            if self.spawn is not None:
-                server = self.keys.agents[node][0].decode()
-                h["spawn"] = {str(c): {**(self.spawn(c) or {}), "handoff": self._handoff(c, "", server)}
-                              for c in children}
-        return h
-
-    def first(self) -> dict[int, dict[str, Any]]:
-        if self.spawn is not None:  # the tops here; every other node inside its relay's handoff
-            self.started.update(range(self.tree.n))
-            return {i: self._handoff(i, self.endpoint, self.keys.server_public.decode()) for i in self.tree.tops()}
-        if self.addresses is not None:
-            self.started.update(range(self.tree.n))
-            return {i: self._handoff(i, self.endpoint, self.keys.server_public.decode()) if p is None
-                    else self._handoff(i, f"tcp://{self.addresses[p]}:{self.port}", self.keys.agents[p][0].decode())
-                    for i in range(self.tree.n) for p in [self.tree.parent(i)]}
-        tops = self.tree.tops()
-        self.started.update(tops)
-        return {i: self._handoff(i, self.endpoint, self.keys.server_public.decode()) for i in tops}
-
-    def below(self, node: int, relay: str | None) -> dict[int, dict[str, Any]]:
-        """The handoffs of ``node``'s children, once (none before it names a relay endpoint)."""
-        children = [c for c in self.tree.children(node) if c not in self.started]
-        if not children or relay is None or not _endpoint(relay):
-            return {}
-        self.started.update(children)
-        server = self.keys.agents[node][0].decode()
-        return {c: self._handoff(c, relay, server) for c in children}
-
-
-def _endpoint(text: str | None) -> bool:
-    """``tcp://HOST:PORT`` with a port number (a relay's word for where its children dial it)."""
-    if not text or not text.startswith("tcp://") or len(text) > 300:
-        return False
-    host, _, port = text[6:].rpartition(":")
-    return bool(host) and port.isdigit() and 0 < int(port) < 65536 and not any(c.isspace() for c in host)
 
 
 def _hello_dict(h: m.Hello) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class PoolEngine:
     facts: dict[str, Any]  # hostname, python, mnp, mpi (the preflight's)
     started: float = field(default_factory=time.time)
     agents: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # pid -> (client, node)
+    served: int = 0  # agents forked so far
     stopping_since: float | None = None
     killed: bool = False
     contacted: bool = False  # a request came: its client can reach it (else it exits after FIRST_CONTACT_S)
@@ -94,7 +95,7 @@ class PoolEngine:
             f = self.facts
             return [Reply(to, p.Ready(str(f.get("hostname", "")), str(f.get("python", "")), str(f.get("mnp", "")),
                                       str(f.get("mpi", "")), int(f.get("pid", 0)), len(self.agents), self.idle_s,
-                                      self.started))]
+                                      self.started, self.served))]
         if isinstance(msg, p.Stop):
             return [Reply(to, p.Stopping(len(self.agents))), *self._stop(now, "stopped by mnp pool stop")]
         if isinstance(msg, p.Kill):
@@ -110,6 +111,7 @@ class PoolEngine:
 
     def forked(self, to: bytes, node: int, pid: int) -> list[Action]:
         self.agents[pid] = (to, node)
+        self.served += 1
         self.contacted = True
         return [Reply(to, p.Running(node, pid))]
 

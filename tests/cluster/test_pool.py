@@ -176,6 +176,23 @@ def test_a_dead_pool_agent_and_a_host_outside_the_pool_are_named(hosts: SshNodes
     assert run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=30).returncode == 0
 
 
+def test_a_job_refused_after_its_agents_were_started_ahead_leaves_none(hosts: SshNodes, pool: Path, tmp_path: Path,
+                                                                         mnp_home: Path) -> None:
+    """The CLI sends each pool agent its Run before the coordinator has loaded and read the job; a job it then
+    refuses (an MPI family that is not the program's) must take those agents with it before mnp exits."""
+    script = tmp_path / "chain.py"
+    script.write_text(CHAIN)
+    before = _status(mnp_home)
+    p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "--mpi", "openmpi", sys.executable, str(script)],
+                mnp_home, timeout=60)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("mnp: error: mpi: openmpi"), p.stderr
+    assert "Traceback" not in p.stderr
+    after = _status(mnp_home)
+    assert all(h["state"] == "up" and h["agents"] == 0 for h in after.values()), after
+    assert all(after[n]["served"] == before[n]["served"] + 1 for n in after), (before, after)  # they were forked
+    assert not [pid for i in range(3) for pid in hosts.pids(i) if _comm(pid) == "mnp-agent"]
+
+
 def test_only_the_key_that_started_the_pool_is_heard(hosts: SshNodes, pool: Path, mnp_home: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A client with another key pair (another user's, or a copy of the pool file without its secret) gets no

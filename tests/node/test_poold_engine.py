@@ -34,6 +34,12 @@ def test_run_forks_once_per_client_and_node() -> None:
     [again] = e.on_request(A, p.Run(3, handoff), 1.1)
     assert isinstance(again.msg, p.Refused) and "runs already" in again.msg.reason  # type: ignore[union-attr]
     assert e.on_request(B, p.Run(3, handoff), 1.2) == [Fork(B, 3, handoff)]  # another job's node 3: its own
+    e.forked(B, 3, 102)
+    [r] = e.on_request(A, p.Ping(), 1.3)
+    assert r.msg.agents == 2 and r.msg.served == 2  # type: ignore[union-attr]
+    e.on_exit(101, 0, 1.4)
+    [r] = e.on_request(A, p.Ping(), 1.5)
+    assert r.msg.agents == 1 and r.msg.served == 2  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("node, handoff", [(-1, {"node": -1}), (2, {"node": 3}), (2, {})])
