@@ -459,6 +459,8 @@ class PoolCluster(Cluster):
                              + ": run mnp pool start with the same hosts, or launch --via ssh")
         if self.unreachable is not None:  # found when the CLI tried ahead of the job: said again, not waited again
             raise self.unreachable
+        if self.client is not None and self.nodes:  # reached ahead of the job (its teardown has not come yet)
+            return self.nodes
         try:
             nodes = self._reach()
         except HostError as e:

@@ -33,6 +33,7 @@ from mnp.control import messages as m
 from mnp.control import tree as t
 from mnp.control.messages import InvalidMessage, ToAgent, ToCoordinator, decode_to_agent, decode_to_coordinator, encode
 from mnp.control.zap import ZapThread
+from mnp.errors import UsageError
 
 __all__ = ["JobKeys", "make_keys", "keys_from_secret", "CoordinatorChannel", "AgentChannel", "Received"]
 
@@ -108,10 +109,18 @@ class CoordinatorChannel:
         s.curve_publickey = keys.server_public
         s.router_mandatory = True
         s.linger = 1000
-        if port:
-            s.bind(f"tcp://{bind_address}:{port}")
-        else:
-            port = s.bind_to_random_port(f"tcp://{bind_address}")
+        try:
+            if port:
+                s.bind(f"tcp://{bind_address}:{port}")
+            else:
+                port = s.bind_to_random_port(f"tcp://{bind_address}")
+        except zmq.ZMQError as e:  # an address this host does not have (MNP_BIND_ADDRESS), a port taken
+            s.close(0)
+            self._auth.stop()
+            self.ctx.term()
+            where = "MNP_BIND_ADDRESS: " if os.environ.get("MNP_BIND_ADDRESS") == bind_address else ""
+            raise UsageError(f"{where}the coordinator cannot listen on {bind_address}"
+                             f"{f':{port}' if port else ''}: {e.strerror}") from None
         self.sock = s
         self.endpoint = f"tcp://{bind_address}:{port}"
         self.routes: dict[int, bytes] = {}  # node -> its connection's routing identity

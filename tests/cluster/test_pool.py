@@ -191,6 +191,12 @@ def test_a_job_refused_after_its_agents_were_started_ahead_leaves_none(hosts: Ss
     assert all(h["state"] == "up" and h["agents"] == 0 for h in after.values()), after
     assert all(after[n]["served"] == before[n]["served"] + 1 for n in after), (before, after)  # they were forked
     assert not [pid for i in range(3) for pid in hosts.pids(i) if _comm(pid) == "mnp-agent"]
+    # the coordinator cannot even listen: one line naming the variable, exit 2, and no agent was asked for
+    p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=60,
+                env={"MNP_BIND_ADDRESS": "192.0.2.99"})
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith(
+        "mnp: error: MNP_BIND_ADDRESS: the coordinator cannot listen on 192.0.2.99: "), p.stderr
+    assert all(_status(mnp_home)[n]["served"] == after[n]["served"] for n in after)
 
 
 def test_only_the_key_that_started_the_pool_is_heard(hosts: SshNodes, pool: Path, mnp_home: Path,

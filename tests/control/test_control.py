@@ -130,3 +130,21 @@ def test_process_messages_round_trip_and_keep_their_roles() -> None:
     bad = b'{"t":"start","kvsname":"k","size":0,"mapping":"","cwd":"/","env":{},"ranks":[],' \
           b'"processes":[{"name":"a","argv":["a"],"depends_on":[{"name":"b","condition":"READY"}]}]}'
     assert isinstance(m.decode_to_agent(bad), m.InvalidMessage)
+
+
+def test_an_address_this_host_lacks_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnp.errors import UsageError
+
+    keys = make_keys(1)
+    with pytest.raises(UsageError, match=r"^the coordinator cannot listen on 192\.0\.2\.99: "):
+        CoordinatorChannel(keys, "192.0.2.99")  # TEST-NET-1: never this host's
+    monkeypatch.setenv("MNP_BIND_ADDRESS", "192.0.2.99")
+    with pytest.raises(UsageError, match=r"^MNP_BIND_ADDRESS: the coordinator cannot listen on 192\.0\.2\.99: "):
+        CoordinatorChannel(keys, "192.0.2.99")
+    taken = CoordinatorChannel(keys, "127.0.0.1")
+    try:
+        port = int(taken.endpoint.rsplit(":", 1)[1])
+        with pytest.raises(UsageError, match=rf"cannot listen on 127\.0\.0\.1:{port}: Address already in use"):
+            CoordinatorChannel(keys, "127.0.0.1", port)
+    finally:
+        taken.close()
