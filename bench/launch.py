@@ -134,14 +134,26 @@ def time_hydra(tmp: Path, nodes: int, rpn: int, command: list[str] | None = None
 PMI2 = Path("/usr/lib/x86_64-linux-gnu/slurm-wlm/mpi_pmi2.so")
 
 
-def _timed(argv: list[str], env: dict[str, str], ranks: int, marker: str) -> float:
+def _timed(argv: list[str], env: dict[str, str], ranks: int, marker: str, cpu: list[float] | None = None) -> float:
+    """The whole command's wall time; ``cpu``: appended with the CPU seconds the whole machine spent meanwhile
+    (every process: the launcher, its daemons, the ranks; on namespace nodes all of them share these cores)."""
+    c0 = _machine_cpu()
     t0 = time.perf_counter()
     p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     wall = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(_machine_cpu() - c0)
     said = p.stdout + p.stderr
     if p.returncode != 0 or said.count(marker) < ranks:
         raise SystemExit(f"{argv[0]} failed ({p.returncode}): {said[-2000:]}")
     return wall
+
+
+def _machine_cpu() -> float:
+    """CPU seconds this machine has spent so far outside idle and I/O wait (user, nice, system, irq, softirq)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return sum(int(fields[i]) for i in (1, 2, 3, 6, 7)) / os.sysconf("SC_CLK_TCK")
 
 
 def slurm_mode(counts: list[int], reps: int) -> None:
@@ -185,14 +197,16 @@ def slurm_mode(counts: list[int], reps: int) -> None:
                     for _, argv, e in runs:  # warm each
                         _timed(argv, e, n, marker)
                     times: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+                    cpus: dict[str, list[float]] = {name: [] for name, _, _ in runs}
                     for _ in range(reps):
                         for name, argv, e in runs:
-                            times[name].append(_timed(argv, e, n, marker))
+                            times[name].append(_timed(argv, e, n, marker, cpus[name]))
                     print(f"# Slurm allocation of {n} nodes x 1 rank, {label}, {reps} alternating runs each "
                           f"(allocation {job_id}, Slurm 22.05 namespace nodes; the pool's step started once before)")
                     for name, _, _ in runs:
                         t = times[name]
-                        print(f"{name:25} median {statistics.median(t):6.3f} s  (min {min(t):.3f}, max {max(t):.3f})")
+                        print(f"{name:25} median {statistics.median(t):6.3f} s  (min {min(t):.3f}, max {max(t):.3f});"
+                              f"  machine CPU median {statistics.median(cpus[name]):.2f} s")
                     m_theirs = statistics.median(times["srun --mpi=pmi2"])
                     for name, _, _ in runs[:2]:
                         print(f"ratio {name} / srun = {statistics.median(times[name]) / m_theirs:.2f}  "
