@@ -29,7 +29,7 @@ from typing import Any
 from mnp.cluster.base import Cluster, NodeInfo
 from mnp.cluster.hosts import HostSpec
 from mnp.control import pool as p
-from mnp.errors import ClusterError, HostError, UsageError
+from mnp.errors import ClusterError, HostError, MnpError, UsageError
 
 __all__ = ["PoolStore", "PoolCluster", "PoolClient", "start_pool", "stop_pool", "ping_pool", "DEFAULT_IDLE_S"]
 
@@ -188,9 +188,10 @@ class PoolClient:
                     self.backlog.append((name, ans))  # an agent's end, say: its job must still hear of it
         return got
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """``linger_ms``: how long what is still queued (a Kill) may take to leave; by default it is dropped."""
         for s in self.socks.values():
-            s.close(0)
+            s.close(linger_ms)
         self.ctx.term()
 
 
@@ -433,10 +434,11 @@ class PoolCluster(Cluster):
         self.client: PoolClient | None = None
         self.ready: dict[str, p.Ready] = {}
         self.asked: dict[int, float] = {}  # node -> when its Run went, until its pool agent answered
-        self.refused: dict[int, str] = {}  # node -> why its pool agent refused its Run (said once, by lost())
+        self.refused: dict[int, str | None] = {}  # node -> why its Run came to nothing (None: no answer in time)
+        self.said = False  # lost() raised for the first refusal; the others count as nodes whose agent ended
         self.running: dict[int, int] = {}  # node -> the agent's pid on its host
         self.ended: dict[int, int] = {}  # node -> exit status, as its pool agent said
-        self.unreachable: HostError | None = None  # what create() found wrong (not found again by waiting again)
+        self.unreachable: MnpError | None = None  # what create() found wrong (not found again by waiting again)
 
     def _name(self, node: int) -> str:
         return self.hosts[node].name
@@ -463,7 +465,7 @@ class PoolCluster(Cluster):
             return self.nodes
         try:
             nodes = self._reach()
-        except HostError as e:
+        except MnpError as e:
             self.unreachable = e
             raise
         if progress:
@@ -526,18 +528,21 @@ class PoolCluster(Cluster):
                 self.ended[a.node] = a.status
 
     def lost(self) -> dict[int, int]:
-        """The agents that ended (node -> exit status). Raises, once per node, for a Run its pool agent refused
-        or left unanswered for :data:`ANSWER_S`."""
+        """The agents that ended (node -> exit status). The first Run its pool agent refused, or left unanswered
+        for :data:`ANSWER_S`, raises (the job's failure, naming the host); any other such node then counts as one
+        whose agent ended (status 255), so a teardown neither raises nor waits for it."""
         self._drain()
-        for i, why in sorted(self.refused.items()):
-            del self.refused[i]
-            raise HostError(self._name(i), f"its pool agent refused node {i}'s agent: {why}")
-        late = sorted(i for i, t in self.asked.items() if time.monotonic() - t > ANSWER_S)
-        for i in late:
+        now = time.monotonic()
+        for i in [i for i, t in self.asked.items() if now - t > ANSWER_S]:
             del self.asked[i]
-            n = self._name(i)
-            raise HostError(n, _not_answering(n, self.store.hosts[n]))
-        return dict(self.ended)
+            self.refused[i] = None
+        if self.refused and not self.said:
+            self.said = True
+            i = min(self.refused)
+            n, why = self._name(i), self.refused[i]
+            raise HostError(n, _not_answering(n, self.store.hosts[n]) if why is None
+                            else f"its pool agent refused node {i}'s agent: {why}")
+        return {**self.ended, **{i: 255 for i in self.refused}}
 
     def wait_agents(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -547,14 +552,20 @@ class PoolCluster(Cluster):
     def teardown(self) -> None:
         if self.client is None:
             return
+        late: set[int] = set()
         try:
             self.wait_agents(3)  # the agents end on the coordinator's Shutdown
-            # else (a job that failed early) their pool agent tells them, as the end of an SSH session would
-            for node in sorted(set(self.running) - set(self.ended) | set(self.asked)):
+            # else (a job that failed early) their pool agent tells them, as the end of an SSH session would; also
+            # where a Run was given up on (a pool agent that answers late still forks: Run and Kill come in order)
+            late = {i for i, why in self.refused.items() if why is None}
+            for node in sorted(set(self.running) - set(self.ended) | set(self.asked) | late):
                 self.client.send(self._name(node), p.Kill(node))
             self.wait_agents(7)
             # an agent whose end was never said: its pool agent died (the agent then got SIGTERM and stopped its
             # ranks: PR_SET_PDEATHSIG), or it is cut off (it stops its ranks when the coordinator falls silent)
         finally:
-            self.client.close()
+            self.client.close(500 if late else 0)
             self.client = None
+            # a next attempt of the job reaches the pool afresh
+            self.asked, self.refused, self.running, self.ended, self.ready = {}, {}, {}, {}, {}
+            self.said, self.unreachable, self.nodes = False, None, []

@@ -276,6 +276,7 @@ class AgentChannel:
             return decode_to_agent(frames[0]), (frames[1] if len(frames) > 1 else None)
         return None
 
-    def close(self) -> None:
-        self.sock.close()
+    def close(self, linger: int | None = None) -> None:
+        """``linger``: milliseconds to keep trying to deliver what is queued (None: the socket's 2 s)."""
+        self.sock.close(linger)
         self.ctx.term()

@@ -37,6 +37,11 @@ class _Msg(msgspec.Struct, frozen=True, tag_field="t", forbid_unknown_fields=Tru
     pass
 
 
+class _Answer(msgspec.Struct, frozen=True, tag_field="t"):
+    """What a pool agent says: a field this client does not know yet (a pool agent of a newer mnp) is skipped, so
+    its Ready still arrives and the version check can say what to do (requests stay strict)."""
+
+
 class Ping(_Msg, frozen=True, tag="ping"):
     pass
 
@@ -54,7 +59,7 @@ class Stop(_Msg, frozen=True, tag="stop"):
     pass
 
 
-class Ready(_Msg, frozen=True, tag="ready"):
+class Ready(_Answer, frozen=True, tag="ready"):
     hostname: str
     python: str
     mnp: str
@@ -66,23 +71,23 @@ class Ready(_Msg, frozen=True, tag="ready"):
     served: int = 0  # the jobs' agents it has forked since
 
 
-class Running(_Msg, frozen=True, tag="running"):
+class Running(_Answer, frozen=True, tag="running"):
     node: int
     pid: int
 
 
-class Ended(_Msg, frozen=True, tag="ended"):
+class Ended(_Answer, frozen=True, tag="ended"):
     node: int
     pid: int
     status: int  # the agent's exit code; 128 + N when signal N ended it
 
 
-class Refused(_Msg, frozen=True, tag="refused"):
+class Refused(_Answer, frozen=True, tag="refused"):
     reason: str
     node: int | None = None
 
 
-class Stopping(_Msg, frozen=True, tag="stopping"):
+class Stopping(_Answer, frozen=True, tag="stopping"):
     agents: int
 
 

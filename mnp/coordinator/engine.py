@@ -107,6 +107,7 @@ class JobEngine(ProcessMessages):
         self.last_ping = -1e9
         self.stop_deadline: float | None = None
         self.bye_deadline: float | None = None
+        self.unheard: set[int] = set()  # at shutdown: nodes never heard from (their goodbye is not waited for)
         self.signum: int | None = None
         self.rexec = RemoteExecs(self._refuse)
         self.procs = JobProcesses()
@@ -141,6 +142,9 @@ class JobEngine(ProcessMessages):
         """Whatever the phase: ask every agent to stop and say goodbye (BYE ends when all did, or after bye_s)."""
         self.phase = "BYE"
         self.bye_deadline = now + self.timing.bye_s
+        # a node never heard from cannot be reached (no route to it yet): its goodbye is not waited for; its agent
+        # ends with its connection (the channel closes next) or by its provider's teardown
+        self.unheard = {i for i in range(self.n) if i not in self.hellos and i not in self.lost}
         return _to_all(m.Shutdown(), [i for i in range(self.n) if i not in self.lost])
 
     def fail(self, f: Failure) -> None:
@@ -162,7 +166,7 @@ class JobEngine(ProcessMessages):
                 out += self._node_lost(node, f"its agent exited (status {status})" if node in self.hellos
                                        else f"it failed to start its agent (exit status {status})")
         if self.phase == "BYE":
-            if set(self.byes) | self.lost >= set(range(self.n)) or now > (self.bye_deadline or now):
+            if set(self.byes) | self.lost | self.unheard >= set(range(self.n)) or now > (self.bye_deadline or now):
                 self.phase = "DONE"
             return out
         if self.failure is None:

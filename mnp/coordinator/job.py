@@ -171,6 +171,7 @@ class _Job:
         # whatever fails before bring-up, the teardown tells those agents to go
         self.control = req.control if req.attempt == 1 else None
         if self.control is not None:
+            self.cluster = req.cluster  # the provider whose agents it started
             self._adopt(self.control)
 
     def run(self) -> JobResult:

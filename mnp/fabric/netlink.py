@@ -21,7 +21,8 @@ from typing import Any
 __all__ = ["RTM_GETADDR", "RTM_GETLINK", "RTM_GETROUTE", "dump", "parse_default_devs", "parse_links", "read"]
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLM_F_REQUEST, NLM_F_DUMP, NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
+DUMP_TRIES = 3  # a dump the kernel marks interrupted (links changed meanwhile) is asked for again, this often
 RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
@@ -58,7 +59,7 @@ def messages(data: bytes, want: int) -> Iterator[bytes]:
         if length < _HDR.size or at + length > len(data):
             raise ValueError(f"netlink: truncated message at byte {at}")
         body = data[at + _HDR.size:at + length]
-        if kind == NLMSG_ERROR and len(body) >= 4 and struct.unpack_from("=i", body)[0]:
+        if kind in (NLMSG_ERROR, NLMSG_DONE) and len(body) >= 4 and struct.unpack_from("=i", body)[0] < 0:
             raise ValueError(f"netlink: {os.strerror(-struct.unpack_from('=i', body)[0])}")
         if kind == NLMSG_DONE:
             return
@@ -149,7 +150,30 @@ def parse_default_devs(routes: bytes, names: dict[int, str]) -> set[str]:
 
 def dump(request: int, family: int = socket.AF_UNSPEC) -> bytes:
     """Every message of one rtnetlink dump (``RTM_GETLINK``, ``RTM_GETADDR``, ``RTM_GETROUTE``), up to and with
-    its ``NLMSG_DONE``. OSError when the kernel cannot be asked."""
+    its ``NLMSG_DONE``; asked again while the kernel marks it interrupted (``NLM_F_DUMP_INTR``: the table changed
+    during the dump), at most :data:`DUMP_TRIES` times, then the last one as it is (iproute2 says so and goes on).
+    OSError when the kernel cannot be asked."""
+    for _ in range(DUMP_TRIES):
+        data = _dump_once(request, family)
+        if not interrupted(data):
+            break
+    return data
+
+
+def interrupted(data: bytes) -> bool:
+    """Whether any message of a dump carries ``NLM_F_DUMP_INTR``."""
+    at = 0
+    while at + _HDR.size <= len(data):
+        length, _, flags, _, _ = _HDR.unpack_from(data, at)
+        if flags & NLM_F_DUMP_INTR:
+            return True
+        if length < _HDR.size:
+            return False
+        at += _align(length)
+    return False
+
+
+def _dump_once(request: int, family: int) -> bytes:
     body = {RTM_GETLINK: _IFINFO.pack(family, 0, 0, 0, 0), RTM_GETADDR: _IFADDR.pack(family, 0, 0, 0, 0),
             RTM_GETROUTE: _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)}[request]
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as s:

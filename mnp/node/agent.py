@@ -80,6 +80,7 @@ class Agent:
         # A provider with no session to close (a pool agent's fork): the end of the connection upward is that end.
         # The coordinator (or relay) process gone closes it at once; silence (a network cut) is still dead_s.
         self.monitor: Any = None
+        self.disconnected = False
         if handoff.get("stop_on_disconnect"):
             self.monitor = self.chan.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             self.poller.register(self.monitor, zmq.POLLIN)
@@ -179,7 +180,7 @@ class Agent:
         if self.monitor is not None:
             self.chan.sock.disable_monitor()
             self.monitor.close(0)
-        self.chan.close()
+        self.chan.close(0 if self.disconnected else None)
         return self.engine.exit_code
 
     def _still_relaying(self) -> bool:
@@ -216,6 +217,7 @@ class Agent:
             self.chan.sock.disable_monitor()
             self.monitor.close(0)
             self.monitor = None
+            self.disconnected = True  # the coordinator's end closed: nothing it is sent now will be read
             self.act(self.engine.on_session_closed())
 
     def _drain_control(self) -> None:

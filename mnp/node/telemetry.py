@@ -92,21 +92,33 @@ def job_shm_files(path: str, before: Iterable[tuple[int, int]]) -> int:
     return sum(size for key, size in _listing(path).items() if key not in old)
 
 
+#: children lists read in one pass before it checks that the scan of every process would not be cheaper
+_READS_BEFORE_CHECK = 64
+
+
 def descendants(root: int, proc: str = "/proc") -> list[int] | None:
     """The PIDs of every descendant of ``root``, parents before children, from the children lists of each of
     their threads (a process that forks from a second thread is the child of that thread). None where the kernel
-    keeps no such lists; a process gone meanwhile is left out with what it started (they were re-parented)."""
+    keeps no such lists, or where the job's threads outnumber the machine's processes (OpenMP or PyTorch ranks
+    with a thread per core): one read per process, the caller's scan, is then cheaper. A process gone meanwhile is
+    left out with what it started (they were re-parented)."""
     if not os.path.exists(f"{proc}/{root}/task/{root}/children"):
         return None
     out: list[int] = []
     seen = {root}
     todo = [root]
+    reads, budget = 0, None
     while todo:
         pid = todo.pop()
         try:
             tids = os.listdir(f"{proc}/{pid}/task")
         except OSError:
             continue
+        reads += len(tids)
+        if budget is None and reads > _READS_BEFORE_CHECK:
+            budget = sum(1 for name in os.listdir(proc) if name.isdigit())
+        if budget is not None and reads > budget:
+            return None
         for tid in tids:
             try:
                 with open(f"{proc}/{pid}/task/{tid}/children", "rb") as f:

@@ -199,6 +199,70 @@ def test_a_job_refused_after_its_agents_were_started_ahead_leaves_none(hosts: Ss
     assert all(_status(mnp_home)[n]["served"] == after[n]["served"] for n in after)
 
 
+def test_ctrl_c_or_sigterm_at_any_instant_of_the_start(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
+    """The Runs go out before the coordinator has loaded: a signal while it loads, while it adopts them, or while
+    the agents come up, still ends in the signal's status, one line, and no agent left on any host."""
+    env = {**os.environ, "MNP_HOME": str(mnp_home)}
+    for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        for after in (0.1, 0.2, 0.3, 0.45, 0.7):
+            proc = subprocess.Popen([sys.executable, "-m", "mnp", "run", "--hostfile", str(pool), "--via", "pool",
+                                     "sleep", "30"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            time.sleep(after)
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == code and "Traceback" not in err, (sig, after, proc.returncode, err)
+            t0 = time.monotonic()
+            while any(h["agents"] for h in _status(mnp_home).values()) and time.monotonic() - t0 < 10:
+                time.sleep(0.2)
+            assert not any(h["agents"] for h in _status(mnp_home).values()), (sig, after)
+
+
+def _pids_cgroup() -> Path | None:
+    root = Path("/sys/fs/cgroup/pids")
+    return root if (root / "cgroup.procs").exists() else None
+
+
+@pytest.mark.skipif(_pids_cgroup() is None, reason="needs the cgroup v1 pids controller")
+def test_pool_agents_that_cannot_fork_fail_the_job_in_one_line(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
+    """Two hosts' pool agents refuse their node's Run (fork fails: a pids cgroup at its limit): the job fails with
+    the first refusal, naming its host; the second counts as a node whose agent ended; nothing else is raised."""
+    root = _pids_cgroup()
+    assert root is not None
+    cg = root / f"mnp-test-{os.getpid()}"
+    cg.mkdir()
+    victims = [pid for i in (1, 2) for pid in _pool_agents(hosts, i)]
+    try:
+        for pid in victims:
+            (cg / "cgroup.procs").write_text(str(pid))
+        (cg / "pids.max").write_text((cg / "pids.current").read_text().strip())
+        p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=60)
+    finally:
+        for pid in victims:
+            (root / "cgroup.procs").write_text(str(pid))
+        cg.rmdir()
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 1 and last.startswith(f"mnp: error: {hosts.addresses[1]}: its pool agent refused node 1's "
+                                                 "agent: run: could not fork the agent"), p.stderr
+    assert "Traceback" not in p.stderr
+    job = p.stderr.split("mnp: job ", 1)[1].split()[0]
+    got = json.loads(run_mnp(["status", "--json", job], mnp_home, timeout=30).stdout)
+    assert got["state"] == "FAILED" and got["exit_code"] == 1 and "refused node 1's agent" in got["reason"], got
+    assert run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=60).returncode == 0
+
+
+def test_a_retried_job_reaches_the_pool_again(hosts: SshNodes, pool: Path, tmp_path: Path, mnp_home: Path) -> None:
+    job = tmp_path / "retry.yaml"
+    job.write_text('command: ["sh", "-c", "echo ATTEMPT $AWS_BATCH_JOB_ATTEMPT; [ $AWS_BATCH_JOB_ATTEMPT -ge 2 ]"]\n'
+                   "ranks_per_node: 1\nretry: {attempts: 3}\n")
+    before = _status(mnp_home)
+    p = run_mnp(["launch", "--json", "--hostfile", str(pool), "--via", "pool", str(job)], mnp_home, timeout=120)
+    assert p.returncode == 0 and "attempt 1 of 3 failed" in p.stderr, p.stderr
+    assert json.loads(p.stdout)["state"] == "SUCCEEDED"
+    after = _status(mnp_home)
+    assert all(h["agents"] == 0 and h["served"] == before[n]["served"] + 2 for n, h in after.items()), after
+
+
 def test_only_the_key_that_started_the_pool_is_heard(hosts: SshNodes, pool: Path, mnp_home: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A client with another key pair (another user's, or a copy of the pool file without its secret) gets no

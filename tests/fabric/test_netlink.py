@@ -144,6 +144,20 @@ def test_a_kernel_error_and_a_truncated_dump_are_value_errors() -> None:
 
 
 @pytest.mark.noroot
+def test_an_interrupted_dump_is_asked_again_and_a_failed_one_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    clean = _link(1, "lo", UP) + DONE
+    marked = _msg(netlink.RTM_NEWLINK, _link(1, "lo", UP)[16:], flags=2 | netlink.NLM_F_DUMP_INTR) + DONE
+    assert netlink.interrupted(marked) and not netlink.interrupted(clean)
+    answers = [marked, marked, clean]
+    monkeypatch.setattr(netlink, "_dump_once", lambda *_: answers.pop(0))  # the table changed twice meanwhile
+    assert netlink.dump(netlink.RTM_GETLINK) == clean and not answers
+    answers[:] = [marked] * netlink.DUMP_TRIES
+    assert netlink.dump(netlink.RTM_GETLINK) == marked  # still changing: the last one, as iproute2 goes on
+    with pytest.raises(ValueError, match="Device or resource busy"):  # NLMSG_DONE carrying an error (-EBUSY)
+        netlink.parse_links(_link(1, "lo", UP) + _msg(netlink.NLMSG_DONE, struct.pack("=i", -16)), DONE)
+
+
+@pytest.mark.noroot
 def test_random_bytes_give_links_or_a_value_error_never_another_exception() -> None:
     real = netlink.dump(netlink.RTM_GETLINK)
     addrs = netlink.dump(netlink.RTM_GETADDR, socket.AF_INET)

@@ -159,3 +159,26 @@ def test_descendants_are_psutils_and_include_a_threads_children() -> None:
         p.stdin.write("\n")  # its children end when their stdin closes, then it does
         p.stdin.close()
         p.wait(30)
+
+
+def test_descendants_give_way_to_the_scan_when_threads_outnumber_processes() -> None:
+    """A rank with a thread per core makes the children lists dearer than one read per process on the machine:
+    then descendants() says None and the sampler scans instead (same answer, psutil's)."""
+    import os
+
+    from mnp.node.telemetry import descendants
+
+    machine = sum(1 for name in os.listdir("/proc") if name.isdigit())
+    many = ("import sys, threading\nev = threading.Event()\n"
+            f"ts = [threading.Thread(target=ev.wait) for _ in range({machine + 100})]\n"
+            "[t.start() for t in ts]\nprint('up', flush=True)\nsys.stdin.readline()\nev.set()\n")
+    p = subprocess.Popen([sys.executable, "-c", many], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        _step(p, "up", send=False)
+        assert descendants(os.getpid()) is None
+    finally:
+        assert p.stdin is not None
+        p.stdin.write("\n")
+        p.stdin.close()
+        p.wait(30)
+    assert descendants(os.getpid()) == []
