@@ -59,6 +59,18 @@ def test_malformed_requests_are_refused_with_the_reason() -> None:
     assert isinstance(p.decode_from_pool(p.encode(p.Ping())), str)  # a request is not an answer
 
 
+def test_an_answer_with_a_field_this_client_does_not_know_still_arrives() -> None:
+    """A pool agent of a newer mnp adds a field to Ready: the client still reads it, so its version check can say
+    'mnp pool stop, then mnp pool start' instead of a decode error (requests, above, stay strict)."""
+    newer = b'{"t": "ready", "hostname": "h0", "python": "3.11", "mnp": "0.2", "mpi": "", "pid": 7, "agents": 0, ' \
+            b'"idle_s": 60.0, "started": 1.0, "served": 3, "later": [1, 2]}'
+    got = p.decode_from_pool(newer)
+    assert isinstance(got, p.Ready) and got.mnp == "0.2" and got.served == 3
+    older = b'{"t": "ready", "hostname": "h0", "python": "3.11", "mnp": "0.1", "mpi": "", "pid": 7, "agents": 0, ' \
+            b'"idle_s": 60.0, "started": 1.0}'
+    assert p.decode_from_pool(older) == p.Ready("h0", "3.11", "0.1", "", 7, 0, 60.0, 1.0, 0)
+
+
 def test_kill_signals_only_that_clients_agent() -> None:
     e = engine()
     e.forked(A, 1, 101)
