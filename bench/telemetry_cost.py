@@ -18,9 +18,12 @@ import subprocess
 import sys
 import time
 
-RANK = ("import sys, time\nfrom mpi4py import MPI\nb = bytearray(int(sys.argv[1]) << 20)\n"
+# each rank holds its memory until rank 0's stdin has a line (or ends), then all leave through MPI_Finalize, which
+# removes MPICH's /dev/shm segment (killed ranks would leave it behind)
+RANK = ("import sys\nfrom mpi4py import MPI\nb = bytearray(int(sys.argv[1]) << 20)\n"
         "for i in range(0, len(b), 4096): b[i] = 1\nMPI.COMM_WORLD.Barrier()\n"
-        "if MPI.COMM_WORLD.rank == 0: print('up', flush=True)\ntime.sleep(3600)\n")
+        "if MPI.COMM_WORLD.rank == 0:\n    print('up', flush=True)\n    sys.stdin.readline()\n"
+        "MPI.COMM_WORLD.Barrier()\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     job = subprocess.Popen([mpiexec, "-n", str(a.ranks), sys.executable, "-c", RANK, str(a.mem)],
-                           stdout=subprocess.PIPE, text=True, start_new_session=True)
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert job.stdout is not None
         if job.stdout.readline().strip() != "up":
@@ -64,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
                     "uss": round(sum(f.uss for f in full) / mib, 1)}}))
     finally:
         left = psutil.Process().children(recursive=True)
-        os.killpg(job.pid, 15)
-        job.wait(30)
+        assert job.stdin is not None
+        job.stdin.close()  # the ranks' cue to finish
+        try:
+            job.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, 15)
+            job.wait(30)
         for p in left:  # anything that left mpiexec's process group
             try:
                 p.kill()
