@@ -13,17 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
-# each rank holds its memory until rank 0's stdin has a line (or ends), then all leave through MPI_Finalize, which
-# removes MPICH's /dev/shm segment (killed ranks would leave it behind)
-RANK = ("import sys\nfrom mpi4py import MPI\nb = bytearray(int(sys.argv[1]) << 20)\n"
+# each rank holds its memory, sleeping, until the cue file exists; then all leave through MPI_Finalize, which removes
+# MPICH's /dev/shm segment (killed ranks would leave it behind)
+RANK = ("import os, sys, time\nfrom mpi4py import MPI\nb = bytearray(int(sys.argv[1]) << 20)\n"
         "for i in range(0, len(b), 4096): b[i] = 1\nMPI.COMM_WORLD.Barrier()\n"
-        "if MPI.COMM_WORLD.rank == 0:\n    print('up', flush=True)\n    sys.stdin.readline()\n"
-        "MPI.COMM_WORLD.Barrier()\n")
+        "if MPI.COMM_WORLD.rank == 0: print('up', flush=True)\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.05)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passes", type=int, default=50)
     a = ap.parse_args(argv)
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    job = subprocess.Popen([mpiexec, "-n", str(a.ranks), sys.executable, "-c", RANK, str(a.mem)],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    cue = tempfile.mkdtemp(prefix="mnp-telemetry-cost-")
+    done = os.path.join(cue, "done")
+    job = subprocess.Popen([mpiexec, "-n", str(a.ranks), sys.executable, "-c", RANK, str(a.mem), done],
+                           stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert job.stdout is not None
         if job.stdout.readline().strip() != "up":
@@ -67,13 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                     "uss": round(sum(f.uss for f in full) / mib, 1)}}))
     finally:
         left = psutil.Process().children(recursive=True)
-        assert job.stdin is not None
-        job.stdin.close()  # the ranks' cue to finish
+        open(done, "w").close()  # the ranks' cue to finish
         try:
             job.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(job.pid, 15)
             job.wait(30)
+        shutil.rmtree(cue, ignore_errors=True)
         for p in left:  # anything that left mpiexec's process group
             try:
                 p.kill()

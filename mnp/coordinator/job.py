@@ -416,11 +416,15 @@ class _Job:
     # -- the end -----------------------------------------------------------------------------------------------
     def _teardown(self) -> None:
         if self.chan is not None:
-            try:
-                self._act(self.engine.shutdown(time.monotonic()))
-                self._loop(lambda: not self.engine.done, poll_ms=50)
-            except KeyboardInterrupt:
-                self._cancel()
+            self._act(self.engine.shutdown(time.monotonic()))
+            while not self.engine.done:
+                try:
+                    self._loop(lambda: not self.engine.done, poll_ms=50)
+                except KeyboardInterrupt:
+                    self._cancel()
+                    break
+                except MnpError as e:  # a provider's news that came only now (a refused node): the job's failure
+                    self.engine.fail(Failure(e.exit_code, str(e), retryable=False))  # unless it has one already
             use = resource.getrusage(resource.RUSAGE_SELF)  # this process: the CLI and the coordinator
             self.info["control"] = {"width": self.tree.width if not self.tree.star else None,
                                     "depth": len(self.tree.levels()), "frames_in": self.chan.frames_in,

@@ -39,6 +39,8 @@ STOP_GRACE_S = 10.0
 #: a pool agent its client never reached (mnp pool start failed or was stopped half-way, a firewall, a proxy) exits
 #: after this long, instead of staying unknown to any pool file until its idle time
 FIRST_CONTACT_S = 30.0
+#: Kills kept for agents not forked yet (a Run and its Kill read in one batch); more are not remembered
+MAX_PENDING_KILLS = 1024
 #: requests handled per pass of the loop: a flood cannot keep ZAP, signals and reaping waiting
 BATCH = 64
 
@@ -80,6 +82,7 @@ class PoolEngine:
     started: float = field(default_factory=time.time)
     agents: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # pid -> (client, node)
     served: int = 0  # agents forked so far
+    kill_on_fork: set[tuple[bytes, int]] = field(default_factory=set)  # Kills that came before their agent's fork
     stopping_since: float | None = None
     killed: bool = False
     contacted: bool = False  # a request came: its client can reach it (else it exits after FIRST_CONTACT_S)
@@ -99,8 +102,10 @@ class PoolEngine:
         if isinstance(msg, p.Stop):
             return [Reply(to, p.Stopping(len(self.agents))), *self._stop(now, "stopped by mnp pool stop")]
         if isinstance(msg, p.Kill):
-            return [SignalAgents(tuple(pid for pid, (c, n) in self.agents.items() if c == to and n == msg.node),
-                                 signal.SIGTERM)]
+            pids = tuple(pid for pid, (c, n) in self.agents.items() if c == to and n == msg.node)
+            if not pids and len(self.kill_on_fork) < MAX_PENDING_KILLS:
+                self.kill_on_fork.add((to, msg.node))  # its Run is in the same batch, not forked yet
+            return [SignalAgents(pids, signal.SIGTERM)]
         if self.stopping_since is not None:
             return [Reply(to, p.Refused("the pool agent is stopping", msg.node))]
         if msg.node < 0 or msg.handoff.get("node") != msg.node:
@@ -113,7 +118,11 @@ class PoolEngine:
         self.agents[pid] = (to, node)
         self.served += 1
         self.contacted = True
-        return [Reply(to, p.Running(node, pid))]
+        out: list[Action] = [Reply(to, p.Running(node, pid))]
+        if (to, node) in self.kill_on_fork:  # told to stop before it existed (a Run given up on, then a Kill)
+            self.kill_on_fork.discard((to, node))
+            out.append(SignalAgents((pid,), signal.SIGTERM))
+        return out
 
     def fork_failed(self, to: bytes, node: int, error: str) -> list[Action]:
         return [Reply(to, p.Refused(f"run: could not fork the agent: {error}", node))]

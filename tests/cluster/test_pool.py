@@ -3,6 +3,7 @@ host's pool agent, no SSH session), their failures named by host, and nothing le
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -223,24 +224,31 @@ def _pids_cgroup() -> Path | None:
     return root if (root / "cgroup.procs").exists() else None
 
 
-@pytest.mark.skipif(_pids_cgroup() is None, reason="needs the cgroup v1 pids controller")
-def test_pool_agents_that_cannot_fork_fail_the_job_in_one_line(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
-    """Two hosts' pool agents refuse their node's Run (fork fails: a pids cgroup at its limit): the job fails with
-    the first refusal, naming its host; the second counts as a node whose agent ended; nothing else is raised."""
+@contextlib.contextmanager
+def _cannot_fork(hosts: SshNodes, which: tuple[int, ...]) -> Iterator[None]:
+    """These hosts' pool agents in a pids cgroup at its limit: their forks fail (EAGAIN), so they refuse Runs."""
     root = _pids_cgroup()
     assert root is not None
     cg = root / f"mnp-test-{os.getpid()}"
     cg.mkdir()
-    victims = [pid for i in (1, 2) for pid in _pool_agents(hosts, i)]
+    victims = [pid for i in which for pid in _pool_agents(hosts, i)]
     try:
         for pid in victims:
             (cg / "cgroup.procs").write_text(str(pid))
         (cg / "pids.max").write_text((cg / "pids.current").read_text().strip())
-        p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=60)
+        yield
     finally:
         for pid in victims:
             (root / "cgroup.procs").write_text(str(pid))
         cg.rmdir()
+
+
+@pytest.mark.skipif(_pids_cgroup() is None, reason="needs the cgroup v1 pids controller")
+def test_pool_agents_that_cannot_fork_fail_the_job_in_one_line(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
+    """Two hosts' pool agents refuse their node's Run (fork fails: a pids cgroup at its limit): the job fails with
+    the first refusal, naming its host; the second counts as a node whose agent ended; nothing else is raised."""
+    with _cannot_fork(hosts, (1, 2)):
+        p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=60)
     last = p.stderr.strip().splitlines()[-1]
     assert p.returncode == 1 and last.startswith(f"mnp: error: {hosts.addresses[1]}: its pool agent refused node 1's "
                                                  "agent: run: could not fork the agent"), p.stderr
@@ -249,6 +257,34 @@ def test_pool_agents_that_cannot_fork_fail_the_job_in_one_line(hosts: SshNodes, 
     got = json.loads(run_mnp(["status", "--json", job], mnp_home, timeout=30).stdout)
     assert got["state"] == "FAILED" and got["exit_code"] == 1 and "refused node 1's agent" in got["reason"], got
     assert run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=60).returncode == 0
+
+
+@pytest.mark.skipif(_pids_cgroup() is None, reason="needs the cgroup v1 pids controller")
+def test_ctrl_c_while_loading_with_a_refusing_pool_agent(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
+    """The refusal is first read by the teardown of a job cancelled before its bring-up: the job is still
+    CANCELLED (130), its record finished, nothing raised. (A signal that comes after the refusal was read finds
+    the job FAILED by it already: exit 1, the host named.)"""
+    env = {**os.environ, "MNP_HOME": str(mnp_home)}
+    with _cannot_fork(hosts, (1,)):
+        for after in (0.05, 0.15, 0.3):
+            proc = subprocess.Popen([sys.executable, "-m", "mnp", "run", "--hostfile", str(pool), "--via", "pool",
+                                     "sleep", "30"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            time.sleep(after)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+            refused = f"mnp: error: {hosts.addresses[1]}: its pool agent refused node 1's agent"
+            assert "Traceback" not in err and (proc.returncode == 130 or (proc.returncode == 1 and refused in err)), \
+                (after, proc.returncode, err)
+            if "mnp: job " in err:
+                job = err.split("mnp: job ", 1)[1].split()[0]
+                got = json.loads(run_mnp(["status", "--json", job], mnp_home, timeout=30).stdout)
+                assert got["state"] == ("CANCELLED" if proc.returncode == 130 else "FAILED"), (after, got)
+                assert "ended without finishing" not in got["reason"], got
+    t0 = time.monotonic()
+    while any(h["agents"] for h in _status(mnp_home).values()) and time.monotonic() - t0 < 10:
+        time.sleep(0.2)
+    assert not any(h["agents"] for h in _status(mnp_home).values())
 
 
 def test_a_retried_job_reaches_the_pool_again(hosts: SshNodes, pool: Path, tmp_path: Path, mnp_home: Path) -> None:

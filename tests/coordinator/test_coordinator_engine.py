@@ -185,6 +185,23 @@ def test_shutdown_waits_for_byes_and_an_ending_agent_is_no_failure() -> None:
     assert e.bye_info() == {"agent_maxrss_kb": {"0": 1000}, "shm_removed": {"0": ["mnp_shm"]}}
 
 
+def test_shutdown_before_every_hello_waits_only_for_the_nodes_it_heard() -> None:
+    """A job stopped during bring-up (Ctrl-C, a refused node): a node never heard from has no route yet, so no
+    Shutdown reaches it and no goodbye will come; the goodbyes of the others end BYE, not bye_s."""
+    e = JobEngine(3, Timing(), now=0.0)
+    e.on_message(0, _hello(0), None, 0.1)
+    e.interrupt(signal.SIGINT)
+    e.on_tick(0.2, {})
+    e.shutdown(0.3)
+    assert e.unheard == {1, 2} and not e.done
+    e.on_message(2, _hello(2), None, 0.35)  # read only now: still not waited for
+    e.on_tick(0.4, {})
+    assert not e.done
+    e.on_message(0, m.Bye(1000), None, 0.5)
+    e.on_tick(0.6, {})
+    assert e.done and e.outcome()[0] == "CANCELLED"
+
+
 def test_a_bye_read_after_its_agent_ended_is_kept_not_refused() -> None:
     """At 128 nodes an agent's exit was seen before its last frames were read: each Bye was reported as a
     message from a stranger. Once the job said goodbye, a node that ended may still have frames in flight."""

@@ -71,6 +71,18 @@ def test_an_answer_with_a_field_this_client_does_not_know_still_arrives() -> Non
     assert p.decode_from_pool(older) == p.Ready("h0", "3.11", "0.1", "", 7, 0, 60.0, 1.0, 0)
 
 
+def test_a_kill_read_with_its_run_in_one_batch_stops_the_agent_once_forked() -> None:
+    """A pool agent that was stalled reads a job's Run and the Kill its client sent on giving up together: the
+    Kill comes before the fork, and the agent must still be stopped, not run until it times out."""
+    e = engine()
+    handoff = {"node": 1, "endpoint": "tcp://10.0.0.1:5000"}
+    assert e.on_request(A, p.Run(1, handoff), 1.0) == [Fork(A, 1, handoff)]
+    assert e.on_request(A, p.Kill(1), 1.0) == [SignalAgents((), signal.SIGTERM)]
+    assert e.forked(A, 1, 4242) == [Reply(A, p.Running(1, 4242)), SignalAgents((4242,), signal.SIGTERM)]
+    assert e.forked(A, 1, 4243) == [Reply(A, p.Running(1, 4243))]  # the pending Kill was used once
+    assert e.forked(B, 2, 4244) == [Reply(B, p.Running(2, 4244))]
+
+
 def test_kill_signals_only_that_clients_agent() -> None:
     e = engine()
     e.forked(A, 1, 101)
