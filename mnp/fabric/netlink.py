@@ -51,11 +51,21 @@ def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
-def messages(data: bytes, want: int) -> Iterator[bytes]:
-    """The bodies of the ``want``-type messages in a dump; ValueError for a truncated message or a kernel error."""
+def _headers(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """(offset, length, type, flags) of each message header in ``data``, up to one whose length is impossible
+    (shorter than a header: that one is yielded, and the walk stops)."""
     at = 0
     while at + _HDR.size <= len(data):
-        length, kind, _, _, _ = _HDR.unpack_from(data, at)
+        length, kind, flags, _, _ = _HDR.unpack_from(data, at)
+        yield at, length, kind, flags
+        if length < _HDR.size:
+            return
+        at += _align(length)
+
+
+def messages(data: bytes, want: int) -> Iterator[bytes]:
+    """The bodies of the ``want``-type messages in a dump; ValueError for a truncated message or a kernel error."""
+    for at, length, kind, _ in _headers(data):
         if length < _HDR.size or at + length > len(data):
             raise ValueError(f"netlink: truncated message at byte {at}")
         body = data[at + _HDR.size:at + length]
@@ -65,7 +75,6 @@ def messages(data: bytes, want: int) -> Iterator[bytes]:
             return
         if kind == want:
             yield body
-        at += _align(length)
 
 
 def attrs(data: bytes, at: int, want: frozenset[int]) -> dict[int, bytes]:
@@ -162,15 +171,7 @@ def dump(request: int, family: int = socket.AF_UNSPEC) -> bytes:
 
 def interrupted(data: bytes) -> bool:
     """Whether any message of a dump carries ``NLM_F_DUMP_INTR``."""
-    at = 0
-    while at + _HDR.size <= len(data):
-        length, _, flags, _, _ = _HDR.unpack_from(data, at)
-        if flags & NLM_F_DUMP_INTR:
-            return True
-        if length < _HDR.size:
-            return False
-        at += _align(length)
-    return False
+    return any(flags & NLM_F_DUMP_INTR for _, _, _, flags in _headers(data))
 
 
 def _dump_once(request: int, family: int) -> bytes:
@@ -190,14 +191,13 @@ def _dump_once(request: int, family: int) -> bytes:
 
 
 def _done(chunk: bytes) -> bool:
-    """Whether a datagram holds the dump's end (its last message is ``NLMSG_DONE`` or an error)."""
-    at = 0
-    last = -1
-    while at + _HDR.size <= len(chunk):
-        length, last, _, _, _ = _HDR.unpack_from(chunk, at)
+    """Whether a datagram holds the dump's end: its last message is ``NLMSG_DONE`` or an error, or it is malformed
+    (reading stops; the parser says what is wrong)."""
+    last = None
+    for _, length, kind, _ in _headers(chunk):
         if length < _HDR.size:
-            return True  # malformed: stop reading, the parser says what is wrong
-        at += _align(length)
+            return True
+        last = kind
     return last in (NLMSG_DONE, NLMSG_ERROR)
 
 
