@@ -21,7 +21,7 @@ Examples:
   mnp pool start --hostfile hosts           # a pool agent on each host (over SSH, preflight included)
   mnp launch --hostfile hosts --via pool job.yaml
   MNP_VIA=pool mnp run --hostfile hosts -n 8 ./a.out
-  mnp pool status                           # every pool host: answering, its jobs' agents, idle timeout
+  mnp pool status                           # every pool host: answering, its jobs' agents (now, so far), idle timeout
   mnp pool stop                             # all of them (--hostfile/--hosts: those)
 """
 
@@ -73,8 +73,8 @@ def start(idle: float, as_json: bool, **where: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @node_source_options
 def status(as_json: bool, **where: Any) -> None:
-    """Each pool host: whether its pool agent answers, its jobs' agents, when it started (exit 1: one did not
-    answer)."""
+    """Each pool host: whether its pool agent answers, its jobs' agents (running now, forked so far), when it
+    started (exit 1: one did not answer)."""
     from mnp.cluster.pool import ping_pool
     from mnp.control import pool as p
 

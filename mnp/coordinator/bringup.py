@@ -18,18 +18,16 @@ from mnp.control.channel import CoordinatorChannel
 from mnp.control.tree import DEFAULT_WIDTH, Tree
 from mnp.errors import MnpError
 
-__all__ = ["Control", "Levels", "open_control", "prestart"]
+__all__ = ["Control", "Levels", "handoff_settings", "open_control", "prestart"]
 
 
 @dataclass
 class Control:
-    """What :func:`open_control` made: the tree, the bound channel, who starts when, and what every handoff
-    carried besides its node's own."""
+    """What :func:`open_control` made: the tree, the bound channel, and who starts when."""
 
     tree: Tree
     chan: CoordinatorChannel
     levels: Levels
-    common: dict[str, Any]
     nodes: list[NodeInfo] | None = None  # the cluster's nodes, when this was opened ahead of the job
 
     def close(self) -> None:
@@ -40,7 +38,7 @@ class Control:
 def open_control(cluster: Cluster, job_id: str, n: int, tree_width: int | None,
                  settings: dict[str, Any]) -> Control:
     """Keys, tree and channel for ``n`` nodes of ``cluster`` (made: :meth:`Cluster.create` ran), and the first
-    level of agents started. ``settings``: heartbeat_s, dead_s, telemetry_s (:func:`job_settings`)."""
+    level of agents started. ``settings``: what every handoff carries (:func:`handoff_settings`)."""
     keys = cluster.keys()
     width = cluster.tree_width or tree_width or (DEFAULT_WIDTH if cluster.tree_by_default else n)
     tree = Tree(n, width if cluster.tree_ok else max(width, n))
@@ -54,7 +52,7 @@ def open_control(cluster: Cluster, job_id: str, n: int, tree_width: int | None,
     except BaseException:
         chan.close()
         raise
-    return Control(tree, chan, levels, common)
+    return Control(tree, chan, levels)
 
 
 def prestart(cluster: Cluster, job_id: str, n: int, tree_width: int | None) -> Control | None:
@@ -62,17 +60,24 @@ def prestart(cluster: Cluster, job_id: str, n: int, tree_width: int | None) -> C
     (its options left as they are: the environment, else the defaults). For a pool's agents: a message each, no
     session to open. None when the nodes cannot be had now: the job's own bring-up then meets the same problem
     and reports it as the job's failure."""
-    from mnp.node.telemetry import telemetry_interval
-
     try:
-        settings = {"heartbeat_s": config.setting("heartbeat", None), "dead_s": config.setting("dead_after", None),
-                    "telemetry_s": telemetry_interval()}
         nodes = cluster.create(None)
-        control = open_control(cluster, job_id, n, tree_width, settings)
+        control = open_control(cluster, job_id, n, tree_width, handoff_settings())
     except MnpError:
         return None
     control.nodes = nodes
     return control
+
+
+def handoff_settings(heartbeat_s: float | None = None, dead_s: float | None = None,
+                     telemetry_s: float | None = None) -> dict[str, Any]:
+    """The clocks every agent is handed: the job's own values where it has them, else the environment
+    (``MNP_HEARTBEAT``, ``MNP_DEAD_AFTER``, ``MNP_TELEMETRY_INTERVAL``), else the defaults; read the way the job's
+    engine reads them (:meth:`~mnp.coordinator.job.LaunchRequest.timing`)."""
+    from mnp.node.telemetry import telemetry_interval
+
+    return {"heartbeat_s": config.setting("heartbeat", heartbeat_s), "dead_s": config.setting("dead_after", dead_s),
+            "telemetry_s": telemetry_s if telemetry_s is not None else telemetry_interval()}
 
 
 class Levels:

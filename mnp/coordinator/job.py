@@ -33,7 +33,7 @@ from mnp.control.channel import CoordinatorChannel
 from mnp.coordinator.actions import Action, ProcessDone, RankDone, Report, Send, ShowOutput, Stuck, Transition
 from mnp.coordinator.alerts import Alerts
 from mnp.coordinator.binding import Binding, decide_binding, node_cpus, one_machine
-from mnp.coordinator.bringup import Control, Levels, open_control
+from mnp.coordinator.bringup import Control, Levels, handoff_settings, open_control
 from mnp.coordinator.engine import EXIT_INTERRUPTED, Failure, JobEngine, Timing
 from mnp.coordinator.events import EventSink, JobCreated, Note, Progress, ignore
 from mnp.coordinator.output import OutputSink
@@ -257,10 +257,8 @@ class _Job:
         self.say(Progress("hosts ready", len(nodes), self.n, final=True))
         self.records.update(self.job_id, nodes=[n.__dict__ for n in nodes])
         if early is None:
-            t = self.engine.timing
             self._adopt(open_control(cluster, self.job_id, self.n, self.req.tree_width,
-                                     {"heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
-                                      "telemetry_s": self.telemetry_s}))
+                                     handoff_settings(self.req.heartbeat_s, self.req.dead_s, self.telemetry_s)))
         self.engine.why_missing = {i: why for i in range(self.n) if (why := cluster.join_hint(i))}
         self._loop(lambda: self.engine.phase == "JOINING", progress=True)
         self.say(Progress("nodes up", len(self.engine.hellos), self.n, final=True))

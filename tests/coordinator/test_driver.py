@@ -68,3 +68,19 @@ def test_retry_runs_a_second_attempt(tmp_path: Path) -> None:
     assert result.exit_code == 3  # type: ignore[attr-defined]
     assert any(isinstance(e, Note) and "attempt 1 of 2 failed" in e.text for e in events)
     assert [t[0] for t in Records(tmp_path).get("fakejob001").transitions].count("RUNNABLE") == 2
+
+
+@pytest.mark.parametrize("env", [{}, {"MNP_HEARTBEAT": "0.4", "MNP_DEAD_AFTER": "7", "MNP_TELEMETRY_INTERVAL": "0"}])
+def test_handoffs_sent_ahead_carry_the_clocks_the_job_keeps(env: dict[str, str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool job's agents are handed their clocks before the job exists (the CLI's prestart): they must be the
+    ones its engine then keeps, from the environment or the defaults."""
+    from mnp.coordinator.bringup import handoff_settings
+    from mnp.node.telemetry import telemetry_interval
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    t = LaunchRequest(spec=spec_from_dict({"nodes": 1, "command": ["true"]})).timing(None)
+    assert handoff_settings() == {"heartbeat_s": t.heartbeat_s, "dead_s": t.dead_s,
+                                  "telemetry_s": telemetry_interval()}
+    assert handoff_settings(2.0, 9.0, 3.0) == {"heartbeat_s": 2.0, "dead_s": 9.0, "telemetry_s": 3.0}
