@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -40,8 +41,30 @@ __all__ = ["main", "Agent", "rank_environment", "SECRET_VARS"]
 
 log = logging.getLogger("mnp.agent")
 
+def _guard(inherited: Watchdog | None, shm_private: bool, node: int) -> tuple[Watchdog | None, bool]:
+    """The agent's watchdog, and whether an ancestor inherits what the agent leaves (see :meth:`Agent.child_preexec`).
+
+    - a pool agent's fork: the pool agent reads the lines and is its jobs' subreaper;
+    - the init of a node's PID namespace with its own /dev/shm (a local isolated node): the kernel kills every
+      process of the namespace when its init ends, and the node's /dev/shm goes with its mount namespace, so no
+      watchdog is needed at all;
+    - otherwise a watchdog of its own, forked before the ZeroMQ context (and its thread) exists.
+    """
+    if inherited is not None:
+        return inherited, True
+    if os.getpid() == 1 and shm_private:
+        return None, True
+    try:
+        return Watchdog.start(), False
+    except OSError as err:
+        log.warning("mnp agent %d: no watchdog (%s): ranks would outlive a killed agent", node, err)
+        return None, False
+
+
 class Agent:
-    def __init__(self, handoff: dict[str, Any]) -> None:
+    def __init__(self, handoff: dict[str, Any], guard: Watchdog | None = None) -> None:
+        """``guard``: a watchdog that the process which forked this agent reads (:meth:`Watchdog.inherited`, a pool
+        agent); without one the agent starts its own, unless it is the init of a node's PID namespace."""
         for var in SECRET_VARS:  # read once by whoever started us; never passed on
             os.environ.pop(var, None)
         self.node: int = int(handoff["node"])
@@ -55,13 +78,8 @@ class Agent:
         self.report_ifaces = bool(handoff.get("report_ifaces"))
         # nodes that share one /tmp: the private directory goes here, with a TMPDIR for the node's processes
         self.private_root: str | None = handoff.get("private_root")
-        # ties the node's processes to this agent: they die with it, whatever it dies of; started before
-        # the ZeroMQ context (and its thread), so it is forked, not a second interpreter
-        try:
-            self.watchdog: Watchdog | None = Watchdog.start()
-        except OSError as err:
-            self.watchdog = None
-            log.warning("mnp agent %d: no watchdog (%s): ranks would outlive a killed agent", self.node, err)
+        # ties the node's processes to this agent: they die with it, whatever it dies of
+        self.watchdog, self.guarded = _guard(guard, bool(handoff.get("shm_private")), self.node)
         self.chan = AgentChannel(handoff["endpoint"], handoff)
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)
@@ -87,7 +105,8 @@ class Agent:
         self.signals: list[int] = []
         self.pdeathsig = die_with_parent()
         # CPU, memory and /dev/shm of the job's processes, once a second (None: telemetry off)
-        self.sampler = Sampler.from_handoff(handoff, exclude=[self.watchdog.pid] if self.watchdog else [])
+        self.sampler = Sampler.from_handoff(handoff, exclude=[self.watchdog.pid] if self.watchdog and
+                                            self.watchdog.pid else [])
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a closed stderr (SSH gone) is no reason to die
@@ -133,6 +152,25 @@ class Agent:
     def _my_address(self) -> str | None:
         """The address this node has on the way to the coordinator (no packet is sent)."""
         return address_toward(self.endpoint.rsplit(":", 1)[0].removeprefix("tcp://"))
+
+    def child_preexec(self) -> Callable[[], None] | None:
+        """What a process the agent starts in a session of its own (a rank, a named process, a remote exec) runs
+        between fork and exec: it tells the watchdog its group itself, so a child that kills the agent at once is
+        stopped all the same, and it dies when the agent's main thread does. None when the agent is guarded by an
+        ancestor that inherits its orphans (a pool agent, or the kernel for a PID namespace's init): then the
+        child needs no step of its own, and Python starts it with ``vfork`` instead of copying the agent."""
+        if self.guarded:
+            return None
+        die = self.pdeathsig
+        register = self.watchdog.register_self() if self.watchdog is not None else None
+        if register is None:
+            return die
+
+        def preexec() -> None:
+            register()  # before anything of the child's runs
+            die()
+
+        return preexec
 
     def run(self) -> int:
         self.hello()
@@ -285,7 +323,7 @@ class Agent:
             elif isinstance(a, e.SignalAll):
                 self.ps.signal_all(a.sig)
             elif isinstance(a, e.RunExec):
-                pid = self.ps.execs.start(a.id, a.command, self.ps.node_env, self.pdeathsig)
+                pid = self.ps.execs.start(a.id, a.command, self.ps.node_env, self.child_preexec())
                 if pid is None:
                     self.act(self.engine.exec_exited(a.id, 127))
                 elif self.watchdog is not None:

@@ -3,8 +3,8 @@
 The engine (:mod:`mnp.node.engine`, :mod:`mnp.node.depgraph`) decides when each starts and what a health check's
 result means; this module only starts them, forwards their output (``ProcessOutput``), runs health checks within
 their timeout and hands exits back. Each is tied to the agent as a rank is: its own session (signals reach its
-group), the parent-death signal, the node's watchdog; it gets the ranks' environment (secrets stripped) with its
-own ``env`` on top and ``MNP_PROCESS_NAME``, and reads /dev/null.
+group), and the node's watchdog or an ancestor that inherits it (``Agent.child_preexec``); it gets the ranks'
+environment (secrets stripped) with its own ``env`` on top and ``MNP_PROCESS_NAME``, and reads /dev/null.
 """
 
 from __future__ import annotations
@@ -59,15 +59,8 @@ class NamedProcesses:
 
     def _popen(self, argv: list[str], env: dict[str, str], cwd: str | None,
                out: int) -> subprocess.Popen[bytes]:
-        die, register = self.agent.pdeathsig, (self.agent.watchdog.register_self() if self.agent.watchdog else None)
-
-        def preexec() -> None:
-            if register is not None:
-                register()  # the watchdog knows its group before it runs (see Processes._preexec)
-            die()
-
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                start_new_session=True, preexec_fn=preexec)
+                                start_new_session=True, preexec_fn=self.agent.child_preexec())
         if self.agent.watchdog is not None:
             self.agent.watchdog.add_group(proc.pid)
         return proc

@@ -12,8 +12,15 @@ What it decides lives in :class:`PoolEngine` (no I/O: requests, agent exits, sig
 actions out); :class:`PoolDaemon` wires it to the socket, ``fork`` and ``waitpid``.
 
 It ends on ``Stop``, SIGTERM/SIGINT/SIGHUP (its agents are told to stop first, and killed 10 s later), or after
-``idle_s`` with no request and no agent. The jobs' agents are its children and die with it (``PR_SET_PDEATHSIG``);
-their own ranks die with them (the agent's watchdog).
+``idle_s`` with no request and no agent. The jobs' agents are its children and die with it (``PR_SET_PDEATHSIG``).
+
+It is also its agents' watchdog. Each forked agent runs in a session of its own and writes the watchdog's lines
+(:class:`~mnp.node.watchdog.Watchdog`: its ranks' groups, the job's /dev/shm names, its private directory, and
+``close`` when it ends cleanly) on a pipe that this process reads. The pool agent is the *subreaper* of everything
+below it (``PR_SET_CHILD_SUBREAPER``), so what an agent leaves when it dies -- its ranks, even one started an
+instant before -- becomes this process's child. An agent that ended without ``close`` is cleaned up after by a
+forked helper: the groups it told, every orphan that belongs to no live agent, and the files. So a job's agent
+forks no watchdog of its own and its ranks need no step between fork and exec (Python spawns them with ``vfork``).
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnp.control import pool as p
+from mnp.node.watchdog import GuardState
 
-__all__ = ["PoolEngine", "Reply", "Fork", "SignalAgents", "Exit", "start", "main", "TAG", "STOP_GRACE_S",
+__all__ = ["PoolEngine", "Reply", "Fork", "SignalAgents", "Cleanup", "Exit", "start", "main", "TAG", "STOP_GRACE_S",
            "FIRST_CONTACT_S"]
 
 TAG = "MNP-POOL"
@@ -66,12 +74,21 @@ class SignalAgents:
 
 
 @dataclass(frozen=True)
+class Cleanup:
+    """An agent ended without ``close``: stop what it leaves (its groups and its orphans, except what belongs to a
+    live agent: ``keep``, their groups and sessions) and remove its files."""
+    pid: int
+    state: GuardState
+    keep: frozenset[int]
+
+
+@dataclass(frozen=True)
 class Exit:
     code: int
     why: str
 
 
-Action = Reply | Fork | SignalAgents | Exit
+Action = Reply | Fork | SignalAgents | Cleanup | Exit
 
 
 @dataclass
@@ -81,6 +98,7 @@ class PoolEngine:
     facts: dict[str, Any]  # hostname, python, mnp, mpi (the preflight's)
     started: float = field(default_factory=time.time)
     agents: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # pid -> (client, node)
+    guards: dict[int, GuardState] = field(default_factory=dict)  # pid -> what that agent told its watchdog
     served: int = 0  # agents forked so far
     kill_on_fork: set[tuple[bytes, int]] = field(default_factory=set)  # Kills that came before their agent's fork
     stopping_since: float | None = None
@@ -116,6 +134,7 @@ class PoolEngine:
 
     def forked(self, to: bytes, node: int, pid: int) -> list[Action]:
         self.agents[pid] = (to, node)
+        self.guards[pid] = GuardState()
         self.served += 1
         self.contacted = True
         out: list[Action] = [Reply(to, p.Running(node, pid))]
@@ -127,12 +146,21 @@ class PoolEngine:
     def fork_failed(self, to: bytes, node: int, error: str) -> list[Action]:
         return [Reply(to, p.Refused(f"run: could not fork the agent: {error}", node))]
 
+    def on_guard(self, pid: int, data: bytes) -> None:
+        """Bytes an agent wrote on its watchdog pipe."""
+        if pid in self.guards:
+            self.guards[pid].feed(data)
+
     def on_exit(self, pid: int, status: int, now: float) -> list[Action]:
         if pid not in self.agents:
-            return []  # not a job's agent (a helper it forked and reaped itself)
+            return []  # not a job's agent (a helper it forked, or a process orphaned under it)
         to, node = self.agents.pop(pid)
+        guard = self.guards.pop(pid, GuardState())
         self.last = now
         out: list[Action] = [Reply(to, p.Ended(node, pid, status))]
+        if not guard.closed:
+            keep = frozenset(self.agents).union(*(g.groups for g in self.guards.values()))
+            out.append(Cleanup(pid, guard, keep))
         if self.stopping_since is not None and not self.agents:
             out.append(Exit(0, "stopped"))
         return out
@@ -165,14 +193,39 @@ class PoolEngine:
 
 
 # -- the driver ----------------------------------------------------------------------------------------------------
-def _name_process(name: bytes) -> None:
-    """This process's name as ``ps -o comm`` shows it (PR_SET_NAME); best effort."""
+PR_SET_PDEATHSIG, PR_SET_NAME, PR_SET_CHILD_SUBREAPER = 1, 15, 36
+GUARD_FD = 3  # a forked agent's end of its watchdog pipe
+
+
+def _prctl(option: int, arg: int | bytes) -> None:
+    """``prctl(option, arg)``, best effort."""
     try:
         import ctypes
 
-        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)  # PR_SET_NAME
+        ctypes.CDLL(None).prctl(option, arg, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def _name_process(name: bytes) -> None:
+    """This process's name as ``ps -o comm`` shows it (PR_SET_NAME); best effort."""
+    _prctl(PR_SET_NAME, name[:15])
+
+
+def _children() -> list[int]:
+    """This process's children, from the kernel's lists (each thread's: an orphan comes to any of them)."""
+    found: list[int] = []
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                found += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return found
 
 def _warm() -> None:
     """What a job's agent would import on its way (telemetry, the control tree's relay, a launcher's checks):
@@ -200,6 +253,10 @@ class PoolDaemon:
         self.zmq = zmq
         self.client_public = client_public
         _name_process(b"mnp-pool")  # `ps -o comm`, top: a pool agent is not a job's agent
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)  # what a job's agent leaves when it dies comes to us (see the top)
+        self.guard_fds: dict[int, int] = {}  # read end of an agent's watchdog pipe -> its pid
+        self.helpers: set[int] = set()  # forked clean-ups, not yet reaped
+        self.next_prune = 0.0
         self.ctx = zmq.Context()
         self.zap = self.ctx.socket(zmq.REP)  # answered in this loop: no thread here, so the forks are clean
         self.zap.linger = 0
@@ -230,13 +287,15 @@ class PoolDaemon:
         from mnp.control.zap import reply
 
         zmq = self.zmq
-        poller = zmq.Poller()
+        self.poller = poller = zmq.Poller()
         for s in (self.sock, self.zap, self._wake_r):
             poller.register(s, zmq.POLLIN)
         while True:
             ready = dict(poller.poll(1000))
             now = time.monotonic()
             actions: list[Action] = []
+            for fd in [f for f in ready if isinstance(f, int) and f in self.guard_fds]:
+                self._read_guard(fd)
             if self.zap in ready:
                 self.zap.send_multipart(reply(self.zap.recv_multipart(),
                                               lambda key: "client" if key.decode() == self.client_public else None))
@@ -267,6 +326,10 @@ class PoolDaemon:
                 actions += self.engine.on_signal(self.signals.pop(), now)
             actions += self._reap(now)
             actions += self.engine.on_tick(now)
+            if now >= self.next_prune:  # a group that emptied is forgotten before its number can come back
+                for guard in self.engine.guards.values():
+                    guard.prune()
+                self.next_prune = now + 1.0
             for a in actions:
                 if (code := self._act(a)) is not None:
                     self._close()
@@ -281,8 +344,30 @@ class PoolDaemon:
                 return out
             if pid == 0:
                 return out
+            self.helpers.discard(pid)
+            for fd in [f for f, agent in self.guard_fds.items() if agent == pid]:
+                self._read_guard(fd, to_end=True)  # all it wrote is in the pipe: read before judging its end
             code = os.waitstatus_to_exitcode(status)
             out += self.engine.on_exit(pid, code if code >= 0 else 128 - code, now)
+
+    def _read_guard(self, fd: int, to_end: bool = False) -> None:
+        """Read an agent's watchdog pipe; at its end (the agent closed it, or is gone), forget it."""
+        pid = self.guard_fds[fd]
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                if not to_end:
+                    return
+                data = b""  # the agent is reaped: no writer is left, so nothing more can come
+            except OSError:
+                data = b""
+            if not data:
+                self.poller.unregister(fd)
+                os.close(fd)
+                del self.guard_fds[fd]
+                return
+            self.engine.on_guard(pid, data)
 
     def _act(self, a: Action) -> int | None:
         if isinstance(a, Reply):
@@ -299,6 +384,8 @@ class PoolDaemon:
                 return None
             for b in self.engine.forked(a.to, a.node, pid):
                 self._act(b)
+        elif isinstance(a, Cleanup):
+            self._clean_up(a)
         elif isinstance(a, SignalAgents):
             for pid in a.pids:
                 try:
@@ -311,29 +398,79 @@ class PoolDaemon:
             return a.code
         return None
 
+    def _clean_up(self, a: Cleanup) -> None:
+        """Stop what a dead agent left and remove its files, in a forked helper (its grace period must not hold up
+        this loop): the groups it told, and each of our children that is neither an agent nor a helper -- an
+        orphan -- unless its group or session belongs to a live agent."""
+        from mnp.node.watchdog import stop_all
+
+        mine = {os.getpgid(0), os.getsid(0), 0, 1}
+        for pid in _children():
+            if pid in self.engine.agents or pid in self.helpers:
+                continue
+            try:
+                ids = {os.getpgid(pid), os.getsid(pid)}
+            except OSError:  # gone (a zombie, reaped at the next pass)
+                continue
+            if not ids & a.keep:
+                a.state.groups.update(ids - mine)
+        a.state.groups -= mine
+        if not (a.state.groups or a.state.kvsnames or a.state.dirs):
+            return
+        try:
+            pid = os.fork()
+        except OSError as e:
+            sys.stderr.write(f"mnp pool agent: agent {a.pid} ended without closing; no clean-up: {e}\n")
+            return
+        if pid:
+            self.helpers.add(pid)
+            return
+        code = 1  # pragma: no cover - the helper
+        try:
+            signal.set_wakeup_fd(-1)
+            for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(s, signal.SIG_DFL)
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+            summary = stop_all(a.state, "/dev/shm", 2.0)
+            sys.stderr.write(f"mnp pool agent: agent {a.pid} ended without closing: {summary}\n")
+            sys.stderr.flush()
+            code = 0
+        finally:
+            os._exit(code)
+
     def _fork_agent(self, handoff: dict[str, Any]) -> int:
         parent = os.getpid()
-        pid = os.fork()
+        guard_r, guard_w = os.pipe()
+        try:
+            pid = os.fork()
+        except BaseException:
+            os.close(guard_r)
+            os.close(guard_w)
+            raise
         if pid:
+            os.close(guard_w)
+            os.set_blocking(guard_r, False)
+            self.guard_fds[guard_r] = pid
+            self.poller.register(guard_r, self.zmq.POLLIN)
             return pid
         code = 70  # pragma: no cover - the child: this process's sockets and signal handling are not its own
         try:
             signal.set_wakeup_fd(-1)
             for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(s, signal.SIG_DFL)
-            os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the pool agent's sockets are not this agent's
-            import ctypes
-
-            from mnp.node.watchdog import PR_SET_PDEATHSIG
-
+            os.dup2(guard_w, GUARD_FD, inheritable=False)
+            os.closerange(GUARD_FD + 1, os.sysconf("SC_OPEN_MAX"))  # the pool agent's sockets are not this agent's
+            os.setsid()  # its own session: what it leaves is told apart from another job's by its session
             # the pool agent killed: this agent hears SIGTERM, stops its ranks and ends
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
             if os.getppid() != parent:
                 os.kill(os.getpid(), signal.SIGTERM)
             _name_process(b"mnp-agent")
             from mnp.node import agent
+            from mnp.node.watchdog import Watchdog
 
-            code = int(agent.Agent({**handoff, "watch_stdin": False, "stop_on_disconnect": True}).run())
+            code = int(agent.Agent({**handoff, "watch_stdin": False, "stop_on_disconnect": True},
+                                   guard=Watchdog.inherited(GUARD_FD)).run())
         except BaseException:  # noqa: BLE001 - said on stderr (the pool agent's log), then the exit status says it
             import traceback
 

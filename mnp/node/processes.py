@@ -1,16 +1,18 @@
 """The node's processes, as the agent runs them: spawned from a ``Start`` (ranks served PMI-1 over a socket pair,
 or a launcher), their stdout/stderr forwarded as they come, their PMI-1 lines handed to the engine, reaped when
-they exit. Every process is tied to the agent: its own session (so signals reach its whole group), the kernel's
-parent-death signal, and the node's watchdog, which stops the groups if the agent dies of anything."""
+they exit. Every process is tied to the agent: its own session (so signals reach its whole group), and either the
+kernel's parent-death signal and the node's watchdog, which stops the groups if the agent dies of anything, or an
+ancestor that inherits them (:meth:`Agent.child_preexec <mnp.node.agent.Agent.child_preexec>`)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,6 +40,23 @@ def rank_environment(environ: dict[str, str], job_env: dict[str, str], python_bi
     base.update({k: v for k, v in job_env.items() if k not in SECRET_VARS})
     return base
 
+
+
+@contextlib.contextmanager
+def _bound(cpus: list[int] | None) -> Iterator[None]:
+    """A rank's binding: the CPUs it was given that this node may use (none of them: it keeps the node's set).
+    The spawning thread takes them for the moment of the spawn and the child inherits them, so nothing needs to run
+    in the child between fork and exec (Linux: the affinity of pid 0 is the calling thread's)."""
+    mine = sorted(set(cpus or ()) & os.sched_getaffinity(0)) if cpus else []
+    if not mine:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, mine)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 @dataclass
 class _Proc:
@@ -121,6 +140,7 @@ class Processes:
         failed: dict[int, tuple[int, str]] = {}
         if cwd is not None and not os.path.isdir(cwd):
             return {}, {r.rank: (126, f"workdir {cwd!r} does not exist on node {self.agent.node}") for r in msg.ranks}
+        preexec = self.agent.child_preexec()
         for spec in msg.ranks:
             argv = [subst.get(w, w) for w in spec.argv]
             parent = child = None
@@ -134,10 +154,11 @@ class Processes:
                 keep = (child.fileno(),)
             try:
                 feed = spec.rank in msg.stdin_ranks
-                proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, pass_fds=keep, start_new_session=True,
-                                        preexec_fn=self._preexec(spec.cpus))
+                with _bound(spec.cpus):
+                    proc = subprocess.Popen(argv, env=env, cwd=cwd,
+                                            stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=keep,
+                                            start_new_session=True, preexec_fn=preexec)
             except OSError as err:
                 for s in (child, parent):
                     if s is not None:
@@ -167,22 +188,6 @@ class Processes:
                 self.agent.watch_fd(fd, lambda fd, p=p: self._read_pipe(p, fd))
             pids[spec.rank] = proc.pid
         return pids, failed
-
-    def _preexec(self, cpus: list[int] | None) -> Callable[[], None]:
-        """What runs in the child before exec: its group told to the watchdog, the parent-death signal, and the
-        rank's binding -- the CPUs it was given that this node may use (none of them: it keeps the node's set)."""
-        mine = sorted(set(cpus or ()) & os.sched_getaffinity(0))
-        die = self.agent.pdeathsig
-        register = self.agent.watchdog.register_self() if self.agent.watchdog is not None else None
-
-        def preexec() -> None:
-            if register is not None:
-                register()  # before anything of the rank's runs: a rank that kills its agent at once is caught
-            die()
-            if mine:
-                os.sched_setaffinity(0, mine)
-
-        return preexec
 
     def write_stdin(self, ranks: list[int], data: bytes, eof: bool) -> None:
         """Queue bytes for these ranks' standard input (a rank that reads slowly never blocks the agent)."""

@@ -39,7 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-__all__ = ["Watchdog", "die_with_parent", "main"]
+__all__ = ["Watchdog", "GuardState", "die_with_parent", "stop_all", "members", "main"]
 
 PR_SET_PDEATHSIG = 1
 _PRUNE_S = 1.0  # how often recorded groups are checked for having emptied
@@ -49,10 +49,23 @@ class Watchdog:
     """The agent's handle on its watchdog process. Every method is best effort: a watchdog that is gone (killed on
     its own) costs the agent its safety net, never the job."""
 
-    def __init__(self, pid: int, fd: int, proc: subprocess.Popen[bytes] | None = None) -> None:
-        self.pid = pid
+    def __init__(self, pid: int | None, fd: int, proc: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid  # None: the reader is the process that forked the agent (:meth:`inherited`)
         self._fd: int | None = fd
         self._proc = proc
+
+    @classmethod
+    def inherited(cls, fd: int) -> Watchdog:
+        """The write end of a pipe whose reader is an ancestor of this process that is also its children's
+        subreaper (a pool agent): the same lines, no process of our own. Since whatever this process leaves behind
+        is reparented to that reader, the children need not tell their groups themselves (:attr:`ancestor`)."""
+        os.set_inheritable(fd, False)
+        return cls(None, fd)
+
+    @property
+    def ancestor(self) -> bool:
+        """Whether the watchdog is an ancestor that inherits this process's orphans."""
+        return self.pid is None
 
     @classmethod
     def start(cls, shm_dir: str = "/dev/shm", grace: float = 2.0, quiet: bool = False) -> Watchdog:
@@ -127,6 +140,8 @@ class Watchdog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self.pid is None:
+            return
         if self._proc is not None:
             try:
                 self._proc.wait(wait)
@@ -263,12 +278,28 @@ def _empty(pgid: int) -> bool:
         return False
 
 
-class _State:
+class GuardState:
+    """What a watchdog has heard from its agent: the groups, /dev/shm names and directories to clean up if the
+    agent dies, and whether it closed (ended cleanly). :meth:`feed` takes the pipe's bytes as they come."""
+
     def __init__(self) -> None:
         self.groups: set[int] = set()
         self.kvsnames: list[str] = []
         self.dirs: list[str] = []
         self.closed = False
+        self._buf = b""
+
+    def feed(self, data: bytes) -> None:
+        *lines, self._buf = (self._buf + data).split(b"\n")
+        if len(self._buf) > 4096:  # no line of ours is this long: drop it rather than grow
+            self._buf = b""
+        for line in lines:
+            self.handle(line.decode(errors="replace"))
+
+    def prune(self) -> None:
+        """Forget the groups that have emptied, before the kernel can hand their numbers out again (call it about
+        once a second)."""
+        self.groups = {g for g in self.groups if not _empty(g)}
 
     def handle(self, line: str) -> None:
         word, _, arg = line.strip().partition(" ")
@@ -282,7 +313,7 @@ class _State:
             self.closed = True
 
 
-def stop_all(state: _State, shm_dir: str, grace: float) -> str:
+def stop_all(state: GuardState, shm_dir: str, grace: float) -> str:
     """The agent is gone: stop its ranks (TERM, then KILL after ``grace``), remove its files. Returns a summary."""
     import shutil
 
@@ -326,8 +357,7 @@ def serve(fd: int, shm_dir: str, grace: float, agent: int | None = None) -> int:
     """Read the agent's lines from ``fd`` until ``close`` (return 0) or EOF (stop everything, return 1)."""
     for s in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
         signal.signal(s, signal.SIG_IGN)
-    state = _State()
-    buf = b""
+    state = GuardState()
     next_prune = time.monotonic() + _PRUNE_S
     while True:
         ready, _, _ = select.select([fd], [], [], _PRUNE_S)
@@ -338,13 +368,11 @@ def serve(fd: int, shm_dir: str, grace: float, agent: int | None = None) -> int:
                 data = b""
             if not data:
                 break
-            *lines, buf = (buf + data).split(b"\n")
-            for line in lines:
-                state.handle(line.decode(errors="replace"))
+            state.feed(data)
             if state.closed:
                 return 0
         if time.monotonic() >= next_prune:  # a group that emptied is forgotten before its number can come back
-            state.groups = {g for g in state.groups if not _empty(g)}
+            state.prune()
             next_prune = time.monotonic() + _PRUNE_S
     summary = stop_all(state, shm_dir, grace)
     who = f"agent {agent}" if agent else "the agent"

@@ -129,6 +129,30 @@ def test_a_rank_exit_code_and_a_killed_agent(hosts: SshNodes, pool: Path, mnp_ho
     assert all(h["state"] == "up" for h in _status(mnp_home).values())
 
 
+def test_what_a_killed_agent_leaves_is_stopped_by_its_pool_agent(hosts: SshNodes, pool: Path,
+                                                                  mnp_home: Path) -> None:
+    """Every rank kills its agent at once, before the agent has told anyone the rank's group, and leaves a child
+    of its own: the pool agent, its agents' subreaper and watchdog, inherits the rank, stops it and its child,
+    says so in its log, and serves the next job."""
+    logs = {h["hostname"]: _log_of(h) for h in _status(mnp_home).values()}
+    p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "sh", "-c",
+                 "sleep 101 & kill -9 $PPID; exec sleep 102"], mnp_home, timeout=60)
+    assert p.returncode == 255 and "lost" in p.stderr, p.stderr
+
+    def left() -> list[str]:
+        return [line for line in _extra(hosts) if "sleep 10" in line]
+
+    deadline = time.monotonic() + 10
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left()
+    for log in logs.values():
+        text = log.read_text()
+        assert "ended without closing: stopped" in text and "rank group(s)" in text, text
+    p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
 def _sleeping(pool: Path, mnp_home: Path) -> subprocess.Popen[str]:
     """`mnp run --via pool` of a minute's sleep on the three hosts, returned once every rank said it sleeps."""
     proc = subprocess.Popen([sys.executable, "-m", "mnp", "run", "--hostfile", str(pool), "--via", "pool", "sh", "-c",

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from mnp.control import pool as p
-from mnp.node.poold import FIRST_CONTACT_S, STOP_GRACE_S, Exit, Fork, PoolEngine, Reply, SignalAgents
+from mnp.node.poold import FIRST_CONTACT_S, STOP_GRACE_S, Cleanup, Exit, Fork, PoolEngine, Reply, SignalAgents
 
 pytestmark = pytest.mark.noroot
 
@@ -96,6 +96,7 @@ def test_an_agents_end_goes_to_its_client_and_restarts_the_idle_clock() -> None:
     e = engine(idle=10)
     e.forked(A, 0, 101)
     assert e.on_tick(50.0) == []  # an agent runs: never idle
+    e.on_guard(101, b"group 4711\nclose\n")  # it ended cleanly: nothing to clean up after it
     assert e.on_exit(101, 7, 50.0) == [Reply(A, p.Ended(0, 101, 7))]
     assert e.on_exit(999, 0, 50.0) == []  # not a job's agent
     assert e.on_tick(59.0) == []
@@ -114,8 +115,29 @@ def test_stop_tells_agents_waits_for_them_then_kills() -> None:
     assert e.on_tick(5.0 + STOP_GRACE_S - 0.1) == []
     assert e.on_tick(5.0 + STOP_GRACE_S) == [SignalAgents((101, 102), signal.SIGKILL)]
     assert e.on_tick(5.0 + STOP_GRACE_S + 0.1) == []  # killed once
-    assert e.on_exit(101, 137, 16.0) == [Reply(A, p.Ended(0, 101, 137))]
-    assert e.on_exit(102, 137, 16.0) == [Reply(A, p.Ended(1, 102, 137)), Exit(0, "stopped")]
+    [ended, cleanup] = e.on_exit(101, 137, 16.0)  # killed: what it leaves is cleaned up after it
+    assert ended == Reply(A, p.Ended(0, 101, 137)) and isinstance(cleanup, Cleanup) and cleanup.keep == {102}
+    [ended, cleanup, x] = e.on_exit(102, 137, 16.0)  # the clean-up before the pool agent's own end
+    assert ended == Reply(A, p.Ended(1, 102, 137)) and isinstance(cleanup, Cleanup) and x == Exit(0, "stopped")
+
+
+def test_an_agent_that_dies_without_closing_is_cleaned_up_after_sparing_the_live_agents_groups() -> None:
+    """The watchdog pipe's lines may come split anywhere; an agent that ends without ``close`` gets a Cleanup of
+    the groups, /dev/shm names and directories it told, which spares every live agent (its session: its pid) and
+    every group a live agent told."""
+    e = engine()
+    e.forked(A, 0, 101)
+    e.forked(B, 0, 102)
+    e.on_guard(101, b"gro")
+    e.on_guard(101, b"up 501\nshm kvs_7\ndir /tmp/mnp-agent-x\ngroup 1\n")  # group 1 is never a rank's
+    e.on_guard(102, b"group 601\ngroup 602\n")
+    e.on_guard(999, b"group 5\n")  # not an agent's pipe: ignored
+    [ended, cleanup] = e.on_exit(101, 137, 3.0)
+    assert ended == Reply(A, p.Ended(0, 101, 137)) and isinstance(cleanup, Cleanup)
+    assert cleanup.pid == 101 and cleanup.state.groups == {501} and cleanup.state.kvsnames == ["kvs_7"]
+    assert cleanup.state.dirs == ["/tmp/mnp-agent-x"] and cleanup.keep == {102, 601, 602}
+    e.on_guard(102, b"close\n")
+    assert e.on_exit(102, 0, 4.0) == [Reply(B, p.Ended(0, 102, 0))]
 
 
 def test_a_signal_stops_it_like_stop_and_an_empty_pool_exits_at_once() -> None:
