@@ -22,6 +22,10 @@ stdout are /dev/null, stderr the agent's, the pipe). A process that already has 
 It ignores SIGHUP and SIGINT, and drops groups that have emptied (checked once a second), so a number the kernel
 hands out again later is never signalled.
 
+A pool agent is its forked agents' watchdog instead (:meth:`Watchdog.inherited`: the same lines on a pipe it reads;
+it is their subreaper, so what an agent leaves becomes its child), and the init of a node's PID namespace needs none
+(the kernel ends the namespace with it): see ``mnp.node.agent._guard`` and :mod:`mnp.node.poold`.
+
 :func:`die_with_parent` is the other half, for processes the agent spawns directly: a ``preexec_fn`` that sets
 ``PR_SET_PDEATHSIG`` so the kernel kills the child the moment the spawning *thread* ends (call Popen from the
 agent's main thread). It covers only that child, not what it starts; the watchdog covers the group and /dev/shm.
