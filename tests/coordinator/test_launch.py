@@ -359,6 +359,40 @@ def test_killed_agent_leaves_no_private_directory(tmp_path: Path, mnp_home: Path
     assert not any(Path(d).exists() for d in seen)
 
 
+def test_a_local_node_needs_no_watchdog_and_its_killed_agent_takes_the_node(mnp_home: Path,
+                                                                             no_leftovers: None) -> None:
+    """An isolated node's agent is the init of the node's PID namespace: no watchdog runs on the node (a rank sees
+    the agent and its own processes), a rank cannot kill it (the kernel drops SIGKILL to a namespace's init from
+    inside), and when it is killed from outside, the ranks and their children end with it."""
+    p = run_mnp(["run", "-N", "2", "sh", "-c", "echo COMMS $(cat /proc/[0-9]*/comm | sort)"], mnp_home)
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if "COMMS" in ln]
+    assert len(lines) == 2 and all("mnp-agent-" in ln and "mnp-watchdog" not in ln for ln in lines), lines
+    p = run_mnp(["run", "-N", "2", "sh", "-c", "kill -9 $PPID; echo SURVIVED"], mnp_home)
+    assert p.returncode == 0 and (p.stdout + p.stderr).count("SURVIVED") == 2, p.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "run", "-N", "2", "--grace", "1", "sh", "-c",
+                             "sleep 101 & echo UP; exec sleep 102"], env={**os.environ, "MNP_HOME": str(mnp_home)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    up = 0
+    for line in proc.stdout:
+        up += "UP" in line
+        if up == 2:
+            break
+    next(q for q in psutil.process_iter(["name"]) if q.info["name"] == "mnp-agent-1").kill()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 255, err
+
+    def left() -> list[int]:
+        return [q.pid for q in psutil.process_iter(["cmdline"]) if (q.info["cmdline"] or [])[:2] in
+                (["sleep", "101"], ["sleep", "102"])]
+
+    deadline = time.monotonic() + 10
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left()
+
+
 @pytest.mark.noroot
 def test_a_crashed_plain_process_clusters_directory_is_removed_at_next_start(tmp_path: Path, mnp_home: Path) -> None:
     """--no-isolate nodes keep their private files under /tmp/mnp-<id>, which names its coordinator: a crashed
