@@ -38,6 +38,9 @@ class Cluster:
     probe_ifaces: bool = True
     #: whether each node has a /dev/shm of its own (telemetry then counts all of it, else only the job's files)
     shm_private: bool = False
+    #: whether each agent is the init of its node's PID namespace, with the node's own /dev/shm: the kernel ends
+    #: every process of the node with it, so it needs no watchdog (:mod:`mnp.node.watchdog`)
+    ns_init: bool = False
     #: set where the nodes share one /tmp (nodes that are one machine): agents make their private directories
     #: under it (the provider removes it), and each node's processes get a TMPDIR of their own there, as on
     #: separate machines (PRRTE and PMIx name session files by PIDs, which PID namespaces repeat). None: each

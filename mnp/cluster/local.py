@@ -219,6 +219,7 @@ class LocalCluster(Cluster):
 
     probe_ifaces = False  # every node has eth0 on our bridge
     shm_private = True  # every node mounts its own tmpfs
+    ns_init = True  # and its agent is the init of the node's PID namespace
 
     def __init__(self, job_id: str, num_nodes: int) -> None:
         super().__init__(job_id, num_nodes)

@@ -45,7 +45,8 @@ def open_control(cluster: Cluster, job_id: str, n: int, tree_width: int | None,
     chan = CoordinatorChannel(keys, cluster.control_address, cluster.control_port, tree)
     try:
         common = {"job_id": job_id, **settings, "report_ifaces": cluster.probe_ifaces,
-                  "shm_private": cluster.shm_private, "private_root": cluster.private_root}
+                  "shm_private": cluster.shm_private, "private_root": cluster.private_root,
+                  **({"ns_init": True} if cluster.ns_init else {})}
         levels = Levels(keys, chan, tree, common, [n.address for n in cluster.nodes] if cluster.own_addresses
                         else None, cluster.spawn_spec)
         cluster.start_agents(levels.first())

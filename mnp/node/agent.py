@@ -41,18 +41,18 @@ __all__ = ["main", "Agent", "rank_environment", "SECRET_VARS"]
 
 log = logging.getLogger("mnp.agent")
 
-def _guard(inherited: Watchdog | None, shm_private: bool, node: int) -> tuple[Watchdog | None, bool]:
+def _guard(inherited: Watchdog | None, ns_init: bool, node: int) -> tuple[Watchdog | None, bool]:
     """The agent's watchdog, and whether an ancestor inherits what the agent leaves (see :meth:`Agent.child_preexec`).
 
     - a pool agent's fork: the pool agent reads the lines and is its jobs' subreaper;
-    - the init of a node's PID namespace with its own /dev/shm (a local isolated node): the kernel kills every
-      process of the namespace when its init ends, and the node's /dev/shm goes with its mount namespace, so no
-      watchdog is needed at all;
+    - the init of a node's PID namespace with its own /dev/shm (a local isolated node: ``ns_init`` in the
+      handoff, and this process really is PID 1): the kernel kills every process of the namespace when its init
+      ends, and the node's /dev/shm goes with its mount namespace, so no watchdog is needed at all;
     - otherwise a watchdog of its own, forked before the ZeroMQ context (and its thread) exists.
     """
     if inherited is not None:
         return inherited, True
-    if os.getpid() == 1 and shm_private:
+    if os.getpid() == 1 and ns_init:
         return None, True
     try:
         return Watchdog.start(), False
@@ -79,7 +79,7 @@ class Agent:
         # nodes that share one /tmp: the private directory goes here, with a TMPDIR for the node's processes
         self.private_root: str | None = handoff.get("private_root")
         # ties the node's processes to this agent: they die with it, whatever it dies of
-        self.watchdog, self.guarded = _guard(guard, bool(handoff.get("shm_private")), self.node)
+        self.watchdog, self.guarded = _guard(guard, bool(handoff.get("ns_init")), self.node)
         self.chan = AgentChannel(handoff["endpoint"], handoff)
         self.poller = zmq.Poller()
         self.poller.register(self.chan.sock, zmq.POLLIN)

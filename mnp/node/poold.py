@@ -75,11 +75,12 @@ class SignalAgents:
 
 @dataclass(frozen=True)
 class Cleanup:
-    """An agent ended without ``close``: stop what it leaves (its groups and its orphans, except what belongs to a
-    live agent: ``keep``, their groups and sessions) and remove its files."""
+    """An agent ended without ``close``: stop what it leaves (the groups it told, and the orphans that carry its
+    ``token``, never what belongs to a live agent: ``keep``, their groups and sessions) and remove its files."""
     pid: int
     state: GuardState
     keep: frozenset[int]
+    token: str = ""  # set by the driver, which made it
 
 
 @dataclass(frozen=True)
@@ -213,17 +214,27 @@ def _name_process(name: bytes) -> None:
 
 
 def _children() -> list[int]:
-    """This process's children, from the kernel's lists (each thread's: an orphan comes to any of them)."""
+    """This process's children, from the kernel's lists (each thread's: an orphan comes to any of them), or from
+    every process's parent where the kernel keeps no such lists (``CONFIG_PROC_CHILDREN``)."""
     found: list[int] = []
     try:
         tids = os.listdir("/proc/self/task")
-    except OSError:
-        return found
-    for tid in tids:
-        try:
+        for tid in tids:
             with open(f"/proc/self/task/{tid}/children") as f:
                 found += [int(x) for x in f.read().split()]
-        except OSError:
+        return found
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return found
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+            if name.isdigit() and int(data[data.rindex(b")") + 2:].split()[1]) == me:
+                found.append(int(name))
+        except (OSError, ValueError, IndexError):
             pass
     return found
 
@@ -256,6 +267,7 @@ class PoolDaemon:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)  # what a job's agent leaves when it dies comes to us (see the top)
         self.guard_fds: dict[int, int] = {}  # read end of an agent's watchdog pipe -> its pid
         self.helpers: set[int] = set()  # forked clean-ups, not yet reaped
+        self.tokens: dict[int, str] = {}  # agent pid -> the mark in its processes' environment
         self.next_prune = 0.0
         self.ctx = zmq.Context()
         self.zap = self.ctx.socket(zmq.REP)  # answered in this loop: no thread here, so the forks are clean
@@ -345,10 +357,12 @@ class PoolDaemon:
             if pid == 0:
                 return out
             self.helpers.discard(pid)
+            token = self.tokens.pop(pid, None)
             for fd in [f for f, agent in self.guard_fds.items() if agent == pid]:
                 self._read_guard(fd, to_end=True)  # all it wrote is in the pipe: read before judging its end
             code = os.waitstatus_to_exitcode(status)
-            out += self.engine.on_exit(pid, code if code >= 0 else 128 - code, now)
+            for a in self.engine.on_exit(pid, code if code >= 0 else 128 - code, now):
+                out.append(Cleanup(a.pid, a.state, a.keep, token or "") if isinstance(a, Cleanup) else a)
 
     def _read_guard(self, fd: int, to_end: bool = False) -> None:
         """Read an agent's watchdog pipe; at its end (the agent closed it, or is gone), forget it."""
@@ -401,20 +415,24 @@ class PoolDaemon:
     def _clean_up(self, a: Cleanup) -> None:
         """Stop what a dead agent left and remove its files, in a forked helper (its grace period must not hold up
         this loop): the groups it told, and each of our children that is neither an agent nor a helper -- an
-        orphan -- unless its group or session belongs to a live agent."""
+        orphan -- that carries the agent's mark in its environment (a rank it started an instant before it died,
+        before it could tell its group). Nothing whose group or session belongs to a live agent, nor anything of
+        ours."""
+        from mnp.node.processes import AGENT_TOKEN_VAR
         from mnp.node.watchdog import stop_all
 
-        mine = {os.getpgid(0), os.getsid(0), 0, 1}
-        for pid in _children():
+        mark = f"{AGENT_TOKEN_VAR}={a.token}".encode()
+        for pid in _children() if a.token else []:
             if pid in self.engine.agents or pid in self.helpers:
                 continue
             try:
-                ids = {os.getpgid(pid), os.getsid(pid)}
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if mark not in f.read().split(b"\0"):
+                        continue
+                a.state.groups.update({os.getpgid(pid), os.getsid(pid)})
             except OSError:  # gone (a zombie, reaped at the next pass)
                 continue
-            if not ids & a.keep:
-                a.state.groups.update(ids - mine)
-        a.state.groups -= mine
+        a.state.groups -= {os.getpgid(0), os.getsid(0), 0, 1} | a.keep
         if not (a.state.groups or a.state.kvsnames or a.state.dirs):
             return
         try:
@@ -427,6 +445,10 @@ class PoolDaemon:
             return
         code = 1  # pragma: no cover - the helper
         try:
+            import gc
+
+            gc.disable()  # no finalizer of the pool agent's objects may run here (its sockets are not ours)
+            _name_process(b"mnp-pool-clean")
             signal.set_wakeup_fd(-1)
             for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(s, signal.SIG_DFL)
@@ -440,6 +462,7 @@ class PoolDaemon:
 
     def _fork_agent(self, handoff: dict[str, Any]) -> int:
         parent = os.getpid()
+        token = os.urandom(8).hex()
         guard_r, guard_w = os.pipe()
         try:
             pid = os.fork()
@@ -451,6 +474,7 @@ class PoolDaemon:
             os.close(guard_w)
             os.set_blocking(guard_r, False)
             self.guard_fds[guard_r] = pid
+            self.tokens[pid] = token
             self.poller.register(guard_r, self.zmq.POLLIN)
             return pid
         code = 70  # pragma: no cover - the child: this process's sockets and signal handling are not its own
@@ -470,7 +494,7 @@ class PoolDaemon:
             from mnp.node.watchdog import Watchdog
 
             code = int(agent.Agent({**handoff, "watch_stdin": False, "stop_on_disconnect": True},
-                                   guard=Watchdog.inherited(GUARD_FD)).run())
+                                   guard=Watchdog.inherited(GUARD_FD, token)).run())
         except BaseException:  # noqa: BLE001 - said on stderr (the pool agent's log), then the exit status says it
             import traceback
 

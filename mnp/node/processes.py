@@ -24,11 +24,13 @@ from mnp.node.relay import ExecTable, RankFifos, RshRelay
 if TYPE_CHECKING:
     from mnp.node.agent import Agent
 
-__all__ = ["Processes", "rank_environment", "SECRET_VARS"]
+__all__ = ["Processes", "rank_environment", "SECRET_VARS", "AGENT_TOKEN_VAR"]
 
 #: never passed on to anything the agent starts
 SECRET_VARS = ("MNP_JOB_SECRET",)
-_NOT_INHERITED = ("PMI_", "PMIX_", "PRTE_", "OMPI_COMM_WORLD", *SECRET_VARS)
+#: set in the environment of everything a pool-forked agent starts: the pool agent's mark for that agent's processes
+AGENT_TOKEN_VAR = "MNP_POOL_AGENT"
+_NOT_INHERITED = ("PMI_", "PMIX_", "PRTE_", "OMPI_COMM_WORLD", AGENT_TOKEN_VAR, *SECRET_VARS)
 
 
 def rank_environment(environ: dict[str, str], job_env: dict[str, str], python_bin: str) -> dict[str, str]:
@@ -56,7 +58,12 @@ def _bound(cpus: list[int] | None) -> Iterator[None]:
     try:
         yield
     finally:
-        os.sched_setaffinity(0, before)
+        for back in (before, range(os.cpu_count() or 1)):  # (the second: the node's CPUs changed meanwhile)
+            try:
+                os.sched_setaffinity(0, back)
+                break
+            except OSError:
+                continue
 
 @dataclass
 class _Proc:
@@ -110,6 +117,8 @@ class Processes:
                     f.write(content)
                 subst["{" + name + "}"] = path
         base = rank_environment(dict(os.environ), msg.env, os.path.dirname(sys.executable))
+        if self.agent.watchdog is not None and self.agent.watchdog.token:
+            base[AGENT_TOKEN_VAR] = self.agent.watchdog.token  # what a pool agent knows this agent's processes by
         if own_tmp:  # nodes on one machine: one /tmp, and PRRTE's /tmp/prte.<host>.<pid> collides across nodes
             assert self.private is not None
             base["TMPDIR"] = os.path.join(self.private, "tmp")

@@ -53,18 +53,21 @@ class Watchdog:
     """The agent's handle on its watchdog process. Every method is best effort: a watchdog that is gone (killed on
     its own) costs the agent its safety net, never the job."""
 
-    def __init__(self, pid: int | None, fd: int, proc: subprocess.Popen[bytes] | None = None) -> None:
+    def __init__(self, pid: int | None, fd: int, proc: subprocess.Popen[bytes] | None = None,
+                 token: str = "") -> None:
         self.pid = pid  # None: the reader is the process that forked the agent (:meth:`inherited`)
         self._fd: int | None = fd
         self._proc = proc
+        self.token = token  # (inherited) the mark the agent sets in its processes' environment
 
     @classmethod
-    def inherited(cls, fd: int) -> Watchdog:
+    def inherited(cls, fd: int, token: str) -> Watchdog:
         """The write end of a pipe whose reader is an ancestor of this process that is also its children's
         subreaper (a pool agent): the same lines, no process of our own. Since whatever this process leaves behind
-        is reparented to that reader, the children need not tell their groups themselves (:attr:`ancestor`)."""
+        is reparented to that reader, the children need not tell their groups themselves (:attr:`ancestor`);
+        ``token`` goes into their environment, so the reader knows them for this agent's."""
         os.set_inheritable(fd, False)
-        return cls(None, fd)
+        return cls(None, fd, token=token)
 
     @property
     def ancestor(self) -> bool:
@@ -259,6 +262,15 @@ def members(groups: Iterable[int]) -> list[int]:
     return found
 
 
+def ids_in_use() -> set[int]:
+    """Every process group and session that a live (not zombie) process is in, from one pass over /proc."""
+    found: set[int] = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (st := _stat(name)) is not None and st[0] not in ("Z", "X"):
+            found.update(st[1:])
+    return found
+
+
 def _signal(groups: Iterable[int], pids: Iterable[int], sig: int) -> None:
     for pgid in groups:
         try:
@@ -272,16 +284,6 @@ def _signal(groups: Iterable[int], pids: Iterable[int], sig: int) -> None:
             pass
 
 
-def _empty(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return False
-    except ProcessLookupError:
-        return not members([pgid])  # a group can empty while its session still has processes
-    except PermissionError:
-        return False
-
-
 class GuardState:
     """What a watchdog has heard from its agent: the groups, /dev/shm names and directories to clean up if the
     agent dies, and whether it closed (ended cleanly). :meth:`feed` takes the pipe's bytes as they come."""
@@ -292,18 +294,32 @@ class GuardState:
         self.dirs: list[str] = []
         self.closed = False
         self._buf = b""
+        self._skip = False  # in the rest of an over-long line
 
     def feed(self, data: bytes) -> None:
-        *lines, self._buf = (self._buf + data).split(b"\n")
-        if len(self._buf) > 4096:  # no line of ours is this long: drop it rather than grow
-            self._buf = b""
+        *lines, buf = (self._buf + data).split(b"\n")
         for line in lines:
-            self.handle(line.decode(errors="replace"))
+            if not self._skip:
+                self.handle(line.decode(errors="replace"))
+            self._skip = False
+        self._buf = buf
+        if len(self._buf) > 4096:  # no line of ours is this long: drop it, up to its end, rather than grow
+            self._buf, self._skip = b"", True
 
     def prune(self) -> None:
         """Forget the groups that have emptied, before the kernel can hand their numbers out again (call it about
-        once a second)."""
-        self.groups = {g for g in self.groups if not _empty(g)}
+        once a second). A group whose leader is gone is looked for among every process's group and session, in one
+        pass over /proc for all of them."""
+        gone = set()
+        for g in self.groups:
+            try:
+                os.killpg(g, 0)
+            except ProcessLookupError:
+                gone.add(g)
+            except PermissionError:
+                pass
+        if gone:
+            self.groups -= gone - ids_in_use()
 
     def handle(self, line: str) -> None:
         word, _, arg = line.strip().partition(" ")

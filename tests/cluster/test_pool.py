@@ -142,15 +142,57 @@ def test_what_a_killed_agent_leaves_is_stopped_by_its_pool_agent(hosts: SshNodes
     def left() -> list[str]:
         return [line for line in _extra(hosts) if "sleep 10" in line]
 
+    def said() -> list[str]:  # the pool agent's own clean-up line (a watchdog of the agent's would say "mnp watchdog")
+        return [log.read_text() for log in logs.values() if "mnp pool agent: agent" not in log.read_text()]
+
     deadline = time.monotonic() + 10
-    while left() and time.monotonic() < deadline:
+    while (left() or said()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left()
+    assert not said()
     for log in logs.values():
         text = log.read_text()
         assert "ended without closing: stopped" in text and "rank group(s)" in text, text
     p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "true"], mnp_home, timeout=60)
     assert p.returncode == 0, p.stderr
+
+
+def test_a_dead_agents_clean_up_spares_a_live_jobs_processes(hosts: SshNodes, pool: Path, mnp_home: Path) -> None:
+    """Two jobs on one pool: the first leaves a detached process (an orphan of the pool agent, in a session of its
+    own) and runs on; the second's ranks kill their agents. The clean-up after the second takes its own processes
+    (marked with their agent's token) and none of the first job's."""
+    proc = subprocess.Popen([sys.executable, "-m", "mnp", "run", "--hostfile", str(pool), "--via", "pool", "sh", "-c",
+                             "(setsid sleep 201 &); echo UP; exec sleep 202"],
+                            env={**os.environ, "MNP_HOME": str(mnp_home)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        seen = 0
+        while seen < 3:
+            line = proc.stdout.readline()
+            assert line
+            seen += "UP" in line
+
+        def count(word: str) -> int:
+            return sum(f": sleep {word} " in line + " " for line in _extra(hosts))
+
+        deadline = time.monotonic() + 10
+        while count("201") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert count("201") == 3 and count("202") == 3
+        p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "sh", "-c",
+                     "sleep 101 & kill -9 $PPID; exec sleep 102"], mnp_home, timeout=60)
+        assert p.returncode == 255, p.stderr
+        deadline = time.monotonic() + 10
+        while (count("101") or count("102")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert count("101") == 0 and count("102") == 0
+        time.sleep(1)  # (a clean-up that went too far would have had the time to)
+        assert count("201") == 3 and count("202") == 3
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        subprocess.run(["pkill", "-x", "-f", "sleep 201"], check=False)
 
 
 def _sleeping(pool: Path, mnp_home: Path) -> subprocess.Popen[str]:

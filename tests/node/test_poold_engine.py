@@ -3,6 +3,7 @@ without sockets or processes."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -172,3 +173,20 @@ def test_frames_that_break_decoders_are_reasons_not_crashes() -> None:
         msg = p.decode_to_pool(frame)
         assert isinstance(msg, str) and msg
         assert isinstance(p.decode_from_pool(frame), str)
+
+
+def test_guard_lines_over_long_are_dropped_to_their_end_and_emptied_groups_forgotten() -> None:
+    """A watchdog pipe's line longer than any of the agent's is dropped whole, however it is split, and the next
+    line counts; prune forgets a group no live process is in, and keeps one that a process still is in."""
+    from mnp.node.watchdog import GuardState, ids_in_use
+
+    g = GuardState()
+    g.feed(b"group 7" + b"1" * 5000)
+    g.feed(b"1" * 100 + b" group 9\ngroup 12")
+    g.feed(b"\nshm kvs_1\n")
+    assert g.groups == {12} and g.kvsnames == ["kvs_1"]
+    mine = os.getpgid(0)
+    assert mine in ids_in_use() and os.getsid(0) in ids_in_use()
+    g.groups = {mine, 4_194_303}  # ours, and a number no process has (pid_max's largest)
+    g.prune()
+    assert g.groups == {mine}
