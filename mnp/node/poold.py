@@ -358,8 +358,8 @@ class PoolDaemon:
                 return out
             self.helpers.discard(pid)
             token = self.tokens.pop(pid, None)
-            for fd in [f for f, agent in self.guard_fds.items() if agent == pid]:
-                self._read_guard(fd, to_end=True)  # all it wrote is in the pipe: read before judging its end
+            for fd, agent in list(self.guard_fds.items()):  # all it wrote is in its pipe: read before judging its
+                self._read_guard(fd, to_end=agent == pid)  # end; the others' too, since their groups are spared
             code = os.waitstatus_to_exitcode(status)
             for a in self.engine.on_exit(pid, code if code >= 0 else 128 - code, now):
                 out.append(Cleanup(a.pid, a.state, a.keep, token or "") if isinstance(a, Cleanup) else a)
