@@ -19,7 +19,8 @@ It is also its agents' watchdog. Each forked agent runs in a session of its own 
 ``close`` when it ends cleanly) on a pipe that this process reads. The pool agent is the *subreaper* of everything
 below it (``PR_SET_CHILD_SUBREAPER``), so what an agent leaves when it dies -- its ranks, even one started an
 instant before -- becomes this process's child. An agent that ended without ``close`` is cleaned up after by a
-forked helper: the groups it told, every orphan that belongs to no live agent, and the files. So a job's agent
+forked helper: the groups it told, every orphan that carries its mark (``MNP_POOL_AGENT`` in the environment of
+whatever it starts), and the files; never what a live agent told. So a job's agent
 forks no watchdog of its own and its ranks need no step between fork and exec (Python spawns them with ``vfork``).
 """
 
@@ -80,7 +81,7 @@ class Cleanup:
     pid: int
     state: GuardState
     keep: frozenset[int]
-    token: str = ""  # set by the driver, which made it
+    token: str = ""  # the mark in its processes' environment (``MNP_POOL_AGENT``)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class PoolEngine:
     started: float = field(default_factory=time.time)
     agents: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # pid -> (client, node)
     guards: dict[int, GuardState] = field(default_factory=dict)  # pid -> what that agent told its watchdog
+    marks: dict[int, str] = field(default_factory=dict)  # pid -> the token in that agent's processes' environment
     served: int = 0  # agents forked so far
     kill_on_fork: set[tuple[bytes, int]] = field(default_factory=set)  # Kills that came before their agent's fork
     stopping_since: float | None = None
@@ -133,9 +135,10 @@ class PoolEngine:
             return [Reply(to, p.Refused(f"run: node {msg.node}'s agent runs already", msg.node))]
         return [Fork(to, msg.node, msg.handoff)]
 
-    def forked(self, to: bytes, node: int, pid: int) -> list[Action]:
+    def forked(self, to: bytes, node: int, pid: int, mark: str = "") -> list[Action]:
         self.agents[pid] = (to, node)
         self.guards[pid] = GuardState()
+        self.marks[pid] = mark
         self.served += 1
         self.contacted = True
         out: list[Action] = [Reply(to, p.Running(node, pid))]
@@ -156,12 +159,12 @@ class PoolEngine:
         if pid not in self.agents:
             return []  # not a job's agent (a helper it forked, or a process orphaned under it)
         to, node = self.agents.pop(pid)
-        guard = self.guards.pop(pid, GuardState())
+        guard, mark = self.guards.pop(pid, GuardState()), self.marks.pop(pid, "")
         self.last = now
         out: list[Action] = [Reply(to, p.Ended(node, pid, status))]
         if not guard.closed:
             keep = frozenset(self.agents).union(*(g.groups for g in self.guards.values()))
-            out.append(Cleanup(pid, guard, keep))
+            out.append(Cleanup(pid, guard, keep, mark))
         if self.stopping_since is not None and not self.agents:
             out.append(Exit(0, "stopped"))
         return out
@@ -267,7 +270,6 @@ class PoolDaemon:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)  # what a job's agent leaves when it dies comes to us (see the top)
         self.guard_fds: dict[int, int] = {}  # read end of an agent's watchdog pipe -> its pid
         self.helpers: set[int] = set()  # forked clean-ups, not yet reaped
-        self.tokens: dict[int, str] = {}  # agent pid -> the mark in its processes' environment
         self.next_prune = 0.0
         self.ctx = zmq.Context()
         self.zap = self.ctx.socket(zmq.REP)  # answered in this loop: no thread here, so the forks are clean
@@ -357,12 +359,10 @@ class PoolDaemon:
             if pid == 0:
                 return out
             self.helpers.discard(pid)
-            token = self.tokens.pop(pid, None)
             for fd, agent in list(self.guard_fds.items()):  # all it wrote is in its pipe: read before judging its
                 self._read_guard(fd, to_end=agent == pid)  # end; the others' too, since their groups are spared
             code = os.waitstatus_to_exitcode(status)
-            for a in self.engine.on_exit(pid, code if code >= 0 else 128 - code, now):
-                out.append(Cleanup(a.pid, a.state, a.keep, token or "") if isinstance(a, Cleanup) else a)
+            out += self.engine.on_exit(pid, code if code >= 0 else 128 - code, now)
 
     def _read_guard(self, fd: int, to_end: bool = False) -> None:
         """Read an agent's watchdog pipe; at its end (the agent closed it, or is gone), forget it."""
@@ -390,13 +390,14 @@ class PoolDaemon:
             except self.zmq.ZMQError:
                 pass  # that client is gone (or not reading): its job's agents end with its job
         elif isinstance(a, Fork):
+            token = os.urandom(8).hex()  # the mark of this agent's processes
             try:
-                pid = self._fork_agent(a.handoff)
+                pid = self._fork_agent(a.handoff, token)
             except OSError as e:
                 for b in self.engine.fork_failed(a.to, a.node, str(e)):
                     self._act(b)
                 return None
-            for b in self.engine.forked(a.to, a.node, pid):
+            for b in self.engine.forked(a.to, a.node, pid, token):
                 self._act(b)
         elif isinstance(a, Cleanup):
             self._clean_up(a)
@@ -460,9 +461,8 @@ class PoolDaemon:
         finally:
             os._exit(code)
 
-    def _fork_agent(self, handoff: dict[str, Any]) -> int:
+    def _fork_agent(self, handoff: dict[str, Any], token: str) -> int:
         parent = os.getpid()
-        token = os.urandom(8).hex()
         guard_r, guard_w = os.pipe()
         try:
             pid = os.fork()
@@ -474,7 +474,6 @@ class PoolDaemon:
             os.close(guard_w)
             os.set_blocking(guard_r, False)
             self.guard_fds[guard_r] = pid
-            self.tokens[pid] = token
             self.poller.register(guard_r, self.zmq.POLLIN)
             return pid
         code = 70  # pragma: no cover - the child: this process's sockets and signal handling are not its own

@@ -43,17 +43,16 @@ def rank_environment(environ: dict[str, str], job_env: dict[str, str], python_bi
     return base
 
 
-
 @contextlib.contextmanager
 def _bound(cpus: list[int] | None) -> Iterator[None]:
     """A rank's binding: the CPUs it was given that this node may use (none of them: it keeps the node's set).
     The spawning thread takes them for the moment of the spawn and the child inherits them, so nothing needs to run
     in the child between fork and exec (Linux: the affinity of pid 0 is the calling thread's)."""
-    mine = sorted(set(cpus or ()) & os.sched_getaffinity(0)) if cpus else []
+    before = os.sched_getaffinity(0) if cpus else set()
+    mine = sorted(set(cpus or ()) & before)
     if not mine:
         yield
         return
-    before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, mine)
     try:
         yield
@@ -64,6 +63,7 @@ def _bound(cpus: list[int] | None) -> Iterator[None]:
                 break
             except OSError:
                 continue
+
 
 @dataclass
 class _Proc:

@@ -64,15 +64,10 @@ class Watchdog:
     def inherited(cls, fd: int, token: str) -> Watchdog:
         """The write end of a pipe whose reader is an ancestor of this process that is also its children's
         subreaper (a pool agent): the same lines, no process of our own. Since whatever this process leaves behind
-        is reparented to that reader, the children need not tell their groups themselves (:attr:`ancestor`);
+        is reparented to that reader, the children need not tell their groups themselves;
         ``token`` goes into their environment, so the reader knows them for this agent's."""
         os.set_inheritable(fd, False)
         return cls(None, fd, token=token)
-
-    @property
-    def ancestor(self) -> bool:
-        """Whether the watchdog is an ancestor that inherits this process's orphans."""
-        return self.pid is None
 
     @classmethod
     def start(cls, shm_dir: str = "/dev/shm", grace: float = 2.0, quiet: bool = False) -> Watchdog:

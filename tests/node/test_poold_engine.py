@@ -127,15 +127,16 @@ def test_an_agent_that_dies_without_closing_is_cleaned_up_after_sparing_the_live
     the groups, /dev/shm names and directories it told, which spares every live agent (its session: its pid) and
     every group a live agent told."""
     e = engine()
-    e.forked(A, 0, 101)
-    e.forked(B, 0, 102)
+    e.forked(A, 0, 101, "mark-101")
+    e.forked(B, 0, 102, "mark-102")
     e.on_guard(101, b"gro")
     e.on_guard(101, b"up 501\nshm kvs_7\ndir /tmp/mnp-agent-x\ngroup 1\n")  # group 1 is never a rank's
     e.on_guard(102, b"group 601\ngroup 602\n")
     e.on_guard(999, b"group 5\n")  # not an agent's pipe: ignored
     [ended, cleanup] = e.on_exit(101, 137, 3.0)
     assert ended == Reply(A, p.Ended(0, 101, 137)) and isinstance(cleanup, Cleanup)
-    assert cleanup.pid == 101 and cleanup.state.groups == {501} and cleanup.state.kvsnames == ["kvs_7"]
+    assert cleanup.pid == 101 and cleanup.token == "mark-101"  # its processes are known by their agent's mark
+    assert cleanup.state.groups == {501} and cleanup.state.kvsnames == ["kvs_7"]
     assert cleanup.state.dirs == ["/tmp/mnp-agent-x"] and cleanup.keep == {102, 601, 602}
     e.on_guard(102, b"close\n")
     assert e.on_exit(102, 0, 4.0) == [Reply(B, p.Ended(0, 102, 0))]
