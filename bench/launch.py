@@ -289,6 +289,7 @@ def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None
                 # the pool agents are started once, before the clock (as a user's `mnp pool start` is)
                 subprocess.run([*launch[:3], "pool", "start", *launch[5:]], env={**os.environ, **home}, cwd=ROOT,
                                check=True, capture_output=True)
+                front = _front_pid([*launch[:3]], {**os.environ, **home})
                 if baseline is not None:
                     runs.insert(1, ("mnp (baseline tree)", [*mnp[:3], "launch", "--remote-python",
                                                             str(_launcher(tmp, baseline)), *mnp[4:]],
@@ -302,8 +303,9 @@ def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None
                 sshds += _pool_pids(hosts)  # the jobs' agents they fork are reaped by them, not by sshd
                 for rep in range(reps + 1):  # the first round warms the page cache and is not counted
                     for label, argv, extra, cwd, is_mnp in runs:
-                        there = _cpu_of(sshds)
+                        there, front_cpu = _cpu_of(sshds), _cpu_of(front)
                         wall, here, phases = _ssh_once(argv, {**os.environ, **extra}, cwd, n, is_mnp)
+                        here += _cpu_of(front) - front_cpu  # a --via pool job's mnp runs in the front's child
                         if rep:
                             times[label].append(wall)
                             cpu[label].append((here, _cpu_of(sshds) - there))
@@ -315,8 +317,9 @@ def ssh_mode(counts: list[int], reps: int, baseline: Path | None = None) -> None
                                    capture_output=True)
                 hosts.stop()
         print(f"# {n} sshd hosts x 1 rank, mpi4py hello, {reps} alternating runs each (whole command); CPU: this "
-              "machine's side (the launcher, its ssh clients) and the hosts' (sshd sessions, pool agents, agents or "
-              "proxies, ranks); the pool agents were started once before the first run (mnp pool start)")
+              "machine's side (the launcher, its ssh clients, the pool's front and the job's mnp it forks) and the "
+              "hosts' (sshd sessions, pool agents, agents or proxies, ranks); the pool agents were started once "
+              "before the first run (mnp pool start)")
         hydra_median = statistics.median(times[runs[-1][0]])
         for label, *_ in runs:
             t = times[label]
@@ -355,6 +358,13 @@ def _pool_pids(hosts: Any) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def _front_pid(mnp: list[str], env: dict[str, str]) -> list[int]:
+    """The pool's front on this machine (``mnp pool status``), as a list of its pid (none if it did not start)."""
+    st = subprocess.run([*mnp, "pool", "status", "--json"], env=env, capture_output=True, text=True, cwd=ROOT)
+    front = json.loads(st.stdout).get("front")
+    return [int(front["pid"])] if front else []
 
 
 def _cpu_of(pids: list[int]) -> float:

@@ -8,7 +8,6 @@ job ends as interrupted (exit 130, 128+N), with its record, like a signal at any
 from __future__ import annotations
 
 import signal
-from typing import Any
 
 __all__ = ["pending", "catch_early", "SIGNALS"]
 
@@ -16,7 +15,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 pending: list[int] = []
 
 
-def _record(signum: int, _frame: Any) -> None:
+def _record(signum: int, _frame: object) -> None:
     pending.append(signum)
 
 

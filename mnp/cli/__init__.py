@@ -3,9 +3,14 @@
 import sys as _sys
 
 if any(_word in ("launch", "run", "node") for _word in _sys.argv[1:3]):  # a job: from here on no signal may be lost
-    from mnp.interrupts import catch_early
+    from mnp.interrupts import catch_early, pending
 
     catch_early()
+    if "pool" in _sys.argv[2:] or "--via=pool" in _sys.argv or "MNP_VIA" in __import__("os").environ:
+        from mnp.cli.front import try_front  # a pool's front runs the job: no heavy import here
+
+        try_front(_sys.argv, pending)  # returns only when it did not
+        catch_early()
 
 from mnp.cli.main import cli, main  # noqa: E402 - after the signal handlers
 

@@ -66,7 +66,13 @@ def start(idle: float, as_json: bool, **where: Any) -> None:
     if hosts is None or ssh is None:
         raise UsageError("mnp pool start: name the hosts with --hostfile or --hosts (or run it inside a Slurm "
                          "allocation)")
-    _rows(start_pool(hosts, ssh, idle, lambda line: click.echo(f"mnp: {line}", err=True)), as_json)
+    rows = start_pool(hosts, ssh, idle, lambda line: click.echo(f"mnp: {line}", err=True))
+    from mnp.cli.front import start_front
+
+    if start_front(idle) is None:
+        click.echo("mnp: the pool's front (this machine's preloaded mnp) did not start: jobs --via pool start without "
+                   "it (its log: $MNP_HOME/front.log)", err=True)
+    _rows(rows, as_json)
 
 
 @pool.command(epilog=_EXAMPLES)
@@ -75,10 +81,13 @@ def start(idle: float, as_json: bool, **where: Any) -> None:
 def status(as_json: bool, **where: Any) -> None:
     """Each pool host: whether its pool agent answers, its jobs' agents (running now, forked so far), when it
     started (exit 1: one did not answer)."""
+    from mnp.cli.front import front_info
     from mnp.cluster.pool import ping_pool
     from mnp.control import pool as p
 
     found = ping_pool(_names(where))
+    info = front_info()
+    front = {"pid": info[0], "jobs": info[1]} if info else None
     out, down = [], 0
     for name, rec, ans in found:
         row: dict[str, Any] = {"host": name, "address": rec.get("address"), "port": rec.get("port")}
@@ -92,7 +101,7 @@ def status(as_json: bool, **where: Any) -> None:
             row["state"], down = ("not answering" if ans is None else f"refused: {ans}"), down + 1
         out.append(row)
     if as_json:
-        click.echo(json.dumps({"hosts": out}))
+        click.echo(json.dumps({"hosts": out, "front": front}))
     elif not out:
         click.echo("no pool (mnp pool start --hostfile FILE)")
     else:
@@ -101,6 +110,9 @@ def status(as_json: bool, **where: Any) -> None:
             more = (f"  pid {r['pid']}, {r['agents']} job agent(s) ({r['served']} so far), up {r['up_s']:g} s, "
                     f"exits after {r['idle_s']:g} s idle  ({r['address']}:{r['port']})" if r["state"] == "up" else "")
             click.echo(f"{r['host']:{width}}  {r['state']}{more}")
+        click.echo(f"front: pid {front['pid']}, {front['jobs']} job(s) so far (jobs --via pool start here by fork)"
+                   if front else
+                   "front: none (jobs --via pool start without it: mnp pool start starts one)")
     raise SystemExit(1 if down else 0)
 
 
@@ -109,9 +121,12 @@ def status(as_json: bool, **where: Any) -> None:
 @node_source_options
 def stop(as_json: bool, **where: Any) -> None:
     """Stop the pool agents (all, or those of --hostfile/--hosts); their running jobs' agents are told to stop."""
-    from mnp.cluster.pool import stop_pool
+    from mnp.cli.front import stop_front
+    from mnp.cluster.pool import PoolStore, stop_pool
 
     rows = stop_pool(_names(where))
+    if not PoolStore.load().hosts:
+        stop_front()
     if not rows and not as_json:
         click.echo("no pool agent to stop")
         return

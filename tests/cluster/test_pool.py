@@ -66,12 +66,16 @@ def pool(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> Iterator[Path]:
     p = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--json"], mnp_home, timeout=60)
     assert p.returncode == 0, p.stderr
     logs: list[Path] = []
+    front = None
     try:
         assert [h["state"] for h in json.loads(p.stdout)["hosts"]] == ["started"] * 3
         logs = [_log_of(h) for h in _status(mnp_home).values()]  # each pool agent's stderr, while it runs
+        front = _front(mnp_home)
+        assert front is not None and front["jobs"] == 0 and "mnp.cli.front" in _cmd(front["pid"])
         yield hf
     finally:
         run_mnp(["pool", "stop"], mnp_home, timeout=60)
+        assert front is None or not _cmd(front["pid"])  # the front went with the pool (it waited for it)
         deadline = time.monotonic() + 10
         while _extra(hosts) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -94,6 +98,13 @@ def _status(home: Path) -> dict[str, dict[str, object]]:
     return {h["host"]: h for h in json.loads(p.stdout)["hosts"]}
 
 
+def _front(home: Path) -> dict[str, int] | None:
+    """The pool's front (on this machine: it runs the jobs' mnp), as `mnp pool status` gives it."""
+    p = run_mnp(["pool", "status", "--json"], home, timeout=30)
+    front: dict[str, int] | None = json.loads(p.stdout)["front"]
+    return front
+
+
 def test_jobs_run_on_agents_forked_by_the_pool(hosts: SshNodes, pool: Path, tmp_path: Path, mnp_home: Path) -> None:
     """Two MPI jobs in a row: every rank's agent is a child of its host's pool agent (the pid `mnp pool status`
     gives), a new agent per job; the PMI barrier crosses the hosts; the pool agents stay up with no job agent."""
@@ -102,6 +113,7 @@ def test_jobs_run_on_agents_forked_by_the_pool(hosts: SshNodes, pool: Path, tmp_
     before = _status(mnp_home)
     assert all(h["state"] == "up" and h["agents"] == 0 for h in before.values()), before
     agents = []
+    front = _front(mnp_home)
     for _ in range(2):
         p = run_mnp(["run", "--hostfile", str(pool), "--via", "pool", "--transport", "tcp", sys.executable,
                      str(script)], mnp_home, timeout=120)
@@ -112,6 +124,7 @@ def test_jobs_run_on_agents_forked_by_the_pool(hosts: SshNodes, pool: Path, tmp_
             assert int(parent) == before[hosts.addresses[int(node)]]["pid"], (rows, before)
         agents.append({r[2]: r[3] for r in rows})
     assert agents[0] != agents[1]  # each job's own agents
+    assert front is not None and _front(mnp_home) == {"pid": front["pid"], "jobs": front["jobs"] + 2}
     after = _status(mnp_home)
     assert all(h["state"] == "up" and h["agents"] == 0 and h["pid"] == before[n]["pid"] for n, h in after.items())
 
@@ -389,6 +402,8 @@ def test_an_idle_pool_agent_exits_by_itself(hosts: SshNodes, tmp_path: Path, mnp
     p = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--idle", "1"], mnp_home, timeout=60)
     assert p.returncode == 0 and "started" in p.stdout, p.stderr
     [log] = [_log_of(h) for h in _status(mnp_home).values()]
+    front = _front(mnp_home)
+    assert front is not None
     again = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--idle", "1"], mnp_home, timeout=60)
     assert again.returncode == 0 and "running" in again.stdout, again.stderr  # one agent per host: kept
     deadline = time.monotonic() + 10
@@ -396,6 +411,9 @@ def test_an_idle_pool_agent_exits_by_itself(hosts: SshNodes, tmp_path: Path, mnp
         time.sleep(0.2)
     assert not _pool_agents(hosts, 2) and not _extra(hosts)
     assert not log.exists()
+    while _cmd(front["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _cmd(front["pid"])  # the front idles out with it
     p = run_mnp(["run", "--hostfile", str(hf), "--via", "pool", "true"], mnp_home, timeout=30)
     assert p.returncode == 1 and "does not answer" in p.stderr and "mnp pool start again" in p.stderr, p.stderr
     run_mnp(["pool", "stop"], mnp_home, timeout=30)
