@@ -34,6 +34,8 @@ __all__ = ["try_front", "front_path", "front_info", "ping_front", "start_front",
 
 SOCKET = "front.sock"
 MAX_REQUEST = 4 << 20
+REQUEST_S = 2.0  # a whole request's time to arrive
+START_S = 30.0  # a front that has not started the job by then is stuck (stopped, swapped out): say so
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _LIMITS = ("RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_STACK", "RLIMIT_MEMLOCK", "RLIMIT_NPROC", "RLIMIT_AS",
            "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_CPU")
@@ -61,18 +63,49 @@ def _connect(path: str, timeout: float | None = None) -> socket.socket:
                 s.connect(f"/proc/self/fd/{d}/{os.path.basename(path)}")
             finally:
                 os.close(d)
+        if _peer_uid(s) != os.geteuid():  # a socket someone else bound there (a shared MNP_HOME): never ours
+            raise PermissionError(f"{path}: served by another user")
     except BaseException:
         s.close()
         raise
     return s
 
 
+def _peer_uid(s: socket.socket) -> int | None:
+    """The uid of the process at the other end of a connected Unix socket, from the kernel."""
+    import struct
+
+    try:
+        _pid, uid, _gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                           struct.calcsize("3i")))
+    except OSError:
+        return None
+    return int(uid)
+
+
 def _identity() -> dict[str, str]:
-    """What must be the same on both sides: the interpreter and the mnp package it runs."""
+    """What must be the same on both sides: the interpreter, its environment (a venv), and the mnp package it
+    runs, down to its files' last change (an edited checkout is another mnp)."""
     import mnp
 
-    return {"version": mnp.__version__, "exe": os.path.realpath(sys.executable),
-            "root": os.path.dirname(os.path.realpath(mnp.__file__))}
+    root = os.path.dirname(os.path.realpath(mnp.__file__))
+    return {"version": mnp.__version__, "exe": os.path.realpath(sys.executable), "prefix": sys.prefix,
+            "root": root, "changed": str(_newest(root))}
+
+
+def _newest(root: str) -> int:
+    """The newest modification time (ns) of the package's directories and ``.py`` files (about 0.3 ms here)."""
+    newest, stack = 0, [root]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    if e.name != "__pycache__":
+                        stack.append(e.path)
+                        newest = max(newest, e.stat(follow_symlinks=False).st_mtime_ns)
+                elif e.name.endswith(".py"):
+                    newest = max(newest, e.stat(follow_symlinks=False).st_mtime_ns)
+    return newest
 
 
 def _frame(obj: dict[str, object]) -> bytes:
@@ -103,44 +136,54 @@ def try_front(argv: list[str], pending: list[int]) -> None:
     :func:`mnp.interrupts.catch_early`), forwarded once the request is in; later ones are forwarded as they come."""
     if not _wants_front(argv):
         return
-    path = front_path()
+    for fd in (0, 1, 2):  # a closed one gets /dev/null (before the socket could take its number)
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)
     try:
-        s = _connect(path)
-    except OSError:
+        s = _connect(front_path(), timeout=2.0)
+        req = _request(argv)
+    except (OSError, ValueError):  # none serves this home (or not for us), or this process's state is unreadable
         return
     try:
-        _run_remote(s, argv, pending)
+        _run_remote(s, req, pending)
     finally:
         s.close()
 
 
-def _std_fds() -> list[int]:
-    out = []
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-            out.append(fd)
-        except OSError:  # closed: the child gets /dev/null there, as the kernel's own default would be nothing
-            out.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-    return out
-
-
-def _run_remote(s: socket.socket, argv: list[str], pending: list[int]) -> None:
-    import array
-
-    limits = {}
+def _request(argv: list[str]) -> dict[str, object]:
+    """Everything of this process that the job's mnp must have: what ``fork`` and ``exec`` would have carried."""
     import resource
 
+    limits = {}
     for name in _LIMITS:
         if hasattr(resource, name):
             limits[name] = list(resource.getrlimit(getattr(resource, name)))
     umask = os.umask(0)
     os.umask(umask)
-    req = {"op": "run", **_identity(), "argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": umask,
-           "affinity": sorted(os.sched_getaffinity(0)), "limits": limits}
-    fds = _std_fds()
+    ignored = [int(n) for n in range(1, signal.NSIG) if _ignored(n)]
+    return {"op": "run", **_identity(), "argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": umask,
+            "affinity": sorted(os.sched_getaffinity(0)), "limits": limits, "nice": os.getpriority(os.PRIO_PROCESS, 0),
+            "path": list(sys.path), "ignored": ignored,
+            "mask": sorted(int(n) for n in signal.pthread_sigmask(signal.SIG_BLOCK, []) if n not in FORWARDED),
+            "stdio": [[f.encoding, f.errors] if f is not None else None for f in (sys.stdin, sys.stdout, sys.stderr)]}
+
+
+def _ignored(signum: int) -> bool:
     try:
-        s.sendmsg([_frame(req)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        return signal.getsignal(signum) is signal.SIG_IGN and signum != signal.SIGPIPE  # (Python's own)
+    except (ValueError, OSError):
+        return False
+
+
+def _run_remote(s: socket.socket, req: dict[str, object], pending: list[int]) -> None:
+    import array
+
+    frame = _frame(req)
+    try:
+        n = s.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", (0, 1, 2)))])
+        s.sendall(frame[n:])  # the descriptors went with the first bytes; the rest of a large request follows
     except OSError:
         return
     sent = 0
@@ -148,11 +191,11 @@ def _run_remote(s: socket.socket, argv: list[str], pending: list[int]) -> None:
     def forward() -> None:
         nonlocal sent
         while sent < len(pending):
+            sent += 1  # counted first: a signal handled inside sendall must not send this one again
             try:
-                s.sendall(b"sig %d\n" % pending[sent])
+                s.sendall(b"sig %d\n" % pending[sent - 1])
             except OSError:
                 pass
-            sent += 1
 
     def on_signal(signum: int, _frame: object) -> None:
         pending.append(signum)
@@ -162,9 +205,14 @@ def _run_remote(s: socket.socket, argv: list[str], pending: list[int]) -> None:
         signal.signal(sig, on_signal)
     forward()
     buf, started = b"", False
+    s.settimeout(START_S)
     while True:
         try:
             chunk = s.recv(4096)
+        except TimeoutError:
+            sys.stderr.write(f"mnp: error: the pool's front ({front_path()}) did not start the job within "
+                             f"{START_S:g} s (stopped? its log: front.log beside it); MNP_FRONT=0 runs without it\n")
+            raise SystemExit(1) from None
         except OSError:
             chunk = b""
         if not chunk:
@@ -179,14 +227,19 @@ def _run_remote(s: socket.socket, argv: list[str], pending: list[int]) -> None:
             word, _, arg = line.decode(errors="replace").partition(" ")
             if word == "started":
                 started = True
+                s.settimeout(None)
             elif word == "refused" and not started:
                 return
-            elif word == "exit":
+            elif word == "exit" and arg.lstrip("-").isdigit():
                 raise SystemExit(int(arg))
-            elif word == "killed":
+            elif word == "killed" and arg.isdigit():
                 signum = int(arg)
-                signal.signal(signum, signal.SIG_DFL)
-                os.kill(os.getpid(), signum)
+                if signum not in (signal.SIGKILL, signal.SIGSTOP):
+                    try:
+                        signal.signal(signum, signal.SIG_DFL)
+                    except (OSError, ValueError):
+                        pass
+                os.kill(os.getpid(), signum)  # the shell sees what the job's mnp died of
                 raise SystemExit(128 + signum)
 
 
@@ -293,32 +346,53 @@ class _Conn:
             pass
 
 
-def _read_request(sock: socket.socket) -> tuple[dict[str, object], list[int]]:
+def _read_request(sock: socket.socket) -> tuple[dict[str, object], list[int], bytes]:
+    """One request, the descriptors that came with it (close-on-exec) and what the client sent after it (its
+    first ``sig`` lines); within REQUEST_S in all, so a client that stalls holds the front that long at most. On
+    any error the descriptors received so far are closed."""
     import array
     import json
+    import time
 
     fds: list[int] = []
     data = b""
-    sock.settimeout(2.0)
+    deadline = time.monotonic() + REQUEST_S
     ancsize = socket.CMSG_SPACE(3 * array.array("i").itemsize)
-    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-        if len(data) >= 4 and int.from_bytes(data[:4], "big") > MAX_REQUEST:
-            raise ValueError("request too large")
-        chunk, anc, _flags, _addr = sock.recvmsg(1 << 16, ancsize if not fds else 0)
-        for level, kind, raw in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                got = array.array("i")
-                got.frombytes(raw[:len(raw) - len(raw) % got.itemsize])
-                fds.extend(got)
-        if not chunk:
-            raise ValueError("the client hung up")
-        data += chunk
-    n = int.from_bytes(data[:4], "big")
-    req = json.loads(data[4:4 + n])
-    if not isinstance(req, dict):
-        raise ValueError("not a request")
+    try:
+        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+            if len(data) >= 4 and int.from_bytes(data[:4], "big") > MAX_REQUEST:
+                raise ValueError("request too large")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ValueError("request too slow")
+            sock.settimeout(left)
+            chunk, anc, _flags, _addr = sock.recvmsg(1 << 16, ancsize if not fds else 0, socket.MSG_CMSG_CLOEXEC)
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    got = array.array("i")
+                    got.frombytes(raw[:len(raw) - len(raw) % got.itemsize])
+                    fds.extend(got)
+            if not chunk:
+                raise ValueError("the client hung up")
+            data += chunk
+        n = int.from_bytes(data[:4], "big")
+        req = json.loads(data[4:4 + n])
+        if not isinstance(req, dict):
+            raise ValueError("not a request")
+    except Exception:  # (RecursionError of a deeply nested document included)
+        _close(fds)
+        raise ValueError("a malformed request") from None
     sock.settimeout(None)
-    return req, fds
+    return req, fds, data[4 + n:]
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    fds.clear()
 
 
 def serve(idle_s: float) -> None:
@@ -370,78 +444,71 @@ def serve(idle_s: float) -> None:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    conns: dict[int, _Conn] = {}  # by socket fd
+    conns: dict[int, _Conn] = {}  # by socket fd: the clients whose job runs
     children: dict[int, _Conn] = {}
     last = time.monotonic()
     pool_file = os.path.join(home, "pool.json")
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
     while True:
         if not children and (stopping or time.monotonic() - last > idle_s or not _pool_alive(pool_file)):
             break
-        ready, _, _ = select.select([listener, wake_r, *[c.sock for c in conns.values() if c.open]], [], [], 1.0)
-        for r in ready:
-            if r is wake_r:
+        for fd, _ev in poller.poll(1000):
+            if fd == wake_r.fileno():
                 try:
                     wake_r.recv(4096)
                 except OSError:
                     pass
-            elif r is listener:
+            elif fd == listener.fileno():
                 last = time.monotonic()
                 try:
                     sock, _ = listener.accept()
-                except OSError:
+                except OSError:  # out of descriptors, say: not a loop that spins on a listener still readable
+                    time.sleep(0.05)
                     continue
-                conn = _Conn(sock)
-                if stopping or not _same_user(sock):
+                if stopping or _peer_uid(sock) != os.geteuid():
                     sock.close()
                     continue
+                conn = _Conn(sock)
                 try:
-                    req, fds = _read_request(sock)
+                    req, fds, rest = _read_request(sock)
                 except (OSError, ValueError):
                     sock.close()
                     continue
-                op = req.get("op")
-                if any(req.get(k) != v for k, v in me.items()):
-                    conn.say("refused stale: this front runs another mnp or Python")
-                    for fd in fds:
-                        os.close(fd)
-                    sock.close()
-                    stopping = True  # the pool start that comes next makes a current one
-                    continue
-                if op == "ping":
-                    conn.say(f"pong {os.getpid()} {served}")
-                    sock.close()
-                elif op == "stop":
-                    stopping = True
-                    conn.say(f"stopping {os.getpid()}")
-                    sock.close()
-                elif op == "run" and len(fds) == 3:
-                    conns[sock.fileno()] = conn
-                    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
-                    try:
-                        pid = os.fork()
-                    except OSError as e:
-                        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-                        conn.say(f"refused fork: {e.strerror}")
-                        del conns[sock.fileno()]
+                try:
+                    if any(req.get(k) != v for k, v in me.items()):
+                        conn.say("refused stale: this front runs another mnp or Python")
                         sock.close()
+                        if req.get("root") == me["root"]:
+                            stopping = True  # this mnp changed under it: the next pool start makes a current one
+                    elif req.get("op") == "ping":
+                        conn.say(f"pong {os.getpid()} {served}")
+                        sock.close()
+                    elif req.get("op") == "stop":
+                        stopping = True
+                        conn.say(f"stopping {os.getpid()}")
+                        sock.close()
+                    elif req.get("op") == "run" and len(fds) == 3:
+                        pid = _fork(conn, req, fds, [listener, wake_r, wake_w, *(c.sock for c in conns.values())],
+                                    lock)
+                        if pid is None:
+                            sock.close()
+                        else:
+                            conn.child, conn.buf = pid, rest
+                            children[pid] = conns[sock.fileno()] = conn
+                            poller.register(sock, select.POLLIN)
+                            served += 1
+                            _relay(conn, b"")  # the signals that came with the request
                     else:
-                        if pid == 0:
-                            _child(conn, req, fds, [listener, wake_r, wake_w, *(c.sock for c in conns.values()
-                                                                                if c is not conn)], lock)
-                        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-                        conn.child = pid
-                        children[pid] = conn
-                        served += 1
-                    for fd in fds:
-                        os.close(fd)
-                else:
-                    for fd in fds:
-                        os.close(fd)
-                    conn.say("refused: not a request")
-                    sock.close()
-            else:
-                conn = conns[r.fileno()]
-                _relay(conn)
+                        conn.say("refused: not a request")
+                        sock.close()
+                finally:
+                    _close(fds)
+            elif fd in conns:
+                conn = conns[fd]
+                if not _relay(conn):
+                    poller.unregister(fd)
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -452,7 +519,8 @@ def serve(idle_s: float) -> None:
             conn = children.pop(pid)
             conn.say(f"killed {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else
                      f"exit {os.waitstatus_to_exitcode(status)}")
-            conns.pop(conn.sock.fileno(), None)
+            if conns.pop(conn.sock.fileno(), None) is not None and conn.open:
+                poller.unregister(conn.sock)
             conn.sock.close()
             last = time.monotonic()
     try:
@@ -460,6 +528,22 @@ def serve(idle_s: float) -> None:
             os.unlink(path)
     except OSError:
         pass
+
+
+def _fork(conn: _Conn, req: dict[str, object], fds: list[int], others: list[socket.socket], lock: int) -> int | None:
+    """The job's mnp forked for ``conn`` (the forwarded signals blocked across the fork, so none reaches the
+    child before it has its own handlers); None when the kernel refused (the client was told)."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        pid = os.fork()
+    except OSError as e:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        conn.say(f"refused fork: {e.strerror}")
+        return None
+    if pid == 0:
+        _child(conn, req, fds, others, lock)  # (never returns)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    return pid
 
 
 def _bind(sock: socket.socket, path: str) -> None:
@@ -485,28 +569,19 @@ def _pool_alive(pool_file: str) -> bool:
         return False
 
 
-def _same_user(sock: socket.socket) -> bool:
-    import struct
-
-    try:
-        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                              struct.calcsize("3i")))
-    except OSError:
-        return False
-    return uid == os.geteuid()
-
-
-def _relay(conn: _Conn) -> None:
-    """The client's lines: signals for its job's mnp; its hang-up is the job's SIGHUP."""
-    try:
-        chunk = conn.sock.recv(4096)
-    except OSError:
-        chunk = b""
-    if not chunk:
-        conn.open = False
-        if conn.child is not None:
-            _kill(conn.child, signal.SIGHUP)
-        return
+def _relay(conn: _Conn, chunk: bytes | None = None) -> bool:
+    """The client's lines (``chunk``, else what its socket has): signals for its job's mnp; its hang-up is the
+    job's SIGHUP. Whether the client is still connected."""
+    if chunk is None:
+        try:
+            chunk = conn.sock.recv(4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            conn.open = False
+            if conn.child is not None:
+                _kill(conn.child, signal.SIGHUP)
+            return False
     conn.buf += chunk
     while b"\n" in conn.buf:
         line, conn.buf = conn.buf.split(b"\n", 1)
@@ -515,6 +590,7 @@ def _relay(conn: _Conn) -> None:
             _kill(conn.child, int(arg))
     if len(conn.buf) > 4096:
         conn.buf = b""
+    return True
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -534,7 +610,6 @@ def _child(conn: _Conn, req: dict[str, object], fds: list[int], others: list[soc
         catch_early()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
         for s in others:
             s.close()
         os.close(lock)
@@ -549,8 +624,8 @@ def _child(conn: _Conn, req: dict[str, object], fds: list[int], others: list[soc
         main()
         code = 0
     except SystemExit as e:
-        if e.code is None or isinstance(e.code, int):
-            code = e.code or 0
+        if e.code is None or isinstance(e.code, int):  # (a bool too, as Python's own exit takes it)
+            code = int(e.code or 0)
         else:
             print(e.code, file=sys.stderr)
             code = 1
@@ -572,18 +647,64 @@ def _child(conn: _Conn, req: dict[str, object], fds: list[int], others: list[soc
         os._exit(code)
 
 
+def _signals(req: dict[str, object]) -> None:
+    """The client's ignored signals and signal mask (those the front had, from whoever started it, are not the
+    job's); SIGINT, SIGTERM and SIGHUP stay caught and unblocked."""
+    ignored = {int(n) for n in req.get("ignored") or () if isinstance(n, int)}  # type: ignore[attr-defined]
+    for n in range(1, signal.NSIG):
+        if n in FORWARDED or n in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            if n in ignored:
+                signal.signal(n, signal.SIG_IGN)
+            elif signal.getsignal(n) is signal.SIG_IGN:
+                signal.signal(n, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    mask = {int(n) for n in req.get("mask") or () if isinstance(n, int)} - set(FORWARDED)  # type: ignore[attr-defined]
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _stdio(got: object) -> list[tuple[str, str]]:
+    """The client's encoding and error handler for stdin, stdout and stderr (UTF-8 where it sent none valid)."""
+    import codecs
+
+    defaults = [("utf-8", "surrogateescape"), ("utf-8", "surrogateescape"), ("utf-8", "backslashreplace")]
+    out = []
+    for i, default in enumerate(defaults):
+        pair = got[i] if isinstance(got, list) and len(got) == 3 else None
+        try:
+            if isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair):
+                codecs.lookup(pair[0])
+                codecs.lookup_error(pair[1])
+                out.append((pair[0], pair[1]))
+                continue
+        except LookupError:
+            pass
+        out.append(default)
+    return out
+
+
 def _become(req: dict[str, object], fds: list[int]) -> None:
     import io
     import random
     import resource
     import tempfile
+    import time
 
-    env, argv, cwd = req["env"], req["argv"], req["cwd"]
-    if not (isinstance(env, dict) and isinstance(argv, list) and isinstance(cwd, str)):
+    env, argv, cwd, path = req["env"], req["argv"], req["cwd"], req.get("path")
+    if not (isinstance(env, dict) and isinstance(argv, list) and isinstance(cwd, str) and isinstance(path, list)):
         raise ValueError("a malformed request")
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in env.items()})
+    time.tzset()  # (TZ)
+    sys.path[:] = [str(p) for p in path]  # what the job imports from now on is found where the client finds it
     os.chdir(cwd)
+    _signals(req)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, int(req.get("nice", 0)))  # type: ignore[call-overload]
+    except (OSError, ValueError):
+        pass
     os.umask(int(req.get("umask", 0o022)))  # type: ignore[call-overload]
     aff = req.get("affinity")
     if isinstance(aff, list) and aff:
@@ -602,13 +723,12 @@ def _become(req: dict[str, object], fds: list[int]) -> None:
         os.dup2(fd, target)
         os.close(fd)
     unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
-    sys.stdin = io.TextIOWrapper(open(0, "rb", closefd=False), encoding="utf-8",
-                               errors="surrogateescape")
-    out_tty = os.isatty(1)
-    sys.stdout = io.TextIOWrapper(open(1, "wb", closefd=False), encoding="utf-8",
-                                errors="surrogateescape", line_buffering=out_tty, write_through=unbuffered)
-    sys.stderr = io.TextIOWrapper(open(2, "wb", closefd=False), encoding="utf-8",
-                                errors="backslashreplace", line_buffering=True, write_through=unbuffered)
+    (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = _stdio(req.get("stdio"))
+    sys.stdin = io.TextIOWrapper(open(0, "rb", closefd=False), encoding=in_enc, errors=in_err)
+    sys.stdout = io.TextIOWrapper(open(1, "wb", closefd=False), encoding=out_enc, errors=out_err,
+                                  line_buffering=os.isatty(1), write_through=unbuffered)
+    sys.stderr = io.TextIOWrapper(open(2, "wb", closefd=False), encoding=err_enc, errors=err_err,
+                                  line_buffering=True, write_through=unbuffered)
     sys.argv = [str(a) for a in argv]
     random.seed()
     tempfile.tempdir = None

@@ -138,13 +138,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _waiting_client(home: Path, cwd: Path, out: Path) -> tuple[subprocess.Popen[str], int]:
+def _waiting_client(home: Path, cwd: Path, out: Path, stdin_closed: bool = False) -> tuple[subprocess.Popen[str], int]:
     """``mnp run --via pool`` to the pool's one host, whose pool agent never answers (nothing listens on its
     loopback port; mnp gives up after 5 s), from a client with its own umask, open-file limit,
     directory and stdout (a file): the client and the job's mnp, the front's child, once it runs."""
     code = ("import os, resource, sys\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, (200, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
             "os.umask(0o027)\n"
+            + ("os.close(0)\n" if stdin_closed else "") +
             "sys.argv[0] = 'mnp'\n"
             "from mnp.cli import main\n"
             "main()\n")
@@ -193,6 +194,49 @@ def test_the_job_s_mnp_is_the_client_s_own_but_for_its_parent(front: int, mnp_ho
                 proc.wait()
         assert proc.returncode == code and "Traceback" not in err, (sig, proc.returncode, err)
         assert _wait_gone(child, 5)
+
+
+def test_a_job_killed_outright_kills_its_client_and_closed_stdin_is_dev_null(front: int, mnp_home: Path,
+                                                                             tmp_path: Path) -> None:
+    """The job's mnp killed by SIGKILL (the OOM killer, say): the client dies of the same signal, as the shell
+    would have seen; a client whose stdin was closed hands the job /dev/null there, never its own socket."""
+    _pool_file(mnp_home, port=_free_port())
+    proc, child = _waiting_client(mnp_home, tmp_path, tmp_path / "out", stdin_closed=True)
+    try:
+        assert os.readlink(f"/proc/{child}/fd/0") == "/dev/null"
+        os.kill(child, 9)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -9 and "Traceback" not in err, (proc.returncode, err)
+
+
+def test_a_signal_sent_with_the_request_is_not_lost(front: int, mnp_home: Path, tmp_path: Path) -> None:
+    """A signal caught while the client sends its request may travel in the same bytes: the front hands it to
+    the job's mnp once forked (the job ends 143, interrupted, not 1 when its pool agent does not answer)."""
+    from mnp.cli.front import _connect, _request
+
+    _pool_file(mnp_home, port=_free_port())
+    (tmp_path / "hosts").write_text("h1\n")
+    code = ("import array, os, socket, sys, time\n"
+            "from mnp.cli.front import _connect, _request, _frame, front_path\n"
+            "argv = ['mnp', 'run', '--hostfile', 'hosts', '--via', 'pool', 'true']\n"
+            "s = _connect(front_path())\n"
+            "s.sendmsg([_frame(_request(argv)) + b'sig 15\\n'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, "
+            "array.array('i', (0, 1, 2)))])\n"
+            "got = b''\n"
+            "while not got.endswith(b'\\n') or b'exit' not in got:\n"
+            "    chunk = s.recv(100)\n"
+            "    if not chunk: break\n"
+            "    got += chunk\n"
+            "print('GOT', got.split()[-2:])\n")
+    del _connect, _request
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                       env=_env(mnp_home), cwd=tmp_path)
+    words = p.stdout.split()
+    assert p.returncode == 0 and words[:3] == ["GOT", "[b'exit',", "b'143']"], (p.stdout, p.stderr)
 
 
 def test_a_killed_client_hangs_its_job_up(front: int, mnp_home: Path, tmp_path: Path) -> None:
@@ -262,10 +306,15 @@ def test_malformed_requests_get_nothing_and_change_nothing(front: int, mnp_home:
 
 
 def test_a_front_of_another_mnp_refuses_and_goes(front: int, mnp_home: Path) -> None:
-    """mnp upgraded (or another Python) while its front runs: the front says so, runs nothing and exits; the
-    job runs in its client (the front's count never moved), and the next pool start makes a current front."""
+    """Another install of mnp (another checkout or venv) sharing the home is refused, and the front stays; this
+    mnp upgraded or edited while its front runs: the front says so, runs nothing and exits; the job runs in its
+    client (the front's count never moved), and the next pool start makes a current front."""
     from mnp.cli.front import _identity
 
+    body = json.dumps({"op": "ping", **_identity(), "root": "/elsewhere/mnp"}).encode()
+    assert _raw(mnp_home, len(body).to_bytes(4, "big") + body).startswith(b"refused stale")
+    time.sleep(1.5)
+    assert _info(mnp_home) == (front, 0)
     body = json.dumps({"op": "ping", **_identity(), "version": "0.0.0-older"}).encode()
     assert _raw(mnp_home, len(body).to_bytes(4, "big") + body).startswith(b"refused stale")
     assert _wait_gone(front, 10)
