@@ -175,13 +175,17 @@ class PoolClient:
         """Send each host its request; the first answer ``want`` accepts (or a Refused, or a string: what was
         wrong) per host, until every host answered or ``timeout``. ``expect``: also wait for these hosts' answers
         to what was sent before."""
+        from mnp import interrupts
+
         for name, msg in msgs.items():
             self.send(name, msg)
         waiting = set(msgs) | set(expect or ())
         got: dict[str, p.FromPool | str] = {}
         deadline = time.monotonic() + timeout
-        while len(got) < len(waiting) and (left := deadline - time.monotonic()) > 0:
-            for name, ans in self.recv(int(left * 1000) + 1):
+        signals = len(interrupts.pending)  # a Ctrl-C from now on ends the wait (the caller handles it)
+        while len(got) < len(waiting) and (left := deadline - time.monotonic()) > 0 and \
+                len(interrupts.pending) == signals:
+            for name, ans in self.recv(min(int(left * 1000) + 1, 100)):
                 if name in waiting and name not in got and (isinstance(ans, (str, p.Refused)) or want(ans)):
                     got[name] = ans
                 else:

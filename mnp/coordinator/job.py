@@ -134,6 +134,7 @@ class Interrupt:
         return self
 
     def _set(self, signum: int, _frame: Any) -> None:
+        interrupts.pending.append(signum)  # (what waits without this object's loop, a pool's answers, sees it)
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop waiting, teardown still runs
         self.signum = signum

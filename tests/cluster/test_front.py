@@ -186,13 +186,16 @@ def test_the_job_s_mnp_is_the_client_s_own_but_for_its_parent(front: int, mnp_ho
             fds = {os.readlink(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")}
             assert not [f for f in fds if "front.sock" in f or "front.l" in f], fds
             assert not _children(proc.pid)
+            t0 = time.monotonic()
             proc.send_signal(sig)
             _, err = proc.communicate(timeout=30)
+            took = time.monotonic() - t0
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
         assert proc.returncode == code and "Traceback" not in err, (sig, proc.returncode, err)
+        assert took < 3, took  # at once, not when mnp gives up on the pool agent (5 s)
         assert _wait_gone(child, 5)
 
 
@@ -237,6 +240,7 @@ def test_a_signal_sent_with_the_request_is_not_lost(front: int, mnp_home: Path, 
                        env=_env(mnp_home), cwd=tmp_path)
     words = p.stdout.split()
     assert p.returncode == 0 and words[:3] == ["GOT", "[b'exit',", "b'143']"], (p.stdout, p.stderr)
+    assert "CANCELLED: interrupted by SIGTERM" in p.stderr, p.stderr
 
 
 def test_a_killed_client_hangs_its_job_up(front: int, mnp_home: Path, tmp_path: Path) -> None:
