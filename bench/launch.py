@@ -23,6 +23,11 @@ Pool scaling mode (``--pool-scale 8,128``) makes max(N) sshd hosts, starts one p
 times, alternating, ``mnp run --via pool`` on the first N hosts of ``hostname`` (bring-up, start, output and
 goodbye, no MPI) and of the C hello, printing t(N)/t(smallest N) (the issue's target: t(128)/t(8) <= 4).
 
+Slurm scaling mode (``--slurm-scale 8,128``) holds one Slurm allocation of max(N) namespace nodes, starts a pool
+in it (not timed), and times, alternating, ``mnp run --via pool -N N`` against Slurm's own ``srun -N N`` (one
+slurmstepd per node) of ``hostname`` and of the C hello (``srun --mpi=pmi2``), printing t(N)/t(smallest N) for
+both: what the machine allows a launcher that is not mnp.
+
 Tree mode (``--tree 8,32,64,128``) times the whole ``mnp launch`` of the C hello, 1 rank per node, on N isolated
 local nodes with the control tree at width 32 and as a star (``--tree-width N``), alternating, and
 prints from each job's record its bring-up, the frames the coordinator read and wrote, and the coordinator
@@ -217,6 +222,69 @@ def slurm_mode(counts: list[int], reps: int) -> None:
                 cluster.run(["scancel", job_id])
     finally:
         cluster.stop()
+
+
+def slurm_scale_mode(counts: list[int], reps: int) -> None:
+    """Scaling inside one Slurm allocation of max(N) nodes: ``mnp run --via pool -N N`` (pool agents started once,
+    not timed) against ``srun -N N`` (Slurm's own slurmstepd per node), of ``hostname`` and of the C hello
+    (``srun --mpi=pmi2``), alternating, for each N; prints medians, t(N)/t(smallest N) for both, and mnp/srun."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from slurmnodes import SlurmNodes, slurm_installed
+
+    if not slurm_installed() or not PMI2.exists():
+        raise SystemExit("--slurm-scale: needs Slurm with its pmi2 plugin (setup.sh installs it)")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "mnp")], check=True, stdout=subprocess.DEVNULL)
+    top = max(counts)
+    cluster = SlurmNodes(top, shm_bytes=64 << 20).start(timeout=180)
+    env: dict[str, str] = {}
+    job_id = None
+    try:
+        work = cluster.dir / "work"
+        hello = build_c_hello(work)
+        got = cluster.run(["salloc", "--no-shell", "-N", str(top)], timeout=120)
+        job_id = next((w for w in got.stderr.split() if w.isdigit()), None)
+        if got.returncode != 0 or job_id is None:
+            raise SystemExit(f"salloc failed: {got.stderr}")
+        fields = dict(w.split("=", 1) for w in cluster.run(["scontrol", "-o", "show", "job", job_id]).stdout.split()
+                      if "=" in w)
+        env = {**cluster.env, "SLURM_JOB_ID": job_id, "SLURM_JOB_NODELIST": fields["NodeList"],
+               "SLURM_JOB_NUM_NODES": str(top), "MNP_HOME": str(work / "home")}
+        mnp = [sys.executable, "-m", "mnp"]
+        subprocess.run([*mnp, "pool", "start"], env=env, check=True, capture_output=True, timeout=300)
+        commands = {"hostname": (["hostname"], ["hostname"], "node"),
+                    "C hello": (["--transport", "tcp", "--mpi", "mpich", *hello], ["--mpi=pmi2", *hello], "C-HELLO")}
+        times: dict[tuple[str, str, int], list[float]] = {}
+        for rep in range(reps + 1):  # the first round warms the page cache and is not counted
+            for what, (ours, theirs, marker) in commands.items():
+                for n in counts:
+                    for who, argv, e in (
+                            ("mnp", [*mnp, "run", "--via", "pool", "-N", str(n), *ours], env),
+                            ("srun", ["srun", f"-N{n}", f"-n{n}", "--ntasks-per-node=1", *theirs],
+                             {**env, **TRANSPORT})):
+                        wall = _timed(argv, e, n, marker)
+                        if rep:
+                            times.setdefault((what, who, n), []).append(wall)
+    finally:
+        if env:
+            cluster.run([sys.executable, "-m", "mnp", "pool", "stop"], env=env)
+        if job_id:
+            cluster.run(["scancel", job_id])
+        cluster.stop()
+    print(f"# one Slurm allocation of {top} nodes (Slurm 22.05 namespace nodes), 1 task per node, {reps} alternating "
+          "runs each (whole command): mnp run --via pool -N N (pool agents started once before) against srun -N N; "
+          "medians (min-max)")
+    for what in commands:
+        for who in ("mnp", "srun"):
+            base = statistics.median(times[(what, who, counts[0])])
+            for n in counts:
+                t = times[(what, who, n)]
+                med = statistics.median(t)
+                print(f"{what:9} {who:5} {n:4} nodes  {med:7.3f} s ({min(t):.3f}-{max(t):.3f})  "
+                      f"t(N)/t({counts[0]}) {med / base:5.2f}")
+        for n in counts:
+            print(f"{what:9} mnp/srun at {n} nodes: "
+                  f"{statistics.median(times[(what, 'mnp', n)]) / statistics.median(times[(what, 'srun', n)]):.2f}")
+    print(flush=True)
 
 
 def _ssh_hosts_said(said: str, ranks: int) -> set[str]:
@@ -547,6 +615,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32, help="--ssh-tree: the tree's width (default 32)")
     ap.add_argument("--pool-scale", metavar="N[,N...]", help="Pool scaling mode only: mnp run --via pool of hostname "
                     "and of the C hello on the first N of max(N) sshd hosts that hold a pool")
+    ap.add_argument("--slurm-scale", metavar="N[,N...]", help="Slurm scaling mode only: mnp run --via pool -N N "
+                    "against srun -N N (hostname, C hello) inside one allocation of max(N) nodes")
     ap.add_argument("--tree", metavar="N[,N...]", help="Tree mode only: the control tree (width 32) against the star "
                     "on N isolated local nodes (e.g. 8,32,64,128)")
     args = ap.parse_args()
@@ -555,6 +625,9 @@ def main() -> None:
     clean_stale()
     if args.slurm:
         slurm_mode([int(x) for x in args.slurm.split(",")], args.reps)
+        return
+    if args.slurm_scale:
+        slurm_scale_mode([int(x) for x in args.slurm_scale.split(",")], args.reps)
         return
     if args.ssh_tree:
         ssh_tree_mode([int(x) for x in args.ssh_tree.split(",")], args.reps, args.width)
