@@ -186,14 +186,19 @@ def _run_remote(s: socket.socket, req: dict[str, object], pending: list[int]) ->
         s.sendall(frame[n:])  # the descriptors went with the first bytes; the rest of a large request follows
     except OSError:
         return
-    sent = 0
+    sent, child = 0, 0
 
     def forward() -> None:
+        """Until the job's mnp has said its pid, through the front (which holds it from the fork on); then
+        straight to it, so that a front that died since cannot swallow a Ctrl-C."""
         nonlocal sent
         while sent < len(pending):
             sent += 1  # counted first: a signal handled inside sendall must not send this one again
             try:
-                s.sendall(b"sig %d\n" % pending[sent - 1])
+                if child:
+                    os.kill(child, pending[sent - 1])
+                else:
+                    s.sendall(b"sig %d\n" % pending[sent - 1])
             except OSError:
                 pass
 
@@ -228,6 +233,7 @@ def _run_remote(s: socket.socket, req: dict[str, object], pending: list[int]) ->
             if word == "started":
                 started = True
                 s.settimeout(None)
+                child = int(arg) if arg.isdigit() else 0
             elif word == "refused" and not started:
                 return
             elif word == "exit" and arg.lstrip("-").isdigit():

@@ -243,6 +243,28 @@ def test_a_signal_sent_with_the_request_is_not_lost(front: int, mnp_home: Path, 
     assert "CANCELLED: interrupted by SIGTERM" in p.stderr, p.stderr
 
 
+def test_a_front_killed_under_a_running_job(front: int, mnp_home: Path, tmp_path: Path) -> None:
+    """The front SIGKILLed while a job runs: the job's mnp goes on, the client's Ctrl-C still reaches it (sent
+    straight to the pid it said), its status still comes back; the next job finds no front (the socket file left
+    behind refuses the connection) and runs in its own client."""
+    _pool_file(mnp_home, port=_free_port())
+    proc, child = _waiting_client(mnp_home, tmp_path, tmp_path / "out")
+    try:
+        os.kill(front, 9)
+        assert _wait_gone(front, 5) and _alive(child)
+        proc.send_signal(2)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "CANCELLED" in err, (proc.returncode, err)
+    assert (mnp_home / "front.sock").exists() and _info(mnp_home) is None
+    p = run_mnp(["run", "--hosts", "elsewhere", "--via", "pool", "true"], mnp_home, timeout=30)
+    assert p.returncode == 2 and "host elsewhere: " in p.stderr, p.stderr
+    (mnp_home / "front.sock").unlink()
+
+
 def test_a_killed_client_hangs_its_job_up(front: int, mnp_home: Path, tmp_path: Path) -> None:
     """The client killed outright (no signal to forward): its connection's end is the job's SIGHUP, as a closed
     terminal's would be, and the front goes on serving."""
