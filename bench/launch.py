@@ -161,6 +161,19 @@ def _machine_cpu() -> float:
     return sum(int(fields[i]) for i in (1, 2, 3, 6, 7)) / os.sysconf("SC_CLK_TCK")
 
 
+def _allocation(cluster: Any, n: int, work: Path) -> tuple[str, dict[str, str]]:
+    """An allocation of ``n`` nodes held with ``salloc --no-shell``: its id, and the environment a command run
+    inside it has (its SLURM_* variables, and an MNP_HOME under ``work``)."""
+    got = cluster.run(["salloc", "--no-shell", "-N", str(n)], timeout=120)
+    job_id = next((w for w in got.stderr.split() if w.isdigit()), None)
+    if got.returncode != 0 or job_id is None:
+        raise SystemExit(f"salloc failed: {got.stderr}")
+    fields = dict(w.split("=", 1) for w in cluster.run(["scontrol", "-o", "show", "job", job_id]).stdout.split()
+                  if "=" in w)
+    return job_id, {**cluster.env, "SLURM_JOB_ID": job_id, "SLURM_JOB_NODELIST": fields["NodeList"],
+                    "SLURM_JOB_NUM_NODES": str(n), "MNP_HOME": str(work / "home")}
+
+
 def slurm_mode(counts: list[int], reps: int) -> None:
     """mnp launch inside a Slurm allocation against srun --mpi=pmi2, same hello, alternating runs."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -178,14 +191,7 @@ def slurm_mode(counts: list[int], reps: int) -> None:
         commands = (("mpi4py hello", HELLO, "hello from rank"), ("C hello (CMake, MPICH)", build_c_hello(work),
                                                                    "C-HELLO"))
         for n in counts:
-            got = cluster.run(["salloc", "--no-shell", "-N", str(n)])
-            job_id = next((w for w in got.stderr.split() if w.isdigit()), None)
-            if got.returncode != 0 or job_id is None:
-                raise SystemExit(f"salloc failed: {got.stderr}")
-            fields = dict(w.split("=", 1) for w in cluster.run(["scontrol", "-o", "show", "job", job_id]).stdout.split()
-                          if "=" in w)
-            env = {**cluster.env, "SLURM_JOB_ID": job_id, "SLURM_JOB_NODELIST": fields["NodeList"],
-                   "SLURM_JOB_NUM_NODES": str(n), "MNP_HOME": str(work / "home")}
+            job_id, env = _allocation(cluster, n, work)
             try:
                 for label, command, marker in commands:
                     job = work / f"hello-{n}.yaml"
@@ -241,14 +247,7 @@ def slurm_scale_mode(counts: list[int], reps: int) -> None:
     try:
         work = cluster.dir / "work"
         hello = build_c_hello(work)
-        got = cluster.run(["salloc", "--no-shell", "-N", str(top)], timeout=120)
-        job_id = next((w for w in got.stderr.split() if w.isdigit()), None)
-        if got.returncode != 0 or job_id is None:
-            raise SystemExit(f"salloc failed: {got.stderr}")
-        fields = dict(w.split("=", 1) for w in cluster.run(["scontrol", "-o", "show", "job", job_id]).stdout.split()
-                      if "=" in w)
-        env = {**cluster.env, "SLURM_JOB_ID": job_id, "SLURM_JOB_NODELIST": fields["NodeList"],
-               "SLURM_JOB_NUM_NODES": str(top), "MNP_HOME": str(work / "home")}
+        job_id, env = _allocation(cluster, top, work)
         mnp = [sys.executable, "-m", "mnp"]
         subprocess.run([*mnp, "pool", "start"], env=env, check=True, capture_output=True, timeout=300)
         commands = {"hostname": (["hostname"], ["hostname"], "node"),

@@ -522,7 +522,8 @@ def serve(idle_s: float) -> None:
                 break
             if pid == 0:
                 break
-            conn = children.pop(pid)
+            if (conn := children.pop(pid, None)) is None:
+                continue
             conn.say(f"killed {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else
                      f"exit {os.waitstatus_to_exitcode(status)}")
             if conns.pop(conn.sock.fileno(), None) is not None and conn.open:
