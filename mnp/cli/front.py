@@ -522,8 +522,9 @@ def serve(idle_s: float) -> None:
                 break
             if pid == 0:
                 break
-            if (conn := children.pop(pid, None)) is None:
+            if pid not in children:
                 continue
+            conn = children.pop(pid)
             conn.say(f"killed {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else
                      f"exit {os.waitstatus_to_exitcode(status)}")
             if conns.pop(conn.sock.fileno(), None) is not None and conn.open:
