@@ -315,7 +315,8 @@ def _start_srun(hosts: list[HostSpec], idle_s: float, python: str, say: Callable
                 timeout: float = 60.0) -> dict[str, dict[str, Any]]:
     """Pool agents as the tasks of one srun step that stays (inside a Slurm allocation: no SSH to the nodes). Each
     task runs the preflight and says ``MNP-POOL <JSON>``, labelled by srun; the step goes on after this process
-    exits, its output in ``$MNP_HOME/pool-srun-<job>-<pid>.out`` (removed by mnp pool stop)."""
+    exits, its output in ``$MNP_HOME/pool-srun-<job>-<pid>.out`` (removed by mnp pool stop). ``timeout``: how
+    long the step may go without one more node's pool agent starting (a large allocation takes longer in all)."""
     import re
     import subprocess
 
@@ -347,6 +348,7 @@ def _start_srun(hosts: list[HostSpec], idle_s: float, python: str, say: Callable
         os.close(fd)
     said: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
+    shown = -1
     try:
         while len(said) < len(names):
             for line in out.read_text(errors="replace").splitlines():
@@ -363,11 +365,14 @@ def _start_srun(hosts: list[HostSpec], idle_s: float, python: str, say: Callable
                 last = [ln for ln in out.read_text(errors="replace").splitlines() if TAG not in ln][-2:]
                 raise ClusterError(f"srun ended (exit {proc.returncode}) before every node's pool agent started: "
                                    + (" / ".join(last) or "no output"))
+            if len(said) != shown:  # a line when the count moves, not one every poll
+                shown = len(said)
+                deadline = time.monotonic() + timeout
+                say(f"hosts ready {len(said)}/{len(names)}")
             if time.monotonic() > deadline:
                 missing = [n for n in names if n not in said]
-                raise ClusterError(f"{len(missing)} node(s) did not start a pool agent through srun within "
-                                   f"{timeout:g}s: {', '.join(missing[:4])}")
-            say(f"hosts ready {len(said)}/{len(names)}")
+                raise ClusterError(f"{len(missing)} node(s) did not start a pool agent through srun ({len(said)} did; "
+                                   f"none more in the last {timeout:g}s): {', '.join(missing[:4])}")
             time.sleep(0.05)
     except BaseException:
         proc.terminate()  # srun passes it on to the step: every task ends

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -260,3 +261,6 @@ def test_pool_through_srun_inside_the_allocation(slurm: SlurmNodes, work: Path) 
     assert {tuple(r["slurm_env"]) for r in recs} == {("SLURM_CONF",)}
     assert not list((work / "home").glob("pool-srun-*.out"))  # removed with the pool
     assert "Traceback" not in p.stderr
+    ready = [line for line in p.stderr.splitlines() if "hosts ready" in line]
+    assert ready and ready[-1] == "mnp: hosts ready 3/3" and len(ready) == len(set(ready)), ready  # when it moves
+    assert re.search(r"^front: pid \d+, 0 job\(s\) so far", p.stdout, re.M), p.stdout  # this machine's front
