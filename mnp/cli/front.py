@@ -94,7 +94,9 @@ def _identity() -> dict[str, str]:
 
 
 def _newest(root: str) -> int:
-    """The newest modification time (ns) of the package's directories and ``.py`` files (about 0.3 ms here)."""
+    """The newest modification time (ns) of the package's ``.py`` files (about 0.5 ms here): an edited or added
+    module changes it; a directory's own time does not count (Python's ``__pycache__`` and editors' swap files
+    change that)."""
     newest, stack = 0, [root]
     while stack:
         with os.scandir(stack.pop()) as it:
@@ -102,7 +104,6 @@ def _newest(root: str) -> int:
                 if e.is_dir(follow_symlinks=False):
                     if e.name != "__pycache__":
                         stack.append(e.path)
-                        newest = max(newest, e.stat(follow_symlinks=False).st_mtime_ns)
                 elif e.name.endswith(".py"):
                     newest = max(newest, e.stat(follow_symlinks=False).st_mtime_ns)
     return newest
@@ -143,8 +144,13 @@ def try_front(argv: list[str], pending: list[int]) -> None:
             os.open(os.devnull, os.O_RDWR)
     try:
         s = _connect(front_path(), timeout=2.0)
+    except (OSError, ValueError):  # none serves this home (or not for us)
+        return
+    try:
         req = _request(argv)
-    except (OSError, ValueError):  # none serves this home (or not for us), or this process's state is unreadable
+        _frame(req)
+    except (OSError, ValueError, TypeError):  # this process's state is unreadable (a deleted cwd, say)
+        s.close()
         return
     try:
         _run_remote(s, req, pending)
@@ -165,7 +171,7 @@ def _request(argv: list[str]) -> dict[str, object]:
     ignored = [int(n) for n in range(1, signal.NSIG) if _ignored(n)]
     return {"op": "run", **_identity(), "argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": umask,
             "affinity": sorted(os.sched_getaffinity(0)), "limits": limits, "nice": os.getpriority(os.PRIO_PROCESS, 0),
-            "path": list(sys.path), "ignored": ignored,
+            "path": [str(p) for p in sys.path], "ignored": ignored,
             "mask": sorted(int(n) for n in signal.pthread_sigmask(signal.SIG_BLOCK, []) if n not in FORWARDED),
             "stdio": [[f.encoding, f.errors] if f is not None else None for f in (sys.stdin, sys.stdout, sys.stderr)]}
 
@@ -179,6 +185,7 @@ def _ignored(signum: int) -> bool:
 
 def _run_remote(s: socket.socket, req: dict[str, object], pending: list[int]) -> None:
     import array
+    import resource
 
     frame = _frame(req)
     try:
@@ -186,17 +193,17 @@ def _run_remote(s: socket.socket, req: dict[str, object], pending: list[int]) ->
         s.sendall(frame[n:])  # the descriptors went with the first bytes; the rest of a large request follows
     except OSError:
         return
-    sent, child = 0, 0
+    sent, child = 0, -1  # child: the job's mnp's pidfd, once it has said it started
 
     def forward() -> None:
-        """Until the job's mnp has said its pid, through the front (which holds it from the fork on); then
-        straight to it, so that a front that died since cannot swallow a Ctrl-C."""
+        """Until the job's mnp has started, through the front (which holds it from the fork on); then straight
+        to it through its pidfd, so that a front that died since cannot swallow a Ctrl-C."""
         nonlocal sent
         while sent < len(pending):
             sent += 1  # counted first: a signal handled inside sendall must not send this one again
             try:
-                if child:
-                    os.kill(child, pending[sent - 1])
+                if child >= 0:
+                    signal.pidfd_send_signal(child, pending[sent - 1])
                 else:
                     s.sendall(b"sig %d\n" % pending[sent - 1])
             except OSError:
@@ -211,9 +218,20 @@ def _run_remote(s: socket.socket, req: dict[str, object], pending: list[int]) ->
     forward()
     buf, started = b"", False
     s.settimeout(START_S)
+    ancsize = socket.CMSG_SPACE(array.array("i").itemsize)
     while True:
         try:
-            chunk = s.recv(4096)
+            chunk, anc, _flags, _addr = s.recvmsg(4096, ancsize, socket.MSG_CMSG_CLOEXEC)
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(raw) >= 4:
+                    got = array.array("i")
+                    got.frombytes(raw[:len(raw) - len(raw) % got.itemsize])
+                    for fd in got[1:]:
+                        os.close(fd)
+                    if not started and child < 0:
+                        child = got[0]  # (from the job's mnp, with its "started")
+                    else:
+                        os.close(got[0])
         except TimeoutError:
             sys.stderr.write(f"mnp: error: the pool's front ({front_path()}) did not start the job within "
                              f"{START_S:g} s (stopped? its log: front.log beside it); MNP_FRONT=0 runs without it\n")
@@ -233,13 +251,16 @@ def _run_remote(s: socket.socket, req: dict[str, object], pending: list[int]) ->
             if word == "started":
                 started = True
                 s.settimeout(None)
-                child = int(arg) if arg.isdigit() else 0
             elif word == "refused" and not started:
                 return
             elif word == "exit" and arg.lstrip("-").isdigit():
                 raise SystemExit(int(arg))
             elif word == "killed" and arg.isdigit():
                 signum = int(arg)
+                try:
+                    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the job's core is its own, not this one's
+                except (OSError, ValueError):
+                    pass
                 if signum not in (signal.SIGKILL, signal.SIGSTOP):
                     try:
                         signal.signal(signum, signal.SIG_DFL)
@@ -315,10 +336,15 @@ def start_front(idle_s: float) -> int | None:
     pid = ping_front()
     if pid is not None:
         return pid
-    log = os.path.join(_home(), "front.log")
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    import mnp
+
+    log = os.path.join(_home(), "front.log")  # appended to: a front that is still going may be writing it
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    # -P: not this directory first on its path (a yaml.py or zmq.py here would be every job's); the mnp package
+    # is found where this process found it, and nothing else there
+    top = os.path.dirname(os.path.dirname(os.path.realpath(mnp.__file__)))
     try:
-        subprocess.Popen([sys.executable, "-m", "mnp.cli.front", "--idle", repr(float(idle_s))],
+        subprocess.Popen([sys.executable, "-P", "-c", _BOOT, top, "--idle", repr(float(idle_s))],
                          stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True)
     finally:
         os.close(fd)
@@ -331,6 +357,9 @@ def start_front(idle_s: float) -> int | None:
 
 
 # ----------------------------------------------------------------------------------------------------- the front
+
+_BOOT = ("import sys; top = sys.argv.pop(1); sys.path.insert(0, top); import mnp; sys.path.remove(top); "
+         "from mnp.cli.front import _main; _main()")  # (mnp.cli.front: its name in ps)
 
 PRELOAD = ("mnp.cli.main", "mnp.cli.run", "mnp.cli.layout", "mnp.cli.render", "mnp.spec.model",
            "mnp.cluster.hosts", "mnp.cluster.sshopts", "mnp.cluster.pool", "mnp.records", "mnp.node.telemetry",
@@ -402,7 +431,7 @@ def _close(fds: list[int]) -> None:
 
 
 def serve(idle_s: float) -> None:
-    """The front's loop (``python -m mnp.cli.front``): one per home (a lock held for its life)."""
+    """The front's loop: one per home (a lock held for its life)."""
     import fcntl
     import importlib
     import select
@@ -415,10 +444,10 @@ def serve(idle_s: float) -> None:
     except OSError:
         return  # another front serves this home
     path = front_path()
-    me = _identity()
     os.chdir("/")  # (each job's mnp goes to its client's directory)
     for name in PRELOAD:
         importlib.import_module(name)
+    me = _identity()  # (after the imports)
     import gc
 
     gc.collect()
@@ -486,7 +515,7 @@ def serve(idle_s: float) -> None:
                     if any(req.get(k) != v for k, v in me.items()):
                         conn.say("refused stale: this front runs another mnp or Python")
                         sock.close()
-                        if req.get("root") == me["root"]:
+                        if all(req.get(k) == me[k] for k in ("root", "exe", "prefix")):
                             stopping = True  # this mnp changed under it: the next pool start makes a current one
                     elif req.get("op") == "ping":
                         conn.say(f"pong {os.getpid()} {served}")
@@ -495,6 +524,8 @@ def serve(idle_s: float) -> None:
                         stopping = True
                         conn.say(f"stopping {os.getpid()}")
                         sock.close()
+                    elif req.get("op") == "run" and len(fds) == 3 and _hung_up(sock):
+                        sock.close()  # the client gave up (timed out, killed) while its request waited: no job
                     elif req.get("op") == "run" and len(fds) == 3:
                         pid = _fork(conn, req, fds, [listener, wake_r, wake_w, *(c.sock for c in conns.values())],
                                     lock)
@@ -538,6 +569,14 @@ def serve(idle_s: float) -> None:
         pass
 
 
+def _hung_up(sock: socket.socket) -> bool:
+    import select
+
+    p = select.poll()
+    p.register(sock, select.POLLRDHUP)
+    return any(ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _fd, ev in p.poll(0))
+
+
 def _fork(conn: _Conn, req: dict[str, object], fds: list[int], others: list[socket.socket], lock: int) -> int | None:
     """The job's mnp forked for ``conn`` (the forwarded signals blocked across the fork, so none reaches the
     child before it has its own handlers); None when the kernel refused (the client was told)."""
@@ -549,7 +588,10 @@ def _fork(conn: _Conn, req: dict[str, object], fds: list[int], others: list[sock
         conn.say(f"refused fork: {e.strerror}")
         return None
     if pid == 0:
-        _child(conn, req, fds, others, lock)  # (never returns)
+        try:
+            _child(conn, req, fds, others, lock)
+        finally:
+            os._exit(1)  # (it exits itself; nothing in it may return into the front's loop)
     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return pid
 
@@ -625,7 +667,7 @@ def _child(conn: _Conn, req: dict[str, object], fds: list[int], others: list[soc
     except Exception as e:  # nothing ran: the client runs the job itself
         conn.say(f"refused {type(e).__name__}: {e}")
         os._exit(1)
-    conn.say(f"started {os.getpid()}")
+    _started(conn)
     try:
         from mnp.cli.main import main
 
@@ -693,6 +735,25 @@ def _stdio(got: object) -> list[tuple[str, str]]:
     return out
 
 
+def _started(conn: _Conn) -> None:
+    """``started PID``, with a pidfd of this process (the client signals it through that: no pid namespace or
+    reused pid can misdirect it); the line alone where the kernel has no pidfds."""
+    import array
+
+    line = f"started {os.getpid()}\n".encode()
+    try:
+        pidfd = os.pidfd_open(os.getpid())
+    except (OSError, AttributeError):
+        conn.say(line.decode().rstrip("\n"))
+        return
+    try:
+        conn.sock.sendmsg([line], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pidfd]))])
+    except OSError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
 def _become(req: dict[str, object], fds: list[int]) -> None:
     import io
     import random
@@ -709,24 +770,21 @@ def _become(req: dict[str, object], fds: list[int]) -> None:
     sys.path[:] = [str(p) for p in path]  # what the job imports from now on is found where the client finds it
     os.chdir(cwd)
     _signals(req)
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, int(req.get("nice", 0)))  # type: ignore[call-overload]
-    except (OSError, ValueError):
-        pass
+    # what this process cannot become (a higher priority, a CPU outside its cpuset, a limit above its hard
+    # limit) is a refusal, before the descriptors are touched: the client then runs the job itself, as it is
+    nice = int(req.get("nice", 0))  # type: ignore[call-overload]
+    if os.getpriority(os.PRIO_PROCESS, 0) != nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
     os.umask(int(req.get("umask", 0o022)))  # type: ignore[call-overload]
     aff = req.get("affinity")
-    if isinstance(aff, list) and aff:
-        try:
-            os.sched_setaffinity(0, [int(c) for c in aff])
-        except OSError:
-            pass
+    if isinstance(aff, list) and aff and set(aff) != os.sched_getaffinity(0):
+        os.sched_setaffinity(0, [int(c) for c in aff])
     limits = req.get("limits")
     for name, pair in (limits.items() if isinstance(limits, dict) else ()):
         if name in _LIMITS and hasattr(resource, name) and isinstance(pair, list) and len(pair) == 2:
-            try:
-                resource.setrlimit(getattr(resource, name), (int(pair[0]), int(pair[1])))
-            except (OSError, ValueError):
-                pass
+            want = (int(pair[0]), int(pair[1]))
+            if resource.getrlimit(getattr(resource, name)) != want:
+                resource.setrlimit(getattr(resource, name), want)
     for target, fd in zip((0, 1, 2), fds):
         os.dup2(fd, target)
         os.close(fd)

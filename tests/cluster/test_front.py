@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -159,8 +160,15 @@ def _waiting_client(home: Path, cwd: Path, out: Path, stdin_closed: bool = False
     while not front and time.monotonic() < deadline:
         time.sleep(0.02)
         front = _children_of_front(home)
-    assert front, "the front started no child"
+    if not front:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the front started no child")
     return proc, front[0]
+
+
+def _links(pid: int) -> set[str]:
+    return {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
 
 
 def _children_of_front(home: Path) -> list[int]:
@@ -183,8 +191,11 @@ def test_the_job_s_mnp_is_the_client_s_own_but_for_its_parent(front: int, mnp_ho
             assert "Umask:\t0027" in status, status
             limits = Path(f"/proc/{child}/limits").read_text()
             assert any(line.startswith("Max open files") and line.split()[3] == "200" for line in limits.splitlines())
-            fds = {os.readlink(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")}
-            assert not [f for f in fds if "front.sock" in f or "front.l" in f], fds
+            fds = _links(child)
+            assert not [f for f in fds if "front.l" in f], fds  # (its lock and its log)
+            # of the front's sockets (its listener, its wake-up pair, other clients'), only its own client's
+            shared = fds & {f for f in _links(front) if f.startswith("socket:")}
+            assert len(shared) == 1, (shared, fds)
             assert not _children(proc.pid)
             t0 = time.monotonic()
             proc.send_signal(sig)
@@ -245,8 +256,8 @@ def test_a_signal_sent_with_the_request_is_not_lost(front: int, mnp_home: Path, 
 
 def test_a_front_killed_under_a_running_job(front: int, mnp_home: Path, tmp_path: Path) -> None:
     """The front SIGKILLed while a job runs: the job's mnp goes on, the client's Ctrl-C still reaches it (sent
-    straight to the pid it said), its status still comes back; the next job finds no front (the socket file left
-    behind refuses the connection) and runs in its own client."""
+    straight to it through the pidfd it sent), its status still comes back; the next job finds no front (the socket
+    file left behind refuses the connection) and runs in its own client."""
     _pool_file(mnp_home, port=_free_port())
     proc, child = _waiting_client(mnp_home, tmp_path, tmp_path / "out")
     try:
@@ -258,6 +269,8 @@ def test_a_front_killed_under_a_running_job(front: int, mnp_home: Path, tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if _alive(child):  # (no front is left to hang it up)
+            os.kill(child, 9)
     assert proc.returncode == 130 and "CANCELLED" in err, (proc.returncode, err)
     assert (mnp_home / "front.sock").exists() and _info(mnp_home) is None
     p = run_mnp(["run", "--hosts", "elsewhere", "--via", "pool", "true"], mnp_home, timeout=30)
@@ -369,3 +382,64 @@ def test_the_front_goes_with_its_pool_file_and_after_its_idle_time(mnp_home: Pat
     finally:
         if _alive(pid):
             os.kill(pid, 9)
+
+
+@pytest.mark.noroot
+def test_the_identity_follows_the_modules_not_their_directories(tmp_path: Path) -> None:
+    """An edited or added module makes a front stale; Python's __pycache__ and an editor's swap file do not."""
+    from mnp.cli.front import _newest
+
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    mod = pkg / "sub" / "mod.py"
+    mod.write_text("x = 1\n")
+    os.utime(mod, ns=(10**18, 10**18))
+    first = _newest(str(pkg))
+    (pkg / "sub" / "__pycache__").mkdir()
+    (pkg / "sub" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"")
+    (pkg / "sub" / ".mod.py.swp").write_bytes(b"")
+    assert _newest(str(pkg)) == first == 10**18
+    os.utime(mod, ns=(10**18 + 1, 10**18 + 1))
+    assert _newest(str(pkg)) == first + 1
+    (pkg / "new.py").write_text("")
+    assert _newest(str(pkg)) > first + 1
+
+
+def test_the_front_does_not_import_from_where_pool_start_ran(mnp_home: Path, tmp_path: Path) -> None:
+    """A ``yaml.py`` in the directory `mnp pool start` ran from is not what the front (and every job's mnp it
+    forks) imports."""
+    _pool_file(mnp_home)
+    (tmp_path / "yaml.py").write_text(f"open({str(tmp_path / 'IMPORTED')!r}, 'w').close()\n")
+    p = subprocess.run([sys.executable, "-c", "from mnp.cli.front import start_front; print(start_front(60))"],
+                       capture_output=True, text=True, timeout=30, env=_env(mnp_home), cwd=tmp_path)
+    pid = int(p.stdout) if p.stdout.strip().isdigit() else None
+    try:
+        assert pid is not None, p.stderr
+        assert not (tmp_path / "IMPORTED").exists()
+        assert _info(mnp_home) == (pid, 0)
+    finally:
+        _py(mnp_home, "from mnp.cli.front import stop_front; stop_front()")
+        if pid is not None and not _wait_gone(pid, 10):
+            os.kill(pid, 9)
+
+
+def test_a_request_whose_client_is_gone_starts_no_job(front: int, mnp_home: Path, tmp_path: Path) -> None:
+    """A client that gave up (killed, timed out) while its request waited: the front finds its connection hung up
+    and forks nothing (no job record, no output after the shell's prompt)."""
+    code = ("import array, socket, sys\n"
+            "from mnp.cli.front import _connect, _request, _frame, front_path\n"
+            "s = _connect(front_path())\n"
+            "s.sendmsg([_frame(_request(['mnp', 'run', '--via', 'pool', '--help']))], [(socket.SOL_SOCKET, "
+            "socket.SCM_RIGHTS, array.array('i', (0, 1, 2)))])\n"
+            "s.close()\n")
+    out = tmp_path / "out"
+    os.kill(front, signal.SIGSTOP)  # (so that the client is surely gone before the front reads its request)
+    try:
+        with out.open("w") as f:  # (a file: a pipe would stay open in the request's descriptors until it is read)
+            p = subprocess.run([sys.executable, "-c", code], stdout=f, stderr=subprocess.STDOUT, timeout=30,
+                               env=_env(mnp_home), cwd=tmp_path)
+    finally:
+        os.kill(front, signal.SIGCONT)
+    time.sleep(0.5)
+    assert p.returncode == 0 and out.read_text() == "", out.read_text()
+    assert _info(mnp_home) == (front, 0)
