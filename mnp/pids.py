@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["pid_alive"]
+__all__ = ["pid_alive", "pid_running"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -18,3 +18,13 @@ def pid_alive(pid: int) -> bool:
     except OverflowError:
         return False
     return True
+
+
+def pid_running(pid: int) -> bool:
+    """True while ``pid`` exists and has not ended: a zombie (ended, not yet reaped by its parent) is not
+    running."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False

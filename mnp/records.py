@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from mnp.errors import UsageError
+from mnp.home import home_dir
 from mnp.pids import pid_alive
 
 __all__ = ["STATES", "TERMINAL", "JobRecord", "Records", "mnp_home", "new_job_id", "state_times"]
@@ -70,7 +71,7 @@ EXIT_COORDINATOR_LOST = 255
 
 
 def mnp_home() -> Path:
-    return Path(os.environ.get("MNP_HOME") or Path.home() / ".mnp")
+    return Path(home_dir())
 
 
 def _private_dir(path: Path, tighten: bool = True) -> None:

@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 __all__ = ["try_front", "front_path", "front_info", "ping_front", "start_front", "stop_front", "serve"]
 
@@ -42,27 +43,34 @@ _LIMITS = ("RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_STACK", "RLIMIT_MEMLOCK", "RL
 
 
 def _home() -> str:
-    return os.path.abspath(os.environ.get("MNP_HOME") or os.path.join(os.path.expanduser("~"), ".mnp"))
+    from mnp.home import home_dir
+
+    return os.path.abspath(home_dir())  # (absolute: the front works from /)
 
 
 def front_path() -> str:
     return os.path.join(_home(), SOCKET)
 
 
+def _at(path: str, use: Callable[[str], None]) -> None:
+    """``use`` (a socket's bind or connect) with ``path``, or, for a path longer than a socket address holds,
+    with the same file through its directory's descriptor (``/proc/self/fd/N/front.sock``)."""
+    if len(path.encode()) < 100:
+        use(path)
+        return
+    d = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+    try:
+        use(f"/proc/self/fd/{d}/{os.path.basename(path)}")
+    finally:
+        os.close(d)
+
+
 def _connect(path: str, timeout: float | None = None) -> socket.socket:
-    """A connection to the socket at ``path``; a path longer than a socket address holds is reached through its
-    directory's descriptor (``/proc/self/fd/N/front.sock``)."""
+    """A connection to the front's socket at ``path``, whose listener must be this user's."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     s.settimeout(timeout)
     try:
-        if len(path.encode()) < 100:
-            s.connect(path)
-        else:
-            d = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
-            try:
-                s.connect(f"/proc/self/fd/{d}/{os.path.basename(path)}")
-            finally:
-                os.close(d)
+        _at(path, s.connect)
         if _peer_uid(s) != os.geteuid():  # a socket someone else bound there (a shared MNP_HOME): never ours
             raise PermissionError(f"{path}: served by another user")
     except BaseException:
@@ -109,6 +117,19 @@ def _newest(root: str) -> int:
     return newest
 
 
+def _fds(anc: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors that came in ``recvmsg``'s ancillary data."""
+    import array
+
+    out: list[int] = []
+    for level, kind, raw in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            got = array.array("i")
+            got.frombytes(raw[:len(raw) - len(raw) % got.itemsize])
+            out.extend(got)
+    return out
+
+
 def _frame(obj: dict[str, object]) -> bytes:
     import json
 
@@ -147,13 +168,12 @@ def try_front(argv: list[str], pending: list[int]) -> None:
     except (OSError, ValueError):  # none serves this home (or not for us)
         return
     try:
-        req = _request(argv)
-        _frame(req)
+        frame = _frame(_request(argv))
     except (OSError, ValueError, TypeError):  # this process's state is unreadable (a deleted cwd, say)
         s.close()
         return
     try:
-        _run_remote(s, req, pending)
+        _run_remote(s, frame, pending)
     finally:
         s.close()
 
@@ -183,11 +203,10 @@ def _ignored(signum: int) -> bool:
         return False
 
 
-def _run_remote(s: socket.socket, req: dict[str, object], pending: list[int]) -> None:
+def _run_remote(s: socket.socket, frame: bytes, pending: list[int]) -> None:
     import array
     import resource
 
-    frame = _frame(req)
     try:
         n = s.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", (0, 1, 2)))])
         s.sendall(frame[n:])  # the descriptors went with the first bytes; the rest of a large request follows
@@ -222,16 +241,11 @@ def _run_remote(s: socket.socket, req: dict[str, object], pending: list[int]) ->
     while True:
         try:
             chunk, anc, _flags, _addr = s.recvmsg(4096, ancsize, socket.MSG_CMSG_CLOEXEC)
-            for level, kind, raw in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(raw) >= 4:
-                    got = array.array("i")
-                    got.frombytes(raw[:len(raw) - len(raw) % got.itemsize])
-                    for fd in got[1:]:
-                        os.close(fd)
-                    if not started and child < 0:
-                        child = got[0]  # (from the job's mnp, with its "started")
-                    else:
-                        os.close(got[0])
+            for fd in _fds(anc):
+                if not started and child < 0:
+                    child = fd  # (from the job's mnp, with its "started")
+                else:
+                    os.close(fd)
         except TimeoutError:
             sys.stderr.write(f"mnp: error: the pool's front ({front_path()}) did not start the job within "
                              f"{START_S:g} s (stopped? its log: front.log beside it); MNP_FRONT=0 runs without it\n")
@@ -311,20 +325,18 @@ def stop_front(wait_s: float = 10.0) -> bool:
     gone; whether it is."""
     import time
 
+    from mnp.pids import pid_running
+
     ans = _ask("stop")
     if not ans or not ans.startswith("stopping "):
         return ans is None
     pid = int(ans.split()[1])
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return True
-        except (OSError, IndexError):
-            return True
+    while pid_running(pid):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.02)
-    return False
+    return True
 
 
 def start_front(idle_s: float) -> int | None:
@@ -402,11 +414,7 @@ def _read_request(sock: socket.socket) -> tuple[dict[str, object], list[int], by
                 raise ValueError("request too slow")
             sock.settimeout(left)
             chunk, anc, _flags, _addr = sock.recvmsg(1 << 16, ancsize if not fds else 0, socket.MSG_CMSG_CLOEXEC)
-            for level, kind, raw in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    got = array.array("i")
-                    got.frombytes(raw[:len(raw) - len(raw) % got.itemsize])
-                    fds.extend(got)
+            fds.extend(_fds(anc))
             if not chunk:
                 raise ValueError("the client hung up")
             data += chunk
@@ -444,6 +452,7 @@ def serve(idle_s: float) -> None:
     except OSError:
         return  # another front serves this home
     path = front_path()
+    os.environ["MNP_HOME"] = home  # (absolute, as this process works from /: its own reads of the pool file)
     os.chdir("/")  # (each job's mnp goes to its client's directory)
     for name in PRELOAD:
         importlib.import_module(name)
@@ -458,7 +467,7 @@ def serve(idle_s: float) -> None:
     try:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        _bind(listener, tmp)
+        _at(tmp, listener.bind)
     finally:
         os.umask(old)
     os.replace(tmp, path)
@@ -482,12 +491,11 @@ def serve(idle_s: float) -> None:
     conns: dict[int, _Conn] = {}  # by socket fd: the clients whose job runs
     children: dict[int, _Conn] = {}
     last = time.monotonic()
-    pool_file = os.path.join(home, "pool.json")
     poller = select.poll()
     poller.register(listener, select.POLLIN)
     poller.register(wake_r, select.POLLIN)
     while True:
-        if not children and (stopping or time.monotonic() - last > idle_s or not _pool_alive(pool_file)):
+        if not children and (stopping or time.monotonic() - last > idle_s or not _pool_alive()):
             break
         for fd, _ev in poller.poll(1000):
             if fd == wake_r.fileno():
@@ -596,26 +604,15 @@ def _fork(conn: _Conn, req: dict[str, object], fds: list[int], others: list[sock
     return pid
 
 
-def _bind(sock: socket.socket, path: str) -> None:
-    if len(path.encode()) < 100:
-        sock.bind(path)
-        return
-    d = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
-    try:
-        sock.bind(f"/proc/self/fd/{d}/{os.path.basename(path)}")
-    finally:
-        os.close(d)
-
-
-def _pool_alive(pool_file: str) -> bool:
+def _pool_alive() -> bool:
     """The pool this front serves still has hosts (``mnp pool stop`` of all of them, or its home removed, ends
-    the front)."""
-    import json
+    the front; so does a pool file mnp would refuse)."""
+    from mnp.cluster.pool import PoolStore
+    from mnp.errors import UsageError
 
     try:
-        with open(pool_file) as f:
-            return bool(json.load(f).get("hosts"))
-    except (OSError, ValueError, AttributeError):
+        return bool(PoolStore.load().hosts)
+    except UsageError:
         return False
 
 
