@@ -399,12 +399,15 @@ def test_only_the_key_that_started_the_pool_is_heard(hosts: SshNodes, pool: Path
 def test_an_idle_pool_agent_exits_by_itself(hosts: SshNodes, tmp_path: Path, mnp_home: Path) -> None:
     hf = tmp_path / "one"
     hf.write_text(f"{hosts.addresses[2]}\n")
-    p = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--idle", "1"], mnp_home, timeout=60)
+    # --idle 2: the second start must find the pool agent still there after the first start's wait for its front
+    # and one status call (about a second on this machine)
+    p = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--idle", "2"], mnp_home, timeout=60)
     assert p.returncode == 0 and "started" in p.stdout, p.stderr
-    [log] = [_log_of(h) for h in _status(mnp_home).values()]
-    front = _front(mnp_home)
+    st = json.loads(run_mnp(["pool", "status", "--json"], mnp_home, timeout=30).stdout)
+    [log] = [_log_of(h) for h in st["hosts"]]
+    front = st["front"]
     assert front is not None
-    again = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--idle", "1"], mnp_home, timeout=60)
+    again = run_mnp(["pool", "start", *hosts.ssh_args(), "--hostfile", str(hf), "--idle", "2"], mnp_home, timeout=60)
     assert again.returncode == 0 and "running" in again.stdout, again.stderr  # one agent per host: kept
     deadline = time.monotonic() + 10
     while _pool_agents(hosts, 2) and time.monotonic() < deadline:
