@@ -268,6 +268,9 @@ def _run_remote(s: socket.socket, frame: bytes, pending: list[int]) -> None:
             elif word == "refused" and not started:
                 return
             elif word == "exit" and arg.lstrip("-").isdigit():
+                # the job is over: a Ctrl-C from now on must not kill this process as it exits (Python's own
+                # finalization gives the signals their default action back), its status is the job's
+                signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
                 raise SystemExit(int(arg))
             elif word == "killed" and arg.isdigit():
                 signum = int(arg)

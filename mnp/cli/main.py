@@ -272,3 +272,8 @@ def main() -> None:
         import gc
 
         gc.freeze()
+        # and a Ctrl-C now cannot turn the status decided above into death by SIGINT (the interpreter's
+        # finalization gives the signals their default action back before the process ends)
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
